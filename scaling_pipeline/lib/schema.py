@@ -1,0 +1,82 @@
+"""Canonical table layouts shared by ingest, clean, fit and report.
+
+Every reader in :mod:`scaling_pipeline.lib.formats` produces rows in the *staging* layouts below
+(``METRIC_COLUMNS``, ``RUN_COLUMNS``); ingest adds ``source_path`` and stores them in the ``raw``
+schema of the warehouse. Units: tokens are counted in tokens, losses in nats per token, FLOPs in
+floating-point operations, ``wall_time`` in seconds since the run's first launch.
+"""
+
+from __future__ import annotations
+
+# (name, DuckDB type) — order matters: staging tables and raw tables use this column order.
+METRIC_COLUMNS: list[tuple[str, str]] = [
+    ("run_id", "VARCHAR"),  # never NULL
+    ("family", "VARCHAR"),  # NULL when the log does not say; filled from run metadata in clean
+    ("step", "BIGINT"),  # optimizer steps done; never NULL
+    ("tokens", "DOUBLE"),  # tokens seen at this step (NULL: derive from step x batch_tokens)
+    ("train_loss", "DOUBLE"),  # nats/token; NULL when not logged; NaN/inf kept as logged
+    ("eval_loss", "DOUBLE"),  # nats/token; NULL when not evaluated at this step
+    ("lr", "DOUBLE"),
+    ("wall_time", "DOUBLE"),  # seconds
+    ("record", "BIGINT"),  # 1-based line (text formats) or record/event index in the source
+]
+
+RUN_COLUMNS: list[tuple[str, str]] = [
+    ("run_id", "VARCHAR"),
+    ("family", "VARCHAR"),
+    ("n_params", "DOUBLE"),  # parameters N
+    ("tokens_planned", "DOUBLE"),  # tokens the LR schedule was planned for (D of a completed run)
+    ("batch_tokens", "DOUBLE"),  # tokens per optimizer step
+    ("total_steps", "BIGINT"),  # steps the schedule was planned for
+    ("warmup_steps", "BIGINT"),
+    ("schedule", "VARCHAR"),  # e.g. cosine, linear, constant, wsd
+    ("status", "VARCHAR"),  # as logged by the trainer (completed/diverged/...); informative only
+    ("unique_tokens", "DOUBLE"),  # unique tokens U in the data (data-constrained runs)
+    ("lr", "DOUBLE"),  # peak learning rate
+    ("extra", "VARCHAR"),  # JSON object with every other metadata field, as strings/numbers
+]
+
+QUARANTINE_COLUMNS: list[tuple[str, str]] = [
+    ("source_path", "VARCHAR"),  # the file or run directory
+    ("reader", "VARCHAR"),
+    ("location", "VARCHAR"),  # "line 17", "record 3", "file", "metrics/train_loss line 4", ...
+    ("field", "VARCHAR"),  # column/key at fault, NULL when the whole record/file is bad
+    ("reason", "VARCHAR"),  # human-readable, says what was expected
+    ("scope", "VARCHAR"),  # 'row' (row dropped, rest of file kept) or 'file' (nothing kept)
+]
+
+# Recognised column aliases (lower-cased, exact match) -> canonical metric column.
+METRIC_ALIASES: dict[str, list[str]] = {
+    "run_id": ["run_id", "run", "run_name", "runid", "name"],
+    "family": ["family", "model_family"],
+    "step": ["step", "_step", "global_step", "iteration", "iter", "steps"],
+    "tokens": ["tokens", "tokens_seen", "num_tokens", "n_tokens", "consumed_tokens", "train/tokens"],
+    "train_loss": ["train_loss", "loss", "train/loss", "training_loss", "loss/train", "train"],
+    "eval_loss": ["eval_loss", "val_loss", "eval/loss", "val/loss", "validation_loss", "loss/eval",
+                  "loss/val", "valid_loss"],
+    "lr": ["lr", "learning_rate", "train/lr"],
+    "wall_time": ["wall_time", "_runtime", "elapsed", "time_s"],
+}
+
+RUN_ALIASES: dict[str, list[str]] = {
+    "run_id": ["run_id", "run", "run_name", "runid", "name"],
+    "family": ["family", "model_family"],
+    "n_params": ["n_params", "params", "num_params", "parameters", "model_size", "n"],
+    "tokens_planned": ["tokens_planned", "total_tokens", "planned_tokens", "train_tokens",
+                       "n_tokens", "tokens"],
+    "batch_tokens": ["batch_tokens", "tokens_per_step", "batch_size_tokens"],
+    "total_steps": ["total_steps", "max_steps", "train_steps", "num_steps"],
+    "warmup_steps": ["warmup_steps", "warmup"],
+    "schedule": ["schedule", "lr_schedule", "scheduler", "decay"],
+    "status": ["status", "state"],
+    "unique_tokens": ["unique_tokens", "unique", "u"],
+    "lr": ["lr", "peak_lr", "learning_rate", "max_lr"],
+}
+
+
+def ddl(table: str, columns: list[tuple[str, str]], extra: str = "") -> str:
+    """CREATE TABLE IF NOT EXISTS statement for ``columns`` (+ ``extra`` column definitions)."""
+    cols = ", ".join(f'"{name}" {typ}' for name, typ in columns)
+    if extra:
+        cols = f"{cols}, {extra}"
+    return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"

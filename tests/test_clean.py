@@ -1,0 +1,118 @@
+"""Unit tests of lib/clean.py on hand-built raw tables with known faults."""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import pytest
+
+from scaling_pipeline.lib import clean as C
+from scaling_pipeline.lib.schema import METRIC_COLUMNS, RUN_COLUMNS, ddl
+
+
+def _raw(con, runs: list[dict], metrics: list[dict]) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    con.execute(ddl("raw.runs", RUN_COLUMNS, "source_path VARCHAR"))
+    con.execute(ddl("raw.metrics", METRIC_COLUMNS, "source_path VARCHAR"))
+    # executemany, not a DataFrame scan: DuckDB reads a pandas NaN as NULL, and NaN must stay NaN here
+    for table, cols, rows in (("raw.runs", RUN_COLUMNS, runs), ("raw.metrics", METRIC_COLUMNS, metrics)):
+        names = [c for c, _ in cols] + ["source_path"]
+        con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(names))})",
+                        [[r.get(c) for c in names] for r in rows])
+
+
+def _run(run_id, n, steps=100, family="f", status="completed", warmup=5, batch=1000.0):
+    return dict(run_id=run_id, family=family, n_params=n, tokens_planned=steps * batch, batch_tokens=batch,
+                total_steps=steps, warmup_steps=warmup, schedule="cosine", status=status, source_path="runs.csv")
+
+
+def _curve(run_id, final, steps=100, last=None, every=10, path=None):
+    """Loss decreasing to ``final`` at ``steps``; logged every ``every`` steps up to ``last``; eval at each log."""
+    rows = []
+    for i, s in enumerate(range(every, (last or steps) + 1, every)):
+        loss = final + 2.0 * (1 - s / steps) ** 2
+        rows.append(dict(run_id=run_id, step=s, tokens=s * 1000.0, train_loss=loss + 0.01, eval_loss=loss,
+                         wall_time=float(s), record=i + 1, source_path=path or f"{run_id}.csv"))
+    return rows
+
+
+@pytest.fixture()
+def con():
+    c = duckdb.connect()
+    yield c
+    c.close()
+
+
+def test_valid_runs_become_points_with_final_eval(con):
+    _raw(con, [_run("a", 1e6), _run("b", 2e6, steps=200)], _curve("a", 3.0) + _curve("b", 2.5, steps=200))
+    s = C.clean(con)
+    pts = con.execute("SELECT run_id, n_params, n_tokens, flops, loss, loss_source FROM clean.points ORDER BY run_id").fetchall()
+    assert pts == [("a", 1e6, 100_000.0, 6e11, 3.0, "final_eval"), ("b", 2e6, 200_000.0, 2.4e12, 2.5, "final_eval")]
+    assert s.points == 2 and s.excluded_runs == 0
+
+
+def test_resumed_run_keeps_last_write_and_counts_duplicates(con):
+    first = _curve("r", 3.0, last=60)
+    # resumed from step 40: steps 50, 60 logged again, later and slightly different
+    second = [dict(r, train_loss=r["train_loss"] + 0.5, wall_time=r["wall_time"] + 1000, record=100 + i)
+              for i, r in enumerate(_curve("r", 3.0)) if r["step"] >= 50]
+    _raw(con, [_run("r", 1e6)], first + second)
+    s = C.clean(con)
+    assert s.dropped_rows[C.DUPLICATE_STEPS] == 2
+    (n_dupe_rows,) = con.execute("SELECT n_rows FROM clean.exclusions WHERE reason = ?", [C.DUPLICATE_STEPS]).fetchone()
+    assert n_dupe_rows == 2
+    assert con.execute("SELECT count(*) FROM clean.steps WHERE run_id='r'").fetchone()[0] == 10
+    # the second write (higher train loss) won
+    (tl,) = con.execute("SELECT train_loss FROM clean.steps WHERE run_id='r' AND step=50").fetchone()
+    assert tl == pytest.approx(3.0 + 2.0 * 0.25 + 0.51)
+    assert s.points == 1
+
+
+def test_diverged_incomplete_dominated_and_missing_metadata_are_excluded(con):
+    nan_rows = _curve("nan", 3.0)
+    for r in nan_rows:
+        if r["step"] >= 70:
+            r["train_loss"], r["eval_loss"] = (math.nan if r["step"] % 20 else math.inf), None
+    spike = _curve("spike", 3.0)
+    for r in spike:
+        if r["step"] >= 60:
+            r["train_loss"] = 9.0
+    _raw(con,
+         [_run("ok", 1e6), _run("nan", 1e6), _run("spike", 1e6), _run("killed", 1e6), _run("bad_lr", 2e6),
+          dict(_run("orphan", None), n_params=None)],
+         _curve("ok", 3.0) + nan_rows + spike + _curve("killed", 3.0, last=40)
+         + _curve("bad_lr", 3.6) + _curve("orphan", 3.0))
+    s = C.clean(con)
+    ex = dict(con.execute("SELECT run_id, reason FROM clean.exclusions WHERE kind='run'").fetchall())
+    assert ex == {"nan": C.DIVERGED, "spike": C.DIVERGED, "killed": C.INCOMPLETE, "bad_lr": C.DOMINATED,
+                  "orphan": C.NO_METADATA}
+    steps = dict(con.execute("SELECT run_id, step FROM clean.exclusions WHERE kind='run'").fetchall())
+    assert steps["nan"] == 70 and steps["spike"] == 50 and steps["killed"] == 40
+    assert s.points == 1 and s.excluded_by_reason[C.DIVERGED] == 2
+    # NaN/inf rows never reach clean.steps, and are counted
+    assert con.execute("SELECT count(*) FROM clean.steps WHERE NOT isfinite(train_loss)").fetchone()[0] == 0
+    assert s.dropped_rows[C.NONFINITE_ROWS] == 4
+
+
+def test_warmup_cut_and_train_loss_fallback(con):
+    rows = _curve("w", 3.0, every=1)
+    for r in rows:
+        r["eval_loss"] = None
+    _raw(con, [_run("w", 1e6, warmup=10)], rows)
+    s = C.clean(con, C.CleanConfig(smooth_points=5))
+    assert s.dropped_rows[C.WARMUP_ROWS] == 9  # steps 1..9 < warmup 10
+    (loss, src) = con.execute("SELECT loss, loss_source FROM clean.points").fetchone()
+    expected = sum(3.0 + 2.0 * (1 - k / 100) ** 2 + 0.01 for k in range(96, 101)) / 5
+    assert loss == pytest.approx(expected) and src == "train_mean_last_5"
+
+
+def test_min_budget_filter_and_rebuild_is_idempotent(con):
+    _raw(con, [_run("small", 1e6, steps=50), _run("big", 1e6, steps=200)],
+         _curve("small", 3.2, steps=50) + _curve("big", 3.0, steps=200))
+    C.clean(con, C.CleanConfig(min_steps=100))
+    first = con.execute("SELECT * FROM clean.exclusions ORDER BY ALL").fetchall()
+    C.clean(con, C.CleanConfig(min_steps=100))
+    assert con.execute("SELECT * FROM clean.exclusions ORDER BY ALL").fetchall() == first
+    assert [r[0] for r in con.execute("SELECT run_id FROM clean.points").fetchall()] == ["big"]
+    assert ("small", C.BELOW_MIN_BUDGET) in [(r[0], r[3]) for r in first]
