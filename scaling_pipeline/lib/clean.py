@@ -44,8 +44,8 @@ COMPLETED_STATUSES = ("completed", "finished", "resumed", "done", "success")
 class CleanConfig:
     """Knobs of the cleaning stage (all recorded with the result).
 
-    divergence_nats: a run whose train loss ends more than this many nats above its best
-        (post warm-up) logged value, or that logs NaN/inf after warm-up, is diverged.
+    divergence_nats: a run whose train loss ends more than this many nats above its best logged
+        value, or that logs NaN/inf after warm-up, is diverged.
     dominated_tolerance: a run whose final loss is more than this fraction above that of a run
         with no more parameters and no more tokens (same family) is excluded as broken
         (e.g. a far too high learning rate that did not trip the divergence guard).
@@ -148,7 +148,7 @@ WITH d AS (
     FROM deduped d JOIN clean.runs r USING (run_id)
 ),
 best AS (
-    SELECT run_id, min(train_loss) FILTER (WHERE post_warmup AND isfinite(train_loss)) AS best_train
+    SELECT run_id, min(train_loss) FILTER (WHERE isfinite(train_loss)) AS best_train
     FROM d GROUP BY run_id
 )
 SELECT d.run_id,
@@ -300,7 +300,9 @@ def _run_verdict(run, stats: pd.DataFrame, cfg: CleanConfig) -> tuple[str, str, 
         return NO_LOSS, "no logged steps", None
     if not pd.isna(st.first_nonfinite_step):
         step = int(st.first_nonfinite_step)
-        return DIVERGED, f"non-finite loss (NaN/inf) from step {step}", step
+        healthy = "" if pd.isna(st.last_healthy_step) else (
+            f"; last step within {cfg.divergence_nats:g} nat of its best loss: {int(st.last_healthy_step)}")
+        return DIVERGED, f"non-finite loss (NaN/inf) from step {step}{healthy}", step
     if not pd.isna(st.last_train) and not pd.isna(st.best_train) and st.last_train > st.best_train + cfg.divergence_nats:
         step = _int(st.last_healthy_step)
         return (DIVERGED, f"train loss ended at {st.last_train:.3f} nats, {st.last_train - st.best_train:.2f} above "

@@ -1,0 +1,176 @@
+"""``scaling-pipeline``: run the asset graph, fit a CSV of runs, plan a budget, make demo logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, locked database, bad input): printed without a trace."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scaling-pipeline", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="materialize the whole asset graph in-process and print a summary")
+    run.add_argument("--logs", help="log root folder (default: $SCALING_LOGS or data/)")
+    run.add_argument("--db", help="DuckDB warehouse file (default: $SCALING_DB or data/warehouse.duckdb)")
+    run.add_argument("--reports", help="report folder (default: $SCALING_REPORTS or reports/)")
+    run.add_argument("--min-tokens", type=float, help="runs trained on fewer tokens give no point (default 0)")
+    run.add_argument("--min-steps", type=int, help="runs with fewer optimizer steps give no point (default 0)")
+    run.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per family (default 200)")
+    run.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    run.set_defaults(func=_cmd_run)
+
+    fit = sub.add_parser(
+        "fit", help="fit a law to a CSV of runs and print the result",
+        description="Fit a law to a runs CSV with columns n_params, n_tokens, loss (optional flops, unique_tokens, "
+                    "family). Forms and their parameters: chinchilla L = E + A/N^alpha + B/D^beta (E, A, B, alpha, "
+                    "beta); data_constrained: chinchilla with effective data/params (rd_star, rn_star fitted, "
+                    "Muennighoff et al. 2023 constants for the rest); kaplan_n / kaplan_d / kaplan_c: "
+                    "L = (Xc/X)^alpha (xc, alpha) in N, D or C. Losses in nats/token, C in FLOPs.")
+    fit.add_argument("csv", type=Path, help="runs CSV")
+    fit.add_argument("--form", default="chinchilla",
+                     choices=["chinchilla", "data_constrained", "kaplan_n", "kaplan_d", "kaplan_c"])
+    fit.add_argument("--loss", default="huber", choices=["huber", "huber_loss_space", "mse"],
+                     help="objective: huber = sum of Huber(delta) of log residuals (Epoch/Hoffmann; default)")
+    fit.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
+    fit.add_argument("--family", help="fit only the rows of this family")
+    fit.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap resamples for intervals")
+    fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    fit.add_argument("--json", action="store_true", help="print one JSON object")
+    fit.set_defaults(func=_cmd_fit)
+
+    demo = sub.add_parser("demo-data", help="write a synthetic ladder with known truth and deliberate faults")
+    demo.add_argument("dir", type=Path, help="output folder (created)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--families", type=int, default=6, help="number of model families (default 6)")
+    demo.add_argument("--format", default="mixed",
+                      help="csv, jsonl, parquet, tensorboard, mlflow, wandb, or mixed (one format per family)")
+    demo.set_defaults(func=_cmd_demo)
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+    import duckdb
+
+    from scaling_pipeline.definitions import ASSETS, CHECKS
+    from scaling_pipeline.defs.fit import fit_run_config
+    from scaling_pipeline.defs.resources import build_resources
+
+    resources = build_resources(args.logs, args.db, args.reports, min_tokens=args.min_tokens,
+                                min_steps=args.min_steps)
+    settings = resources["settings"]
+    if not settings.logs_path.is_dir():
+        raise UserError(f"log root {str(settings.logs_path)!r} is not a folder (pass --logs DIR)")
+    db = Path(resources["duckdb"].database)
+    _check_not_locked(db)
+    t0 = time.perf_counter()
+    with _instance() as instance:
+        result = dg.materialize([*ASSETS, *CHECKS], resources=resources, instance=instance,
+                                run_config=fit_run_config(args.bootstrap, args.seed), raise_on_error=False)
+    elapsed = time.perf_counter() - t0
+    if not result.success:
+        for ev in result.get_step_failure_events():
+            print(f"step {ev.step_key} failed: {ev.step_failure_data.error.message.strip()}", file=sys.stderr)
+        raise UserError(f"pipeline run failed after {elapsed:.1f} s (see messages above)")
+    with duckdb.connect(str(db), read_only=True) as con:
+        _print_summary(con, settings.reports_path, elapsed)
+    return 0
+
+
+def _instance():
+    """The persistent instance under $DAGSTER_HOME when set (runs show up in the UI), else ephemeral."""
+    import os
+
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def _check_not_locked(db: Path) -> None:
+    import duckdb
+
+    try:
+        duckdb.connect(str(db)).close()
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise UserError(f"the warehouse {str(db)!r} is locked by another process (a running `dg dev` "
+                            f"materialization or another `scaling-pipeline run`); wait for it or use --db. "
+                            f"DuckDB said: {exc}") from None
+        raise UserError(f"cannot open the warehouse {str(db)!r}: {exc}") from None
+
+
+def _print_summary(con, reports: Path, elapsed: float) -> None:
+    q = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+    print(f"ingested  {q('SELECT count(*) FROM raw.files')} sources, {q('SELECT count(*) FROM raw.metrics')} "
+          f"logged rows, {q('SELECT count(*) FROM raw.quarantine')} quarantined rows/files")
+    excluded = q("SELECT count(*) FROM clean.exclusions WHERE kind = 'run'")
+    print(f"cleaned   {q('SELECT count(*) FROM clean.points')} schedule-valid runs, {excluded} runs excluded")
+    fits = con.execute("""SELECT family, status, n_points, E, A, B, alpha, beta, a_exponent FROM fits.chinchilla
+                          ORDER BY family""").fetchall()
+    print(f"fitted    {len(fits)} families:")
+    print(f"  {'family':<24} {'runs':>4} {'E':>7} {'A':>9} {'B':>9} {'alpha':>6} {'beta':>6} {'a':>6}")
+    for fam, status, n, e, a_, b_, al, be, a in fits:
+        if status != "ok":
+            print(f"  {fam:<24} {n:>4}  fit failed")
+            continue
+        print(f"  {fam:<24} {n:>4} {e:7.3f} {a_:9.4g} {b_:9.4g} {al:6.3f} {be:6.3f} {a:6.3f}")
+    print(f"report    {reports / 'latest' / 'index.html'}")
+    print(f"done in {elapsed:.1f} s")
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from scaling_pipeline.lib.fit import FitError, fit_csv
+
+    try:
+        out = fit_csv(args.csv, form=args.form, loss=args.loss, delta=args.delta, family=args.family,
+                      bootstrap=args.bootstrap, seed=args.seed)
+    except FitError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    ci = out.get("ci") or {}
+    print(f"form {out['form']}  ({out['n_points']} points, loss {out['loss']}, delta {out['delta']})")
+    for name, value in out["params"].items():
+        interval = f"  [{ci[name][0]:.6g}, {ci[name][1]:.6g}]" if name in ci else ""
+        print(f"  {name:<8} {value:>14.6g}{interval}")
+    print(f"objective {out['objective']:.10g}   fit time {out['fit_seconds'] * 1e3:.1f} ms")
+    for w in out.get("diagnostics", {}).get("warnings", []):
+        print(f"warning: {w}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from scaling_pipeline.lib.simulate import write_demo
+
+    try:
+        summary = write_demo(args.dir, seed=args.seed, fmt=args.format, n_families=args.families)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote demo ladder to {args.dir} (seed {args.seed}, format {args.format}): {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

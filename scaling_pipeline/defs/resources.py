@@ -1,0 +1,58 @@
+"""Resources: where the warehouse, the log root and the reports live.
+
+Defaults are relative to the working directory (the project root under ``make``) and can be
+overridden with environment variables or the CLI (``scaling-pipeline run --db/--logs/--reports``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from scaling_pipeline.lib.clean import CleanConfig
+
+DEFAULT_LOGS = "data"
+DEFAULT_DB = "data/warehouse.duckdb"
+DEFAULT_REPORTS = "reports"
+
+
+class PipelineSettings(dg.ConfigurableResource):
+    """Where logs are read from and reports written to, and the cleaning thresholds."""
+
+    logs_dir: str = DEFAULT_LOGS
+    reports_dir: str = DEFAULT_REPORTS
+    min_tokens: float = 0.0  # runs trained on fewer tokens give no point
+    min_steps: int = 0  # runs with fewer optimizer steps give no point
+    divergence_nats: float = 1.0
+    dominated_tolerance: float = 0.10
+
+    @property
+    def logs_path(self) -> Path:
+        return Path(self.logs_dir)
+
+    @property
+    def reports_path(self) -> Path:
+        return Path(self.reports_dir)
+
+    def clean_config(self) -> CleanConfig:
+        return CleanConfig(divergence_nats=self.divergence_nats, dominated_tolerance=self.dominated_tolerance,
+                           min_tokens=self.min_tokens, min_steps=self.min_steps)
+
+
+def build_resources(logs: str | os.PathLike | None = None, db: str | os.PathLike | None = None,
+                    reports: str | os.PathLike | None = None, **settings) -> dict[str, object]:
+    """Resources for a run; unset arguments come from SCALING_LOGS / SCALING_DB / SCALING_REPORTS,
+    then the defaults (data/, data/warehouse.duckdb, reports/)."""
+    db_path = Path(db or os.environ.get("SCALING_DB", DEFAULT_DB))
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "duckdb": DuckDBResource(database=str(db_path)),
+        "settings": PipelineSettings(
+            logs_dir=str(logs or os.environ.get("SCALING_LOGS", DEFAULT_LOGS)),
+            reports_dir=str(reports or os.environ.get("SCALING_REPORTS", DEFAULT_REPORTS)),
+            **{k: v for k, v in settings.items() if v is not None},
+        ),
+    }
