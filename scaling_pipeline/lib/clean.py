@@ -161,8 +161,7 @@ SELECT d.run_id,
                               AND NOT coalesce(isfinite(d.eval_loss), false)) AS n_nonfinite_rows,
        b.best_train,
        -- the last point at which the run was still within divergence_nats of its best
-       max(d.step) FILTER (WHERE d.post_warmup AND isfinite(d.train_loss)
-                             AND d.train_loss <= b.best_train + ?) AS last_healthy_step,
+       max(d.step) FILTER (WHERE isfinite(d.train_loss) AND d.train_loss <= b.best_train + ?) AS last_healthy_step,
        arg_max(d.train_loss, d.step) FILTER (WHERE isfinite(d.train_loss)) AS last_train
 FROM d JOIN best b USING (run_id)
 GROUP BY d.run_id, b.best_train

@@ -168,15 +168,18 @@ def _plot_fit(fam: str, pts: pd.DataFrame, law: Chinchilla, path: Path) -> str:
 def _plot_frontier(fam: str, pts: pd.DataFrame, law: Chinchilla, samples: list[Chinchilla], path: Path) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     cgrid = np.geomspace(pts.flops.min() / 2, pts.flops.max() * 1e3, 120)
-    opt = np.array([law.loss_at_optimum(c) for c in cgrid])
+    with np.errstate(all="ignore"):
+        opt = law.loss_at_optimum(cgrid)
+        band = np.array([s.loss_at_optimum(cgrid) for s in samples]) if samples else None
     ax.scatter(pts.flops, pts.loss, s=18, color="0.35", zorder=3, label="observed runs")
     ax.plot(cgrid, opt, color="C3", lw=2, label="compute-optimal frontier (fit)")
-    if samples:
-        band = np.array([[s.loss_at_optimum(c) for c in cgrid] for s in samples])
-        lo, hi = np.nanpercentile(band, [2.5, 97.5], axis=0)
+    if band is not None:
+        lo, hi = np.nanpercentile(np.where(np.isfinite(band), band, np.nan), [2.5, 97.5], axis=0)
         ax.fill_between(cgrid, lo, hi, color="C3", alpha=0.2, label="95% bootstrap band")
+    ymin = min(pts.loss.min(), np.nanmin(opt)) * 0.85
+    ax.set_ylim(ymin, pts.loss.max() * 1.15)
     ax.axvline(pts.flops.max(), color="0.5", ls=":", lw=1)
-    ax.text(pts.flops.max(), ax.get_ylim()[1], " largest run", va="top", fontsize=7, color="0.4")
+    ax.text(pts.flops.max(), pts.loss.max() * 1.1, " largest run", va="top", fontsize=7, color="0.4")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training compute C = 6·N·D (FLOPs)")
@@ -209,12 +212,25 @@ def _plan_table(plans: pd.DataFrame) -> str:
 
 
 def _exclusion_table(excl: pd.DataFrame) -> str:
-    if excl.empty:
-        return "<h3>Exclusions</h3><p>None.</p>"
-    rows = "".join(f"<tr><td>{_e(r.run_id)}</td><td>{_e(r.kind)}</td><td>{_e(r.reason)}</td><td>{_e(r.detail)}</td></tr>"
-                   for r in excl.itertuples(index=False))
-    return ("<h3>Exclusions</h3><table><tr><th>run</th><th>scope</th><th>reason</th><th>detail</th></tr>"
-            + rows + "</table>")
+    runs = excl[excl.kind == "run"]
+    rows = excl[excl.kind == "rows"]
+    parts = ["<h3>Exclusions</h3>"]
+    if runs.empty:
+        parts.append("<p>No run was excluded.</p>")
+    else:
+        parts.append("<table><tr><th>run</th><th>reason</th><th>step</th><th>detail</th></tr>" + "".join(
+            f"<tr><td>{_e(r.run_id)}</td><td>{_e(r.reason)}</td><td>{_e(r.step)}</td><td class=text>{_e(r.detail)}</td></tr>"
+            for r in runs.itertuples(index=False)) + "</table>")
+    if not rows.empty:
+        by = rows.groupby("reason").agg(n_rows=("n_rows", "sum"), n_runs=("run_id", "nunique"))
+        parts.append("<p>Rows dropped inside kept runs: " + "; ".join(
+            f"{int(r.n_rows)} {_e(reason.replace('_', ' '))} rows in {int(r.n_runs)} runs" for reason, r in by.iterrows())
+            + ".</p>")
+        special = rows[rows.reason != "warmup"]
+        if not special.empty:
+            parts.append("<ul>" + "".join(f"<li>{_e(r.run_id)}: {_e(r.detail)}</li>"
+                                          for r in special.itertuples(index=False)) + "</ul>")
+    return "\n".join(parts)
 
 
 def _quarantine_section(q: pd.DataFrame) -> str:
@@ -257,7 +273,7 @@ _PAGE = """<!doctype html>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
 table {{ border-collapse: collapse; margin: .5em 0 1.5em; font-size: 90%; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }} td.text {{ text-align: left; }}
 th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; }}
 .ci {{ color: #777; font-size: 85%; }} .bad {{ color: #b00; }} .meta, .note {{ color: #666; }}
 .warn {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: .3em 1em; }}
