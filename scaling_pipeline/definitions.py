@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from scaling_pipeline.defs import allocate, clean, fit, ingest, report
+from scaling_pipeline.defs import allocate, automation, clean, fit, ingest, report
 from scaling_pipeline.defs.resources import build_resources
 
 ASSETS = [ingest.raw_logs, clean.clean_tables, fit.chinchilla_fits, allocate.allocations, report.planning_report]
 CHECKS = [clean.steps_unique, clean.steps_finite, clean.points_valid]
 
-defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=build_resources())
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=[automation.pipeline_job],
+    schedules=[automation.nightly],
+    sensors=[automation.new_logs_sensor],
+    resources=build_resources(),
+)
