@@ -8,7 +8,8 @@ from scaling_pipeline.defs import allocate, automation, clean, fit, ingest, repo
 from scaling_pipeline.defs.resources import build_resources
 
 ASSETS = [ingest.raw_logs, clean.clean_tables, fit.chinchilla_fits, allocate.allocations, report.planning_report]
-CHECKS = [clean.steps_unique, clean.steps_finite, clean.points_valid]
+CHECKS = [clean.steps_unique, clean.steps_finite, clean.points_valid, fit.fits_finite, fit.fits_publishable,
+          allocate.plans_consistent]
 
 defs = dg.Definitions(
     assets=ASSETS,

@@ -23,7 +23,9 @@ EXPECTED_GRAPH = {
     "reports/planning_report": ["clean/exclusions", "clean/points", "fits/chinchilla", "plans/allocations",
                                 "raw/quarantine"],
 }
-EXPECTED_CHECKS = {("clean/steps", "steps_unique"), ("clean/steps", "steps_finite"), ("clean/points", "points_valid")}
+EXPECTED_CHECKS = {("clean/steps", "steps_unique"), ("clean/steps", "steps_finite"), ("clean/points", "points_valid"),
+                   ("fits/chinchilla", "fits_finite"), ("fits/chinchilla", "fits_publishable"),
+                   ("plans/allocations", "plans_consistent")}
 
 
 def test_definitions_graph_snapshot():
@@ -36,7 +38,7 @@ def test_definitions_graph_snapshot():
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == EXPECTED_CHECKS
     blocking = {spec.name for ad in graph.assets_defs for spec in ad.check_specs if spec.blocking}
-    assert blocking == {"steps_unique", "steps_finite", "points_valid"}
+    assert blocking == {"steps_unique", "steps_finite", "points_valid", "fits_finite", "plans_consistent"}
     defs.resolve_implicit_global_asset_job_def()  # the whole graph is one valid job
 
 
@@ -46,7 +48,7 @@ def test_full_materialization(demo_run: Materialized):
     mats = {m.asset_key.to_user_string() for m in r.get_asset_materialization_events() for m in [m.materialization]}
     assert mats == set(EXPECTED_GRAPH)
     checks = r.get_asset_check_evaluations()
-    assert len(checks) == 3 and all(c.passed for c in checks)
+    assert len(checks) == len(EXPECTED_CHECKS) and all(c.passed for c in checks)
     assert (demo_run.reports / "latest" / "index.html").is_file()
     n_fam = demo_run.query("SELECT count(DISTINCT family) FROM clean.points")[0][0]
     assert demo_run.query("SELECT count(*) FROM fits.chinchilla WHERE status = 'ok'")[0][0] == n_fam >= 6

@@ -20,3 +20,18 @@ def allocations(duckdb: DuckDBResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={
         "rows": len(plans), "families": int(plans.family.nunique()),
         "preview": dg.MetadataValue.md(preview.to_markdown(index=False, floatfmt=".4g"))})
+
+
+@dg.asset_check(asset=PLANS_ALLOCATIONS, blocking=True)
+def plans_consistent(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    """Every plan spends its budget exactly (C = 6·N·D), is positive and finite, predicts a loss above the
+    family's floor E, and its interval (when present) contains the point estimate."""
+    with duckdb.get_connection() as con:
+        bad = con.execute(
+            """SELECT count(*) FROM plans.allocations p JOIN fits.chinchilla f USING (family)
+               WHERE NOT (p.n_params > 0 AND p.n_tokens > 0 AND isfinite(p.loss) AND p.loss > f.E
+                          AND abs(6 * p.n_params * p.n_tokens / p.compute - 1) < 1e-9)
+                  OR (p.n_params_lo IS NOT NULL AND NOT (p.n_params_lo <= p.n_params * (1 + 1e-9)
+                                                          AND p.n_params <= p.n_params_hi * (1 + 1e-9)))""").fetchone()[0]
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"violations": bad},
+                               description=f"{bad} inconsistent plan rows" if bad else "all plans consistent")

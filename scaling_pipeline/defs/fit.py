@@ -18,6 +18,7 @@ class FitConfig(dg.Config):
     delta: float = 1e-3
     n_boot: int = 200
     seed: int = 0
+    max_backtest_error: float = 0.10  # publish a family's plan only if held-out runs are predicted this well
 
 
 def fit_run_config(n_boot: int = 200, seed: int = 0) -> dict:
@@ -31,15 +32,42 @@ def fit_run_config(n_boot: int = 200, seed: int = 0) -> dict:
 def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """L(N, D) = E + A/N^α + B/D^β per family (sum of Huber(δ) on log-loss residuals); families whose
     points did not change are not refit."""
-    settings = FitSettings(loss=config.loss, delta=config.delta, n_boot=config.n_boot, seed=config.seed)
+    settings = FitSettings(loss=config.loss, delta=config.delta, n_boot=config.n_boot, seed=config.seed,
+                           max_backtest_error=config.max_backtest_error)
     with duckdb.get_connection() as con:
         summary = fit_families(con, settings, progress=context.log.info)
         table = con.execute(
-            """SELECT family, status, n_points, round(E, 4) AS E, round(alpha, 4) AS alpha, round(beta, 4) AS beta,
-                      round(a_exponent, 4) AS a_exponent, objective, warnings FROM fits.chinchilla ORDER BY family""").df()
+            """SELECT family, status, publishable, n_points, round(E, 4) AS E, round(alpha, 4) AS alpha,
+                      round(beta, 4) AS beta, round(a_exponent, 4) AS a_exponent, objective, withheld_reason
+               FROM fits.chinchilla ORDER BY family""").df()
     for fam, err in summary.failed.items():
         context.log.warning(f"fit of family {fam!r} failed: {err}")
     return dg.MaterializeResult(metadata={
         "families": len(table), "refit": dg.MetadataValue.json(summary.fitted),
         "unchanged": dg.MetadataValue.json(summary.unchanged), "failed": dg.MetadataValue.json(summary.failed),
         "fits": dg.MetadataValue.md(table.to_markdown(index=False))})
+
+
+@dg.asset_check(asset=FITS_CHINCHILLA, blocking=True)
+def fits_finite(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    """Every successful fit has finite, positive parameters and a finite objective."""
+    with duckdb.get_connection() as con:
+        bad = [r[0] for r in con.execute(
+            """SELECT family FROM fits.chinchilla WHERE status = 'ok' AND NOT (
+                   isfinite(E) AND isfinite(A) AND isfinite(B) AND isfinite(alpha) AND isfinite(beta)
+                   AND isfinite(objective) AND A > 0 AND B > 0 AND alpha > 0 AND beta > 0 AND E >= 0)""").fetchall()]
+    return dg.AssetCheckResult(passed=not bad, metadata={"families": dg.MetadataValue.json(bad)},
+                               description=f"non-finite fits: {bad}" if bad else "all fits finite")
+
+
+@dg.asset_check(asset=FITS_CHINCHILLA)
+def fits_publishable(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    """Fits whose plan is withheld (failed fit, parameters at bounds, backtest error over the threshold).
+    A warning, not a blocker: the other families' plans are still published."""
+    with duckdb.get_connection() as con:
+        withheld = dict(con.execute(
+            "SELECT family, withheld_reason FROM fits.chinchilla WHERE NOT publishable ORDER BY family").fetchall())
+    return dg.AssetCheckResult(
+        passed=not withheld, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"withheld": dg.MetadataValue.json(withheld)},
+        description="; ".join(f"{k}: {v}" for k, v in withheld.items()) or "every family's plan is published")

@@ -30,6 +30,7 @@ class FitSettings:
     n_boot: int = 200
     seed: int = 0
     level: float = 0.95
+    max_backtest_error: float = 0.10  # a plan is published only if held-out runs are predicted this well
 
 
 @dataclass
@@ -45,7 +46,7 @@ class FitStageSummary:
 
 _FITS_DDL = """
 CREATE TABLE IF NOT EXISTS fits.chinchilla (
-    family VARCHAR PRIMARY KEY, status VARCHAR, error VARCHAR,
+    family VARCHAR PRIMARY KEY, status VARCHAR, error VARCHAR, publishable BOOLEAN, withheld_reason VARCHAR,
     E DOUBLE, A DOUBLE, B DOUBLE, alpha DOUBLE, beta DOUBLE, a_exponent DOUBLE, G DOUBLE,
     objective DOUBLE, loss VARCHAR, delta DOUBLE, n_points BIGINT, fit_seconds DOUBLE,
     max_observed_flops DOUBLE, ci VARCHAR, diagnostics VARCHAR, backtest VARCHAR, warnings VARCHAR,
@@ -55,6 +56,24 @@ _BOOT_DDL = """
 CREATE TABLE IF NOT EXISTS fits.bootstrap (
     family VARCHAR, sample INTEGER, E DOUBLE, A DOUBLE, B DOUBLE, alpha DOUBLE, beta DOUBLE)
 """
+
+
+def _drop_if_layout_changed(con: duckdb.DuckDBPyConnection, schema: str, tables: dict[str, str]) -> None:
+    """Fits are derived data: tables written by an older version with another column layout are
+    dropped (and every family refit) instead of failing on insert."""
+    probe = duckdb.connect()
+    probe.execute(f"CREATE SCHEMA {schema}")
+    for table, ddl in tables.items():
+        probe.execute(ddl)
+        want = [d[0] for d in probe.execute(f"SELECT * FROM {schema}.{table} LIMIT 0").description]
+        have = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position", [schema, table]).fetchall()]
+        if have and have != want:
+            for t in tables:
+                con.execute(f"DROP TABLE IF EXISTS {schema}.{t}")
+            break
+    probe.close()
 
 
 def _input_hash(points: pd.DataFrame, settings: FitSettings) -> str:
@@ -68,6 +87,7 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
                  progress=None) -> FitStageSummary:
     """Fit the Chinchilla law per family of ``clean.points``; skip families whose input is unchanged."""
     con.execute("CREATE SCHEMA IF NOT EXISTS fits")
+    _drop_if_layout_changed(con, "fits", {"chinchilla": _FITS_DDL, "bootstrap": _BOOT_DDL})
     con.execute(_FITS_DDL)
     con.execute(_BOOT_DDL)
     points = con.execute("SELECT * FROM clean.points ORDER BY family, run_id").df()
@@ -101,13 +121,14 @@ def _fit_one(pts: pd.DataFrame, s: FitSettings) -> tuple[dict, pd.DataFrame | No
     try:
         fit = fit_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
     except FitError as exc:
-        return dict(status="failed", error=str(exc), n_points=len(pts), loss=s.loss, delta=s.delta), None
-    law = fit.law
+        return dict(status="failed", error=str(exc), publishable=False, withheld_reason=f"fit failed: {exc}",
+                    n_points=len(pts), loss=s.loss, delta=s.delta), None
     boot_df = None
     ci: dict = {}
     if s.n_boot:
         boot = bootstrap_chinchilla(n, d, loss, n_boot=s.n_boot, seed=s.seed, level=s.level, loss=s.loss,
                                     delta=s.delta)
+        fit = boot.fit  # same optimum, diagnostics include the bootstrap's warnings
         ci = {k: [float(v[0]), float(v[1])] for k, v in boot.ci.items()}
         boot_df = pd.DataFrame(boot.samples, columns=list(CHINCHILLA_PARAMS))
         boot_df.insert(0, "sample", np.arange(len(boot_df), dtype=np.int32))
@@ -116,12 +137,33 @@ def _fit_one(pts: pd.DataFrame, s: FitSettings) -> tuple[dict, pd.DataFrame | No
     except FitError as exc:
         backtest = {"error": str(exc)}
     diag = fit.diagnostics
-    row = dict(status="ok", error=None, **{p: float(fit.params[p]) for p in PARAMS}, a_exponent=law.a, G=law.G,
+    law = fit.law
+    reasons = publication_problems(fit.params, diag, backtest, s.max_backtest_error)
+    row = dict(status="ok", error=None, publishable=not reasons, withheld_reason="; ".join(reasons) or None,
+               **{p: float(fit.params[p]) for p in PARAMS}, a_exponent=law.a, G=law.G,
                objective=fit.objective, loss=fit.loss, delta=fit.delta, n_points=fit.n_points,
                fit_seconds=fit.fit_seconds, max_observed_flops=float(np.max(6 * n * d)),
                ci=json.dumps(ci), diagnostics=json.dumps(diag, default=float), backtest=json.dumps(backtest, default=float),
                warnings=json.dumps(list(diag.get("warnings", []))))
     return row, boot_df
+
+
+def publication_problems(params: dict, diagnostics: dict, backtest: dict, max_backtest_error: float) -> list[str]:
+    """Why a fit's plan must not be published (empty: publish): non-finite parameters, parameters at
+    their bounds (the data do not pin them down), or held-out runs predicted worse than allowed."""
+    problems = []
+    bad = [k for k in PARAMS if not np.isfinite(params[k])]
+    if bad:
+        problems.append(f"non-finite parameters {bad}")
+    if diagnostics.get("at_bounds"):
+        problems.append(f"parameters at their bounds {diagnostics['at_bounds']}: not determined by these runs")
+    err = backtest.get("max_abs_rel_error")
+    if err is None:
+        problems.append(f"no backtest: {backtest.get('error', 'unknown reason')}")
+    elif not err <= max_backtest_error:
+        problems.append(f"backtest: largest-compute runs predicted with up to {err:.1%} error "
+                        f"(> {max_backtest_error:.0%} allowed)")
+    return problems
 
 
 def _replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None) -> None:
@@ -151,8 +193,9 @@ def plan_budgets(max_observed_flops: float) -> list[float]:
 
 
 def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.DataFrame:
-    """Rebuild ``plans.allocations`` from ``fits.chinchilla`` (+ bootstrap intervals)."""
-    fits = con.execute("SELECT * FROM fits.chinchilla WHERE status = 'ok' ORDER BY family").df()
+    """Rebuild ``plans.allocations`` from the publishable fits in ``fits.chinchilla`` (+ bootstrap
+    intervals); families whose fit failed a publication check get no plan."""
+    fits = con.execute("SELECT * FROM fits.chinchilla WHERE publishable ORDER BY family").df()
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
     tables = []
     for f in fits.itertuples(index=False):
