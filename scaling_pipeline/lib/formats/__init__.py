@@ -1,0 +1,109 @@
+"""Readers and writers of training-log formats.
+
+Reading, per source unit (a file or a run directory)::
+
+    con = duckdb.connect(...)
+    create_staging(con)                 # TEMP stage_metrics / stage_runs, emptied
+    for unit in discover(root):         # sorted SourceUnit(path, reader, members)
+        report = read_unit(unit, con)   # rows staged; ReadReport(reader, counts, rejections)
+        ...                             # copy the staged rows, then create_staging(con) again
+
+Readers never raise for bad input: a bad row is a 'row' rejection (the rest is kept), an
+unreadable unit a 'file' rejection (nothing is staged). Every rejection reason starts with its
+location and says what was expected. Writing, for the simulator and tests::
+
+    write_logs("mlflow", out_dir, runs_df, metrics_df)  # -> paths written under out_dir
+
+Layouts per format are in each module's ``write`` docstring; the round trip write -> read gives
+back the same rows (tensorboard: values rounded to float32, see :mod:`.tensorboard_log`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from scaling_pipeline.lib.schema import RUN_COLUMNS
+
+from . import csv_log, jsonl_log, manifest, mlflow_log, parquet_log, tensorboard_log, wandb_log
+from .common import (
+    STAGE_METRICS,
+    STAGE_RUNS,
+    ReadReport,
+    Rejection,
+    SourceUnit,
+    create_staging,
+    frame_records,
+)
+from .discovery import discover
+from .metric_sql import METRIC_FIELDS
+
+__all__ = [
+    "FORMATS",
+    "READERS",
+    "ReadReport",
+    "Rejection",
+    "SourceUnit",
+    "create_staging",
+    "discover",
+    "read_unit",
+    "write_logs",
+]
+
+FORMATS = ("csv", "jsonl", "parquet", "tensorboard", "mlflow", "wandb")
+READERS: dict[str, Callable[[SourceUnit, duckdb.DuckDBPyConnection], ReadReport]] = {
+    "manifest": manifest.read,
+    "csv": csv_log.read,
+    "jsonl": jsonl_log.read,
+    "parquet": parquet_log.read,
+    "tensorboard": tensorboard_log.read,
+    "mlflow": mlflow_log.read,
+    "wandb": wandb_log.read,
+}
+_WRITERS = {
+    "csv": csv_log.write,
+    "jsonl": jsonl_log.write,
+    "parquet": parquet_log.write,
+    "tensorboard": tensorboard_log.write,
+    "mlflow": mlflow_log.write,
+    "wandb": wandb_log.write,
+}
+
+
+def read_unit(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
+    """Stage ``unit`` into ``stage_metrics``/``stage_runs`` (see :func:`create_staging`).
+
+    A quarantined unit leaves the staging tables empty. Unexpected exceptions (bugs, I/O errors)
+    propagate; :func:`scaling_pipeline.lib.ingest.ingest` turns them into quarantine rows."""
+    report = READERS[unit.reader](unit, con)
+    if report.status == "quarantined":
+        con.execute(f"DELETE FROM {STAGE_METRICS}")
+        con.execute(f"DELETE FROM {STAGE_RUNS}")
+    return report
+
+
+def write_logs(fmt: str, out_dir: Path, runs: pd.DataFrame, metrics: pd.DataFrame) -> list[Path]:
+    """Write ``runs`` (RUN_COLUMNS without extra, plus any extra columns) and ``metrics``
+    (METRIC_COLUMNS without record) as logs in format ``fmt`` under ``out_dir``; returns the files.
+
+    Missing values: None/pd.NA, and NaN in numpy-backed columns (pandas' missing marker), are
+    written as null. To log a literal NaN loss use a column holding NaN and null apart
+    (``pd.ArrowDtype(pa.float64())`` or object dtype). File names are sanitised run ids; run ids
+    themselves are written unchanged."""
+    if fmt not in _WRITERS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    run_rows = frame_records(runs, [c for c in RUN_COLUMNS if c[0] != "extra"], extras=True)
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for row in frame_records(metrics, METRIC_FIELDS, extras=False):
+        if row.get("run_id") is None or row.get("step") is None:
+            raise ValueError(f"every metric row needs run_id and step, got {row}")
+        by_run.setdefault(row["run_id"], []).append(row)
+    if any(run.get("run_id") is None for run in run_rows):
+        raise ValueError("every run needs a run_id")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _WRITERS[fmt](out_dir, run_rows, by_run)
