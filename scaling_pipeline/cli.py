@@ -56,6 +56,25 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(func=_cmd_fit)
 
+    alloc = sub.add_parser(
+        "allocate", help="compute-optimal plans (N parameters, D tokens) from a fit",
+        description="Plan N and D for budgets C = 6·N·D FLOPs from `scaling-pipeline fit --json` output (form "
+                    "chinchilla) or from a family's fit in the warehouse (--db, --family; with bootstrap intervals). "
+                    "Losses in nats/token.")
+    src = alloc.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fit", type=Path, metavar="FIT.json", help="output of `fit --json` ('-' = stdin)")
+    src.add_argument("--family", help="use this family's fit and bootstrap samples from the warehouse")
+    alloc.add_argument("--db", help="warehouse for --family (default: $SCALING_DB or data/warehouse.duckdb)")
+    alloc.add_argument("--compute", type=float, action="append", metavar="FLOPS", help="training budget (repeatable)")
+    alloc.add_argument("--max-params", type=float, metavar="N", help="cap on parameters")
+    alloc.add_argument("--max-tokens", type=float, metavar="D", help="cap on training tokens")
+    alloc.add_argument("--unique-tokens", type=float, metavar="U", help="unique tokens available (data-constrained law)")
+    alloc.add_argument("--inference-tokens", type=float, metavar="T", help="expected inference tokens (2·N FLOPs each)")
+    alloc.add_argument("--target-loss", type=float, metavar="L", help="cheapest plan reaching this loss (nats/token)")
+    alloc.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    alloc.add_argument("--json", action="store_true", help="print one JSON object")
+    alloc.set_defaults(func=_cmd_allocate)
+
     demo = sub.add_parser("demo-data", help="write a synthetic ladder with known truth and deliberate faults")
     demo.add_argument("dir", type=Path, help="output folder (created)")
     demo.add_argument("--seed", type=int, default=0)
@@ -159,6 +178,68 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     for w in out.get("diagnostics", {}).get("warnings", []):
         print(f"warning: {w}")
     return 0
+
+
+def _cmd_allocate(args: argparse.Namespace) -> int:
+    from scaling_pipeline.lib.allocate import plans_from_fit
+
+    if args.compute is None and args.target_loss is None:
+        raise UserError("give at least one --compute FLOPS or a --target-loss L")
+    if args.fit is not None:
+        try:
+            fit = json.loads(sys.stdin.read() if str(args.fit) == "-" else args.fit.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read fit JSON {str(args.fit)!r}: {exc}") from None
+        samples = None
+    else:
+        fit, samples = _warehouse_fit(args.db, args.family)
+    try:
+        out = plans_from_fit(fit, args.compute, max_params=args.max_params, max_tokens=args.max_tokens,
+                             unique_tokens=args.unique_tokens, inference_tokens=args.inference_tokens,
+                             target_loss=args.target_loss, samples=samples, level=args.level)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{'kind':<11} {'compute':>9} {'N (params)':>11} {'D (tokens)':>11} {'D/N':>7} {'loss':>7}  constraint"
+          "  efficiency")
+    for p in out["plans"]:
+        print(f"{p['kind']:<11} {p['compute']:9.3g} {p['n_params']:11.4g} {p['n_tokens']:11.4g} "
+              f"{p['tokens_per_param']:7.1f} {p['loss']:7.4f}  {p['constraint']:<10}  {p['efficiency']:.3f}")
+        for name, (lo, hi) in (p.get("ci") or {}).items():
+            print(f"{'':<11} {name} {args.level:.0%} interval [{lo:.4g}, {hi:.4g}]")
+    for note in out["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list]:
+    """A family's fit (as `fit --json` would print it) and its bootstrap laws, from the warehouse."""
+    import os
+
+    import duckdb
+
+    from scaling_pipeline.defs.resources import DEFAULT_DB
+    from scaling_pipeline.lib.allocate import laws_from_samples
+
+    path = db or os.environ.get("SCALING_DB", DEFAULT_DB)
+    if not Path(path).is_file():
+        raise UserError(f"warehouse {path!r} not found (run `scaling-pipeline run` first, or pass --db)")
+    with duckdb.connect(path, read_only=True) as con:
+        row = con.execute("SELECT * FROM fits.chinchilla WHERE family = ?", [family]).df()
+        if row.empty:
+            known = [r[0] for r in con.execute("SELECT family FROM fits.chinchilla ORDER BY 1").fetchall()]
+            raise UserError(f"no fit for family {family!r} in {path!r}; families: {known}")
+        boot = con.execute("SELECT E, A, B, alpha, beta FROM fits.bootstrap WHERE family = ? ORDER BY sample",
+                           [family]).df()
+    r = row.iloc[0]
+    if r.status != "ok":
+        raise UserError(f"the fit of family {family!r} failed: {r.error}")
+    fit = {"form": "chinchilla", "loss": r.loss, "delta": r.delta, "n_points": int(r.n_points),
+           "params": {k: float(r[k]) for k in ("E", "A", "B", "alpha", "beta")}, "objective": float(r.objective),
+           "ci": json.loads(r.ci or "{}"), "diagnostics": json.loads(r.diagnostics or "{}")}
+    return fit, (laws_from_samples(boot) if len(boot) else None)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

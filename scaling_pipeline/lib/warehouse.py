@@ -206,7 +206,7 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
         t.insert(0, "family", f.family)
         t["extrapolation"] = t.compute / f.max_observed_flops
         tables.append(t)
-    cols = ["family", "compute", "n_params", "n_tokens", "tokens_per_param", "loss", "constraint",
+    cols = ["family", "compute", "n_params", "n_tokens", "tokens_per_param", "loss", "constraint", "efficiency",
             "n_params_lo", "n_params_hi", "n_tokens_lo", "n_tokens_hi", "loss_lo", "loss_hi", "extrapolation"]
     plans = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=cols)
     plans = plans.reindex(columns=cols)

@@ -1,0 +1,89 @@
+"""The `scaling-pipeline` command: contracts other tools depend on, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from scaling_pipeline.cli import main
+from tests.conftest import require_reference
+
+FIT_KEYS = {"form", "loss", "delta", "n_points", "params", "objective", "fit_seconds", "diagnostics"}
+
+
+@pytest.fixture(scope="module")
+def epoch_csv(tmp_path_factory):
+    runs = pd.read_csv(require_reference("chinchilla_epoch") / "runs.csv")
+    path = tmp_path_factory.mktemp("epoch") / "runs240.csv"
+    runs[~runs.epoch_excluded].to_csv(path, index=False)
+    return path
+
+
+def _json(capsys, argv) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_fit_json_contract_reproduces_epoch(epoch_csv, capsys):
+    out = _json(capsys, ["fit", str(epoch_csv), "--form", "chinchilla", "--loss", "huber", "--delta", "1e-3", "--json"])
+    assert set(out) == FIT_KEYS
+    assert out["n_points"] == 240 and out["loss"] == "huber" and out["delta"] == 1e-3
+    assert set(out["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert out["objective"] == pytest.approx(0.0010182740178, rel=1e-6)
+    assert out["params"]["alpha"] == pytest.approx(0.34731, abs=0.005)
+    out = _json(capsys, ["fit", str(epoch_csv), "--bootstrap", "50", "--seed", "1", "--json"])
+    assert set(out) == FIT_KEYS | {"ci"}
+    lo, hi = out["ci"]["E"]
+    assert lo <= out["params"]["E"] <= hi
+
+
+def test_allocate_from_fit_json(epoch_csv, tmp_path, capsys):
+    fit = _json(capsys, ["fit", str(epoch_csv), "--json"])
+    (tmp_path / "fit.json").write_text(json.dumps(fit))
+    out = _json(capsys, ["allocate", "--fit", str(tmp_path / "fit.json"), "--compute", "1e21", "--compute", "1e23",
+                         "--max-params", "1e10", "--json"])
+    free, capped = out["plans"]
+    assert (free["compute"], capped["compute"]) == (1e21, 1e23)
+    P = fit["params"]
+    a = P["beta"] / (P["alpha"] + P["beta"])
+    G = (P["alpha"] * P["A"] / (P["beta"] * P["B"])) ** (1 / (P["alpha"] + P["beta"]))
+    assert free["n_params"] == pytest.approx(G * (1e21 / 6) ** a, rel=1e-9)
+    assert free["constraint"] == "none" and free["efficiency"] == pytest.approx(1.0)
+    assert capped["n_params"] == pytest.approx(1e10) and capped["constraint"] == "max_params"
+    assert 6 * capped["n_params"] * capped["n_tokens"] == pytest.approx(1e23, rel=1e-12)
+    assert capped["efficiency"] < 1
+
+
+def test_clear_errors_exit_2(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "missing.csv")]) == 2
+    assert "cannot read runs CSV" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text("n_params,loss\n1e6,3.0\n")
+    assert main(["fit", str(tmp_path / "bad.csv")]) == 2
+    assert "n_tokens" in capsys.readouterr().err
+    assert main(["run", "--logs", str(tmp_path / "nope"), "--db", str(tmp_path / "w.duckdb")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["allocate", "--fit", str(tmp_path / "bad.csv"), "--compute", "1e21"]) == 2
+    assert "cannot read fit JSON" in capsys.readouterr().err
+
+
+def test_run_refuses_a_locked_warehouse(tmp_path, capsys):
+    db = tmp_path / "w.duckdb"
+    (tmp_path / "logs").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import duckdb, sys, time
+        con = duckdb.connect({str(db)!r}); con.execute("CREATE TABLE t (x INT)")
+        print("locked", flush=True); sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["run", "--logs", str(tmp_path / "logs"), "--db", str(db)]) == 2
+        err = capsys.readouterr().err
+        assert "locked by another process" in err and str(db) in err
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
