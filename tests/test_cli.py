@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scaling_pipeline.cli import main
 from tests.conftest import require_reference
@@ -87,3 +90,32 @@ def test_run_refuses_a_locked_warehouse(tmp_path, capsys):
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+_OPTS = ["--form", "--loss", "--delta", "--family", "--bootstrap", "--seed", "--json", "--compute", "--max-params",
+         "--max-tokens", "--unique-tokens", "--inference-tokens", "--target-loss", "--level", "--fit"]
+_VALUES = ["1e21", "-1", "0", "nan", "inf", "abc", "", "chinchilla", "kaplan_n", "mse", "3", "1e400", "../x", "é 'q\""]
+
+
+@settings(max_examples=int(os.environ.get("CLI_FUZZ_EXAMPLES", "80")), deadline=None)
+@given(cmd=st.sampled_from(["fit", "allocate"]),
+       args=st.lists(st.one_of(st.sampled_from(_OPTS), st.sampled_from(_VALUES), st.text(max_size=8)), max_size=8),
+       target=st.sampled_from(["good_csv", "good_fit", "missing", "garbage"]))
+def test_cli_arguments_never_crash(cmd, args, target, fuzz_files):
+    """Any argument list ends in a result (exit 0) or a clear usage/user error (exit 2), never a traceback."""
+    path = str(fuzz_files[target])
+    argv = [cmd, path, *args] if cmd == "fit" else [cmd, "--fit", path, *args]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    assert code in (0, 2)
+
+
+@pytest.fixture(scope="module")
+def fuzz_files(tmp_path_factory, epoch_csv):
+    d = tmp_path_factory.mktemp("fuzz")
+    (d / "fit.json").write_text(json.dumps({"form": "chinchilla", "params": {
+        "E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}}))
+    (d / "garbage").write_bytes(b"\x00\xff{not json,,\n")
+    return {"good_csv": epoch_csv, "good_fit": d / "fit.json", "missing": d / "missing", "garbage": d / "garbage"}

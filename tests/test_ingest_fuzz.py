@@ -10,6 +10,8 @@ changes every time (one more trailing blank line) is re-read after it."""
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,11 @@ from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.schema import RUN_COLUMNS
 from tests.test_formats import ladder
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# `make test` runs the fast profile; HYPOTHESIS_PROFILE=nightly runs 1,000 cases per test.
+settings.register_profile("fast", max_examples=60)
+settings.register_profile("nightly", max_examples=1000)
+FUZZ = settings(settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 LINE_KINDS = {"csv", "jsonl", "mlflow", "wandb"}  # metric logs written line by line
 
 
