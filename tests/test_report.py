@@ -1,0 +1,280 @@
+"""The planning report, rendered from a small real warehouse (demo logs -> ingest -> clean -> fit -> plan):
+self-contained page with every figure, summary.json, the drift section and the scoring of earlier predictions,
+robustness to failed fits / odd family names / missing pieces, and ``reports/latest``."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from scaling_pipeline.lib.clean import clean
+from scaling_pipeline.lib.ingest import ingest
+from scaling_pipeline.lib.laws import Chinchilla
+from scaling_pipeline.lib.report import STANDARD_BUDGETS, load_inputs, render_report
+from scaling_pipeline.lib.simulate import write_demo
+from scaling_pipeline.lib.warehouse import FitSettings, fit_families, plan_families
+
+SETTINGS = FitSettings(n_boot=20)
+DAY1, DAY2, DAY3 = dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)
+FIGURES = {"fit", "frontier", "residuals", "isoflop"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def base_db(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("report_warehouse")
+    write_demo(work / "logs", seed=0, n_families=2)
+    db = work / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        ingest(work / "logs", con)
+        clean(con)
+        fit_families(con, SETTINGS)
+        plan_families(con)
+    return db
+
+
+@pytest.fixture
+def con(base_db, tmp_path):
+    """A private, writable copy of the warehouse."""
+    db = tmp_path / "w.duckdb"
+    shutil.copy(base_db, db)
+    with duckdb.connect(str(db)) as c:
+        yield c
+
+
+def render(con, root: Path, day: dt.date) -> tuple[Path, str]:
+    index = render_report(load_inputs(con), root, date=day)
+    return index, index.read_text(encoding="utf-8")
+
+
+def refit(con) -> None:
+    fit_families(con, SETTINGS)
+    plan_families(con)
+
+
+def sections(page: str) -> dict[str, str]:
+    return {html.unescape(name): body for name, body in
+            re.findall(r"<section data-family='([^']*)'>(.*?)</section>", page, flags=re.S)}
+
+
+def images(page: str) -> list[bytes]:
+    srcs = re.findall(r"<img[^>]*\ssrc=['\"]([^'\"]*)['\"]", page)
+    assert srcs, "no images"
+    out = []
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,"), src[:80]
+        data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert data.startswith(PNG) and len(data) > 5_000
+        out.append(data)
+    return out
+
+
+def drift_cells(page: str) -> dict[tuple, tuple[float, float]]:
+    cells = {}
+    for fam, key, old, new, compute in re.findall(
+            r"<td data-family='([^']*)' data-key='([^']*)' data-old='([^']*)' data-new='([^']*)'"
+            r"(?: data-compute='([^']*)')?", page):
+        cells[(html.unescape(fam), key, float(compute) if compute else None)] = (float(old), float(new))
+    return cells
+
+
+def fit_row(con, family: str) -> dict:
+    df = con.execute("SELECT * FROM fits.chinchilla WHERE family = ?", [family]).df()
+    return df.iloc[0].to_dict()
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
+    root = tmp_path / "reports"
+    index, page = render(con, root, DAY1)
+    assert index == root / DAY1.isoformat() / "index.html"
+    assert (root / "latest" / "index.html").read_text(encoding="utf-8") == page
+
+    # self-contained: every image is an embedded PNG, nothing is fetched from elsewhere
+    embedded = images(page)
+    assert not re.search(r"<(script|link|iframe)\b", page)
+    assert not re.search(r"url\(", page)
+
+    families = sorted(r[0] for r in con.execute("SELECT DISTINCT family FROM clean.points").fetchall())
+    secs = sections(page)
+    assert sorted(secs) == families == ["atlas", "boreal"]
+    for fam in families:
+        assert f"Family {fam}" in secs[fam]
+        assert set(re.findall(r"<figure data-fig='(\w+)'>", secs[fam])) == FIGURES
+        for kind in FIGURES:  # written beside the page too, the same bytes as embedded
+            assert (root / DAY1.isoformat() / f"{fam}_{kind}.png").read_bytes() in embedded
+    assert len(embedded) == 4 * len(families)
+
+    # header: one line per family at the headline budget (the decade nearest 10x the largest run)
+    glance = page.split("<h2>At a glance</h2>", 1)[1].split("</ul>", 1)[0]
+    summary = json.loads((root / DAY1.isoformat() / "summary.json").read_text())
+    for fam in families:
+        max_c = con.execute("SELECT max(flops) FROM clean.points WHERE family = ?", [fam]).fetchone()[0]
+        h = summary["families"][fam]["headline"]
+        assert h["compute"] == 10.0 ** round(np.log10(10 * max_c))
+        plan = con.execute("SELECT n_params, n_tokens, loss, loss_lo, loss_hi FROM plans.allocations "
+                           "WHERE family = ? AND compute = ?", [fam, h["compute"]]).fetchone()
+        assert (h["n_params"], h["n_tokens"], h["loss"], h["loss_lo"], h["loss_hi"]) == plan
+        assert f"<b>{fam}</b></a>: with C = <b>1e23</b> FLOPs" in glance
+        assert f"<b>{plan[2]:.3f} <span class=ci>[{plan[3]:.3f}, {plan[4]:.3f}]</span></b>" in glance
+    assert "No previous report to compare with" in page
+
+    # summary.json: what the next report compares against
+    assert summary["schema"] == 1 and summary["report_date"] == DAY1.isoformat()
+    dt.datetime.fromisoformat(summary["generated_at"])
+    for fam in families:
+        s, fit = summary["families"][fam], fit_row(con, fam)
+        assert s["status"] == "ok" and s["verdict"] == "ok"
+        assert s["params"] == {p: fit[p] for p in ("E", "A", "B", "alpha", "beta")}
+        assert s["ci"] == json.loads(fit["ci"])
+        assert s["n_points"] == fit["n_points"]
+        ids = sorted(r[0] for r in con.execute("SELECT run_id FROM clean.points WHERE family = ?", [fam]).fetchall())
+        assert s["run_ids"] == ids
+        assert len(s["bootstrap"]) == SETTINGS.n_boot
+        plans = {p["compute"]: p for p in s["plans"]}
+        assert set(STANDARD_BUDGETS) <= set(plans)
+        for c, n, d, loss in con.execute("SELECT compute, n_params, n_tokens, loss FROM plans.allocations "
+                                         "WHERE family = ?", [fam]).fetchall():
+            assert (plans[c]["n_params"], plans[c]["n_tokens"], plans[c]["loss"]) == (n, d, loss)
+
+    # the next report reads it: a family that vanished and one that appeared are named, unchanged ones listed
+    summary["families"]["gone"] = summary["families"].pop("boreal")
+    (root / DAY1.isoformat() / "summary.json").write_text(json.dumps(summary))
+    _, page2 = render(con, root, DAY2)
+    drift = page2.split("<h2 id=drift>", 1)[1].split("<h2>Overview</h2>", 1)[0]
+    assert f"Compared with the report of {DAY1.isoformat()}" in drift
+    assert "<td>boreal</td><td colspan=7 class=text>new family (40 runs)</td>" in drift
+    assert "<td>gone</td><td colspan=7 class=text>no longer present (had 40 runs)</td>" in drift
+    assert "Unchanged (same runs and fit): atlas." in drift
+    assert "No run was added to a family that already had a fit." in drift
+
+
+def test_second_report_shows_drift_and_scores_earlier_predictions(con, tmp_path):
+    root = tmp_path / "reports"
+    late = ["atlas-2B-tpp160", "atlas-2B-tpp67"]  # the two largest atlas runs arrive on day 2
+    dropped = "boreal-10M-tpp5"  # and one boreal run disappears
+    con.execute("DELETE FROM clean.points WHERE run_id IN (?, ?)", late)
+    refit(con)
+    old = {fam: fit_row(con, fam) for fam in ("atlas", "boreal")}
+    old_plan = dict(con.execute("SELECT compute, loss FROM plans.allocations WHERE family = 'atlas'").fetchall())
+    render(con, root, DAY1)
+
+    clean(con)  # rebuilds clean.points from raw: the late runs are back
+    con.execute("DELETE FROM clean.points WHERE run_id = ?", [dropped])
+    refit(con)
+    new = {fam: fit_row(con, fam) for fam in ("atlas", "boreal")}
+    new_plan = dict(con.execute("SELECT compute, loss FROM plans.allocations WHERE family = 'atlas'").fetchall())
+    _, page = render(con, root, DAY2)
+    drift = page.split("<h2 id=drift>", 1)[1].split("<h2>Overview</h2>", 1)[0]
+    assert f"Compared with the report of {DAY1.isoformat()}" in drift
+
+    # parameter drift: exact old -> new values, and the run changes
+    cells = drift_cells(drift)
+    for fam in ("atlas", "boreal"):
+        for p in ("E", "A", "B", "alpha", "beta"):
+            assert cells[(fam, p, None)] == (old[fam][p], new[fam][p])
+        assert cells[(fam, "a", None)] == (old[fam]["a_exponent"], new[fam]["a_exponent"])
+    assert "38 → 40" in drift and "+2 new" in drift
+    assert "40 → 39" in drift and f"dropped: {dropped}" in drift
+
+    # plan drift at the budgets the team may train next (within 0.1x-1000x the largest run)
+    max_c = con.execute("SELECT max(flops) FROM clean.points WHERE family = 'atlas'").fetchone()[0]
+    budgets = sorted(c for (fam, key, c) in cells if fam == "atlas" and key == "loss")
+    assert budgets == [c for c in sorted(new_plan) if 0.1 <= c / max_c <= 1000] and len(budgets) >= 3
+    for c in budgets:
+        assert cells[("atlas", "loss", c)] == (old_plan[c], new_plan[c])
+
+    # how the day-1 law predicted the runs added since: exactly the late runs, with its predictions
+    scored = dict(re.findall(r"<tr data-run='([^']*)'>(.*?)</tr>", drift, flags=re.S))
+    assert sorted(scored) == sorted(late)
+    law = Chinchilla(*(old["atlas"][p] for p in ("E", "A", "B", "alpha", "beta")))
+    for run, n, d, loss in con.execute("SELECT run_id, n_params, n_tokens, loss FROM clean.points "
+                                       "WHERE run_id IN (?, ?)", late).fetchall():
+        pred = law.predict(n, d)
+        assert f"<td>{loss:.4f}</td><td>{pred:.4f} <span class=ci>[" in scored[run]
+        assert f"{pred / loss - 1:+.2%}" in scored[run]
+    assert "<b>atlas</b>: 2 new runs" in drift and "<b>boreal</b>" not in drift.split("How the previous fit")[1]
+
+    # rewriting the same date compares with that date's earlier render (read before it is replaced)
+    _, again = render(con, root, DAY2)
+    assert "Compared with the earlier render of this same date" in again
+    assert "Nothing changed: same runs, same losses, same fitted parameters" in again
+    assert (root / "latest").resolve() == (root / DAY2.isoformat()).resolve()
+
+
+def test_failed_fit_odd_names_and_missing_pieces_render(con, tmp_path):
+    odd = "at\"las' <b>&amp;</b> $x$"  # quotes, markup, mathtext
+    evil = "../../evil/ñame 模型 ü"  # path traversal, unicode, spaces
+    failing = "it's <failing>"
+    con.execute("UPDATE clean.points SET family = ? WHERE family = 'atlas'", [odd])
+    con.execute("UPDATE clean.points SET family = ? WHERE family = 'boreal'", [evil])
+    con.execute("""INSERT INTO clean.points SELECT * REPLACE ('x-' || run_id AS run_id, ? AS family)
+                   FROM clean.points WHERE family = ? ORDER BY run_id LIMIT 4""", [failing, evil])
+    con.execute("DELETE FROM clean.exclusions")
+    fit_families(con, SETTINGS)
+    con.execute("DELETE FROM fits.bootstrap WHERE family = ?", [evil])
+    con.execute("""UPDATE fits.chinchilla SET ci = '{"E": [NaN, NaN], "alpha": [NaN, 0.3], "a": [0.4, NaN]}'
+                   WHERE family = ?""", [odd])
+    plan_families(con)
+    assert fit_row(con, failing)["status"] == "failed"
+
+    before = {p for p in tmp_path.rglob("*")}
+    root = tmp_path / "reports"
+    index, page = render(con, root, DAY1)
+    created = {p for p in tmp_path.rglob("*")} - before
+    folder = root / DAY1.isoformat()
+    assert created and all(p == root or p.parent in (root, folder) for p in created), sorted(created)
+    assert not (tmp_path / "evil").exists() and not (root.parent / "evil").exists()
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+\.png", p.name) for p in folder.glob("*.png"))
+    assert not list(root.glob(".*"))  # no partial folder left behind
+
+    # escaped everywhere: no raw markup from a family name reaches the page
+    assert "<b>&amp;</b>" not in page and "<failing>" not in page
+    assert html.escape(odd) in page and html.escape(evil) in page
+    secs = sections(page)
+    assert set(secs) == {odd, evil, failing}
+    assert set(re.findall(r"<figure data-fig='(\w+)'>", secs[odd])) == FIGURES
+    assert set(re.findall(r"<figure data-fig='(\w+)'>", secs[evil])) == FIGURES
+    assert re.findall(r"<figure data-fig='(\w+)'>", secs[failing]) == ["data"]  # runs shown, no fit
+    assert "FIT FAILED" in secs[failing] and "need at least 5 points" in secs[failing]
+    assert "no bootstrap samples stored" in secs[evil]
+    assert "No run was excluded." in secs[odd]
+    images(page)
+
+    summary = json.loads((folder / "summary.json").read_text())  # strict JSON: NaN became null
+    assert set(summary["families"]) == {odd, evil, failing}
+    assert summary["families"][failing]["status"] == "failed"
+    assert summary["families"][evil]["bootstrap"] == []
+    assert summary["families"][odd]["ci"]["E"] == [None, None]
+
+
+def test_empty_warehouse_renders(tmp_path):
+    with duckdb.connect() as c:
+        _, page = render(c, tmp_path / "reports", DAY1)
+    assert "No family has schedule-valid runs yet" in page
+    assert json.loads((tmp_path / "reports" / DAY1.isoformat() / "summary.json").read_text())["families"] == {}
+
+
+def test_latest_points_at_the_newest_dated_report(con, tmp_path):
+    for table in ("clean.points", "fits.chinchilla", "fits.bootstrap", "plans.allocations"):  # one family is enough
+        con.execute(f"DELETE FROM {table} WHERE family = 'boreal'")
+    root = tmp_path / "reports"
+    render(con, root, DAY2)
+    _, backfill = render(con, root, DAY1)  # an older date written later: latest stays on the newest date
+    assert (root / "latest").resolve() == (root / DAY2.isoformat()).resolve()
+    assert "No previous report to compare with" in backfill  # only earlier dates count as "previous"
+    _, page = render(con, root, DAY3)
+    assert (root / "latest").resolve() == (root / DAY3.isoformat()).resolve()
+    assert f"Compared with the report of {DAY2.isoformat()}" in page
+    assert sorted(p.name for p in root.iterdir()) == [DAY1.isoformat(), DAY2.isoformat(), DAY3.isoformat(), "latest"]
