@@ -1,6 +1,5 @@
 """Plan stage: compute-optimal allocation tables per family (``plans`` schema)."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

@@ -1,6 +1,5 @@
 """Clean stage: raw logs -> deduplicated steps and one schedule-valid point per completed run."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

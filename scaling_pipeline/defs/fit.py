@@ -1,6 +1,5 @@
 """Fit stage: per-family Chinchilla fits with bootstrap intervals (``fits`` schema)."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

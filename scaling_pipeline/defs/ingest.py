@@ -1,6 +1,5 @@
 """Ingest stage: every log file under the log root -> the ``raw`` schema."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

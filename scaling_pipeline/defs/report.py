@@ -1,5 +1,6 @@
 """Report stage: the planning report under ``reports/<date>/`` and ``reports/latest``."""
 
+import json
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -22,7 +23,15 @@ def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
     with duckdb.get_connection() as con:
         inputs = load_inputs(con)
     index = render_report(inputs, settings.reports_path)
+    summary = json.loads((index.parent / "summary.json").read_text())
+    lines = ["| family | verdict | at a glance |", "|---|---|---|"]
+    for fam, f in summary["families"].items():
+        h = f.get("headline") or {}
+        glance = (f"C={h['compute']:.0e} FLOPs: N*={h['n_params']:.3g}, D*={h['n_tokens']:.3g}, loss {h['loss']:.3f}"
+                  if h and f.get("publishable") else (f.get("withheld_reason") or f.get("error") or "no plan"))
+        lines.append(f"| {fam} | {f.get('verdict')} | {glance} |")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(index.resolve())),
         "latest": dg.MetadataValue.path(str((settings.reports_path / "latest" / "index.html").resolve())),
-        "families": int(inputs.fits.family.nunique())})
+        "families": len(summary["families"]),
+        "verdicts": dg.MetadataValue.md("\n".join(lines))})
