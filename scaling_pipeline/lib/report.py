@@ -46,6 +46,8 @@ import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from scaling_pipeline.lib.allocate import chinchilla_reference  # noqa: E402
+
 SUMMARY_SCHEMA = 1
 STANDARD_BUDGETS = tuple(10.0 ** k for k in range(18, 27))  # 1e18 … 1e26 FLOPs, always in summary.json
 PARAMS = ("E", "A", "B", "alpha", "beta")
@@ -144,6 +146,7 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
             _overview(fams),
             *sections,
             _quarantine_section(inp.quarantine),
+            _reference_section(),
             _method_section(),
         ])
         (tmp / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1, allow_nan=False) + "\n",
@@ -924,6 +927,29 @@ def _quarantine_section(q: pd.DataFrame) -> str:
                    f"<td>{_e(r.field)}</td><td class=text>{_e(r.reason)}</td></tr>" for r in q.itertuples(index=False))
     return ("<h2>Quarantined inputs</h2><table><tr><th>source</th><th>scope</th><th>where</th><th>field</th>"
             "<th>reason</th></tr>" + rows + "</table>")
+
+
+def _reference_section() -> str:
+    """Hoffmann et al.'s published law as a yardstick, with parameter caps and the common naive formula."""
+    ref = chinchilla_reference()
+    caps = [c[: -len("_n_params")] for c in ref.columns if c.startswith("cap_") and c.endswith("_n_params")]
+    head = ("<tr><th>compute (FLOPs)</th><th>N* (params)</th><th>D* (tokens)</th><th>loss (nats)</th>"
+            "<th>naive N = (C/(6B))<sup>β/(α+β)</sup></th>"
+            + "".join(f"<th>N ≤ {float(c[4:]):.0e}: loss (efficiency)</th>" for c in caps) + "</tr>")
+    rows = []
+    for _, r in ref.iterrows():
+        cells = [f"{r.compute:.3g}", f"{r.n_params:.3g}", f"{r.n_tokens:.3g}", f"{r.loss:.4f}",
+                 f"{r.naive_n_params:.3g} ({r.naive_rel_diff:+.0%})"]
+        cells += [f"{r[c + '_loss']:.4f} ({r[c + '_efficiency']:.3f})" if r[c + "_efficiency"] < 1
+                  else f"{r[c + '_loss']:.4f} (cap not binding)" for c in caps]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return ("<h2>Reference: Chinchilla's published law</h2><p>Hoffmann et al. (2022): E = 1.69, A = 406.4, "
+            "B = 410.7, α = 0.34, β = 0.28 (nats/token). Compute-optimal N* = G·(C/6)<sup>a</sup> with a = β/(α+β), "
+            "G = (αA/(βB))<sup>1/(α+β)</sup>; under a parameter cap the budget is spent on more tokens "
+            "(C = 6·N·D) and efficiency = optimal loss / capped loss. The naive formula "
+            "N = (C/(6B))<sup>β/(α+β)</sup> found in planning scripts drops G and misuses B: it "
+            f"disagrees with N* by {ref.naive_rel_diff.iloc[0]:+.0%} at every budget.</p>"
+            "<table>" + head + "".join(rows) + "</table>")
 
 
 def _method_section() -> str:
