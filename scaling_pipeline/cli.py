@@ -99,6 +99,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not settings.logs_path.is_dir():
         raise UserError(f"log root {str(settings.logs_path)!r} is not a folder (pass --logs DIR)")
     db = Path(resources["duckdb"].database)
+    db.parent.mkdir(parents=True, exist_ok=True)
     _check_not_locked(db)
     t0 = time.perf_counter()
     with _instance() as instance:
@@ -129,13 +130,13 @@ def _instance():
 def _check_not_locked(db: Path) -> None:
     import duckdb
 
+    from scaling_pipeline.defs.resources import locked_message
+
     try:
         duckdb.connect(str(db)).close()
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise UserError(f"the warehouse {str(db)!r} is locked by another process (a running `dg dev` "
-                            f"materialization or another `scaling-pipeline run`); wait for it or use --db. "
-                            f"DuckDB said: {exc}") from None
+            raise UserError(locked_message(str(db), exc)) from None
         raise UserError(f"cannot open the warehouse {str(db)!r}: {exc}") from None
 
 

@@ -6,6 +6,7 @@ from dagster_duckdb import DuckDBResource
 from scaling_pipeline.lib.warehouse import plan_families
 
 from .fit import FITS_CHINCHILLA
+from .resources import warehouse
 
 PLANS_ALLOCATIONS = dg.AssetKey(["plans", "allocations"])
 
@@ -13,7 +14,7 @@ PLANS_ALLOCATIONS = dg.AssetKey(["plans", "allocations"])
 @dg.asset(key=PLANS_ALLOCATIONS, deps=[FITS_CHINCHILLA], group_name="plan", kinds={"duckdb"}, pool="duckdb_writer")
 def allocations(duckdb: DuckDBResource) -> dg.MaterializeResult:
     """N*, D*, tokens/param and predicted loss (with bootstrap intervals) for a grid of FLOP budgets."""
-    with duckdb.get_connection() as con:
+    with warehouse(duckdb) as con:
         plans = plan_families(con)
     preview = plans[plans.compute.isin([1e21, 1e23, 1e25])][["family", "compute", "n_params", "n_tokens", "loss"]]
     return dg.MaterializeResult(metadata={
@@ -25,7 +26,7 @@ def allocations(duckdb: DuckDBResource) -> dg.MaterializeResult:
 def plans_consistent(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Every plan spends its budget exactly (C = 6·N·D), is positive and finite, predicts a loss above the
     family's floor E, and its interval (when present) contains the point estimate."""
-    with duckdb.get_connection() as con:
+    with warehouse(duckdb) as con:
         bad = con.execute(
             """SELECT count(*) FROM plans.allocations p JOIN fits.chinchilla f USING (family)
                WHERE NOT (p.n_params > 0 AND p.n_tokens > 0 AND isfinite(p.loss) AND p.loss > f.E

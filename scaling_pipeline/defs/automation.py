@@ -12,6 +12,7 @@ from .resources import PipelineSettings
 
 pipeline_job = dg.define_asset_job(
     "scaling_pipeline", selection=dg.AssetSelection.all(),
+    tags={"scaling_pipeline/warehouse": "1"},  # production: one run at a time per warehouse (deploy/)
     description="Ingest new/changed logs, clean, refit changed families, plan, publish the report.")
 
 nightly = dg.ScheduleDefinition(

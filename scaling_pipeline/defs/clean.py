@@ -6,7 +6,7 @@ from dagster_duckdb import DuckDBResource
 from scaling_pipeline.lib.clean import clean
 
 from .ingest import RAW_METRICS, RAW_RUNS
-from .resources import PipelineSettings
+from .resources import PipelineSettings, warehouse
 
 CLEAN_RUNS = dg.AssetKey(["clean", "runs"])
 CLEAN_STEPS = dg.AssetKey(["clean", "steps"])
@@ -30,7 +30,7 @@ CLEAN_EXCLUSIONS = dg.AssetKey(["clean", "exclusions"])
 def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings):
     """Rebuild the clean schema from raw in one transaction."""
     cfg = settings.clean_config()
-    with duckdb.get_connection() as con:
+    with warehouse(duckdb) as con:
         summary = clean(con, cfg)
         excl_md = con.execute(
             "SELECT family, run_id, reason, detail FROM clean.exclusions WHERE kind = 'run' ORDER BY family, run_id"
@@ -49,7 +49,7 @@ def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sett
 
 
 def _count_check(duckdb: DuckDBResource, sql: str, what: str) -> dg.AssetCheckResult:
-    with duckdb.get_connection() as con:
+    with warehouse(duckdb) as con:
         bad = con.execute(sql).fetchone()[0]
     return dg.AssetCheckResult(passed=bad == 0, metadata={"violations": bad},
                                description=f"{bad} {what}" if bad else f"no {what}")

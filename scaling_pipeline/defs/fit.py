@@ -6,6 +6,7 @@ from dagster_duckdb import DuckDBResource
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families
 
 from .clean import CLEAN_POINTS
+from .resources import warehouse
 
 FITS_CHINCHILLA = dg.AssetKey(["fits", "chinchilla"])
 
@@ -33,7 +34,7 @@ def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb
     points did not change are not refit."""
     settings = FitSettings(loss=config.loss, delta=config.delta, n_boot=config.n_boot, seed=config.seed,
                            max_backtest_error=config.max_backtest_error)
-    with duckdb.get_connection() as con:
+    with warehouse(duckdb) as con:
         summary = fit_families(con, settings, progress=context.log.info)
         table = con.execute(
             """SELECT family, status, publishable, n_points, round(E, 4) AS E, round(alpha, 4) AS alpha,
@@ -50,7 +51,7 @@ def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb
 @dg.asset_check(asset=FITS_CHINCHILLA, blocking=True)
 def fits_finite(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Every successful fit has finite, positive parameters and a finite objective."""
-    with duckdb.get_connection() as con:
+    with warehouse(duckdb) as con:
         bad = [r[0] for r in con.execute(
             """SELECT family FROM fits.chinchilla WHERE status = 'ok' AND NOT (
                    isfinite(E) AND isfinite(A) AND isfinite(B) AND isfinite(alpha) AND isfinite(beta)
@@ -63,7 +64,7 @@ def fits_finite(duckdb: DuckDBResource) -> dg.AssetCheckResult:
 def fits_publishable(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Fits whose plan is withheld (failed fit, parameters at bounds, backtest error over the threshold).
     A warning, not a blocker: the other families' plans are still published."""
-    with duckdb.get_connection() as con:
+    with warehouse(duckdb) as con:
         withheld = dict(con.execute(
             "SELECT family, withheld_reason FROM fits.chinchilla WHERE NOT publishable ORDER BY family").fetchall())
     return dg.AssetCheckResult(

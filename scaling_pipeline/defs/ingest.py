@@ -5,7 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from scaling_pipeline.lib.ingest import ingest
 
-from .resources import PipelineSettings
+from .resources import PipelineSettings, warehouse
 
 RAW_METRICS = dg.AssetKey(["raw", "metrics"])
 RAW_RUNS = dg.AssetKey(["raw", "runs"])
@@ -29,7 +29,7 @@ def raw_logs(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings
     if not root.is_dir():
         raise dg.Failure(f"log root {str(root)!r} does not exist or is not a directory "
                          "(set --logs, SCALING_LOGS, or run `scaling-pipeline demo-data data/demo`)")
-    with duckdb.get_connection() as con:
+    with warehouse(duckdb) as con:
         summary = ingest(root, con, progress=context.log.info)
         counts = dict(con.execute("""SELECT 'metrics', count(*) FROM raw.metrics UNION ALL
                                      SELECT 'runs', count(DISTINCT run_id) FROM raw.runs UNION ALL

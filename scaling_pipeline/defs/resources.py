@@ -7,9 +7,13 @@ overridden with environment variables or the CLI (``scaling-pipeline run --db/--
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from scaling_pipeline.lib.clean import CleanConfig
@@ -47,7 +51,6 @@ def build_resources(logs: str | os.PathLike | None = None, db: str | os.PathLike
     """Resources for a run; unset arguments come from SCALING_LOGS / SCALING_DB / SCALING_REPORTS,
     then the defaults (data/, data/warehouse.duckdb, reports/)."""
     db_path = Path(db or os.environ.get("SCALING_DB", DEFAULT_DB))
-    db_path.parent.mkdir(parents=True, exist_ok=True)
     return {
         "duckdb": DuckDBResource(database=str(db_path)),
         "settings": PipelineSettings(
@@ -56,3 +59,31 @@ def build_resources(logs: str | os.PathLike | None = None, db: str | os.PathLike
             **{k: v for k, v in settings.items() if v is not None},
         ),
     }
+
+
+def locked_message(db: str, exc: Exception) -> str:
+    return (f"the warehouse {db!r} is locked by another process (a running `dg dev` materialization or another "
+            f"`scaling-pipeline run`); wait for it or use --db. DuckDB said: {exc}")
+
+
+@contextmanager
+def warehouse(resource: DuckDBResource, *, wait_seconds: float = 5.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse file (its folder created on first use). A lock held by another
+    process is waited for up to ``wait_seconds``, then reported as a clear failure naming the file."""
+    db = resource.database
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            con = duckdb.connect(db)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise dg.Failure(f"cannot open the warehouse {db!r}: {exc}") from None
+            if time.monotonic() > deadline:
+                raise dg.Failure(locked_message(db, exc)) from None
+            time.sleep(0.25)
+    try:
+        yield con
+    finally:
+        con.close()
