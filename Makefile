@@ -40,6 +40,8 @@ ui: demo
 
 bench: install
 	$(BIN)/python benchmarks/bench_fit.py
+	$(BIN)/python benchmarks/bench_ingest.py --rows 1e6,1e7
+	$(BIN)/python benchmarks/bench_e2e.py
 
 clean-data:
 	rm -rf $(DEMO) data/warehouse.duckdb data/warehouse.duckdb.wal reports/20* reports/latest

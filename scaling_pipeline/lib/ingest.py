@@ -72,6 +72,9 @@ class IngestSummary:
     run_rows: int = 0
     rejections: int = 0
     per_reader: dict[str, int] = field(default_factory=dict)  # units seen per reader
+    # units read now per "<reader>/<method>": 'fast' (DuckDB's native reader, validated) or
+    # 'exact' (line by line); readers without a fast path are not counted
+    read_methods: dict[str, int] = field(default_factory=dict)
     removed_paths: list[str] = field(default_factory=list)
 
     def to_metadata(self) -> dict[str, Any]:
@@ -215,6 +218,9 @@ def ingest(
             sha256, report = None, _crashed(unit.reader, exc)  # no hash: retried next time
         _store(con, rel, unit, report, sha256=sha256, size=size, known=rel in known)
         summary.units_ingested += 1
+        if report.method:
+            key = f"{unit.reader}/{report.method}"
+            summary.read_methods[key] = summary.read_methods.get(key, 0) + 1
         summary.units_partial += report.status == "partial"
         summary.units_quarantined += report.status == "quarantined"
         summary.metric_rows += report.n_metric_rows

@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,9 @@ class ReadReport:
     n_metric_rows: int = 0
     n_run_rows: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    # how the metric rows were read: 'fast' (DuckDB's native reader, validated) or 'exact'
+    # (line by line, precise row rejections); None for readers without a fast path
+    method: str | None = None
 
     @property
     def status(self) -> str:
@@ -78,6 +82,16 @@ class ReadReport:
         if any(r.scope == "file" for r in self.rejections):
             return "quarantined"
         return "partial" if self.rejections else "ok"
+
+
+FAST_PATH = True  # False: text readers always read line by line (benchmarks, debugging)
+READ_METHODS: Counter[str] = Counter()  # "<reader>/<method>" -> count, for benchmarks and tests
+
+
+def count_method(reader: str, method: str) -> str:
+    """Record that a ``reader`` staged a table via ``method`` ('fast' | 'exact'); returns it."""
+    READ_METHODS[f"{reader}/{method}"] += 1
+    return method
 
 
 def file_rejection(reader: str, reason: str, location: str = "file") -> ReadReport:

@@ -1,10 +1,19 @@
 """CSV metric logs: one row per logged step, columns per METRIC_ALIASES.
 
 Every line is one record (quoted fields may not span lines), so a damaged line costs only itself.
-Lines are streamed into DuckDB, which splits and types them (lines with quotes are split by
-Python's csv module first). A final line without newline is rejected as truncated: a cut-off
-number can still parse. Empty cells are null; 'nan'/'inf' are the logged NaN/inf. Unknown columns
-are ignored. Without a run-id column the file stem is the run id.
+A final line without newline is rejected as truncated: a cut-off number can still parse. Empty
+cells are null; 'nan'/'inf' are the logged NaN/inf. Unknown columns are ignored. Without a run-id
+column the file stem is the run id.
+
+Two ways in, same staged rows:
+
+* **fast**: a plain file (header on line 1, every line ending in ``\n``, no quotes, CR or NUL
+  bytes) is read by DuckDB's ``read_csv`` in one statement, strictly (explicit VARCHAR columns,
+  exact field count, UTF-8); ``record`` = row ordinal + 1 (header). It is kept only if the row
+  count equals the file's data-line count and every row types cleanly; otherwise nothing of it
+  is staged and
+* **exact**: lines are streamed from Python into DuckDB, which splits and types them (lines with
+  quotes are split by Python's csv module first), with one rejection per bad line.
 """
 
 from __future__ import annotations
@@ -18,8 +27,11 @@ import duckdb
 
 from scaling_pipeline.lib.schema import METRIC_ALIASES
 
+from . import common
 from .common import (
+    STAGE_METRICS,
     ReadReport,
+    count_method,
     RejectionLog,
     SourceUnit,
     file_rejection,
@@ -30,15 +42,16 @@ from .common import (
 )
 from .manifest import write_tables
 from .metric_sql import METRIC_FIELDS, Cells, TempTable, stage_metric_cells
-from .text import TextLine, first_line, iter_lines, split_csv_line
+from .text import MAX_LINE_BYTES, TextLine, first_line, iter_lines, scan_bytes, split_csv_line
 
 READER = "csv"
 SUFFIX = ".csv"
 _LINES = "_fmt_csv_lines"
+_NATIVE = "_fmt_csv_native"
 
 
-def _header(lines: Iterator[TextLine], label: str) -> list[str]:
-    """Column names from the first non-blank line; ValueError when there is none."""
+def _header(lines: Iterator[TextLine], label: str) -> tuple[list[str], int]:
+    """Column names and line number of the first non-blank line; ValueError when there is none."""
     header = first_line(lines)
     if header is None:
         raise ValueError("expected a header line naming the columns, got an empty file")
@@ -51,7 +64,7 @@ def _header(lines: Iterator[TextLine], label: str) -> list[str]:
             "followed by rows"
         )
     try:
-        return [name.strip() for name in split_csv_line(header.text)]
+        return [name.strip() for name in split_csv_line(header.text)], header.number
     except csv.Error as exc:
         raise ValueError(f"{where}: expected well-formed CSV ({exc})") from exc
 
@@ -92,11 +105,134 @@ def stage_csv(
     family: str | None = None,
 ) -> int:
     """Stage a CSV metric table; raises ValueError (-> file rejection) when it cannot be read."""
+    return stage_csv_method(path, con, log, label=label, run_id=run_id, family=family)[0]
+
+
+def stage_csv_method(
+    path: Path,
+    con: duckdb.DuckDBPyConnection,
+    log: RejectionLog,
+    *,
+    label: str,
+    run_id: str | None,
+    family: str | None = None,
+) -> tuple[int, str]:
+    """:func:`stage_csv`, also returning the method used: 'fast' or 'exact' (module doc)."""
     lines = iter_lines(path)
-    names = _header(lines, label)
+    names, header_line = _header(lines, label)
     resolved = resolve_aliases(names, METRIC_ALIASES)
     if problem := missing_metric_columns(resolved, names):
+        lines.close()
         raise ValueError(problem)
+    if header_line == 1:
+        lines.close()
+        rows = _stage_native(path, con, names, resolved, label=label, run_id=run_id, family=family)
+        if rows is not None:
+            return rows, count_method(READER, "fast")
+        lines = iter_lines(path)
+        _header(lines, label)
+    return (
+        _stage_lines(lines, con, log, names, resolved, label=label, run_id=run_id, family=family),
+        count_method(READER, "exact"),
+    )
+
+
+def _cells(names: list[str], resolved: dict[str, list[str]], column: str) -> list[str]:
+    """Canonical metric cells; ``column``: format string of a source field given its index."""
+    return [
+        f"coalesce({', '.join(_cell(column.format(names.index(s) + 1)) for s in resolved[name])})"
+        f" AS {name}"
+        for name, _ in METRIC_FIELDS
+        if name in resolved
+    ]
+
+
+def _stage_native(
+    path: Path,
+    con: duckdb.DuckDBPyConnection,
+    names: list[str],
+    resolved: dict[str, list[str]],
+    *,
+    label: str,
+    run_id: str | None,
+    family: str | None,
+) -> int | None:
+    """The fast path (module doc): rows staged, or None (nothing staged) to read line by line.
+
+    Number columns are typed by read_csv itself (same parser as the exact path's casts; a cell
+    it cannot parse fails the whole read). Text cells and the step are typed by the same SQL as
+    :func:`stage_metric_cells` (the step must be an exact integer, blank text is null)."""
+    if not common.FAST_PATH or ("run_id" not in resolved and run_id is None):
+        return None
+    scan = scan_bytes(path)
+    if scan.has_nul or scan.has_cr or scan.has_quote or not scan.ends_with_newline:
+        return None
+    types = dict(METRIC_FIELDS)
+    read_types = {i: "VARCHAR" for i in range(1, len(names) + 1)}
+    for name, found in resolved.items():
+        for source in found:
+            read_types[names.index(source) + 1] = types[name]
+    read_types = {i: ("DOUBLE" if t == "DOUBLE" else "VARCHAR") for i, t in read_types.items()}
+    select, bad = [], []
+    for name, typ in METRIC_FIELDS:
+        if name not in resolved:
+            select.append(f"NULL::{typ} AS {name}")
+            continue
+        fields = [f"c{names.index(s) + 1}" for s in resolved[name]]
+        if typ == "DOUBLE":
+            select.append(f"coalesce({', '.join(fields)}) AS {name}")
+            continue
+        text = f"coalesce({', '.join(_cell(f) for f in fields)})"
+        if typ == "VARCHAR":
+            select.append(f"{text} AS {name}")
+            if name == "run_id":
+                bad.append(f"({text} IS NULL OR trim({text}) = '')")
+        else:  # step: an exact integer, as in metric_sql._typing
+            number, value = f"TRY_CAST({text} AS DOUBLE)", f"TRY_CAST({text} AS BIGINT)"
+            select.append(f"{value} AS {name}")
+            bad.append(
+                f"NOT coalesce(isfinite({number}) AND {number} = trunc({number}) "
+                f"AND {value} IS NOT NULL, false)"
+            )
+    columns = ", ".join(f"'c{i}': '{t}'" for i, t in read_types.items())
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_NATIVE} AS SELECT {', '.join(select)}, "
+            f"({' OR '.join(bad) or 'false'}) AS bad FROM read_csv(?, header=false, skip=1, "
+            f"auto_detect=false, columns={{{columns}}}, delim=',', quote='', escape='', "
+            f"new_line='\\n', strict_mode=true, null_padding=false, ignore_errors=false, "
+            f"max_line_size={MAX_LINE_BYTES - 64})",
+            [str(path)],
+        )
+        n_rows, n_bad = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE bad) FROM {_NATIVE}"
+        ).fetchone()
+        if n_rows != scan.newlines - 1 or n_bad:
+            return None
+        rest = ", ".join(n for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
+        return con.execute(
+            f"INSERT INTO {STAGE_METRICS} SELECT coalesce(run_id, ?), coalesce(family, ?), "
+            f"{rest}, rowid + 2 FROM {_NATIVE}",
+            [run_id, family],
+        ).fetchone()[0]
+    except duckdb.Error:
+        return None
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_NATIVE}")
+
+
+def _stage_lines(
+    lines: Iterator[TextLine],
+    con: duckdb.DuckDBPyConnection,
+    log: RejectionLog,
+    names: list[str],
+    resolved: dict[str, list[str]],
+    *,
+    label: str,
+    run_id: str | None,
+    family: str | None,
+) -> int:
+    """The exact path: ``lines`` (after the header) streamed into DuckDB."""
     columns = [("record", "BIGINT"), ("text", "VARCHAR"), ("fields", "VARCHAR[]")]
     with TempTable(con, _LINES, columns) as table:
         _load_lines(lines, table, log, label)
@@ -118,31 +254,27 @@ def stage_csv(
                 )
             )
         log.unlisted += n_wrong - len(wrong)
-        cells = [
-            f"coalesce({', '.join(_cell(names.index(s) + 1) for s in resolved[name])}) AS {name}"
-            for name, _ in METRIC_FIELDS
-            if name in resolved
-        ]
-        sql = f"SELECT record, {', '.join(cells)} FROM ({split}) WHERE len(f) = ?"
+        cells = ", ".join(_cells(names, resolved, "f[{}]"))
+        sql = f"SELECT record, {cells} FROM ({split}) WHERE len(f) = ?"
         sources = {name: found[0] for name, found in resolved.items()}
         return stage_metric_cells(
             con, Cells(sql, [len(names)], sources), log, label=label, run_id=run_id, family=family
         )
 
 
-def _cell(index: int) -> str:
-    """Field ``index`` (1-based) of list f; blank -> NULL."""
-    return f"CASE WHEN trim(f[{index}]) = '' THEN NULL ELSE f[{index}] END"
+def _cell(field: str) -> str:
+    """A source field (e.g. ``f[3]``); blank -> NULL."""
+    return f"CASE WHEN trim({field}) = '' THEN NULL ELSE {field} END"
 
 
 def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     """Stage one CSV metric log (run id defaults to the file stem)."""
     log = RejectionLog()
     try:
-        rows = stage_csv(unit.path, con, log, label="line", run_id=unit.path.stem)
+        rows, method = stage_csv_method(unit.path, con, log, label="line", run_id=unit.path.stem)
     except ValueError as exc:
         return file_rejection(READER, str(exc))
-    return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list())
+    return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list(), method=method)
 
 
 def write(

@@ -1,6 +1,11 @@
 """JSON-lines metric logs: one JSON object per logged step, keys per METRIC_ALIASES.
 
-Lines are streamed into DuckDB, which validates and extracts the JSON. ``NaN``/``Infinity``
+Fast path: a file whose every line is a JSON object (no blank lines, NUL bytes or lines longer
+than MAX_LINE_BYTES) is read by DuckDB's ``read_ndjson_objects`` in one statement; ``record`` = row
+ordinal. It is kept only if the row count equals the file's line count and every row types
+cleanly; otherwise nothing of it is staged and the exact path runs: lines are streamed into DuckDB
+from Python, one rejection per bad line. Both feed the same SQL, which validates and extracts the
+JSON, so a clean file gives the same rows either way. ``NaN``/``Infinity``
 literals (what Python's json writes) are the logged NaN/inf; ``null`` is null. Lines that are not
 JSON objects are rejected; a file with no JSON object at all is quarantined. A final line without
 newline is kept if it is a complete object (a cut-off object is never valid JSON). Unknown keys
@@ -18,36 +23,44 @@ import duckdb
 
 from scaling_pipeline.lib.schema import METRIC_ALIASES
 
+from . import common
 from .common import (
     ReadReport,
+    count_method,
     RejectionLog,
     SourceUnit,
     file_rejection,
     missing_metric_columns,
+    quote_ident,
     resolve_aliases,
     row_rejection,
     shorten,
 )
 from .manifest import write_tables
-from .metric_sql import METRIC_FIELDS, Cells, TempTable, stage_metric_cells
-from .text import iter_lines
+from .metric_sql import METRIC_FIELDS, Cells, FastPathRejected, TempTable, stage_metric_cells
+from .text import MAX_LINE_BYTES, iter_lines, scan_bytes
 
 READER = "jsonl"
 SUFFIX = ".jsonl"
 _LINES = "_fmt_json_lines"
+_NATIVE = "_fmt_json_native"
 _IS_OBJECT = "CASE WHEN json_valid(text) THEN json_type(text) = 'OBJECT' ELSE false END"
 _TRUNCATED = "truncated final line (no newline at end of file): "
 
 
 def _reject_non_objects(
-    con: duckdb.DuckDBPyConnection, log: RejectionLog, label: str, unterminated: int | None
+    con: duckdb.DuckDBPyConnection,
+    log: RejectionLog,
+    label: str,
+    unterminated: int | None,
+    lines: str = _LINES,
 ) -> None:
     bad = con.execute(
         f"SELECT record, json_valid(text), CASE WHEN json_valid(text) THEN json_type(text) END, "
-        f"left(text, 80) FROM {_LINES} WHERE NOT {_IS_OBJECT} ORDER BY record LIMIT ?",
+        f"left(text, 80) FROM {lines} WHERE NOT {_IS_OBJECT} ORDER BY record LIMIT ?",
         [log.room],
     ).fetchall()
-    total = con.execute(f"SELECT count(*) FROM {_LINES} WHERE NOT {_IS_OBJECT}").fetchone()[0]
+    total = con.execute(f"SELECT count(*) FROM {lines} WHERE NOT {_IS_OBJECT}").fetchone()[0]
     for record, valid, json_type, text in bad:
         got = f"a JSON {json_type.lower()}" if valid else f"malformed JSON {shorten(text)}"
         prefix = _TRUNCATED if record == unterminated else ""
@@ -67,6 +80,22 @@ def stage_jsonl(
     family: str | None = None,
 ) -> int:
     """Stage a JSON-lines metric table; raises ValueError (-> file rejection) when unreadable."""
+    return stage_jsonl_method(path, con, log, label=label, run_id=run_id, family=family)[0]
+
+
+def stage_jsonl_method(
+    path: Path,
+    con: duckdb.DuckDBPyConnection,
+    log: RejectionLog,
+    *,
+    label: str,
+    run_id: str | None,
+    family: str | None = None,
+) -> tuple[int, str]:
+    """:func:`stage_jsonl`, also returning the method used: 'fast' or 'exact' (module doc)."""
+    rows = _stage_native(path, con, label=label, run_id=run_id, family=family)
+    if rows is not None:
+        return rows, count_method(READER, "fast")
     unterminated, n_lines, n_unreadable = None, 0, 0
     with TempTable(con, _LINES, [("record", "BIGINT"), ("text", "VARCHAR")]) as table:
         for line in iter_lines(path):
@@ -88,39 +117,132 @@ def stage_jsonl(
             )
             raise ValueError(f"expected JSON lines (one JSON object per line), got {got}")
         _reject_non_objects(con, log, label, unterminated)
-        keys = [
-            key
-            for (key,) in con.execute(
-                f"SELECT DISTINCT unnest(json_keys(text)) AS key FROM {_LINES} WHERE {_IS_OBJECT} "
-                f"ORDER BY key"
-            ).fetchall()
-        ]
+        rows = _stage_objects(con, _LINES, log, label=label, run_id=run_id, family=family)
+    return rows, count_method(READER, "exact")
+
+
+def _stage_objects(
+    con: duckdb.DuckDBPyConnection,
+    lines: str,
+    log: RejectionLog,
+    *,
+    label: str,
+    run_id: str | None,
+    family: str | None,
+    expect_rows: int | None = None,
+) -> int:
+    """Type the JSON objects of ``lines`` (a relation with record, text) into stage_metrics."""
+    keys = [
+        key
+        for (key,) in con.execute(
+            f"SELECT DISTINCT unnest(json_keys(text)) AS key FROM {lines} WHERE {_IS_OBJECT} "
+            f"ORDER BY key"
+        ).fetchall()
+    ]
+    resolved = resolve_aliases(keys, METRIC_ALIASES)
+    if problem := missing_metric_columns(resolved, keys):
+        raise ValueError(problem)
+    cells, params = [], []
+    for name, _ in METRIC_FIELDS:
+        if name in resolved:
+            cells.append(
+                f"coalesce({', '.join('json_extract_string(text, ?)' for _ in resolved[name])})"
+                f" AS {name}"
+            )
+            params += [f'$."{key}"' for key in resolved[name]]
+    sql = f"SELECT record, {', '.join(cells)} FROM {lines} WHERE {_IS_OBJECT}"
+    sources = {name: found[0] for name, found in resolved.items()}
+    return stage_metric_cells(
+        con,
+        Cells(sql, params, sources),
+        log,
+        label=label,
+        run_id=run_id,
+        family=family,
+        expect_rows=expect_rows,
+    )
+
+
+def _stage_native(
+    path: Path,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    label: str,
+    run_id: str | None,
+    family: str | None,
+) -> int | None:
+    """The fast path (module doc): rows staged, or None (nothing staged) to read line by line.
+
+    Pass 1 (``read_ndjson_objects``): every line an object, no repeated key within an object,
+    the union of keys. Pass 2 (``read_json`` with those keys as explicit VARCHAR columns, which
+    yields the same text as the exact path's ``json_extract_string``) feeds the same typing SQL."""
+    if not common.FAST_PATH:
+        return None
+    scan = scan_bytes(path)
+    if scan.has_nul or not scan.lines:
+        return None
+    try:
+        shapes = con.execute(
+            f"SELECT json_type(json), json_keys(json), count(*) FROM read_ndjson_objects(?, "
+            f"maximum_object_size={MAX_LINE_BYTES - 64}, ignore_errors=false) GROUP BY ALL",
+            [str(path)],
+        ).fetchall()  # one row per distinct key list: few
+        n_rows = sum(n for _, _, n in shapes)
+        if n_rows != scan.lines or not n_rows:
+            return None
+        if any(kind != "OBJECT" or len(set(ks)) != len(ks) for kind, ks, _ in shapes):
+            return None
+        keys = sorted({key for _, ks, _ in shapes for key in ks})
         resolved = resolve_aliases(keys, METRIC_ALIASES)
-        if problem := missing_metric_columns(resolved, keys):
-            raise ValueError(problem)
-        cells, params = [], []
-        for name, _ in METRIC_FIELDS:
-            if name in resolved:
-                cells.append(
-                    f"coalesce({', '.join('json_extract_string(text, ?)' for _ in resolved[name])})"
-                    f" AS {name}"
-                )
-                params += [f'$."{key}"' for key in resolved[name]]
-        sql = f"SELECT record, {', '.join(cells)} FROM {_LINES} WHERE {_IS_OBJECT}"
+        if missing_metric_columns(resolved, keys):
+            return None
+        used = [key for name, _ in METRIC_FIELDS for key in resolved.get(name, [])]
+        if len({k.lower() for k in used}) != len(used):  # DuckDB names are case-insensitive
+            return None
+        columns = ", ".join(
+            f"{_literal(key)}: 'VARCHAR'" for key in used
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_NATIVE} AS SELECT * FROM read_json(?, "
+            f"format='newline_delimited', columns={{{columns}}}, maximum_object_size="
+            f"{MAX_LINE_BYTES - 64}, ignore_errors=false)",
+            [str(path)],
+        )
+        cells = [
+            f"coalesce({', '.join(quote_ident(k) for k in resolved[name])}) AS {name}"
+            for name, _ in METRIC_FIELDS
+            if name in resolved
+        ]
+        sql = f"SELECT rowid + 1 AS record, {', '.join(cells)} FROM {_NATIVE}"
         sources = {name: found[0] for name, found in resolved.items()}
         return stage_metric_cells(
-            con, Cells(sql, params, sources), log, label=label, run_id=run_id, family=family
+            con,
+            Cells(sql, [], sources),
+            RejectionLog(),
+            label=label,
+            run_id=run_id,
+            family=family,
+            expect_rows=n_rows,
         )
+    except (duckdb.Error, FastPathRejected, ValueError):
+        return None
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_NATIVE}")
+
+
+def _literal(text: str) -> str:
+    """SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     """Stage one JSON-lines metric log (run id defaults to the file stem)."""
     log = RejectionLog()
     try:
-        rows = stage_jsonl(unit.path, con, log, label="line", run_id=unit.path.stem)
+        rows, method = stage_jsonl_method(unit.path, con, log, label="line", run_id=unit.path.stem)
     except ValueError as exc:
         return file_rejection(READER, str(exc))
-    return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list())
+    return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list(), method=method)
 
 
 def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> Path:

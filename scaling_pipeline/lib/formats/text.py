@@ -3,7 +3,10 @@
 DuckDB's ``read_csv``/``read_json`` cannot report the line of an accepted row (``file_row_number``
 is Parquet-only in DuckDB 2.0), and reading raw lines through ``read_csv`` silently cuts lines at
 NUL bytes and drops invalid UTF-8. So text files are split into lines here, streamed with a bounded
-line length, and the lines are handed to DuckDB in Arrow batches for parsing and typing.
+line length, and the lines are handed to DuckDB in Arrow batches for parsing and typing. That is
+the exact path; the csv/jsonl fast paths let DuckDB read a whole file natively when
+:func:`scan_bytes` (newline count, NUL/CR/quote bytes, final newline) says it can be exact, with
+``record`` = row ordinal (+ header), validated against the newline count.
 """
 
 from __future__ import annotations
@@ -121,3 +124,35 @@ def iter_csv_records(path: Path) -> Iterator[CsvRecord]:
             yield CsvRecord(first, None, errors[0])
         elif fields and not (len(fields) == 1 and not fields[0].strip()):
             yield CsvRecord(first, fields, None)
+
+
+class ByteScan(NamedTuple):
+    """Cheap facts about a text file, for deciding whether a native DuckDB read can be exact."""
+
+    size: int
+    newlines: int  # number of b"\n"
+    ends_with_newline: bool
+    has_nul: bool
+    has_cr: bool
+    has_quote: bool  # b'"'
+
+    @property
+    def lines(self) -> int:
+        """Physical lines (a final line without newline counts)."""
+        return self.newlines + (self.size > 0 and not self.ends_with_newline)
+
+
+def scan_bytes(path: Path, chunk: int = 1 << 22) -> ByteScan:
+    """One pass over the bytes of ``path`` (C-speed counting, no decoding)."""
+    size = newlines = 0
+    nul = cr = quote = False
+    last = b""
+    with open(path, "rb") as handle:
+        while data := handle.read(chunk):
+            size += len(data)
+            newlines += data.count(b"\n")
+            nul = nul or b"\x00" in data
+            cr = cr or b"\r" in data
+            quote = quote or b'"' in data
+            last = data[-1:]
+    return ByteScan(size, newlines, last == b"\n", nul, cr, quote)

@@ -1,0 +1,234 @@
+"""Fast path of the csv/jsonl readers (DuckDB's native reader, validated) against the exact
+line-by-line path: clean files take the fast path and stage exactly the rows the exact path
+stages; damaged files take the exact path (precise row rejections)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scaling_pipeline.lib.formats import SourceUnit, common, create_staging, read_unit, write_logs
+from scaling_pipeline.lib.ingest import ingest
+from tests.test_formats import ladder
+
+
+@pytest.fixture
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect()
+    yield connection
+    connection.close()
+
+
+def staged(con: duckdb.DuckDBPyConnection, path: Path, *, fast: bool) -> tuple:
+    """(method, status, rejections, staged rows in table order) of one metric file."""
+    reader = path.suffix.lstrip(".")
+    common.FAST_PATH = fast
+    try:
+        create_staging(con)
+        report = read_unit(SourceUnit(path, reader, (path,)), con)
+    finally:
+        common.FAST_PATH = True
+    rows = con.execute("SELECT * FROM stage_metrics").fetchall()
+    return report.method, report.status, [r.reason for r in report.rejections], repr(rows)
+
+
+def both(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[tuple, tuple]:
+    return staged(con, path, fast=True), staged(con, path, fast=False)
+
+
+CLEAN_CSV = (
+    "global_step,run,family,loss,val_loss,tokens,lr,elapsed,junk,train_loss\n"
+    "1,r1,f,2.5,,1024,0.001,0.5,x,\n"
+    "2,r1,,nan,3.25, 2048 ,1e-3,1.0,,\n"
+    "3,r1,f,inf,,3072,,1.5,y,7\n"
+    "62.0,r1,f,-Infinity,1e400,4096,0.0005,2.0,z,\n"
+    "1e3,r1,  ,,2.0,5120,0.0004,2.5,,1.5\n"
+    "5,r1,f,1_000,,6144,0.0003,3.0,,\n"
+)
+CLEAN_JSONL = "".join(
+    line + "\n"
+    for line in (
+        '{"step": 1, "run_id": "r1", "loss": 2.5, "eval_loss": null, "extra": [1, 2]}',
+        '{"step": 2, "run_id": "r1", "loss": NaN, "eval_loss": 3.25, "lr": 1e-3}',
+        '{"step": 3.0, "run_id": "r1", "loss": Infinity, "tokens": "4096", "family": "f"}',
+        '{"step": 4, "run_id": "r1", "loss": -Infinity, "family": "  ", "elapsed": 1.5}',
+        '{"_step": 5, "run_id": "r1", "loss": 1.5, "nested": {"a": {"b": 1}}}',
+        '{"step": 9007199254740993, "run_id": "r1", "loss": 1.25}',
+    )
+)
+
+
+@pytest.mark.parametrize("suffix, text", [(".csv", CLEAN_CSV), (".jsonl", CLEAN_JSONL)])
+def test_clean_file_takes_the_fast_path_with_identical_rows(
+    tmp_path: Path, con: duckdb.DuckDBPyConnection, suffix: str, text: str
+) -> None:
+    path = tmp_path / f"run{suffix}"
+    path.write_text(text, encoding="utf-8")
+    fast, exact = both(con, path)
+    assert fast[0] == "fast" and exact[0] == "exact"
+    assert fast[1] == "ok" and fast[1:] == exact[1:]
+
+
+def test_writer_output_takes_the_fast_path(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+    runs, metrics = ladder()
+    for fmt in ("csv", "jsonl"):
+        paths = [
+            p for p in write_logs(fmt, tmp_path / fmt, runs, metrics) if p.suffix == f".{fmt}"
+        ]
+        methods = []
+        for path in paths:
+            fast, exact = both(con, path)
+            assert fast[1:] == exact[1:], path
+            methods.append(fast[0])
+        # csv: run ids with quotes are written quoted -> those files are read line by line
+        assert methods.count("fast") >= (1 if fmt == "csv" else len(paths)), (fmt, methods)
+
+
+HEADER = "step,run_id,train_loss,eval_loss\n"
+DAMAGED_CSV = {
+    "truncated": HEADER + "1,r,2.5,\n2,r,2.",
+    "bad number": HEADER + "1,r,2.5,\n2,r,abc,\n",
+    "bad step": HEADER + "1,r,2.5,\n2.5,r,2.0,\n",
+    "blank step": HEADER + "1,r,2.5,\n,r,2.0,\n",
+    "blank run id": HEADER + "1,r,2.5,\n2, ,2.0,\n",
+    "blank line": HEADER + "1,r,2.5,\n\n2,r,2.0,\n",
+    "whitespace line": HEADER + "1,r,2.5,\n   \n2,r,2.0,\n",
+    "too few fields": HEADER + "1,r,2.5\n2,r,2.0,\n",
+    "too many fields": HEADER + "1,r,2.5,,9\n2,r,2.0,\n",
+    "nul byte": HEADER + "1,r,2.5,\n2,r\x00,2.0,\n",
+    "crlf": HEADER.replace("\n", "\r\n") + "1,r,2.5,\r\n2,r,2.0,\r\n",
+    "quoted": HEADER + '1,"r",2.5,\n2,r,2.0,\n',
+    "blank before header": "\n" + HEADER + "1,r,2.5,\n",
+}
+DAMAGED_JSONL = {
+    "truncated": '{"step": 1, "loss": 2.5}\n{"step": 2, "lo',
+    "not an object": '{"step": 1, "loss": 2.5}\n[1, 2]\n',
+    "malformed": '{"step": 1, "loss": 2.5}\n{"step": 2, loss: 1}\n',
+    "bad number": '{"step": 1, "loss": 2.5}\n{"step": 2, "loss": "abc"}\n',
+    "bad step": '{"step": 1, "loss": 2.5}\n{"step": 2.5, "loss": 1.0}\n',
+    "null step": '{"step": 1, "loss": 2.5}\n{"step": null, "loss": 1.0}\n',
+    "blank line": '{"step": 1, "loss": 2.5}\n\n{"step": 2, "loss": 1.0}\n',
+    "two objects on a line": '{"step": 1, "loss": 2.5} {"step": 2, "loss": 1.0}\n',
+    "nul byte": '{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 1.0, "x": "\x00"}\n',
+    "invalid utf-8": None,
+}
+
+
+@pytest.mark.parametrize(
+    "suffix, kind",
+    [(".csv", k) for k in DAMAGED_CSV] + [(".jsonl", k) for k in DAMAGED_JSONL],
+)
+def test_damaged_file_takes_the_exact_path(
+    tmp_path: Path, con: duckdb.DuckDBPyConnection, suffix: str, kind: str
+) -> None:
+    path = tmp_path / f"run{suffix}"
+    text = (DAMAGED_CSV if suffix == ".csv" else DAMAGED_JSONL)[kind]
+    if text is None:
+        path.write_bytes(b'{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 1.0, "x": "\xff"}\n')
+    else:
+        path.write_bytes(text.encode("utf-8"))
+    fast, exact = both(con, path)
+    assert fast == exact  # the fast attempt left nothing behind
+    assert fast[0] == "exact" or fast[1] == "quarantined"  # quarantined: no method
+    fine = ("crlf", "quoted", "blank before header", "blank line", "whitespace line")
+    if kind not in fine:  # those are valid, just not plain enough for the fast path
+        assert fast[1] != "ok", fast
+
+
+def test_large_file_keeps_line_numbers(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+    """Several DuckDB read chunks / row groups: record must stay the line number."""
+    n = 300_000
+    csv_path, jsonl_path = tmp_path / "big.csv", tmp_path / "big.jsonl"
+    with open(csv_path, "w") as c, open(jsonl_path, "w") as j:
+        c.write("step,train_loss\n")
+        for step in range(1, n + 1):
+            c.write(f"{step},{1.0 + 1.0 / step!r}\n")
+            j.write(json.dumps({"step": step, "train_loss": 1.0 + 1.0 / step}) + "\n")
+    for path, offset in ((csv_path, 1), (jsonl_path, 0)):
+        create_staging(con)
+        report = read_unit(SourceUnit(path, path.suffix.lstrip("."), (path,)), con)
+        assert (report.method, report.n_metric_rows, report.status) == ("fast", n, "ok")
+        bad = con.execute(
+            "SELECT count(*) FROM stage_metrics WHERE record <> step + ?", [offset]
+        ).fetchone()[0]
+        assert bad == 0
+
+
+def test_ingest_gives_the_same_warehouse_either_way(tmp_path: Path) -> None:
+    runs, metrics = ladder()
+    for fmt in ("csv", "jsonl"):
+        write_logs(fmt, tmp_path / "logs" / fmt, runs, metrics)
+    (tmp_path / "logs" / "csv" / "plain.csv").write_text(CLEAN_CSV)
+    (tmp_path / "logs" / "jsonl" / "plain.jsonl").write_text(CLEAN_JSONL)
+    out = {}
+    for fast in (True, False):
+        common.FAST_PATH = fast
+        before = common.READ_METHODS.copy()
+        try:
+            with duckdb.connect(str(tmp_path / f"w{fast}.duckdb")) as con:
+                ingest(tmp_path / "logs", con)
+                out[fast] = [
+                    sorted(map(repr, con.execute(f"SELECT * FROM {t}").fetchall()))
+                    for t in ("raw.metrics", "raw.runs")
+                ]
+        finally:
+            common.FAST_PATH = True
+        used = common.READ_METHODS - before
+        assert (used["csv/fast"] > 0) == fast and (used["jsonl/fast"] > 0) == fast
+    assert out[True] == out[False]
+
+
+CSV_CELLS = st.sampled_from(
+    ["1", "2", "62.0", "62.5", " 3 ", "nan", "inf", "-Infinity", "", "  ", "0x10", "1_000",
+     "1e400", "9223372036854775808", "abc", "\t7", ".5", "1e3", "-0", "+5", "1d", "r;x", "ü"]
+)  # fmt: skip
+JSON_VALUES = st.sampled_from(
+    ["1", "2", "62.0", "62.5", '" 3 "', "NaN", "Infinity", "-Infinity", "null", '""', '"  "',
+     '"abc"', "true", "[1]", '{"a": 1}', "1e400", "9223372036854775807", "9223372036854775808",
+     '"1e3"', "-0", '"ü"', "0.1"]
+)  # fmt: skip
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                HealthCheck.function_scoped_fixture])  # fmt: skip
+
+
+@FUZZ
+@given(rows=st.lists(st.tuples(CSV_CELLS, CSV_CELLS, CSV_CELLS, CSV_CELLS), min_size=1, max_size=6))
+def test_fuzz_csv_fast_equals_exact(tmp_path_factory, rows) -> None:
+    path = tmp_path_factory.mktemp("f") / "r.csv"
+    path.write_text(
+        "step,run_id,train_loss,family\n" + "".join(",".join(r) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+    with duckdb.connect() as con:
+        fast, exact = both(con, path)
+    assert fast[1:] == exact[1:]
+
+
+@FUZZ
+@given(rows=st.lists(st.tuples(JSON_VALUES, JSON_VALUES, JSON_VALUES), min_size=1, max_size=6))
+def test_fuzz_jsonl_fast_equals_exact(tmp_path_factory, rows) -> None:
+    path = tmp_path_factory.mktemp("f") / "r.jsonl"
+    path.write_text(
+        "".join(f'{{"step": {a}, "loss": {b}, "run": {c}}}\n' for a, b, c in rows),
+        encoding="utf-8",
+    )
+    with duckdb.connect() as con:
+        fast, exact = both(con, path)
+    assert fast[1:] == exact[1:]
+
+
+def test_ingest_summary_counts_read_methods(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.csv").write_text(CLEAN_CSV)
+    (tmp_path / "logs" / "b.csv").write_text(DAMAGED_CSV["bad number"])
+    (tmp_path / "logs" / "c.jsonl").write_text(CLEAN_JSONL)
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        summary = ingest(tmp_path / "logs", con)
+    assert summary.read_methods == {"csv/fast": 1, "csv/exact": 1, "jsonl/fast": 1}
+    assert summary.units_partial == 1
