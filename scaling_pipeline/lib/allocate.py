@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_pipeline.lib.laws import Chinchilla
+from scaling_pipeline.lib.jsonutil import jsonable
 
 __all__ = [
     "DEFAULT_BUDGETS",
@@ -668,20 +669,6 @@ def law_from_fit(fit: Mapping[str, Any]) -> Chinchilla:
     return Chinchilla(**vals)
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
 def plans_from_fit(fit: Mapping[str, Any], compute: Sequence[float] | None, *, max_params: float | None = None,
                    max_tokens: float | None = None, unique_tokens: float | None = None,
                    inference_tokens: float | None = None, target_loss: float | None = None,
@@ -752,7 +739,7 @@ def plans_from_fit(fit: Mapping[str, Any], compute: Sequence[float] | None, *, m
                      "reported")
     for w in (fit.get("diagnostics") or {}).get("warnings") or []:
         notes.append(f"fit warning: {w}")
-    return _jsonable({"plans": [p.to_dict() for p in plans], "law": law_dict, "notes": notes})
+    return jsonable({"plans": [p.to_dict() for p in plans], "law": law_dict, "notes": notes})
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import minimize, minimize_scalar
 from threadpoolctl import ThreadpoolController
 
+from scaling_pipeline.lib.jsonutil import jsonable
 from scaling_pipeline.lib.laws import FORMS
 
 __all__ = [
@@ -124,7 +125,7 @@ class FitResult:
         if self.ci is not None:
             out["ci"] = {k: [lo, hi] for k, (lo, hi) in self.ci.items()}
         out["diagnostics"] = self.diagnostics
-        return _jsonable(out)
+        return jsonable(out)
 
 
 @dataclass(frozen=True)
@@ -180,20 +181,6 @@ class IsoFlopFit:
 
 # --------------------------------------------------------------------------------------------
 # Helpers: validation, JSON, BLAS threads
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
 
 
 _controller: ThreadpoolController | None = None
@@ -856,7 +843,7 @@ def backtest_chinchilla(
     fit = fit_chinchilla(N[train], D[train], L[train], loss=loss, delta=delta)
     pred = np.asarray(fit.law.predict(N[test], D[test]))
     rel = pred / L[test] - 1.0
-    return _jsonable(
+    return jsonable(
         {
             "n_train": int(train.size),
             "n_holdout": int(test.size),

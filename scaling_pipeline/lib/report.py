@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from scaling_pipeline.lib.allocate import chinchilla_reference  # noqa: E402
+from scaling_pipeline.lib.jsonutil import jsonable  # noqa: E402
 
 SUMMARY_SCHEMA = 1
 STANDARD_BUDGETS = tuple(10.0 ** k for k in range(18, 27))  # 1e18 … 1e26 FLOPs, always in summary.json
@@ -149,7 +150,7 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
             _reference_section(),
             _method_section(),
         ])
-        (tmp / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1, allow_nan=False) + "\n",
+        (tmp / "summary.json").write_text(json.dumps(jsonable(summary), indent=1, allow_nan=False) + "\n",
                                           encoding="utf-8")
         (tmp / "index.html").write_text(_PAGE.format(title=_e(title), body=body), encoding="utf-8")
         old = None
@@ -1288,21 +1289,6 @@ def _loads(text, default):
     except (TypeError, ValueError):
         return default
     return v if isinstance(v, type(default)) else default
-
-
-def _jsonable(obj):
-    """Plain JSON: NaN/inf become null, numpy scalars become numbers, timestamps strings."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, bool | str) or obj is None:
-        return obj
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    return str(obj)
 
 
 def _ci(value, interval, fmt: str = ".4g") -> str:

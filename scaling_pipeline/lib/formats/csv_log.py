@@ -103,21 +103,9 @@ def stage_csv(
     label: str,
     run_id: str | None,
     family: str | None = None,
-) -> int:
-    """Stage a CSV metric table; raises ValueError (-> file rejection) when it cannot be read."""
-    return stage_csv_method(path, con, log, label=label, run_id=run_id, family=family)[0]
-
-
-def stage_csv_method(
-    path: Path,
-    con: duckdb.DuckDBPyConnection,
-    log: RejectionLog,
-    *,
-    label: str,
-    run_id: str | None,
-    family: str | None = None,
 ) -> tuple[int, str]:
-    """:func:`stage_csv`, also returning the method used: 'fast' or 'exact' (module doc)."""
+    """Stage a CSV metric table; returns (rows staged, method 'fast' or 'exact', see the module doc).
+    Raises ValueError (-> file rejection) when the file cannot be read at all."""
     lines = iter_lines(path)
     names, header_line = _header(lines, label)
     resolved = resolve_aliases(names, METRIC_ALIASES)
@@ -271,7 +259,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     """Stage one CSV metric log (run id defaults to the file stem)."""
     log = RejectionLog()
     try:
-        rows, method = stage_csv_method(unit.path, con, log, label="line", run_id=unit.path.stem)
+        rows, method = stage_csv(unit.path, con, log, label="line", run_id=unit.path.stem)
     except ValueError as exc:
         return file_rejection(READER, str(exc))
     return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list(), method=method)

@@ -78,21 +78,9 @@ def stage_jsonl(
     label: str,
     run_id: str | None,
     family: str | None = None,
-) -> int:
-    """Stage a JSON-lines metric table; raises ValueError (-> file rejection) when unreadable."""
-    return stage_jsonl_method(path, con, log, label=label, run_id=run_id, family=family)[0]
-
-
-def stage_jsonl_method(
-    path: Path,
-    con: duckdb.DuckDBPyConnection,
-    log: RejectionLog,
-    *,
-    label: str,
-    run_id: str | None,
-    family: str | None = None,
 ) -> tuple[int, str]:
-    """:func:`stage_jsonl`, also returning the method used: 'fast' or 'exact' (module doc)."""
+    """Stage a JSONL metric table; returns (rows staged, method 'fast' or 'exact', see the module doc).
+    Raises ValueError (-> file rejection) when the file cannot be read at all."""
     rows = _stage_native(path, con, label=label, run_id=run_id, family=family)
     if rows is not None:
         return rows, count_method(READER, "fast")
@@ -239,7 +227,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     """Stage one JSON-lines metric log (run id defaults to the file stem)."""
     log = RejectionLog()
     try:
-        rows, method = stage_jsonl_method(unit.path, con, log, label="line", run_id=unit.path.stem)
+        rows, method = stage_jsonl(unit.path, con, log, label="line", run_id=unit.path.stem)
     except ValueError as exc:
         return file_rejection(READER, str(exc))
     return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list(), method=method)

@@ -75,7 +75,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     stage = stage_jsonl if history.suffix == ".jsonl" else stage_csv
     log = RejectionLog()
     try:
-        rows = stage(
+        rows, _ = stage(
             history,
             con,
             log,
