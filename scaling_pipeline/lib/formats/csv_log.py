@@ -29,6 +29,8 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from . import common
 from .common import (
+    NATIVE_ROW,
+    native_read,
     STAGE_METRICS,
     ReadReport,
     count_method,
@@ -184,13 +186,15 @@ def _stage_native(
             )
     columns = ", ".join(f"'c{i}': '{t}'" for i, t in read_types.items())
     try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_NATIVE} AS SELECT {', '.join(select)}, "
+        native_read(
+            con,
+            f"SELECT {', '.join(select)}, "
             f"({' OR '.join(bad) or 'false'}) AS bad FROM read_csv(?, header=false, skip=1, "
             f"auto_detect=false, columns={{{columns}}}, delim=',', quote='', escape='', "
             f"new_line='\\n', strict_mode=true, null_padding=false, ignore_errors=false, "
             f"max_line_size={MAX_LINE_BYTES - 64})",
             [str(path)],
+            table=_NATIVE,
         )
         n_rows, n_bad = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE bad) FROM {_NATIVE}"
@@ -200,7 +204,7 @@ def _stage_native(
         rest = ", ".join(n for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
         return con.execute(
             f"INSERT INTO {STAGE_METRICS} SELECT coalesce(run_id, ?), coalesce(family, ?), "
-            f"{rest}, rowid + 2 FROM {_NATIVE}",
+            f"{rest}, {NATIVE_ROW} + 2 FROM {_NATIVE}",
             [run_id, family],
         ).fetchone()[0]
     except duckdb.Error:

@@ -25,6 +25,9 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from . import common
 from .common import (
+    NATIVE_ROW,
+    native_query,
+    native_read,
     ReadReport,
     count_method,
     RejectionLog,
@@ -170,11 +173,11 @@ def _stage_native(
     if scan.has_nul or not scan.lines:
         return None
     try:
-        shapes = con.execute(
+        shapes = native_query(
             f"SELECT json_type(json), json_keys(json), count(*) FROM read_ndjson_objects(?, "
             f"maximum_object_size={MAX_LINE_BYTES - 64}, ignore_errors=false) GROUP BY ALL",
             [str(path)],
-        ).fetchall()  # one row per distinct key list: few
+        )  # one row per distinct key list: few
         n_rows = sum(n for _, _, n in shapes)
         if n_rows != scan.lines or not n_rows:
             return None
@@ -190,18 +193,19 @@ def _stage_native(
         columns = ", ".join(
             f"{_literal(key)}: 'VARCHAR'" for key in used
         )
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_NATIVE} AS SELECT * FROM read_json(?, "
-            f"format='newline_delimited', columns={{{columns}}}, maximum_object_size="
-            f"{MAX_LINE_BYTES - 64}, ignore_errors=false)",
+        native_read(
+            con,
+            f"SELECT * FROM read_json(?, format='newline_delimited', columns={{{columns}}}, "
+            f"maximum_object_size={MAX_LINE_BYTES - 64}, ignore_errors=false)",
             [str(path)],
+            table=_NATIVE,
         )
         cells = [
             f"coalesce({', '.join(quote_ident(k) for k in resolved[name])}) AS {name}"
             for name, _ in METRIC_FIELDS
             if name in resolved
         ]
-        sql = f"SELECT rowid + 1 AS record, {', '.join(cells)} FROM {_NATIVE}"
+        sql = f"SELECT {NATIVE_ROW} + 1 AS record, {', '.join(cells)} FROM {_NATIVE}"
         sources = {name: found[0] for name, found in resolved.items()}
         return stage_metric_cells(
             con,
