@@ -97,7 +97,8 @@ _OPTS = ["--form", "--loss", "--delta", "--family", "--bootstrap", "--seed", "--
 _VALUES = ["1e21", "-1", "0", "nan", "inf", "abc", "", "chinchilla", "kaplan_n", "mse", "3", "1e400", "../x", "é 'q\""]
 
 
-@settings(max_examples=int(os.environ.get("CLI_FUZZ_EXAMPLES", "80")), deadline=None)
+@settings(max_examples=int(os.environ.get("CLI_FUZZ_EXAMPLES", "80")), deadline=None,
+          derandomize=os.environ.get("HYPOTHESIS_PROFILE") != "nightly")
 @given(cmd=st.sampled_from(["fit", "allocate"]),
        args=st.lists(st.one_of(st.sampled_from(_OPTS), st.sampled_from(_VALUES), st.text(max_size=8)), max_size=8),
        target=st.sampled_from(["good_csv", "good_fit", "missing", "garbage"]))

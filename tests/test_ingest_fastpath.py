@@ -193,7 +193,7 @@ JSON_VALUES = st.sampled_from(
      '"abc"', "true", "[1]", '{"a": 1}', "1e400", "9223372036854775807", "9223372036854775808",
      '"1e3"', "-0", '"ü"', "0.1"]
 )  # fmt: skip
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                 HealthCheck.function_scoped_fixture])  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """Parquet metric logs: one row per logged step, columns per METRIC_ALIASES.
 
-Read natively by DuckDB (``read_parquet(..., file_row_number=true)``; ``record`` = row number,
-1-based); values are typed by the same SQL as the text formats, so a VARCHAR step column with
+Read natively by DuckDB (``read_parquet(..., file_row_number=true)``, in a scratch database so that a
+corrupt file cannot invalidate the warehouse; ``record`` = row number, 1-based); values are typed by the same SQL as the text formats, so a VARCHAR step column with
 'abc' is a row rejection. A file DuckDB cannot open or decode is quarantined as a whole.
 """
 
@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from .common import (
+    NATIVE_ROW,
+    native_read,
     ReadReport,
     RejectionLog,
     SourceUnit,
@@ -30,6 +32,7 @@ from .metric_sql import METRIC_FIELDS, Cells, stage_metric_cells
 
 READER = "parquet"
 SUFFIX = ".parquet"
+_NATIVE = "_fmt_parquet_native"
 
 
 def _duckdb_message(exc: duckdb.Error) -> str:
@@ -45,33 +48,35 @@ def _cell(sources: list[str]) -> str:
 def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     """Stage one Parquet metric log (run id defaults to the file stem)."""
     path = str(unit.path)
-    try:
-        names = [
-            row[0]
-            for row in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()
-        ]
+    try:  # decoded in a scratch database: a corrupt file must not take the warehouse down
+        native_read(con, "SELECT * FROM read_parquet(?, file_row_number=true)", [path], table=_NATIVE)
     except duckdb.Error as exc:
         return file_rejection(
             READER, f"expected a Parquet file, DuckDB says: {_duckdb_message(exc)}"
         )
-    resolved = resolve_aliases(names, METRIC_ALIASES)
-    if problem := missing_metric_columns(resolved, names):
-        return file_rejection(READER, problem)
-    cells = [f"{_cell(resolved[name])} AS {name}" for name, _ in METRIC_FIELDS if name in resolved]
-    sql = (
-        f"SELECT file_row_number + 1 AS record, {', '.join(cells)} "
-        f"FROM read_parquet(?, file_row_number=true)"
-    )
-    sources = {name: found[0] for name, found in resolved.items()}
-    log = RejectionLog()
     try:
-        rows = stage_metric_cells(
-            con, Cells(sql, [path], sources), log, label="row", run_id=unit.path.stem
-        )
-    except duckdb.Error as exc:
-        return file_rejection(
-            READER, f"expected readable Parquet data, DuckDB says: {_duckdb_message(exc)}"
-        )
+        names = [
+            row[0]
+            for row in con.execute(f"DESCRIBE {_NATIVE}").fetchall()
+            if row[0] not in ("file_row_number", NATIVE_ROW)
+        ]
+        resolved = resolve_aliases(names, METRIC_ALIASES)
+        if problem := missing_metric_columns(resolved, names):
+            return file_rejection(READER, problem)
+        cells = [f"{_cell(resolved[name])} AS {name}" for name, _ in METRIC_FIELDS if name in resolved]
+        sql = f"SELECT file_row_number + 1 AS record, {', '.join(cells)} FROM {_NATIVE}"
+        sources = {name: found[0] for name, found in resolved.items()}
+        log = RejectionLog()
+        try:
+            rows = stage_metric_cells(
+                con, Cells(sql, [], sources), log, label="row", run_id=unit.path.stem
+            )
+        except duckdb.Error as exc:
+            return file_rejection(
+                READER, f"expected readable Parquet data, DuckDB says: {_duckdb_message(exc)}"
+            )
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_NATIVE}")
     return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list())
 
 
