@@ -49,10 +49,13 @@ class PipelineSettings(dg.ConfigurableResource):
 def build_resources(logs: str | os.PathLike | None = None, db: str | os.PathLike | None = None,
                     reports: str | os.PathLike | None = None, **settings) -> dict[str, object]:
     """Resources for a run; unset arguments come from SCALING_LOGS / SCALING_DB / SCALING_REPORTS,
-    then the defaults (data/, data/warehouse.duckdb, reports/)."""
+    then the defaults (data/, data/warehouse.duckdb, reports/). SCALING_DUCKDB_MEMORY_LIMIT caps DuckDB's
+    memory (e.g. 1GB)."""
     db_path = Path(db or os.environ.get("SCALING_DB", DEFAULT_DB))
+    # e.g. SCALING_DUCKDB_MEMORY_LIMIT=1GB keeps a 100M-row ingest near 1.2 GiB RSS (benchmarks/README.md)
+    memory = os.environ.get("SCALING_DUCKDB_MEMORY_LIMIT")
     return {
-        "duckdb": DuckDBResource(database=str(db_path)),
+        "duckdb": DuckDBResource(database=str(db_path), connection_config={"memory_limit": memory} if memory else {}),
         "settings": PipelineSettings(
             logs_dir=str(logs or os.environ.get("SCALING_LOGS", DEFAULT_LOGS)),
             reports_dir=str(reports or os.environ.get("SCALING_REPORTS", DEFAULT_REPORTS)),
@@ -75,7 +78,7 @@ def warehouse(resource: DuckDBResource, *, wait_seconds: float = 5.0) -> Iterato
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            con = duckdb.connect(db)
+            con = duckdb.connect(db, config=dict(resource.connection_config))
             break
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
