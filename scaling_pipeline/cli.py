@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--family", help="fit only the rows of this family")
     fit.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap resamples for intervals")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    fit.add_argument("--joint", action="store_true",
+                     help="chinchilla over all families at once: shared alpha, beta; per-family E, A, B")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(func=_cmd_fit)
 
@@ -164,7 +166,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     try:
         out = fit_csv(args.csv, form=args.form, loss=args.loss, delta=args.delta, family=args.family,
-                      bootstrap=args.bootstrap, seed=args.seed)
+                      bootstrap=args.bootstrap, seed=args.seed, joint=args.joint)
     except FitError as exc:
         raise UserError(str(exc)) from None
     if args.json:
@@ -172,6 +174,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         return 0
     ci = out.get("ci") or {}
     print(f"form {out['form']}  ({out['n_points']} points, loss {out['loss']}, delta {out['delta']})")
+    for name, f in out.get("families", {}).items():
+        print(f"  {name:<20} E {f['E']:.4g}  A {f['A']:.4g}  B {f['B']:.4g}  ({f['n_points']} points)")
     for name, value in out["params"].items():
         interval = f"  [{ci[name][0]:.6g}, {ci[name][1]:.6g}]" if name in ci else ""
         print(f"  {name:<8} {value:>14.6g}{interval}")

@@ -425,3 +425,32 @@ def test_fit_csv_other_forms(tmp_path):
     assert any("not available" in w for w in kap["diagnostics"]["warnings"])
     with pytest.raises(FitError, match="bootstrap is only implemented"):
         fit_csv(path, form="kaplan_n", bootstrap=10)
+
+
+def test_joint_fit_shares_exponents_and_recovers_them():
+    """Three families with the same exponents but different E, A, B: the joint fit recovers the shared
+    alpha, beta, each family's E, and can only be worse than the separate fits (it is constrained)."""
+    from scaling_pipeline.lib.fit import fit_chinchilla_joint
+    from scaling_pipeline.lib.laws import Chinchilla
+
+    rng = np.random.default_rng(7)
+    truths = {"f1": Chinchilla(1.7, 400.0, 1500.0, 0.34, 0.36), "f2": Chinchilla(2.0, 900.0, 700.0, 0.34, 0.36),
+              "f3": Chinchilla(1.5, 300.0, 3000.0, 0.34, 0.36)}
+    N, D, L, F = [], [], [], []
+    for name, law in truths.items():
+        for n in np.geomspace(2e7, 2e9, 6):
+            for tpp in (5, 12, 28, 67, 160):
+                N.append(n), D.append(n * tpp), F.append(name)
+                L.append(law.predict(n, n * tpp) * np.exp(rng.normal(0, 0.003)))
+    N, D, L, F = map(np.array, (N, D, L, F))
+    joint = fit_chinchilla_joint(N, D, L, F)
+    assert joint.alpha == pytest.approx(0.34, abs=0.02) and joint.beta == pytest.approx(0.36, abs=0.02)
+    for name, law in truths.items():
+        assert joint.families[name]["E"] == pytest.approx(law.E, abs=0.05)
+        assert joint.law(name).predict(1e9, 2e10) == pytest.approx(law.predict(1e9, 2e10), rel=0.01)
+    separate = sum(fit_chinchilla(N[F == f], D[F == f], L[F == f]).objective for f in truths)
+    assert joint.objective >= separate * (1 - 1e-9)
+    assert joint.objective == pytest.approx(sum(v["objective"] for v in joint.families.values()), rel=1e-9)
+    assert joint.to_dict()["form"] == "chinchilla_joint" and joint.n_points == len(N)
+    with pytest.raises(FitError, match="at least 2 families"):
+        fit_chinchilla_joint(N[F == "f1"], D[F == "f1"], L[F == "f1"], F[F == "f1"])
