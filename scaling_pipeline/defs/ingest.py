@@ -1,5 +1,7 @@
 """Ingest stage: every log file under the log root -> the ``raw`` schema."""
 
+import time
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -10,6 +12,24 @@ from .resources import PipelineSettings, warehouse
 RAW_METRICS = dg.AssetKey(["raw", "metrics"])
 RAW_RUNS = dg.AssetKey(["raw", "runs"])
 RAW_QUARANTINE = dg.AssetKey(["raw", "quarantine"])
+
+
+def _throttled(log, every_seconds: float = 5.0):
+    """Progress for long ingests without a line per file: problems and removals always, the rest at
+    most every ``every_seconds``."""
+    last = [float("-inf")]
+
+    def emit(message: str) -> None:
+        now = time.monotonic()
+        if "(partial)" in message or "(quarantined)" in message or message.startswith("removed"):
+            log.warning(message)
+        elif now - last[0] >= every_seconds:
+            log.info(message)
+        else:
+            return
+        last[0] = now
+
+    return emit
 
 
 @dg.multi_asset(
@@ -30,7 +50,10 @@ def raw_logs(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings
         raise dg.Failure(f"log root {str(root)!r} does not exist or is not a directory "
                          "(set --logs, SCALING_LOGS, or run `scaling-pipeline demo-data data/demo`)")
     with warehouse(duckdb) as con:
-        summary = ingest(root, con, progress=context.log.info)
+        summary = ingest(root, con, progress=_throttled(context.log))
+        context.log.info(f"ingest: {summary.units_seen} sources, {summary.units_ingested} (re)read, "
+                         f"{summary.units_unchanged} unchanged, {summary.units_removed} removed, "
+                         f"{summary.rejections} rejections")
         counts = dict(con.execute("""SELECT 'metrics', count(*) FROM raw.metrics UNION ALL
                                      SELECT 'runs', count(DISTINCT run_id) FROM raw.runs UNION ALL
                                      SELECT 'quarantine', count(*) FROM raw.quarantine""").fetchall())
