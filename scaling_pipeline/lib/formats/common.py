@@ -242,6 +242,14 @@ def missing_metric_columns(
     return None
 
 
+def event_mapping(keys: list[str], fields: Iterable[str], what: str) -> tuple[dict[str, str], str | None]:
+    """For event formats (one series per key/tag, the step carried by each event): ``{key: canonical
+    field}`` for the keys that name one of ``fields``, and why the source cannot be read (or None)."""
+    resolved = {name: found for name, found in resolve_aliases(keys, METRIC_ALIASES).items() if name in fields}
+    problem = missing_metric_columns(resolved, keys, need_step=False, what=what)
+    return {found[0]: name for name, found in resolved.items()}, problem
+
+
 _INT_RE = re.compile(r"[+-]?\d+")
 
 

@@ -23,17 +23,15 @@ from typing import Any
 import duckdb
 import yaml
 
-from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from .common import (
+    event_mapping,
     ReadReport,
     RejectionLog,
     SourceUnit,
     file_rejection,
     format_text,
     iter_runs,
-    missing_metric_columns,
-    resolve_aliases,
     row_rejection,
     run_row,
     shorten,
@@ -126,15 +124,9 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
         or unit.path.name
     )
     run, rejection = run_row(meta, "params", untyped=True, fallback_run_id=str(fallback))
-    keys = sorted(parts["metrics"])
-    resolved = {
-        name: found
-        for name, found in resolve_aliases(keys, METRIC_ALIASES).items()
-        if name in EVENT_FIELDS
-    }
-    if problem := missing_metric_columns(resolved, keys, need_step=False, what="metric key"):
+    mapping, problem = event_mapping(sorted(parts["metrics"]), EVENT_FIELDS, "metric key")
+    if problem:
         return file_rejection(READER, problem)
-    mapping = {found[0]: name for name, found in resolved.items()}
     log = RejectionLog()
     with TempTable(con, _EVENTS, EVENT_COLUMNS) as table:
         _scan_metrics(table, {key: parts["metrics"][key] for key in mapping}, log)

@@ -31,16 +31,13 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
-from scaling_pipeline.lib.schema import METRIC_ALIASES
-
 from .common import (
+    event_mapping,
     ReadReport,
     RejectionLog,
     SourceUnit,
     file_rejection,
     iter_runs,
-    missing_metric_columns,
-    resolve_aliases,
     row_rejection,
     run_row,
     safe_name,
@@ -163,18 +160,13 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
             tag
             for (tag,) in con.execute(f"SELECT DISTINCT tag FROM {_EVENTS} ORDER BY tag").fetchall()
         ]
-        resolved = {
-            name: found
-            for name, found in resolve_aliases(tags, METRIC_ALIASES).items()
-            if name in TAGS
-        }
-        if problem := missing_metric_columns(resolved, tags, need_step=False, what="scalar tag"):
+        mapping, problem = event_mapping(tags, TAGS, "scalar tag")
+        if problem:
             return file_rejection(READER, problem)
         where = "hparams" if scan.hparams else " + ".join(config_names) or "hparams"
         run, rejection = run_row(
             {**meta, **scan.hparams}, where, untyped=False, fallback_run_id=unit.path.name
         )
-        mapping = {found[0]: name for name, found in resolved.items()}
         rows = stage_metric_events(
             con, _EVENTS, mapping, run_id=run["run_id"], family=run.get("family")
         )
