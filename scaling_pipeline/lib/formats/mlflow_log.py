@@ -23,7 +23,6 @@ from typing import Any
 import duckdb
 import yaml
 
-
 from .common import (
     event_mapping,
     ReadReport,
