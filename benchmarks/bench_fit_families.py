@@ -1,0 +1,90 @@
+"""Fit stage at scale: ``fit_families`` over many families (fit + bootstrap + backtest each).
+
+    python benchmarks/bench_fit_families.py [--families 1000] [--boot 200] [--write]
+
+Each family is a known-truth ladder (7 sizes 1e7…2e9 × 5 budgets 5…160 tokens/param, 0.3% log-normal
+noise on the final loss) written straight into ``clean.points`` of a temporary DuckDB warehouse; then
+the fit stage runs exactly as the pipeline runs it (``scaling_pipeline.lib.warehouse.fit_families``).
+Prints wall time, families/s and how many families' exponents landed within 0.03 of truth; ``--write``
+appends the result table to benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from scaling_pipeline.lib.warehouse import FitSettings, fit_families
+
+
+def _points(n_families: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    sizes = np.geomspace(1e7, 2e9, 7)
+    tpps = np.geomspace(5, 160, 5)
+    rows, truths = [], []
+    for f in range(n_families):
+        t = dict(family=f"fam{f:04d}", E=rng.uniform(1.6, 2.2), A=rng.uniform(300, 1800), B=rng.uniform(400, 4000),
+                 alpha=rng.uniform(0.28, 0.45), beta=rng.uniform(0.28, 0.45))
+        truths.append(t)
+        for n in sizes:
+            for tpp in tpps:
+                d = n * tpp
+                loss = (t["E"] + t["A"] / n ** t["alpha"] + t["B"] / d ** t["beta"]) * np.exp(rng.normal(0, 0.003))
+                rows.append(dict(run_id=f"{t['family']}-{n:.3g}-{tpp:.3g}", family=t["family"], n_params=n,
+                                 n_tokens=d, flops=6 * n * d, loss=loss, loss_source="final_eval",
+                                 final_step=1000, unique_tokens=None))
+    return pd.DataFrame(rows), pd.DataFrame(truths).set_index("family")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", type=int, default=1000)
+    ap.add_argument("--boot", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write", action="store_true", help="append the result to benchmarks/README.md")
+    args = ap.parse_args()
+    points, truths = _points(args.families, args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        con = duckdb.connect(str(Path(tmp) / "w.duckdb"))
+        con.execute("CREATE SCHEMA clean")
+        con.execute("CREATE TABLE clean.points AS SELECT * FROM points")
+        load0 = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        summary = fit_families(con, FitSettings(n_boot=args.boot))
+        wall = time.perf_counter() - t0
+        fits = con.execute("SELECT family, alpha, beta FROM fits.chinchilla WHERE status = 'ok'").df().set_index("family")
+        t1 = time.perf_counter()
+        again = fit_families(con, FitSettings(n_boot=args.boot))
+        rerun = time.perf_counter() - t1
+    err = np.maximum((fits.alpha - truths.alpha.loc[fits.index]).abs(), (fits.beta - truths.beta.loc[fits.index]).abs())
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    table = "\n".join([
+        f"Measured {stamp}: {os.cpu_count()} CPUs, {platform.platform()}, load average before {load0:.2f}, "
+        f"after {os.getloadavg()[0]:.2f}; `python benchmarks/bench_fit_families.py --families {args.families} "
+        f"--boot {args.boot}`",
+        "",
+        "| families | points each | bootstrap | wall (fit + bootstrap + backtest) | per family | goal | "
+        "α, β within 0.03 of truth | rerun, nothing changed |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {args.families} | 35 | {args.boot} | {wall:.0f} s ({wall / 60:.1f} min) | {wall / args.families * 1e3:.0f} ms | "
+        f"≤ 30 min | {int((err <= 0.03).sum())} of {len(fits)} (worst {err.max():.3f}) | {rerun:.1f} s, "
+        f"{len(again.unchanged)} unchanged |",
+    ])
+    print(f"fitted {len(summary.fitted)}, failed {len(summary.failed)}")
+    print(table)
+    if args.write:
+        readme = Path(__file__).with_name("README.md")
+        readme.write_text(readme.read_text().rstrip("\n") + "\n\n## Fit stage at scale\n\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
