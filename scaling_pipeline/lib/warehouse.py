@@ -118,17 +118,16 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
 
 def _fit_one(pts: pd.DataFrame, s: FitSettings) -> tuple[dict, pd.DataFrame | None]:
     n, d, loss = (pts[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
-    try:
-        fit = fit_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
+    try:  # the bootstrap fits the full data first: its fit is the fit (with the bootstrap's warnings)
+        boot = (bootstrap_chinchilla(n, d, loss, n_boot=s.n_boot, seed=s.seed, level=s.level, loss=s.loss,
+                                     delta=s.delta) if s.n_boot else None)
+        fit = boot.fit if boot else fit_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
     except FitError as exc:
         return dict(status="failed", error=str(exc), publishable=False, withheld_reason=f"fit failed: {exc}",
                     n_points=len(pts), loss=s.loss, delta=s.delta), None
     boot_df = None
     ci: dict = {}
-    if s.n_boot:
-        boot = bootstrap_chinchilla(n, d, loss, n_boot=s.n_boot, seed=s.seed, level=s.level, loss=s.loss,
-                                    delta=s.delta)
-        fit = boot.fit  # same optimum, diagnostics include the bootstrap's warnings
+    if boot:
         ci = {k: [float(v[0]), float(v[1])] for k, v in boot.ci.items()}
         boot_df = pd.DataFrame(boot.samples, columns=list(CHINCHILLA_PARAMS))
         boot_df.insert(0, "sample", np.arange(len(boot_df), dtype=np.int32))
