@@ -17,7 +17,6 @@ a cosine schedule is not the loss of a shorter run.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 
@@ -356,6 +355,3 @@ def _first_finite(*xs) -> float | None:
             return float(x)
     return None
 
-
-def config_json(cfg: CleanConfig) -> str:
-    return json.dumps(cfg.to_dict(), sort_keys=True)
