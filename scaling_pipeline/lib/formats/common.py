@@ -356,6 +356,15 @@ def run_row(
     return row, problem
 
 
+def run_report(reader: str, con: duckdb.DuckDBPyConnection, log: RejectionLog, run: dict[str, Any],
+               rejection: Rejection | None, n_metric_rows: int) -> ReadReport:
+    """Finish a one-run reader: stage its metadata row unless it was rejected, and report."""
+    if rejection:
+        log.add(rejection)
+    n_runs = 0 if rejection else stage_run_rows(con, [run])
+    return ReadReport(reader, n_metric_rows=n_metric_rows, n_run_rows=n_runs, rejections=log.to_list())
+
+
 def stage_run_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> int:
     """Insert typed run rows into ``stage_runs``; returns the count."""
     if rows:

@@ -24,6 +24,7 @@ import duckdb
 import yaml
 
 from .common import (
+    run_report,
     event_mapping,
     ReadReport,
     RejectionLog,
@@ -34,7 +35,6 @@ from .common import (
     row_rejection,
     run_row,
     shorten,
-    stage_run_rows,
     to_bigint,
     to_double,
 )
@@ -133,10 +133,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
         rows = stage_metric_events(
             con, _EVENTS, mapping, run_id=run["run_id"], family=run.get("family")
         )
-    if rejection:
-        log.add(rejection)
-    n_runs = 0 if rejection else stage_run_rows(con, [run])
-    return ReadReport(READER, n_metric_rows=rows, n_run_rows=n_runs, rejections=log.to_list())
+    return run_report(READER, con, log, run, rejection, rows)
 
 
 def _key_path(base: Path, key: str) -> Path:

@@ -32,6 +32,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
 from .common import (
+    run_report,
     event_mapping,
     ReadReport,
     RejectionLog,
@@ -42,7 +43,6 @@ from .common import (
     run_row,
     safe_name,
     shorten,
-    stage_run_rows,
 )
 from .manifest import load_yaml
 from .metric_sql import EVENT_COLUMNS, TempTable, stage_metric_events
@@ -170,10 +170,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
         rows = stage_metric_events(
             con, _EVENTS, mapping, run_id=run["run_id"], family=run.get("family")
         )
-    if rejection:
-        log.add(rejection)
-    n_runs = 0 if rejection else stage_run_rows(con, [run])
-    return ReadReport(READER, n_metric_rows=rows, n_run_rows=n_runs, rejections=log.to_list())
+    return run_report(READER, con, log, run, rejection, rows)
 
 
 def write(

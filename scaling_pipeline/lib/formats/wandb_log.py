@@ -17,6 +17,7 @@ import duckdb
 import yaml
 
 from .common import (
+    run_report,
     ReadReport,
     RejectionLog,
     SourceUnit,
@@ -24,7 +25,6 @@ from .common import (
     iter_runs,
     run_row,
     safe_name,
-    stage_run_rows,
 )
 from .csv_log import stage_csv
 from .jsonl_log import stage_jsonl, write_jsonl
@@ -85,10 +85,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
         )
     except ValueError as exc:
         return file_rejection(READER, str(exc), history.name)
-    if rejection:
-        log.add(rejection)
-    n_runs = 0 if rejection else stage_run_rows(con, [run])
-    return ReadReport(READER, n_metric_rows=rows, n_run_rows=n_runs, rejections=log.to_list())
+    return run_report(READER, con, log, run, rejection, rows)
 
 
 def write(
