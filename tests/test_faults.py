@@ -164,7 +164,9 @@ def test_sigkill_mid_ingest_then_rerun_equals_a_clean_ingest(csv_logs, clean_ing
     script = textwrap.dedent(f"""
         import duckdb
         from scaling_pipeline.lib.ingest import ingest
-        ingest({str(csv_logs)!r}, duckdb.connect({str(db)!r}), progress=lambda m: print(m, flush=True))
+        # small batches (2-3 files per transaction), so that the kill lands between batches
+        ingest({str(csv_logs)!r}, duckdb.connect({str(db)!r}), progress=lambda m: print(m, flush=True),
+               batch_bytes=25_000)
         print("INGEST DONE", flush=True)
     """)
     lines, rc = _kill_after([sys.executable, "-c", script], _nth_match("] csv", kill_after), cwd=tmp_path)

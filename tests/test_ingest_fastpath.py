@@ -232,3 +232,73 @@ def test_ingest_summary_counts_read_methods(tmp_path: Path) -> None:
         summary = ingest(tmp_path / "logs", con)
     assert summary.read_methods == {"csv/fast": 1, "csv/exact": 1, "jsonl/fast": 1}
     assert summary.units_partial == 1
+
+
+def _warehouse(root: Path, db: Path, *, fast: bool, batch_bytes: int | None = None) -> tuple:
+    """(raw.metrics, raw.runs, raw.quarantine without timestamps, raw.files without timestamps,
+    methods used) of a fresh ingest of ``root``."""
+    common.FAST_PATH = fast
+    before = common.READ_METHODS.copy()
+    try:
+        with duckdb.connect(str(db)) as con:
+            summary = ingest(root, con, **({"batch_bytes": batch_bytes} if batch_bytes else {}))
+            tables = tuple(
+                sorted(map(repr, con.execute(sql).fetchall()))
+                for sql in (
+                    "SELECT * FROM raw.metrics",
+                    "SELECT * FROM raw.runs",
+                    "SELECT * EXCLUDE (quarantined_at) FROM raw.quarantine",
+                    "SELECT * EXCLUDE (ingested_at) FROM raw.files",
+                )
+            )
+    finally:
+        common.FAST_PATH = True
+    return tables, summary, common.READ_METHODS - before
+
+
+def test_batched_native_read_isolates_damaged_files(tmp_path: Path) -> None:
+    """Many files per native statement: a damaged file (which fails read_csv/read_json for the whole
+    list) is isolated by bisection and read alone line by line; the warehouse equals the one of an
+    all-exact ingest, and the clean files are all read natively."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "logs"
+    runs, metrics = ladder()
+    for fmt in ("csv", "jsonl", "parquet"):
+        write_logs(fmt, root / fmt, runs, metrics)
+    for i in range(6):
+        (root / "csv" / f"plain{i}.csv").write_text(CLEAN_CSV)
+        (root / "jsonl" / f"plain{i}.jsonl").write_text(CLEAN_JSONL)
+    (root / "csv" / "plain2b.csv").write_text(DAMAGED_CSV["bad number"])  # read_csv fails on the list
+    (root / "csv" / "plain3b.csv").write_text(DAMAGED_CSV["blank run id"])  # reads, fails validation
+    (root / "csv" / "plain4b.csv").write_text(DAMAGED_CSV["too many fields"])
+    (root / "jsonl" / "plain2b.jsonl").write_text(DAMAGED_JSONL["malformed"])
+    (root / "jsonl" / "plain3b.jsonl").write_text(DAMAGED_JSONL["bad step"])
+    (root / "jsonl" / "other_keys.jsonl").write_text('{"iter": 1, "val_loss": 3.5}\n{"iter": 2, "val_loss": 3.0}\n')
+    pq.write_table(pa.table({"step": ["1", "x"], "loss": [2.5, 2.0]}), root / "parquet" / "bad_step.parquet")
+    pq.write_table(pa.table({"global_step": [1, 2], "eval_loss": [2.5, None]}), root / "parquet" / "other.parquet")
+    (root / "parquet" / "corrupt.parquet").write_bytes(b"PAR1 not really")
+    # names DuckDB's readers would expand as globs: each must be read as itself
+    (root / "csv" / "glob[1].csv").write_text(HEADER + "1,glob,9.5,\n")
+    (root / "csv" / "glob1.csv").write_text(HEADER + "1,other,1.5,\n")
+    pq.write_table(pa.table({"step": [7], "loss": [9.5]}), root / "parquet" / "g[1].parquet")
+    pq.write_table(pa.table({"step": [8], "loss": [1.5]}), root / "parquet" / "g1.parquet")
+
+    fast, summary, used = _warehouse(root, tmp_path / "fast.duckdb", fast=True)
+    exact, _, _ = _warehouse(root, tmp_path / "exact.duckdb", fast=False)
+    assert fast == exact
+    small, _, _ = _warehouse(root, tmp_path / "small.duckdb", fast=True, batch_bytes=1)  # one file per batch
+    assert small == exact
+    # natively: the ladder's run files (but the csv one with a quoted run id), the 6 plain files, the
+    # file with other keys/columns, glob1.csv / g1.parquet; the rest alone (exact path or quarantine)
+    n_fast = {k: v for k, v in summary.read_methods.items() if k.endswith("/fast")}
+    assert n_fast == {"csv/fast": 2 + 6 + 1, "jsonl/fast": 3 + 6 + 1, "parquet/fast": 3 + 2}, n_fast
+    assert summary.read_methods["csv/exact"] == 5 and summary.read_methods["jsonl/exact"] == 2
+    assert used["parquet/fast"] == 5
+    with duckdb.connect(str(tmp_path / "fast.duckdb")) as con:
+        rows = dict(con.execute(
+            "SELECT source_path, list(train_loss) FROM raw.metrics WHERE source_path LIKE '%g%1%' GROUP BY 1"
+        ).fetchall())
+    assert rows["csv/glob[1].csv"] == [9.5] and rows["csv/glob1.csv"] == [1.5]
+    assert rows["parquet/g[1].parquet"] == [9.5] and rows["parquet/g1.parquet"] == [1.5]

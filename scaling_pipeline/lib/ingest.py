@@ -10,7 +10,12 @@ Tables (created if absent):
 
 ``source_path`` is the unit's path relative to the root (posix), so a moved root re-ingests as a
 no-op. A unit is re-read only when the sha256 over its members' relative paths and bytes changed;
-its old rows are replaced in one transaction. Units gone from the root lose their rows. A unit
+its old rows are replaced in the same transaction that stores its new ones. Plain csv/jsonl/parquet
+files (:mod:`scaling_pipeline.lib.formats.native`) are read natively many at a time, up to
+``batch_bytes`` of source per batch, and a batch's accepted files are stored in one transaction
+(a killed ingest loses at most the batch in flight, and the next run reads it again); every other
+unit, and every file a batch rejected, is read alone and stored in its own transaction. Units gone
+from the root lose their rows. A unit
 whose reader raised (or that vanished while being read) is quarantined with the exception text and
 stored without a hash, so the next ingest retries it.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -35,9 +40,13 @@ from scaling_pipeline.lib.formats import (
     SourceUnit,
     create_staging,
     discover,
+    native_file,
+    read_native,
     read_unit,
 )
-from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, insert_arrow
+from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, insert_arrow
+from scaling_pipeline.lib.formats.native import BATCH_BYTES, NativeFile
+from scaling_pipeline.lib.formats.text import ByteScan, scan_bytes
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, QUARANTINE_COLUMNS, RUN_COLUMNS, ddl
 
 RAW_FILES = "raw.files"
@@ -55,7 +64,6 @@ FILE_COLUMNS: list[tuple[str, str]] = [
     ("status", "VARCHAR"),
     ("ingested_at", "TIMESTAMP"),
 ]
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass
@@ -96,18 +104,22 @@ def relative_path(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def fingerprint(root: Path, unit: SourceUnit) -> tuple[str, int]:
-    """(sha256 hex over sorted (relative path, size, bytes) of the members, total size in bytes)."""
-    digest, total = hashlib.sha256(), 0
+@dataclass(frozen=True)
+class Fingerprint:
+    sha256: str  # over the sorted (relative path, size, bytes) of the unit's members
+    size: int  # bytes
+    scan: ByteScan | None  # byte facts of a one-file unit (decide whether a native read can be exact)
+
+
+def fingerprint(root: Path, unit: SourceUnit) -> Fingerprint:
+    """Hash the members of ``unit`` (and scan a one-file unit's bytes in the same pass)."""
+    digest, total, scan = hashlib.sha256(), 0, None
     for rel, member in sorted((relative_path(root, m), m) for m in unit.members):
-        with open(member, "rb") as handle:
-            size = handle.seek(0, 2)
-            handle.seek(0)
-            digest.update(f"{rel}\0{size}\0".encode())
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
-        total += size
-    return digest.hexdigest(), total
+        size = member.stat().st_size
+        digest.update(f"{rel}\0{size}\0".encode())
+        scan = scan_bytes(member, digest=digest)
+        total += scan.size
+    return Fingerprint(digest.hexdigest(), total, scan if len(unit.members) == 1 else None)
 
 
 def _crashed(reader: str, exc: BaseException) -> ReadReport:
@@ -126,9 +138,27 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.commit()
 
 
-def _delete(con: duckdb.DuckDBPyConnection, rel: str) -> None:
+def _delete(con: duckdb.DuckDBPyConnection, rels: list[str]) -> None:
     for table in (RAW_METRICS, RAW_RUNS, RAW_QUARANTINE, RAW_FILES):
-        con.execute(f"DELETE FROM {table} WHERE source_path = ?", [rel])
+        con.execute(f"DELETE FROM {table} WHERE source_path IN (SELECT unnest(?::VARCHAR[]))", [rels])
+
+
+def _file_rows(items: list[tuple[str, str, int, str | None, ReadReport]], now: datetime) -> pa.Table:
+    """raw.files rows of (relative path, reader, size, sha256, report) items."""
+    columns = list(zip(*items, strict=True)) if items else [[]] * 5
+    rel, reader, size, sha256, reports = columns
+    values = {
+        "source_path": pa.array(rel, pa.string()),
+        "reader": pa.array(reader, pa.string()),
+        "size_bytes": pa.array(size, pa.int64()),
+        "sha256": pa.array(sha256, pa.string()),
+        "n_metric_rows": pa.array([r.n_metric_rows for r in reports], pa.int64()),
+        "n_run_rows": pa.array([r.n_run_rows for r in reports], pa.int64()),
+        "n_rejections": pa.array([len(r.rejections) for r in reports], pa.int64()),
+        "status": pa.array([r.status for r in reports], pa.string()),
+        "ingested_at": pa.array([now] * len(rel), pa.timestamp("us")),
+    }
+    return pa.table(values)
 
 
 def _store(
@@ -146,27 +176,14 @@ def _store(
     now = datetime.now(UTC).replace(tzinfo=None)
     with _transaction(con):
         if known:
-            _delete(con, rel)
+            _delete(con, [rel])
         con.execute(f"INSERT INTO {RAW_METRICS} SELECT *, ? FROM {STAGE_METRICS}", [rel])
         con.execute(f"INSERT INTO {RAW_RUNS} SELECT *, ? FROM {STAGE_RUNS}", [rel])
         if report.rejections:
             insert_arrow(
                 con, RAW_QUARANTINE, _quarantine_rows(rel, unit.reader, report.rejections, now)
             )
-        con.execute(
-            f"INSERT INTO {RAW_FILES} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                rel,
-                unit.reader,
-                size,
-                sha256,
-                report.n_metric_rows,
-                report.n_run_rows,
-                len(report.rejections),
-                report.status,
-                now,
-            ],
-        )
+        insert_arrow(con, RAW_FILES, _file_rows([(rel, unit.reader, size, sha256, report)], now))
 
 
 def _quarantine_rows(rel: str, reader: str, rejections: list[Rejection], now: datetime) -> pa.Table:
@@ -184,39 +201,119 @@ def _quarantine_rows(rel: str, reader: str, rejections: list[Rejection], now: da
     )
 
 
-def ingest(
-    root: Path, con: duckdb.DuckDBPyConnection, *, progress: Callable[[str], None] | None = None
-) -> IngestSummary:
-    """Bring ``raw.*`` on ``con`` up to date with the logs under ``root``; see the module doc.
+@dataclass
+class _Pending:
+    """A changed unit waiting for its batch's native read."""
 
-    Manages its own transactions (one per changed unit), so ``con`` must not be inside one. A
-    missing ``root`` raises FileNotFoundError rather than removing every unit's rows."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"ingest root {root} is not a directory")
-    say = progress or (lambda _message: None)
-    ensure_raw_schema(con)
-    known = dict(con.execute(f"SELECT source_path, sha256 FROM {RAW_FILES}").fetchall())
-    units = discover(root)
-    summary = IngestSummary(
-        units_seen=len(units), per_reader=dict(Counter(u.reader for u in units))
-    )
-    for number, unit in enumerate(units, 1):
-        rel = relative_path(root, unit.path)
-        prefix = f"[{number}/{len(units)}] {unit.reader} {rel}"
-        sha256, size = None, 0
+    number: int
+    unit: SourceUnit
+    rel: str
+    print: Fingerprint
+    native: NativeFile
+
+
+class _Ingest:
+    """One :func:`ingest` call: single units are read and stored one by one; native candidates are
+    collected per (reader, layout) and read and stored a batch at a time."""
+
+    def __init__(self, root: Path, con: duckdb.DuckDBPyConnection, say: Callable[[str], None],
+                 batch_bytes: int) -> None:
+        self.root, self.con, self.say, self.batch_bytes = root, con, say, batch_bytes
+        ensure_raw_schema(con)
+        self.known = dict(con.execute(f"SELECT source_path, sha256 FROM {RAW_FILES}").fetchall())
+        self.units = discover(root)
+        self.summary = IngestSummary(
+            units_seen=len(self.units), per_reader=dict(Counter(u.reader for u in self.units))
+        )
+        self.pending: dict[tuple[str, Hashable], list[_Pending]] = {}
+
+    def run(self) -> IngestSummary:
+        for number, unit in enumerate(self.units, 1):
+            self.visit(number, unit)
+        for key in list(self.pending):
+            self.flush(key)
+        create_staging(self.con)
+        current = {relative_path(self.root, unit.path) for unit in self.units}
+        for rel in sorted(set(self.known) - current):
+            with _transaction(self.con):
+                _delete(self.con, [rel])
+            self.summary.units_removed += 1
+            self.summary.removed_paths.append(rel)
+            self.say(f"removed {rel}: no longer under the root, its rows were deleted")
+        return self.summary
+
+    def prefix(self, number: int, unit: SourceUnit, rel: str) -> str:
+        return f"[{number}/{len(self.units)}] {unit.reader} {rel}"
+
+    def visit(self, number: int, unit: SourceUnit) -> None:
+        rel = relative_path(self.root, unit.path)
         try:
-            sha256, size = fingerprint(root, unit)
-            if known.get(rel) == sha256:
-                summary.units_unchanged += 1
-                say(f"{prefix}: unchanged")
-                continue
-            create_staging(con)
-            report = read_unit(unit, con)
+            found = fingerprint(self.root, unit)
+        except OSError as exc:  # vanished or unreadable: quarantined without a hash, retried next time
+            self.store_one(number, unit, rel, None, 0, _crashed(unit.reader, exc))
+            return
+        if self.known.get(rel) == found.sha256:
+            self.summary.units_unchanged += 1
+            self.say(f"{self.prefix(number, unit, rel)}: unchanged")
+            return
+        native = native_file(unit, found.scan, rel)
+        if native is None:
+            self.read_one(number, unit, rel, found)
+            return
+        key = (unit.reader, native.layout)
+        batch = self.pending.setdefault(key, [])
+        batch.append(_Pending(number, unit, rel, found, native))
+        if sum(p.print.size for p in batch) >= self.batch_bytes:
+            self.flush(key)
+
+    def read_one(self, number: int, unit: SourceUnit, rel: str, found: Fingerprint) -> None:
+        """Read ``unit`` alone by its reader (exact path where it has one) and store it."""
+        sha256: str | None = found.sha256
+        try:
+            create_staging(self.con)
+            report = read_unit(unit, self.con)
         except Exception as exc:
-            create_staging(con)
+            create_staging(self.con)
             sha256, report = None, _crashed(unit.reader, exc)  # no hash: retried next time
-        _store(con, rel, unit, report, sha256=sha256, size=size, known=rel in known)
+        self.store_one(number, unit, rel, sha256, found.size, report)
+
+    def store_one(self, number: int, unit: SourceUnit, rel: str, sha256: str | None, size: int,
+                  report: ReadReport) -> None:
+        if sha256 is None:
+            create_staging(self.con)
+        _store(self.con, rel, unit, report, sha256=sha256, size=size, known=rel in self.known)
+        self.count(number, unit, rel, report)
+
+    def flush(self, key: tuple[str, Hashable]) -> None:
+        """Read one batch natively; store its accepted files in one transaction, then read each
+        rejected file alone."""
+        batch = self.pending.pop(key)
+        with read_native([p.native for p in batch]) as result:
+            accepted = {f.source for f in result.accepted}
+            done = [p for p in batch if p.rel in accepted]
+            reports = {p.rel: ReadReport(p.unit.reader, n_metric_rows=p.native.rows, method="fast")
+                       for p in done}
+            if done:
+                now = datetime.now(UTC).replace(tzinfo=None)
+                with _transaction(self.con):
+                    if replaced := [p.rel for p in done if p.rel in self.known]:
+                        _delete(self.con, replaced)
+                    self.con.register("_native_rows", result.rows(source_path=True))
+                    try:
+                        self.con.execute(f"INSERT INTO {RAW_METRICS} SELECT * FROM _native_rows")
+                    finally:
+                        self.con.unregister("_native_rows")
+                    insert_arrow(self.con, RAW_FILES, _file_rows(
+                        [(p.rel, p.unit.reader, p.print.size, p.print.sha256, reports[p.rel]) for p in done], now))
+        for p in batch:
+            if p.rel in accepted:
+                count_method(p.unit.reader, "fast")
+                self.count(p.number, p.unit, p.rel, reports[p.rel])
+            else:
+                self.read_one(p.number, p.unit, p.rel, p.print)
+
+    def count(self, number: int, unit: SourceUnit, rel: str, report: ReadReport) -> None:
+        summary = self.summary
         summary.units_ingested += 1
         if report.method:
             key = f"{unit.reader}/{report.method}"
@@ -227,16 +324,25 @@ def ingest(
         summary.run_rows += report.n_run_rows
         summary.rejections += len(report.rejections)
         detail = f"; {report.rejections[0].reason}" if report.rejections else ""
-        say(
-            f"{prefix}: {report.n_metric_rows} metric rows, {report.n_run_rows} runs, "
+        self.say(
+            f"{self.prefix(number, unit, rel)}: {report.n_metric_rows} metric rows, {report.n_run_rows} runs, "
             f"{len(report.rejections)} rejections ({report.status}){detail}"
         )
-    create_staging(con)
-    current = {relative_path(root, unit.path) for unit in units}
-    for rel in sorted(set(known) - current):
-        with _transaction(con):
-            _delete(con, rel)
-        summary.units_removed += 1
-        summary.removed_paths.append(rel)
-        say(f"removed {rel}: no longer under the root, its rows were deleted")
-    return summary
+
+
+def ingest(
+    root: Path,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    progress: Callable[[str], None] | None = None,
+    batch_bytes: int = BATCH_BYTES,
+) -> IngestSummary:
+    """Bring ``raw.*`` on ``con`` up to date with the logs under ``root``; see the module doc.
+
+    Manages its own transactions, so ``con`` must not be inside one. Plain csv/jsonl/parquet files
+    are read natively up to ``batch_bytes`` of source bytes at a time. A missing ``root`` raises
+    FileNotFoundError rather than removing every unit's rows."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ingest root {root} is not a directory")
+    return _Ingest(root, con, progress or (lambda _message: None), batch_bytes).run()

@@ -10,7 +10,16 @@ Reading, per source unit (a file or a run directory)::
 
 Readers never raise for bad input: a bad row is a 'row' rejection (the rest is kept), an
 unreadable unit a 'file' rejection (nothing is staged). Every rejection reason starts with its
-location and says what was expected. Writing, for the simulator and tests::
+location and says what was expected.
+
+Many plain csv/jsonl/parquet files at a time (the fast path ingest uses, :mod:`.native`)::
+
+    files = [f for u in units if (f := native_file(u, scan_of_u, source=...))]
+    with read_native(files_of_one_reader_and_layout) as result:
+        result.rows(source_path=True)   # Arrow stream of the accepted files' rows
+        result.rejected                 # read these alone with read_unit
+
+Writing, for the simulator and tests::
 
     write_logs("mlflow", out_dir, runs_df, metrics_df)  # -> paths written under out_dir
 
@@ -21,6 +30,7 @@ back the same rows (tensorboard: values rounded to float32, see :mod:`.tensorboa
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +51,9 @@ from .common import (
 )
 from .discovery import discover
 from .metric_sql import METRIC_FIELDS
+from .native import NativeFile, NativeRead
+from .native import read_native as _read_native
+from .text import ByteScan
 
 __all__ = [
     "FORMATS",
@@ -50,6 +63,8 @@ __all__ = [
     "SourceUnit",
     "create_staging",
     "discover",
+    "native_file",
+    "read_native",
     "read_unit",
     "write_logs",
 ]
@@ -64,6 +79,7 @@ READERS: dict[str, Callable[[SourceUnit, duckdb.DuckDBPyConnection], ReadReport]
     "mlflow": mlflow_log.read,
     "wandb": wandb_log.read,
 }
+_NATIVE = {"csv": csv_log, "jsonl": jsonl_log, "parquet": parquet_log}  # readers with a fast path
 _WRITERS = {
     "csv": csv_log.write,
     "jsonl": jsonl_log.write,
@@ -84,6 +100,21 @@ def read_unit(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
         con.execute(f"DELETE FROM {STAGE_METRICS}")
         con.execute(f"DELETE FROM {STAGE_RUNS}")
     return report
+
+
+def native_file(unit: SourceUnit, scan: ByteScan | None, source: str) -> NativeFile | None:
+    """``unit`` as a candidate for a batched native read (:mod:`.native`; run id defaults to the file
+    stem, ``source`` is carried to its rows), or None when its reader must read it alone."""
+    module = _NATIVE.get(unit.reader)
+    if module is None or scan is None:
+        return None
+    return module.native_file(unit.path, scan, run_id=unit.path.stem, source=source)
+
+
+def read_native(files: list[NativeFile]) -> AbstractContextManager[NativeRead]:
+    """Read ``files`` (one reader, e.g. grouped by :attr:`NativeFile.layout`) natively; see
+    :func:`.native.read_native`."""
+    return _read_native(files, _NATIVE[files[0].reader].native_groups)
 
 
 def write_logs(fmt: str, out_dir: Path, runs: pd.DataFrame, metrics: pd.DataFrame) -> list[Path]:

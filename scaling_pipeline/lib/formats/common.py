@@ -158,16 +158,6 @@ def native_read(con: duckdb.DuckDBPyConnection, sql: str, params: list, *, table
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM rows")
 
 
-def native_query(sql: str, params: list) -> list[tuple]:
-    """A small native-reader query (e.g. a pass over a file's JSON shapes) in a scratch database: see
-    :func:`native_read`."""
-    scratch = duckdb.connect()
-    try:
-        return scratch.execute(sql, params).fetchall()
-    finally:
-        scratch.close()
-
-
 def create_staging(con: duckdb.DuckDBPyConnection) -> None:
     """Create (if absent) and empty the TEMP tables ``stage_metrics``/``stage_runs`` on ``con``."""
     for table, columns in ((STAGE_METRICS, METRIC_COLUMNS), (STAGE_RUNS, RUN_COLUMNS)):

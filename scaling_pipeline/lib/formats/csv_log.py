@@ -7,11 +7,12 @@ column the file stem is the run id.
 
 Two ways in, same staged rows:
 
-* **fast**: a plain file (header on line 1, every line ending in ``\n``, no quotes, CR or NUL
-  bytes) is read by DuckDB's ``read_csv`` in one statement, strictly (explicit VARCHAR columns,
-  exact field count, UTF-8); ``record`` = row ordinal + 1 (header). It is kept only if the row
-  count equals the file's data-line count and every row types cleanly; otherwise nothing of it
-  is staged and
+* **fast** (:mod:`.native`): a plain file (header on line 1, every line ending in ``\n``, no
+  quotes, CR or NUL bytes, no glob characters in its path) is read by DuckDB's ``read_csv``
+  together with the other files of the same header (ingest batches them; :func:`stage_csv` reads
+  one), strictly (explicit columns, exact field count, UTF-8); ``record`` = row ordinal + 1
+  (header). It is kept only if its row count equals its data-line count and every row types
+  cleanly; otherwise nothing of it is kept and
 * **exact**: lines are streamed from Python into DuckDB, which splits and types them (lines with
   quotes are split by Python's csv module first), with one rejection per bad line.
 """
@@ -29,9 +30,6 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from . import common
 from .common import (
-    NATIVE_ROW,
-    native_read,
-    STAGE_METRICS,
     ReadReport,
     count_method,
     RejectionLog,
@@ -44,12 +42,20 @@ from .common import (
 )
 from .manifest import write_tables
 from .metric_sql import METRIC_FIELDS, Cells, TempTable, stage_metric_cells
-from .text import MAX_LINE_BYTES, TextLine, first_line, iter_lines, scan_bytes, split_csv_line
+from .native import NativeFile, NativeGroup, plain_path, stage_native
+from .text import (
+    MAX_LINE_BYTES,
+    ByteScan,
+    TextLine,
+    first_line,
+    iter_lines,
+    scan_bytes,
+    split_csv_line,
+)
 
 READER = "csv"
 SUFFIX = ".csv"
 _LINES = "_fmt_csv_lines"
-_NATIVE = "_fmt_csv_native"
 
 
 def _header(lines: Iterator[TextLine], label: str) -> tuple[list[str], int]:
@@ -116,8 +122,8 @@ def stage_csv(
         raise ValueError(problem)
     if header_line == 1:
         lines.close()
-        rows = _stage_native(path, con, names, resolved, label=label, run_id=run_id, family=family)
-        if rows is not None:
+        native = native_file(path, scan_bytes(path), run_id=run_id, family=family)
+        if native and (rows := stage_native(con, native, native_groups)) is not None:
             return rows, count_method(READER, "fast")
         lines = iter_lines(path)
         _header(lines, label)
@@ -137,80 +143,56 @@ def _cells(names: list[str], resolved: dict[str, list[str]], column: str) -> lis
     ]
 
 
-def _stage_native(
-    path: Path,
-    con: duckdb.DuckDBPyConnection,
-    names: list[str],
-    resolved: dict[str, list[str]],
-    *,
-    label: str,
-    run_id: str | None,
-    family: str | None,
-) -> int | None:
-    """The fast path (module doc): rows staged, or None (nothing staged) to read line by line.
+def native_file(
+    path: Path, scan: ByteScan, *, run_id: str | None, family: str | None = None, source: str = ""
+) -> NativeFile | None:
+    """``path`` as a fast-path candidate (layout: its header), or None when only the exact path can
+    read it exactly (see the module doc)."""
+    if not (common.FAST_PATH and plain_path(path)) or not scan.ends_with_newline:
+        return None
+    if scan.has_nul or scan.has_cr or scan.has_quote:
+        return None
+    lines = iter_lines(path)
+    header = next(lines, None)
+    lines.close()
+    if header is None or header.text is None or not header.text.strip():
+        return None
+    names = [name.strip() for name in split_csv_line(header.text)]
+    resolved = resolve_aliases(names, METRIC_ALIASES)
+    if missing_metric_columns(resolved, names) or ("run_id" not in resolved and run_id is None):
+        return None
+    return NativeFile(path, READER, tuple(names), scan.newlines - 1, 2, run_id, family, source)
 
-    Number columns are typed by read_csv itself (same parser as the exact path's casts; a cell
-    it cannot parse fails the whole read). Text cells and the step are typed by the same SQL as
-    :func:`stage_metric_cells` (the step must be an exact integer, blank text is null)."""
-    if not common.FAST_PATH or ("run_id" not in resolved and run_id is None):
-        return None
-    scan = scan_bytes(path)
-    if scan.has_nul or scan.has_cr or scan.has_quote or not scan.ends_with_newline:
-        return None
+
+def native_groups(
+    scratch: duckdb.DuckDBPyConnection, files: list[NativeFile]
+) -> tuple[list[NativeGroup], list[NativeFile]]:
+    """One ``read_csv`` over ``files`` (one header): strict, explicit columns, number columns
+    typed by the reader (same parser as the exact path's casts; a cell it cannot parse fails the
+    read), text cells blank -> NULL as in the exact path."""
+    names = list(files[0].layout)
+    resolved = resolve_aliases(names, METRIC_ALIASES)
     types = dict(METRIC_FIELDS)
     read_types = {i: "VARCHAR" for i in range(1, len(names) + 1)}
     for name, found in resolved.items():
         for source in found:
-            read_types[names.index(source) + 1] = types[name]
-    read_types = {i: ("DOUBLE" if t == "DOUBLE" else "VARCHAR") for i, t in read_types.items()}
-    select, bad = [], []
+            if types[name] == "DOUBLE":
+                read_types[names.index(source) + 1] = "DOUBLE"
+    cells = []
     for name, typ in METRIC_FIELDS:
-        if name not in resolved:
-            select.append(f"NULL::{typ} AS {name}")
-            continue
-        fields = [f"c{names.index(s) + 1}" for s in resolved[name]]
-        if typ == "DOUBLE":
-            select.append(f"coalesce({', '.join(fields)}) AS {name}")
-            continue
-        text = f"coalesce({', '.join(_cell(f) for f in fields)})"
-        if typ == "VARCHAR":
-            select.append(f"{text} AS {name}")
-            if name == "run_id":
-                bad.append(f"({text} IS NULL OR trim({text}) = '')")
-        else:  # step: an exact integer, as in metric_sql._typing
-            number, value = f"TRY_CAST({text} AS DOUBLE)", f"TRY_CAST({text} AS BIGINT)"
-            select.append(f"{value} AS {name}")
-            bad.append(
-                f"NOT coalesce(isfinite({number}) AND {number} = trunc({number}) "
-                f"AND {value} IS NOT NULL, false)"
-            )
+        if name in resolved:
+            fields = [f"c{names.index(s) + 1}" for s in resolved[name]]
+            wrapped = fields if typ == "DOUBLE" else [_cell(f) for f in fields]
+            cells.append(f"coalesce({', '.join(wrapped)}) AS {name}")
     columns = ", ".join(f"'c{i}': '{t}'" for i, t in read_types.items())
-    try:
-        native_read(
-            con,
-            f"SELECT {', '.join(select)}, "
-            f"({' OR '.join(bad) or 'false'}) AS bad FROM read_csv(?, header=false, skip=1, "
-            f"auto_detect=false, columns={{{columns}}}, delim=',', quote='', escape='', "
-            f"new_line='\\n', strict_mode=true, null_padding=false, ignore_errors=false, "
-            f"max_line_size={MAX_LINE_BYTES - 64})",
-            [str(path)],
-            table=_NATIVE,
-        )
-        n_rows, n_bad = con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE bad) FROM {_NATIVE}"
-        ).fetchone()
-        if n_rows != scan.newlines - 1 or n_bad:
-            return None
-        rest = ", ".join(n for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
-        return con.execute(
-            f"INSERT INTO {STAGE_METRICS} SELECT coalesce(run_id, ?), coalesce(family, ?), "
-            f"{rest}, {NATIVE_ROW} + 2 FROM {_NATIVE}",
-            [run_id, family],
-        ).fetchone()[0]
-    except duckdb.Error:
-        return None
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {_NATIVE}")
+    sql = (
+        f"SELECT filename, {', '.join(cells)} FROM read_csv(?, header=false, skip=1, "
+        f"auto_detect=false, columns={{{columns}}}, delim=',', quote='', escape='', "
+        f"new_line='\\n', strict_mode=true, null_padding=false, ignore_errors=false, "
+        f"max_line_size={MAX_LINE_BYTES - 64}, filename=true)"
+    )
+    sources = {name: found[0] for name, found in resolved.items()}
+    return [NativeGroup(sql, sources, files)], []
 
 
 def _stage_lines(

@@ -1,11 +1,12 @@
 """JSON-lines metric logs: one JSON object per logged step, keys per METRIC_ALIASES.
 
-Fast path: a file whose every line is a JSON object (no blank lines, NUL bytes or lines longer
-than MAX_LINE_BYTES) is read by DuckDB's ``read_ndjson_objects`` in one statement; ``record`` = row
+Fast path (:mod:`.native`, see :func:`native_groups`): a file whose every line is a JSON object
+(no blank lines, NUL bytes or lines longer than MAX_LINE_BYTES, no glob characters in its path) is
+read by DuckDB's ``read_json`` together with the other files using the same keys; ``record`` = row
 ordinal. It is kept only if the row count equals the file's line count and every row types
-cleanly; otherwise nothing of it is staged and the exact path runs: lines are streamed into DuckDB
-from Python, one rejection per bad line. Both feed the same SQL, which validates and extracts the
-JSON, so a clean file gives the same rows either way. ``NaN``/``Infinity``
+cleanly; otherwise nothing of it is kept and the exact path runs: lines are streamed into DuckDB
+from Python, one rejection per bad line, and typed by the same SQL, so a clean file gives the same
+rows either way. ``NaN``/``Infinity``
 literals (what Python's json writes) are the logged NaN/inf; ``null`` is null. Lines that are not
 JSON objects are rejected; a file with no JSON object at all is quarantined. A final line without
 newline is kept if it is a complete object (a cut-off object is never valid JSON). Unknown keys
@@ -25,9 +26,6 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from . import common
 from .common import (
-    NATIVE_ROW,
-    native_query,
-    native_read,
     ReadReport,
     count_method,
     RejectionLog,
@@ -40,13 +38,13 @@ from .common import (
     shorten,
 )
 from .manifest import write_tables
-from .metric_sql import METRIC_FIELDS, Cells, FastPathRejected, TempTable, stage_metric_cells
-from .text import MAX_LINE_BYTES, iter_lines, scan_bytes
+from .metric_sql import METRIC_FIELDS, Cells, TempTable, stage_metric_cells
+from .native import NativeFile, NativeGroup, bisect, paths, plain_path, stage_native
+from .text import MAX_LINE_BYTES, ByteScan, iter_lines, scan_bytes
 
 READER = "jsonl"
 SUFFIX = ".jsonl"
 _LINES = "_fmt_json_lines"
-_NATIVE = "_fmt_json_native"
 _IS_OBJECT = "CASE WHEN json_valid(text) THEN json_type(text) = 'OBJECT' ELSE false END"
 _TRUNCATED = "truncated final line (no newline at end of file): "
 
@@ -84,8 +82,8 @@ def stage_jsonl(
 ) -> tuple[int, str]:
     """Stage a JSONL metric table; returns (rows staged, method 'fast' or 'exact', see the module doc).
     Raises ValueError (-> file rejection) when the file cannot be read at all."""
-    rows = _stage_native(path, con, label=label, run_id=run_id, family=family)
-    if rows is not None:
+    native = native_file(path, scan_bytes(path), run_id=run_id, family=family)
+    if native and (rows := stage_native(con, native, native_groups)) is not None:
         return rows, count_method(READER, "fast")
     unterminated, n_lines, n_unreadable = None, 0, 0
     with TempTable(con, _LINES, [("record", "BIGINT"), ("text", "VARCHAR")]) as table:
@@ -120,7 +118,6 @@ def _stage_objects(
     label: str,
     run_id: str | None,
     family: str | None,
-    expect_rows: int | None = None,
 ) -> int:
     """Type the JSON objects of ``lines`` (a relation with record, text) into stage_metrics."""
     keys = [
@@ -150,76 +147,79 @@ def _stage_objects(
         label=label,
         run_id=run_id,
         family=family,
-        expect_rows=expect_rows,
     )
 
 
-def _stage_native(
-    path: Path,
-    con: duckdb.DuckDBPyConnection,
-    *,
-    label: str,
-    run_id: str | None,
-    family: str | None,
-) -> int | None:
-    """The fast path (module doc): rows staged, or None (nothing staged) to read line by line.
+def native_file(
+    path: Path, scan: ByteScan, *, run_id: str | None, family: str | None = None, source: str = ""
+) -> NativeFile | None:
+    """``path`` as a fast-path candidate (its layout is found by :func:`native_groups`), or None
+    when only the exact path can read it exactly (see the module doc)."""
+    if not (common.FAST_PATH and plain_path(path)) or scan.has_nul or not scan.lines:
+        return None
+    return NativeFile(path, READER, None, scan.lines, 1, run_id, family, source)
 
-    Pass 1 (``read_ndjson_objects``): every line an object, no repeated key within an object,
-    the union of keys. Pass 2 (``read_json`` with those keys as explicit VARCHAR columns, which
-    yields the same text as the exact path's ``json_extract_string``) feeds the same typing SQL."""
-    if not common.FAST_PATH:
-        return None
-    scan = scan_bytes(path)
-    if scan.has_nul or not scan.lines:
-        return None
-    try:
-        shapes = native_query(
-            f"SELECT json_type(json), json_keys(json), count(*) FROM read_ndjson_objects(?, "
-            f"maximum_object_size={MAX_LINE_BYTES - 64}, ignore_errors=false) GROUP BY ALL",
-            [str(path)],
-        )  # one row per distinct key list: few
-        n_rows = sum(n for _, _, n in shapes)
-        if n_rows != scan.lines or not n_rows:
-            return None
-        if any(kind != "OBJECT" or len(set(ks)) != len(ks) for kind, ks, _ in shapes):
-            return None
-        keys = sorted({key for _, ks, _ in shapes for key in ks})
+
+def native_groups(
+    scratch: duckdb.DuckDBPyConnection, files: list[NativeFile]
+) -> tuple[list[NativeGroup], list[NativeFile]]:
+    """Pass 1 (``read_ndjson_objects``): per file, every line an object, no repeated key within an
+    object, the union of keys. Pass 2, per set of keys used: ``read_json`` with those keys as
+    explicit columns: VARCHAR for text and the step (the same text as the exact path's
+    ``json_extract_string``), DOUBLE for numbers, which ``read_json`` converts as the exact path's
+    casts do, except booleans (true -> 1.0, a rejected row on the exact path): files with
+    ``true``/``false`` anywhere read their numbers as VARCHAR too."""
+    shapes: dict[str, list[tuple[bool, list[str], int, bool]]] = {}
+
+    def pass1(group: list[NativeFile]) -> None:
+        for name, *shape in scratch.execute(
+            f"SELECT filename, starts_with(json, '{{'), json_keys(json), count(*), "
+            f"bool_or(contains(json, 'true') OR contains(json, 'false')) FROM read_ndjson_objects(?, "
+            f"maximum_object_size={MAX_LINE_BYTES - 64}, ignore_errors=false, filename=true) GROUP BY ALL",
+            [paths(group)],
+        ).fetchall():  # one row per file and distinct key list: few. The text is valid JSON without
+            # leading whitespace (read_ndjson_objects), so '{' first means an object
+            shapes.setdefault(name, []).append(tuple(shape))
+
+    _, rejected = bisect(scratch, files, pass1)
+    failed = {f.path for f in rejected}
+    by_layout: dict[tuple, list[NativeFile]] = {}
+    for file in files:
+        if file.path in failed:
+            continue
+        found = shapes.get(str(file.path), [])
+        keys = sorted({key for _, ks, _, _ in found for key in ks})
         resolved = resolve_aliases(keys, METRIC_ALIASES)
-        if missing_metric_columns(resolved, keys):
-            return None
         used = [key for name, _ in METRIC_FIELDS for key in resolved.get(name, [])]
-        if len({k.lower() for k in used}) != len(used):  # DuckDB names are case-insensitive
-            return None
-        columns = ", ".join(
-            f"{_literal(key)}: 'VARCHAR'" for key in used
-        )
-        native_read(
-            con,
-            f"SELECT * FROM read_json(?, format='newline_delimited', columns={{{columns}}}, "
-            f"maximum_object_size={MAX_LINE_BYTES - 64}, ignore_errors=false)",
-            [str(path)],
-            table=_NATIVE,
-        )
-        cells = [
-            f"coalesce({', '.join(quote_ident(k) for k in resolved[name])}) AS {name}"
-            for name, _ in METRIC_FIELDS
+        if (
+            sum(n for _, _, n, _ in found) != file.rows
+            or any(not is_object or len(set(ks)) != len(ks) for is_object, ks, _, _ in found)
+            or missing_metric_columns(resolved, keys)
+            or ("run_id" not in resolved and file.run_id is None)
+            or len({k.lower() for k in used}) != len(used)  # DuckDB names are case-insensitive
+        ):
+            rejected.append(file)
+            continue
+        typed = not any(boolean for *_, boolean in found)
+        layout = tuple(
+            (name, "DOUBLE" if typ == "DOUBLE" and typed else "VARCHAR", tuple(resolved[name]))
+            for name, typ in METRIC_FIELDS
             if name in resolved
-        ]
-        sql = f"SELECT {NATIVE_ROW} + 1 AS record, {', '.join(cells)} FROM {_NATIVE}"
-        sources = {name: found[0] for name, found in resolved.items()}
-        return stage_metric_cells(
-            con,
-            Cells(sql, [], sources),
-            RejectionLog(),
-            label=label,
-            run_id=run_id,
-            family=family,
-            expect_rows=n_rows,
         )
-    except (duckdb.Error, FastPathRejected, ValueError):
-        return None
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {_NATIVE}")
+        by_layout.setdefault(layout, []).append(file)
+    groups = []
+    for layout, group in by_layout.items():
+        columns = ", ".join(f"{_literal(key)}: '{typ}'" for _, typ, keys in layout for key in keys)
+        cells = ", ".join(
+            f"coalesce({', '.join(quote_ident(k) for k in keys)}) AS {name}" for name, _, keys in layout
+        )
+        sql = (
+            f"SELECT filename, {cells} FROM read_json(?, format='newline_delimited', "
+            f"columns={{{columns}}}, maximum_object_size={MAX_LINE_BYTES - 64}, "
+            f"ignore_errors=false, filename=true)"
+        )
+        groups.append(NativeGroup(sql, {name: keys[0] for name, _, keys in layout}, group))
+    return groups, rejected
 
 
 def _literal(text: str) -> str:

@@ -30,11 +30,6 @@ _EXPECTED = {"run_id": "a non-empty run id", "step": "an integer"}
 _TYPED = "_fmt_typed"
 
 
-class FastPathRejected(Exception):
-    """A fast (native DuckDB) read did not pass validation; nothing was staged. Callers fall back
-    to their exact line-by-line path, which reports the precise rejections."""
-
-
 class TempTable:
     """A TEMP table filled from Python in Arrow batches, dropped on exit; ``name``: a constant."""
 
@@ -107,6 +102,21 @@ def _typing(name: str, typ: str) -> tuple[str, str | None]:
     )
 
 
+def typing_sql(sources: Mapping[str, str]) -> tuple[str, str]:
+    """(select list typing the cell columns ``c."<field>"`` of the canonical fields in ``sources``
+    into METRIC_FIELDS, NULL for the others; predicate of a row with a cell that fails typing)."""
+    select, bad = [], []
+    for name, typ in METRIC_FIELDS:
+        if name not in sources:
+            select.append(f"NULL::{typ} AS {name}")
+            continue
+        value, problem = _typing(name, typ)
+        select.append(f"{value} AS {name}")
+        if problem:
+            bad.append(problem)
+    return ", ".join(select), f"({' OR '.join(bad) or 'false'})"
+
+
 def stage_metric_cells(
     con: duckdb.DuckDBPyConnection,
     cells: Cells,
@@ -115,15 +125,11 @@ def stage_metric_cells(
     label: str,
     run_id: str | None,
     family: str | None = None,
-    expect_rows: int | None = None,
 ) -> int:
     """Type ``cells`` into ``stage_metrics``; bad rows go to ``log`` as "<label> <record>".
 
     ``run_id``/``family`` fill rows (or the whole source) that do not name them; ``run_id`` is
-    required when the source has no run-id column. Returns the number of rows staged.
-
-    ``expect_rows`` (strict mode, for fast paths): unless ``cells`` yields exactly that many rows
-    and none is bad, stage nothing and raise :class:`FastPathRejected`."""
+    required when the source has no run-id column. Returns the number of rows staged."""
     if "run_id" not in cells.sources and run_id is None:
         raise ValueError("a source without a run-id column needs a default run_id")
     select, bad_when, got_when = ["c.record AS record"], [], []
@@ -144,14 +150,6 @@ def stage_metric_cells(
         cells.params,
     )
     try:
-        if expect_rows is not None:
-            n_rows, n_bad = con.execute(
-                f"SELECT count(*), count(bad_field) FROM {_TYPED}"
-            ).fetchone()
-            if n_rows != expect_rows or n_bad:
-                raise FastPathRejected(
-                    f"{n_rows} rows (expected {expect_rows}), {n_bad} with bad cells"
-                )
         fields = ", ".join(n for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
         good = con.execute(
             f"INSERT INTO {STAGE_METRICS} SELECT coalesce(run_id, ?), coalesce(family, ?), "

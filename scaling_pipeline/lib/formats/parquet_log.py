@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scaling_pipeline.lib.schema import METRIC_ALIASES
 
+from . import common
 from .common import (
     NATIVE_ROW,
     native_read,
@@ -29,6 +31,7 @@ from .common import (
 )
 from .manifest import write_tables
 from .metric_sql import METRIC_FIELDS, Cells, stage_metric_cells
+from .native import NativeFile, NativeGroup, plain_path
 
 READER = "parquet"
 SUFFIX = ".parquet"
@@ -45,15 +48,63 @@ def _cell(sources: list[str]) -> str:
     return f"coalesce({', '.join(f'CAST({quote_ident(s)} AS VARCHAR)' for s in sources)})"
 
 
+def native_file(
+    path: Path, scan: object = None, *, run_id: str | None, family: str | None = None, source: str = ""
+) -> NativeFile | None:
+    """``path`` as a fast-path candidate (layout: its schema; rows: its footer's count), or None:
+    unreadable footer, glob characters in the path, column names DuckDB would rename, or no step/loss
+    column. ``scan`` is unused (Parquet needs no byte scan)."""
+    if not (common.FAST_PATH and plain_path(path)):
+        return None
+    try:
+        meta = pq.read_metadata(path)
+        schema = meta.schema.to_arrow_schema()
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    names = list(schema.names)
+    lowered = [n.lower() for n in names]
+    if len(set(lowered)) != len(names) or "filename" in lowered:
+        return None
+    resolved = resolve_aliases(names, METRIC_ALIASES)
+    if missing_metric_columns(resolved, names) or any('"' in n for ns in resolved.values() for n in ns):
+        return None
+    layout = tuple((f.name, str(f.type)) for f in schema)
+    return NativeFile(path, READER, layout, meta.num_rows, 1, run_id, family, source)
+
+
+def native_groups(
+    scratch: duckdb.DuckDBPyConnection, files: list[NativeFile]
+) -> tuple[list[NativeGroup], list[NativeFile]]:
+    """One ``read_parquet`` over ``files`` (one schema), cells as in :func:`read`."""
+    names = [name for name, _ in files[0].layout]
+    resolved = resolve_aliases(names, METRIC_ALIASES)
+    cells = [f"{_cell(resolved[name])} AS {name}" for name, _ in METRIC_FIELDS if name in resolved]
+    sql = f"SELECT filename, {', '.join(cells)} FROM read_parquet(?, filename=true)"
+    return [NativeGroup(sql, {name: found[0] for name, found in resolved.items()}, files)], []
+
+
+def _load(path: Path, con: duckdb.DuckDBPyConnection) -> None:
+    """The file's rows + file_row_number into the TEMP table _NATIVE on ``con``, decoded in a scratch
+    database (a corrupt file must not take the warehouse down); a path DuckDB would expand as a glob is
+    decoded by pyarrow instead."""
+    if plain_path(path):
+        native_read(con, "SELECT * FROM read_parquet(?, file_row_number=true)", [str(path)], table=_NATIVE)
+        return
+    rows = pq.read_table(path)
+    rows = rows.append_column("file_row_number", pa.array(range(rows.num_rows), pa.int64()))  # noqa: F841
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_NATIVE} AS SELECT * FROM rows")
+
+
 def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     """Stage one Parquet metric log (run id defaults to the file stem)."""
-    path = str(unit.path)
-    try:  # decoded in a scratch database: a corrupt file must not take the warehouse down
-        native_read(con, "SELECT * FROM read_parquet(?, file_row_number=true)", [path], table=_NATIVE)
+    try:
+        _load(unit.path, con)
     except duckdb.Error as exc:
         return file_rejection(
             READER, f"expected a Parquet file, DuckDB says: {_duckdb_message(exc)}"
         )
+    except (OSError, pa.ArrowException) as exc:
+        return file_rejection(READER, f"expected a Parquet file, pyarrow says: {exc}")
     try:
         names = [
             row[0]

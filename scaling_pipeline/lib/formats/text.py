@@ -15,7 +15,7 @@ import codecs
 import csv
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 MAX_LINE_BYTES = 1 << 20  # longer lines are rejected without being held in memory
 
@@ -142,13 +142,16 @@ class ByteScan(NamedTuple):
         return self.newlines + (self.size > 0 and not self.ends_with_newline)
 
 
-def scan_bytes(path: Path, chunk: int = 1 << 22) -> ByteScan:
-    """One pass over the bytes of ``path`` (C-speed counting, no decoding)."""
+def scan_bytes(path: Path, chunk: int = 1 << 22, digest: Any = None) -> ByteScan:
+    """One pass over the bytes of ``path`` (C-speed counting, no decoding); the bytes also update
+    ``digest`` (a hashlib object) when given."""
     size = newlines = 0
     nul = cr = quote = False
     last = b""
     with open(path, "rb") as handle:
         while data := handle.read(chunk):
+            if digest is not None:
+                digest.update(data)
             size += len(data)
             newlines += data.count(b"\n")
             nul = nul or b"\x00" in data

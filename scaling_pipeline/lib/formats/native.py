@@ -1,0 +1,191 @@
+"""The fast path: many plain metric files read by DuckDB's native readers in one statement.
+
+A *native file* is a metric file whose bytes say a native read can be exact (csv: header on line
+1, no quotes, CR or NUL bytes, every line ending in ``\\n``; jsonl: no NUL bytes; parquet: a
+readable footer), with the number of data rows its bytes promise. Files of one reader and layout
+(:attr:`NativeFile.layout`) are read together by one ``read_csv``/``read_json``/``read_parquet``
+statement (``filename=true``) in a scratch in-memory database, and typed by the same SQL as the
+exact paths (:func:`metric_sql.typing_sql`). A file is *accepted* only if
+
+* it yielded exactly the promised number of rows, as one block in the reader's output order
+  (``preserve_insertion_order``: ``record`` is then its row ordinal + ``first_record``), and
+* none of its rows fails typing (integer step, numbers numbers, non-empty run id).
+
+Every other file is *rejected*: nothing of it is kept, and the caller reads it alone by its
+reader's exact path, which reports precise row rejections. A statement that fails as a whole (one
+malformed file fails ``read_csv`` for the whole list) is retried on each half of its files until
+the failing files are isolated. The scratch database isolates the warehouse from reader failures
+DuckDB treats as fatal (seen once on a fuzzed file): then every file of the call is rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+import pyarrow as pa
+
+from .common import STAGE_METRICS
+from .metric_sql import METRIC_FIELDS, typing_sql
+
+GLOB_CHARACTERS = frozenset("*?[")  # DuckDB's readers expand these even in a list of paths
+BATCH_BYTES = 256 << 20  # source bytes read together by one call in ingest (bounds memory)
+_TYPED = "typed"
+_ACCEPTED = "accepted"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NativeFile:
+    """One metric file to read natively; ``layout``: files of one reader with equal layouts are read
+    by one statement."""
+
+    path: Path
+    reader: str
+    layout: Hashable
+    rows: int  # data rows the file's bytes (or Parquet footer) promise
+    first_record: int  # record of the first data row (csv: 2, after the header; jsonl/parquet: 1)
+    run_id: str | None = None  # for rows without a run id (the file stem)
+    family: str | None = None  # for rows without a family
+    source: str = ""  # carried to the output rows as source_path (ingest: the unit's relative path)
+
+
+@dataclass(frozen=True)
+class NativeGroup:
+    """A statement reading ``files``: ``sql`` takes one parameter (the list of paths) and yields
+    ``filename`` plus one cell column per canonical field in ``sources`` (canonical -> source name)."""
+
+    sql: str
+    sources: dict[str, str]
+    files: list[NativeFile] = field(default_factory=list)
+
+
+# reader hook: (scratch connection, files of one layout) -> (groups to read, files rejected already)
+GroupsFn = Callable[[duckdb.DuckDBPyConnection, list[NativeFile]], tuple[list[NativeGroup], list[NativeFile]]]
+
+
+def plain_path(path: Path) -> bool:
+    """False for paths DuckDB's readers would expand as a glob (they must be read another way)."""
+    return not GLOB_CHARACTERS & set(str(path))
+
+
+def paths(files: Sequence[NativeFile]) -> list[str]:
+    return [str(f.path) for f in files]
+
+
+def bisect(
+    scratch: duckdb.DuckDBPyConnection,
+    files: list[NativeFile],
+    run: Callable[[list[NativeFile]], T],
+) -> tuple[list[tuple[list[NativeFile], T]], list[NativeFile]]:
+    """``run`` on all ``files``; when it raises duckdb.Error, on each half, down to single files.
+
+    Returns ([(files, result)], files whose own run failed). A failure that invalidated
+    ``scratch`` (DuckDB's fatal errors) propagates."""
+    try:
+        return [(files, run(files))], []
+    except duckdb.Error:
+        scratch.execute("SELECT 1")  # raises if the scratch database is gone
+        if len(files) == 1:
+            return [], list(files)
+    half = len(files) // 2
+    done_a, failed_a = bisect(scratch, files[:half], run)
+    done_b, failed_b = bisect(scratch, files[half:], run)
+    return done_a + done_b, failed_a + failed_b
+
+
+class NativeRead:
+    """The rows of the accepted files, held in the scratch database until the ``with`` ends."""
+
+    def __init__(
+        self,
+        scratch: duckdb.DuckDBPyConnection | None,
+        accepted: list[NativeFile],
+        rejected: list[NativeFile],
+    ) -> None:
+        self._scratch, self.accepted, self.rejected = scratch, accepted, rejected
+
+    def rows(self, *, source_path: bool, batch_rows: int = 1 << 20) -> pa.RecordBatchReader:
+        """METRIC_COLUMNS (+ ``source_path`` = NativeFile.source) of the accepted files, streamed."""
+        fields = ", ".join(f"t.{n}" for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
+        extra = ", a.source AS source_path" if source_path else ""
+        if self._scratch is None:
+            raise RuntimeError("no rows: the native read failed as a whole")
+        return self._scratch.sql(
+            f"SELECT coalesce(t.run_id, a.run_id) AS run_id, coalesce(t.family, a.family) AS family, "
+            f"{fields}, t.rowid - a.lo + a.first_record AS record{extra} "
+            f"FROM {_TYPED} t JOIN {_ACCEPTED} a USING (filename)"
+        ).to_arrow_reader(batch_rows)
+
+
+@contextmanager
+def read_native(files: list[NativeFile], groups: GroupsFn) -> Iterator[NativeRead]:
+    """Read ``files`` (one reader) natively and validate them per file; see the module doc."""
+    scratch = duckdb.connect(config={"preserve_insertion_order": True})
+    try:
+        try:
+            accepted, rejected = _read(scratch, files, groups)
+            result = NativeRead(scratch, accepted, rejected)
+        except duckdb.Error:  # fatal for the scratch database: every file goes the exact way
+            result = NativeRead(None, [], list(files))
+        yield result
+    finally:
+        scratch.close()
+
+
+def stage_native(con: duckdb.DuckDBPyConnection, file: NativeFile, groups: GroupsFn) -> int | None:
+    """Read one file natively into ``stage_metrics`` on ``con``: rows staged, or None (nothing
+    staged) when the file was rejected."""
+    with read_native([file], groups) as result:
+        if not result.accepted:
+            return None
+        con.register("_native_rows", result.rows(source_path=False))
+        try:
+            return con.execute(f"INSERT INTO {STAGE_METRICS} SELECT * FROM _native_rows").fetchone()[0]
+        finally:
+            con.unregister("_native_rows")
+
+
+def _read(
+    scratch: duckdb.DuckDBPyConnection, files: list[NativeFile], groups: GroupsFn
+) -> tuple[list[NativeFile], list[NativeFile]]:
+    columns = ", ".join(f"{n} {t}" for n, t in [("filename", "VARCHAR"), *METRIC_FIELDS, ("bad", "BOOLEAN")])
+    scratch.execute(f"CREATE TABLE {_TYPED} ({columns})")
+    planned, rejected = groups(scratch, files)
+    for group in planned:
+        values, bad = typing_sql(group.sources)
+        sql = f"INSERT INTO {_TYPED} SELECT c.filename, {values}, {bad} FROM ({group.sql}) AS c"
+        _, failed = bisect(
+            scratch, group.files, lambda fs, sql=sql: scratch.execute(sql, [paths(fs)])
+        )
+        rejected += failed
+    failed = {str(f.path) for f in rejected}
+    read = [f for g in planned for f in g.files if str(f.path) not in failed]
+    scratch.register("expected", pa.table({
+        "filename": pa.array(paths(read), pa.string()),
+        "rows": pa.array([f.rows for f in read], pa.int64()),
+    }))
+    good = dict(scratch.execute(
+        f"SELECT f.filename, s.lo FROM expected f JOIN (SELECT filename, count(*) AS n, "
+        f"count(*) FILTER (WHERE bad) AS n_bad, min(rowid) AS lo, max(rowid) AS hi FROM {_TYPED} "
+        f"GROUP BY filename) s USING (filename) WHERE s.n = f.rows AND s.n_bad = 0 "
+        f"AND s.hi - s.lo + 1 = s.n"
+    ).fetchall())
+    accepted = [f for f in read if str(f.path) in good]
+    rejected += [f for f in read if str(f.path) not in good]
+    scratch.register("keep", pa.table(
+        {
+            "filename": pa.array([str(f.path) for f in accepted], pa.string()),
+            "lo": pa.array([good[str(f.path)] for f in accepted], pa.int64()),
+            "first_record": pa.array([f.first_record for f in accepted], pa.int64()),
+            "run_id": pa.array([f.run_id for f in accepted], pa.string()),
+            "family": pa.array([f.family for f in accepted], pa.string()),
+            "source": pa.array([f.source for f in accepted], pa.string()),
+        }
+    ))
+    scratch.execute(f"CREATE TABLE {_ACCEPTED} AS SELECT * FROM keep")
+    return accepted, rejected
