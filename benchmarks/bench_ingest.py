@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MEMORY_LIMIT = "1GB"  # the pipeline's (scaling_pipeline/defs/resources.py)
 EXT = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
 COPY_FORMAT = {
     "csv": "(FORMAT csv, HEADER true)",
@@ -121,9 +122,13 @@ def main() -> None:
     parser.add_argument("--rows-per-file", type=int, default=100_000)
     parser.add_argument("--exact", action="store_true", help="also time the line-by-line path")
     parser.add_argument("--child", nargs=4, metavar=("TASK", "ROOT", "FMT", "DB"))
-    parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 1GB")
+    parser.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT,
+                        help="DuckDB memory_limit of both connections (default: the pipeline's, "
+                        f"{DEFAULT_MEMORY_LIMIT}; 'none': DuckDB's own, 80%% of RAM)")
     parser.add_argument("--workdir", default=None, help="where to generate files (default: temp)")
     args = parser.parse_args()
+    if args.memory_limit == "none":
+        args.memory_limit = None
     if args.child:
         task, root, fmt, db = args.child
         child(task, Path(root), fmt, Path(db), args.memory_limit)

@@ -21,6 +21,9 @@ from scaling_pipeline.lib.clean import CleanConfig
 DEFAULT_LOGS = "data"
 DEFAULT_DB = "data/warehouse.duckdb"
 DEFAULT_REPORTS = "reports"
+# DuckDB's own default is 80% of RAM, which its buffer cache fills on a large ingest (2.9 GiB RSS at 100M
+# rows, benchmarks/README.md); 1GB keeps a 100M-row ingest under 2 GiB and spills larger work to disk
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -50,10 +53,9 @@ def build_resources(logs: str | os.PathLike | None = None, db: str | os.PathLike
                     reports: str | os.PathLike | None = None, **settings) -> dict[str, object]:
     """Resources for a run; unset arguments come from SCALING_LOGS / SCALING_DB / SCALING_REPORTS,
     then the defaults (data/, data/warehouse.duckdb, reports/). SCALING_DUCKDB_MEMORY_LIMIT caps DuckDB's
-    memory (e.g. 1GB)."""
+    memory (default DEFAULT_MEMORY_LIMIT; empty: DuckDB's default, 80% of RAM)."""
     db_path = Path(db or os.environ.get("SCALING_DB", DEFAULT_DB))
-    # e.g. SCALING_DUCKDB_MEMORY_LIMIT=1GB keeps a 100M-row ingest near 1.2 GiB RSS (benchmarks/README.md)
-    memory = os.environ.get("SCALING_DUCKDB_MEMORY_LIMIT")
+    memory = os.environ.get("SCALING_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
     return {
         "duckdb": DuckDBResource(database=str(db_path), connection_config={"memory_limit": memory} if memory else {}),
         "settings": PipelineSettings(
