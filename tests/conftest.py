@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,22 @@ class Materialized:
     def df(self, sql: str, params=None):
         with duckdb.connect(str(self.db), read_only=True) as con:
             return con.execute(sql, params or []).df()
+
+
+def fits_snapshot(con: duckdb.DuckDBPyConnection) -> tuple[list, list]:
+    """fits.chinchilla (without wall times) and fits.bootstrap rows; NaN as a marker so equal tables compare equal."""
+    cur = con.execute("SELECT * EXCLUDE (fitted_at, fit_seconds) FROM fits.chinchilla ORDER BY family")
+    names = [d[0] for d in cur.description]
+    fits = []
+    for r in cur.fetchall():
+        row = dict(zip(names, ("NaN" if isinstance(v, float) and math.isnan(v) else v for v in r)))
+        if row["backtest"]:  # the backtest's own fit records its wall time
+            backtest = json.loads(row["backtest"])
+            backtest.get("fit", {}).pop("fit_seconds", None)
+            row["backtest"] = backtest
+        fits.append(row)
+    boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").fetchall()
+    return fits, boot
 
 
 def materialize_all(logs: Path, db: Path, reports: Path, *, n_boot: int = 50, **settings) -> dg.ExecuteInProcessResult:

@@ -12,13 +12,15 @@ FITS_CHINCHILLA = dg.AssetKey(["fits", "chinchilla"])
 
 
 class FitConfig(dg.Config):
-    """Fit settings (a change refits every family)."""
+    """Fit settings (a change refits every family) and the number of processes (``n_jobs``: not a
+    setting, results do not depend on it; None: one per available core)."""
 
     loss: str = "huber"
     delta: float = 1e-3
     n_boot: int = 200
     seed: int = 0
     max_backtest_error: float = 0.10  # publish a family's plan only if held-out runs are predicted this well
+    n_jobs: int | None = None
 
 
 def fit_run_config(n_boot: int = 200, seed: int = 0) -> dict:
@@ -35,7 +37,7 @@ def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb
     settings = FitSettings(loss=config.loss, delta=config.delta, n_boot=config.n_boot, seed=config.seed,
                            max_backtest_error=config.max_backtest_error)
     with warehouse(duckdb) as con:
-        summary = fit_families(con, settings, progress=context.log.info)
+        summary = fit_families(con, settings, n_jobs=config.n_jobs, progress=context.log.info)
         table = con.execute(
             """SELECT family, status, publishable, n_points, round(E, 4) AS E, round(alpha, 4) AS alpha,
                       round(beta, 4) AS beta, round(a_exponent, 4) AS a_exponent, objective, withheld_reason
@@ -45,6 +47,7 @@ def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb
     return dg.MaterializeResult(metadata={
         "families": len(table), "refit": dg.MetadataValue.json(summary.fitted),
         "unchanged": dg.MetadataValue.json(summary.unchanged), "failed": dg.MetadataValue.json(summary.failed),
+        "worker_processes": summary.workers,
         "fits": dg.MetadataValue.md(table.to_markdown(index=False))})
 
 

@@ -2,17 +2,25 @@
 
 Each family is written with delete-then-insert in one transaction, so a rerun is idempotent, and a
 family whose points and fit settings did not change is not refit (its input hash is stored).
+Families are fitted in a pool of worker processes (the parent writes each one as it finishes, so an
+interrupted stage keeps the families already written); :func:`fit_family` is the per-family unit,
+also used by :mod:`scaling_pipeline.lib.family_parquet` to fit families on other machines.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import asdict, dataclass, field
 
 import duckdb
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, allocation_table
 from scaling_pipeline.lib.fit import CHINCHILLA_PARAMS, FitError, backtest_chinchilla, bootstrap_chinchilla, fit_chinchilla
@@ -23,7 +31,8 @@ PARAMS = CHINCHILLA_PARAMS
 
 @dataclass(frozen=True)
 class FitSettings:
-    """How each family is fitted (recorded with every fit; a change refits every family)."""
+    """How each family is fitted (recorded with every fit; a change refits every family). How many
+    processes fit them is not a setting: results do not depend on it."""
 
     loss: str = "huber"
     delta: float = 1e-3
@@ -39,6 +48,7 @@ class FitStageSummary:
     unchanged: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
+    workers: int = 1  # processes the families were fitted across (1: in the calling process)
 
     def to_metadata(self) -> dict:
         return asdict(self)
@@ -76,54 +86,132 @@ def _drop_if_layout_changed(con: duckdb.DuckDBPyConnection, schema: str, tables:
     probe.close()
 
 
-def _input_hash(points: pd.DataFrame, settings: FitSettings) -> str:
+def ensure_fit_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``fits.chinchilla`` and ``fits.bootstrap`` (dropping tables of an older layout)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS fits")
+    _drop_if_layout_changed(con, "fits", {"chinchilla": _FITS_DDL, "bootstrap": _BOOT_DDL})
+    con.execute(_FITS_DDL)
+    con.execute(_BOOT_DDL)
+
+
+def input_hash(points: pd.DataFrame, settings: FitSettings) -> str:
+    """SHA-256 of a family's points (run_id, n_params, n_tokens, loss) and the fit settings."""
     h = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
     cols = points[["run_id", "n_params", "n_tokens", "loss"]].sort_values("run_id")
     h.update(cols.to_csv(index=False, float_format="%.17g").encode())
     return h.hexdigest()
 
 
+_MIN_POOL_FAMILIES = 3  # fewer families are fitted in-process: starting workers costs ~1 s
+
+
+def family_workers(n_jobs: int | None, n_families: int) -> int:
+    """Processes to fit ``n_families`` across: ``n_jobs`` (``None``: one per core this process may
+    use), at most one per family; 1 (in-process) for fewer than 3 families or inside a daemonic
+    process (which cannot start workers)."""
+    if n_jobs is not None and n_jobs < 1:
+        raise ValueError(f"n_jobs must be >= 1 or None, got {n_jobs}")
+    if n_families < _MIN_POOL_FAMILIES or multiprocessing.current_process().daemon:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(n_jobs or cores, n_families)
+
+
 def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSettings(), *,
-                 progress=None) -> FitStageSummary:
-    """Fit the Chinchilla law per family of ``clean.points``; skip families whose input is unchanged."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS fits")
-    _drop_if_layout_changed(con, "fits", {"chinchilla": _FITS_DDL, "bootstrap": _BOOT_DDL})
-    con.execute(_FITS_DDL)
-    con.execute(_BOOT_DDL)
+                 n_jobs: int | None = None, progress: Callable[[str], object] | None = None) -> FitStageSummary:
+    """Fit the Chinchilla law per family of ``clean.points``; skip families whose input is unchanged.
+
+    ``n_jobs``: processes (``None``: one per available core; see :func:`family_workers`). With three
+    or more families to fit they are fitted across a pool of that many workers (each family's
+    bootstrap in its worker); otherwise in this process, each bootstrap using up to ``n_jobs``
+    processes itself. Results do not depend on ``n_jobs``. Each family is written as soon as it is
+    fitted. ``progress`` receives one line per family."""
+    ensure_fit_tables(con)
     points = con.execute("SELECT * FROM clean.points ORDER BY family, run_id").df()
     stored = dict(con.execute("SELECT family, input_hash FROM fits.chinchilla").fetchall())
     summary = FitStageSummary()
     families = sorted(points.family.unique())
-    for i, fam in enumerate(families, 1):
+    todo = []
+    for fam in families:
         pts = points[points.family == fam]
-        digest = _input_hash(pts, settings)
-        if stored.get(fam) == digest:
+        if stored.get(fam) == input_hash(pts, settings):
             summary.unchanged.append(fam)
-            continue
-        if progress:
-            progress(f"[{i}/{len(families)}] fitting {fam} ({len(pts)} points, {settings.n_boot} bootstrap resamples)")
-        row, boot = _fit_one(pts, settings)
-        row.update(family=fam, input_hash=digest, settings=json.dumps(asdict(settings)))
-        _replace_family(con, fam, row, boot)
-        if row["status"] != "ok":
-            summary.failed[fam] = row["error"]
         else:
-            summary.fitted.append(fam)
+            todo.append((fam, pts))
+    summary.workers = family_workers(n_jobs, len(todo))
+    if progress and todo:
+        where = f"across {summary.workers} worker processes" if summary.workers > 1 else "in this process"
+        progress(f"fitting {len(todo)} of {len(families)} families ({len(summary.unchanged)} unchanged) {where}")
+
+    def write(row: dict, boot: pd.DataFrame | None) -> None:
+        replace_family(con, row["family"], row, boot)
+        if row["status"] != "ok":
+            summary.failed[row["family"]] = row["error"]
+        else:
+            summary.fitted.append(row["family"])
+
+    def started(i: int, fam: str, pts: pd.DataFrame) -> None:
+        if progress:
+            progress(f"[{i}/{len(todo)}] fitting {fam} ({len(pts)} points, {settings.n_boot} bootstrap resamples)")
+
+    if summary.workers == 1:
+        for i, (fam, pts) in enumerate(todo, 1):
+            started(i, fam, pts)
+            write(*fit_family(fam, pts, settings, n_jobs=n_jobs))
+    else:
+        _fit_in_pool(todo, settings, summary.workers, started, write)
+    summary.fitted.sort()
+    summary.failed = dict(sorted(summary.failed.items()))
     gone = sorted(set(stored) - set(families))
     for fam in gone:
-        _replace_family(con, fam, None, None)
+        replace_family(con, fam, None, None)
     summary.removed = gone
     return summary
 
 
-def _fit_one(pts: pd.DataFrame, s: FitSettings) -> tuple[dict, pd.DataFrame | None]:
+def _fit_in_pool(todo: list[tuple[str, pd.DataFrame]], settings: FitSettings, workers: int,
+                 started: Callable[[int, str, pd.DataFrame], None],
+                 write: Callable[[dict, pd.DataFrame | None], None]) -> None:
+    """Fit ``todo`` across ``workers`` processes, calling ``write`` in this process as each family
+    finishes. At most two families per worker are queued, so ``started`` tracks the real progress
+    and an error stops the stage within a few families."""
+    # forkserver, not fork: the parent has DuckDB (and, under Dagster, Python) threads running.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])  # import numpy/scipy/pandas once, in the server
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+    running: set[Future] = set()
+    try:
+        for i, (fam, pts) in enumerate(todo, 1):
+            if len(running) >= 2 * workers:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    write(*f.result())
+            started(i, fam, pts)
+            running.add(pool.submit(fit_family, fam, pts, settings, n_jobs=1))
+        for f in as_completed(running):
+            write(*f.result())
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _init_worker() -> None:
+    """Worker initializer: one BLAS thread per process (the pool parallelises across families)."""
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
+               n_jobs: int | None = None) -> tuple[dict, pd.DataFrame | None]:
+    """Fit one family's points (columns run_id, n_params, n_tokens, loss): its ``fits.chinchilla`` row
+    (as a dict; a failed fit has status "failed") and its ``fits.bootstrap`` rows (None without a
+    bootstrap). ``n_jobs``: processes for the bootstrap (see ``bootstrap_chinchilla``)."""
     n, d, loss = (pts[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
+    ident = dict(family=family, settings=json.dumps(asdict(s)), input_hash=input_hash(pts, s))
     try:  # the bootstrap fits the full data first: its fit is the fit (with the bootstrap's warnings)
         boot = (bootstrap_chinchilla(n, d, loss, n_boot=s.n_boot, seed=s.seed, level=s.level, loss=s.loss,
-                                     delta=s.delta) if s.n_boot else None)
+                                     delta=s.delta, n_jobs=n_jobs) if s.n_boot else None)
         fit = boot.fit if boot else fit_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
     except FitError as exc:
-        return dict(status="failed", error=str(exc), publishable=False, withheld_reason=f"fit failed: {exc}",
+        return dict(**ident, status="failed", error=str(exc), publishable=False, withheld_reason=f"fit failed: {exc}",
                     n_points=len(pts), loss=s.loss, delta=s.delta), None
     boot_df = None
     ci: dict = {}
@@ -131,6 +219,7 @@ def _fit_one(pts: pd.DataFrame, s: FitSettings) -> tuple[dict, pd.DataFrame | No
         ci = {k: [float(v[0]), float(v[1])] for k, v in boot.ci.items()}
         boot_df = pd.DataFrame(boot.samples, columns=list(CHINCHILLA_PARAMS))
         boot_df.insert(0, "sample", np.arange(len(boot_df), dtype=np.int32))
+        boot_df.insert(0, "family", family)
     try:
         backtest = backtest_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
     except FitError as exc:
@@ -138,7 +227,7 @@ def _fit_one(pts: pd.DataFrame, s: FitSettings) -> tuple[dict, pd.DataFrame | No
     diag = fit.diagnostics
     law = fit.law
     reasons = publication_problems(fit.params, diag, backtest, s.max_backtest_error)
-    row = dict(status="ok", error=None, publishable=not reasons, withheld_reason="; ".join(reasons) or None,
+    row = dict(**ident, status="ok", error=None, publishable=not reasons, withheld_reason="; ".join(reasons) or None,
                **{p: float(fit.params[p]) for p in PARAMS}, a_exponent=law.a, G=law.G,
                objective=fit.objective, loss=fit.loss, delta=fit.delta, n_points=fit.n_points,
                fit_seconds=fit.fit_seconds, max_observed_flops=float(np.max(6 * n * d)),
@@ -165,7 +254,9 @@ def publication_problems(params: dict, diagnostics: dict, backtest: dict, max_ba
     return problems
 
 
-def _replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None) -> None:
+def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None) -> None:
+    """Replace family ``fam``'s rows of ``fits.chinchilla`` (``row``: column -> value) and
+    ``fits.bootstrap`` (``boot``: its columns) in one transaction; ``None`` removes them."""
     con.execute("BEGIN")
     try:
         con.execute("DELETE FROM fits.chinchilla WHERE family = ?", [fam])
@@ -175,7 +266,7 @@ def _replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, 
             con.execute(f"INSERT INTO fits.chinchilla ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                         [row[c] for c in cols])
         if boot is not None and len(boot):
-            boot_rows = boot.assign(family=fam)[["family", "sample", *PARAMS]]  # noqa: F841 (used by SQL)
+            boot_rows = boot[["family", "sample", *PARAMS]]  # noqa: F841 (used by SQL)
             con.execute("INSERT INTO fits.bootstrap SELECT * FROM boot_rows")
         con.execute("COMMIT")
     except BaseException:
