@@ -1,4 +1,5 @@
-"""``scaling-pipeline``: run the asset graph, fit a CSV of runs, plan a budget, make demo logs."""
+"""``scaling-pipeline``: run the asset graph, fit a CSV of runs, plan a budget, fit families on separate workers
+(per-family Parquet), make demo logs."""
 
 from __future__ import annotations
 
@@ -77,6 +78,34 @@ def _parser() -> argparse.ArgumentParser:
     alloc.add_argument("--json", action="store_true", help="print one JSON object")
     alloc.set_defaults(func=_cmd_allocate)
 
+    export = sub.add_parser(
+        "export-points", help="write clean.points as one Parquet file per family (for fit-family on other workers)",
+        description="Write the warehouse's clean.points as DIR/family=<safe name>/points.parquet, one file per "
+                    "family (the real family name is in the file). Reads the warehouse only.")
+    export.add_argument("--db", help="warehouse (default: $SCALING_DB or data/warehouse.duckdb)")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
+    export.set_defaults(func=_cmd_export_points)
+
+    fam = sub.add_parser(
+        "fit-family", help="fit one family's points.parquet and write its fit and bootstrap as Parquet",
+        description="Fit the family in POINTS.parquet (from export-points) exactly as the pipeline's fit stage does "
+                    "and write DIR/family=<safe name>/fit.parquet and bootstrap.parquet. Needs no warehouse: run "
+                    "one per family on any worker, then import-fits.")
+    fam.add_argument("points", type=Path, metavar="POINTS.parquet")
+    fam.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
+    fam.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (default 200, as the pipeline)")
+    fam.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    fam.set_defaults(func=_cmd_fit_family)
+
+    imp = sub.add_parser(
+        "import-fits", help="load fit-family outputs into the warehouse's fits tables",
+        description="Load every DIR/family=*/fit.parquet and bootstrap.parquet into fits.chinchilla and fits.bootstrap "
+                    "(per family delete-then-insert in one transaction; importing twice is harmless). Every file is "
+                    "checked first: columns, one set of fit settings, and points unchanged since the export.")
+    imp.add_argument("dir", type=Path, metavar="DIR")
+    imp.add_argument("--db", help="warehouse (default: $SCALING_DB or data/warehouse.duckdb)")
+    imp.set_defaults(func=_cmd_import_fits)
+
     demo = sub.add_parser("demo-data", help="write a synthetic ladder with known truth and deliberate faults")
     demo.add_argument("dir", type=Path, help="output folder (created)")
     demo.add_argument("--seed", type=int, default=0)
@@ -130,16 +159,21 @@ def _instance():
 
 
 def _check_not_locked(db: Path) -> None:
+    _open(str(db), read_only=False).close()
+
+
+def _open(db: str, *, read_only: bool):
+    """A DuckDB connection to ``db``; a lock held by another process and other open errors as UserError."""
     import duckdb
 
     from scaling_pipeline.defs.resources import locked_message
 
     try:
-        duckdb.connect(str(db)).close()
+        return duckdb.connect(db, read_only=read_only)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise UserError(locked_message(str(db), exc)) from None
-        raise UserError(f"cannot open the warehouse {str(db)!r}: {exc}") from None
+            raise UserError(locked_message(db, exc)) from None
+        raise UserError(f"cannot open the warehouse {db!r}: {exc}") from None
 
 
 def _print_summary(con, reports: Path, elapsed: float) -> None:
@@ -219,19 +253,24 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list]:
-    """A family's fit (as `fit --json` would print it) and its bootstrap laws, from the warehouse."""
+def _existing_warehouse(db: str | None) -> str:
+    """Path of the warehouse ``db`` (else $SCALING_DB, else the default), which must exist."""
     import os
 
-    import duckdb
-
     from scaling_pipeline.defs.resources import DEFAULT_DB
-    from scaling_pipeline.lib.allocate import laws_from_samples
 
     path = db or os.environ.get("SCALING_DB", DEFAULT_DB)
     if not Path(path).is_file():
         raise UserError(f"warehouse {path!r} not found (run `scaling-pipeline run` first, or pass --db)")
-    with duckdb.connect(path, read_only=True) as con:
+    return path
+
+
+def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list]:
+    """A family's fit (as `fit --json` would print it) and its bootstrap laws, from the warehouse."""
+    from scaling_pipeline.lib.allocate import laws_from_samples
+
+    path = _existing_warehouse(db)
+    with _open(path, read_only=True) as con:
         row = con.execute("SELECT * FROM fits.chinchilla WHERE family = ?", [family]).df()
         if row.empty:
             known = [r[0] for r in con.execute("SELECT family FROM fits.chinchilla ORDER BY 1").fetchall()]
@@ -245,6 +284,54 @@ def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list]:
            "params": {k: float(r[k]) for k in ("E", "A", "B", "alpha", "beta")}, "objective": float(r.objective),
            "ci": json.loads(r.ci or "{}"), "diagnostics": json.loads(r.diagnostics or "{}")}
     return fit, (laws_from_samples(boot) if len(boot) else None)
+
+
+def _cmd_export_points(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from scaling_pipeline.lib.family_parquet import FamilyFileError, export_points
+
+    with _open(_existing_warehouse(args.db), read_only=True) as con:
+        try:
+            paths = export_points(con, args.out)
+        except FamilyFileError as exc:
+            raise UserError(str(exc)) from None
+        except duckdb.CatalogException as exc:
+            raise UserError(f"the warehouse has no clean.points (run `scaling-pipeline run` first): {exc}") from None
+    print(f"wrote {len(paths)} family points files under {args.out}")
+    return 0
+
+
+def _cmd_fit_family(args: argparse.Namespace) -> int:
+    from scaling_pipeline.lib.family_parquet import FamilyFileError, fit_family_file
+    from scaling_pipeline.lib.warehouse import FitSettings
+
+    if args.n_boot < 0:
+        raise UserError(f"--n-boot must be >= 0, got {args.n_boot}")
+    try:
+        out = fit_family_file(args.points, args.out, FitSettings(n_boot=args.n_boot, seed=args.seed))
+    except FamilyFileError as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {out} and {out.with_name('bootstrap.parquet').name}")
+    return 0
+
+
+def _cmd_import_fits(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from scaling_pipeline.lib.family_parquet import FamilyFileError, import_fits
+
+    with _open(_existing_warehouse(args.db), read_only=False) as con:
+        try:
+            families = import_fits(con, args.dir)
+        except FamilyFileError as exc:
+            raise UserError(str(exc)) from None
+        except duckdb.CatalogException as exc:
+            raise UserError(f"the warehouse has no clean.points (run `scaling-pipeline run` first): {exc}") from None
+        settings = con.execute("SELECT settings FROM fits.chinchilla WHERE family = ?", [families[0]]).fetchone()[0]
+    print(f"imported {len(families)} families from {args.dir} (fit settings {settings}); the pipeline's fit stage "
+          "keeps them while points and its settings are unchanged")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
