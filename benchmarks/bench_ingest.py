@@ -1,16 +1,20 @@
 """Benchmark ingest against DuckDB's own raw scan of the same metric files.
 
     python benchmarks/bench_ingest.py                          # 1e6 and 1e7 rows, csv/jsonl/parquet
+    python benchmarks/bench_ingest.py --rows 1e8 --format csv  # 100M logged steps
     python benchmarks/bench_ingest.py --rows 1e6 --format csv --exact   # also the line-by-line path
 
-For each (rows, format): metric files are generated with DuckDB ``COPY`` (``--rows-per-file`` rows
-per run file, columns run_id, family, step, tokens, train_loss, eval_loss (every 100th step),
-lr, wall_time), then, each in a fresh child process and a fresh DuckDB file:
+For each (rows, format): the simulator at scale (``simulate.write_scale_logs``: ``--families``
+ladders of ``--runs-per-family`` runs, default 1,000 x 100, the rows spread evenly over the runs;
+one metric file per run under ``metrics/family=<f>/run_id=<r>/`` plus a ``runs.csv`` manifest) is
+written, then, each in a fresh child process and a fresh DuckDB file with the pipeline's DuckDB
+memory limit (``--memory-limit``):
 
 * **ingest**: ``scaling_pipeline.lib.ingest.ingest(root, con)`` end to end (discovery, sha256,
-  reading, typing, quarantine bookkeeping, commit);
-* **raw**: ``CREATE TABLE t AS SELECT * FROM read_csv/read_json/read_parquet('<root>/*.<ext>')``;
-* **exact** (``--exact``): ingest with the fast path switched off (line by line, as before).
+  reading, typing, quarantine bookkeeping, commit), metric files and the manifest;
+* **raw**: ``CREATE TABLE t AS SELECT * FROM read_csv/read_json/read_parquet('<root>/metrics/*/*/*')``
+  over the same metric files (auto-detected types, one parallel scan, no hive columns);
+* **exact** (``--exact``): ingest with the fast path switched off (line by line).
 
 Peak RSS: ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` seen by a small intermediate process
 that waits for the measured one. Nothing is estimated; numbers depend on the machine's load.
@@ -31,31 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MEMORY_LIMIT = "1GB"  # the pipeline's (scaling_pipeline/defs/resources.py)
-EXT = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
-COPY_FORMAT = {
-    "csv": "(FORMAT csv, HEADER true)",
-    "jsonl": "(FORMAT json)",
-    "parquet": "(FORMAT parquet)",
-}
 RAW_READER = {"csv": "read_csv", "jsonl": "read_json", "parquet": "read_parquet"}
-
-
-def generate(root: Path, fmt: str, rows: int, per_file: int) -> None:
-    import duckdb
-
-    root.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    n_files = max(1, -(-rows // per_file))
-    for i in range(n_files):
-        n = min(per_file, rows - i * per_file)
-        query = (
-            f"SELECT 'run_{i:05d}' AS run_id, 'fam{i % 6}' AS family, s AS step, "
-            f"s * 4096.0 AS tokens, 2.0 + 10.0 / (s + 1) + random() * 0.01 AS train_loss, "
-            f"CASE WHEN s % 100 = 0 THEN 2.1 + random() END AS eval_loss, "
-            f"3e-4 * (1 - s / {n + 1}) AS lr, s * 0.25 AS wall_time FROM range(1, {n + 1}) t(s)"
-        )
-        con.execute(f"COPY ({query}) TO '{root / f'run_{i:05d}.{EXT[fmt]}'}' {COPY_FORMAT[fmt]}")
-    con.close()
 
 
 def child(task: str, root: Path, fmt: str, db: Path, memory_limit: str | None = None) -> None:
@@ -71,8 +51,8 @@ def child(task: str, root: Path, fmt: str, db: Path, memory_limit: str | None = 
     start = time.perf_counter()  # imports and process start-up are not timed
     info: dict = {}
     if task == "raw":
-        pattern = str(root / f"*.{EXT[fmt]}")
-        con.execute(f"CREATE TABLE t AS SELECT * FROM {RAW_READER[fmt]}(?)", [pattern])
+        pattern = str(root / "metrics" / "*" / "*" / f"*.{fmt}")
+        con.execute(f"CREATE TABLE t AS SELECT * FROM {RAW_READER[fmt]}(?, hive_partitioning=false)", [pattern])
         info["rows"] = con.execute("SELECT count(*) FROM t").fetchone()[0]
     else:
         common.FAST_PATH = task == "ingest"
@@ -119,7 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1e6,1e7")
     parser.add_argument("--format", default="csv,jsonl,parquet")
-    parser.add_argument("--rows-per-file", type=int, default=100_000)
+    parser.add_argument("--families", type=int, default=1000)
+    parser.add_argument("--runs-per-family", type=int, default=100)
     parser.add_argument("--exact", action="store_true", help="also time the line-by-line path")
     parser.add_argument("--child", nargs=4, metavar=("TASK", "ROOT", "FMT", "DB"))
     parser.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT,
@@ -134,7 +115,8 @@ def main() -> None:
         child(task, Path(root), fmt, Path(db), args.memory_limit)
         return
     limit = f"; DuckDB memory_limit {args.memory_limit}" if args.memory_limit else ""
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}{limit}")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}{limit}; "
+          f"{args.families} families x {args.runs_per_family} runs")
     header = (
         "| rows | format | files | ingest s | ingest rows/s | raw s | raw rows/s | ratio "
         "| ingest peak RSS | raw peak RSS | path |"
@@ -145,9 +127,12 @@ def main() -> None:
     try:
         for rows in (int(float(r)) for r in args.rows.split(",")):
             for fmt in args.format.split(","):
+                from scaling_pipeline.lib.simulate import write_scale_logs
+
                 root = base / f"{fmt}_{rows}" / "logs"
-                generate(root, fmt, rows, args.rows_per_file)
-                n_files = len(list(root.iterdir()))
+                wrote = write_scale_logs(root, fmt, n_families=args.families,
+                                         runs_per_family=args.runs_per_family, rows=rows)
+                rows, n_files = wrote.n_rows, wrote.n_files
                 results = {}
                 tasks = ["ingest", "raw"] + (["exact"] if args.exact and fmt != "parquet" else [])
                 for task in tasks:
@@ -156,7 +141,7 @@ def main() -> None:
                     db.unlink(missing_ok=True)
                     Path(f"{db}.wal").unlink(missing_ok=True)
                 ing, raw = results["ingest"], results["raw"]
-                assert ing["rows"] == rows == raw["rows"], (ing, raw)
+                assert ing["rows"] == rows == raw["rows"] and not ing["rejections"], (ing, raw)
                 methods = ", ".join(f"{k} {v}" for k, v in sorted(ing["methods"].items()))
                 print(
                     f"| {rows:,} | {fmt} | {n_files} | {ing['seconds']:.2f} | "

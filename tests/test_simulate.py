@@ -341,3 +341,37 @@ def test_write_demo_single_binary_format_skips_file_faults(tmp_path):
     assert "parquet" in summary.faults["bad_row"]["reason"]
     top = sorted(p.name for p in (tmp_path / "logs").iterdir())
     assert top == ["faults.json", "parquet", "truth.json"]
+
+
+# ------------------------------------------------------------------ the simulator at benchmark scale
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_scale_logs_ingest_cleanly_and_fit_to_the_truth(tmp_path: Path, fmt: str) -> None:
+    """write_scale_logs (benchmarks) gives logs the pipeline reads without a rejection, natively, one
+    schedule-complete point per run, and fits recovering each family's exponents."""
+    import duckdb
+
+    from scaling_pipeline.lib.clean import CleanConfig, clean
+    from scaling_pipeline.lib.ingest import ingest
+    from scaling_pipeline.lib.simulate import write_scale_logs
+    from scaling_pipeline.lib.warehouse import FitSettings, fit_families
+
+    wrote = write_scale_logs(tmp_path / "logs", fmt, n_families=3, runs_per_family=36, rows=3 * 36 * 40)
+    assert (wrote.n_files, wrote.n_rows, wrote.rows_per_run) == (108, 4320, 40)
+    again = write_scale_logs(tmp_path / "again", fmt, n_families=3, runs_per_family=36, rows=3 * 36 * 40)
+    first = sorted((tmp_path / "logs" / "metrics").rglob(f"*.{fmt}"))
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in sorted(
+        (tmp_path / "again" / "metrics").rglob(f"*.{fmt}"))] and again.n_files == 108  # deterministic
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        summary = ingest(tmp_path / "logs", con)
+        assert (summary.metric_rows, summary.rejections) == (4320, 0)
+        assert summary.read_methods == {f"{fmt}/fast": 108}
+        clean(con, CleanConfig())
+        assert con.execute("SELECT count(*) FROM clean.points").fetchone()[0] == 108
+        fit_families(con, FitSettings(n_boot=0))
+        fits = con.execute("SELECT family, alpha, beta FROM fits.chinchilla ORDER BY family").fetchall()
+    truth = {t.name: t for t in DEFAULT_TRUTHS}
+    assert [f for f, *_ in fits] == ["atlas", "boreal", "cirrus"]
+    for family, alpha, beta in fits:
+        assert abs(alpha - truth[family].alpha) < 0.03 and abs(beta - truth[family].beta) < 0.03, (family, alpha, beta)

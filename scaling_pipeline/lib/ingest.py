@@ -226,6 +226,7 @@ class _Ingest:
             units_seen=len(self.units), per_reader=dict(Counter(u.reader for u in self.units))
         )
         self.pending: dict[tuple[str, Hashable], list[_Pending]] = {}
+        self.pending_bytes: Counter[tuple[str, Hashable]] = Counter()
 
     def run(self) -> IngestSummary:
         for number, unit in enumerate(self.units, 1):
@@ -261,9 +262,9 @@ class _Ingest:
             self.read_one(number, unit, rel, found)
             return
         key = (unit.reader, native.layout)
-        batch = self.pending.setdefault(key, [])
-        batch.append(_Pending(number, unit, rel, found, native))
-        if sum(p.print.size for p in batch) >= self.batch_bytes:
+        self.pending.setdefault(key, []).append(_Pending(number, unit, rel, found, native))
+        self.pending_bytes[key] += found.size
+        if self.pending_bytes[key] >= self.batch_bytes:
             self.flush(key)
 
     def read_one(self, number: int, unit: SourceUnit, rel: str, found: Fingerprint) -> None:
@@ -288,6 +289,7 @@ class _Ingest:
         """Read one batch natively; store its accepted files in one transaction, then read each
         rejected file alone."""
         batch = self.pending.pop(key)
+        del self.pending_bytes[key]
         with read_native([p.native for p in batch]) as result:
             accepted = {f.source for f in result.accepted}
             done = [p for p in batch if p.rel in accepted]
