@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -870,11 +869,10 @@ def bootstrap_chinchilla(
     if workers == 1:
         parts = [_boot_chunk(c) for c in chunks]
     else:
-        # fork is cheapest; it is unsafe once other threads exist (e.g. inside Dagster).
-        method = "fork" if threading.active_count() == 1 else "forkserver"
-        ctx = multiprocessing.get_context(method)
-        if method == "forkserver":  # import the fitter once in the server, not in every worker
-            ctx.set_forkserver_preload([__name__])
+        # not fork: it is unsafe once other threads exist, and Python does not see all of them (a DuckDB
+        # connection runs its own; Dagster runs Python ones). The server imports the fitter once.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             parts = list(pool.map(_boot_chunk, chunks))
     samples = np.concatenate([s for s, _, _ in parts])

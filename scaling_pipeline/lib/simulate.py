@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -675,7 +676,7 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
     text = {"csv": "concat_ws(',', run_id, family, step, tokens, train_loss, "
                    "coalesce(CAST(eval_loss AS VARCHAR), ''), lr, wall_time)",
             "jsonl": f"CAST(to_json(struct_pack({', '.join(_SCALE_COLUMNS)})) AS VARCHAR)"}.get(fmt)
-    con = duckdb.connect()
+    con = duckdb.connect(config={"temp_directory": tempfile.gettempdir()})  # sorting 100M rows spills
     n_files = 0
     try:
         con.execute("SET preserve_insertion_order = true")

@@ -4,12 +4,14 @@ A *native file* is a metric file whose bytes say a native read can be exact (csv
 1, no quotes, CR or NUL bytes, every line ending in ``\\n``; jsonl: no NUL bytes; parquet: a
 readable footer), with the number of data rows its bytes promise. Files of one reader and layout
 (:attr:`NativeFile.layout`) are read together by one ``read_csv``/``read_json``/``read_parquet``
-statement (``filename=true``) in a scratch in-memory database, and typed by the same SQL as the
-exact paths (:func:`metric_sql.typing_sql`). A file is *accepted* only if
+statement (``filename=true``; small csv files: ``read_text``, split into lines and fields in SQL as
+the exact path splits them, which avoids the readers' per-file cost) in a scratch in-memory
+database, and typed by the same SQL as the exact paths (:func:`metric_sql.typing_sql`). A file is
+*accepted* only if
 
-* it yielded exactly the promised number of rows, as one block in the reader's output order
-  (``preserve_insertion_order``: ``record`` is then its row ordinal + ``first_record``), and
-* none of its rows fails typing (integer step, numbers numbers, non-empty run id).
+* it yielded exactly the promised number of rows (as one block in the reader's output order when
+  the reader does not number them: ``record`` is then its row ordinal + ``first_record``), and
+* none of its rows is malformed or fails typing (integer step, numbers numbers, non-empty run id).
 
 Every other file is *rejected*: nothing of it is kept, and the caller reads it alone by its
 reader's exact path, which reports precise row rejections. A statement that fails as a whole (one
@@ -23,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,16 +55,22 @@ class NativeFile:
     run_id: str | None = None  # for rows without a run id (the file stem)
     family: str | None = None  # for rows without a family
     source: str = ""  # carried to the output rows as source_path (ingest: the unit's relative path)
+    size: int = 0  # bytes
 
 
 @dataclass(frozen=True)
 class NativeGroup:
     """A statement reading ``files``: ``sql`` takes one parameter (the list of paths) and yields
-    ``filename`` plus one cell column per canonical field in ``sources`` (canonical -> source name)."""
+    ``filename``, ``record`` (the row's line/row number, or NULL: then its position in the reader's
+    output gives it, see ``ordered``), ``malformed`` (the row is bad beyond its cells, e.g. a wrong
+    field count) and one cell column per canonical field in ``sources`` (canonical -> source name).
+
+    ``ordered``: run with ``preserve_insertion_order`` (needed when ``record`` is NULL; slower)."""
 
     sql: str
     sources: dict[str, str]
     files: list[NativeFile] = field(default_factory=list)
+    ordered: bool = True
 
 
 # reader hook: (scratch connection, files of one layout) -> (groups to read, files rejected already)
@@ -117,7 +126,7 @@ class NativeRead:
             raise RuntimeError("no rows: the native read failed as a whole")
         return self._scratch.sql(
             f"SELECT coalesce(t.run_id, a.run_id) AS run_id, coalesce(t.family, a.family) AS family, "
-            f"{fields}, t.rowid - a.lo + a.first_record AS record{extra} "
+            f"{fields}, coalesce(t.record, t.rowid - a.lo + a.first_record) AS record{extra} "
             f"FROM {_TYPED} t JOIN {_ACCEPTED} a USING (filename)"
         ).to_arrow_reader(batch_rows)
 
@@ -125,7 +134,7 @@ class NativeRead:
 @contextmanager
 def read_native(files: list[NativeFile], groups: GroupsFn) -> Iterator[NativeRead]:
     """Read ``files`` (one reader) natively and validate them per file; see the module doc."""
-    scratch = duckdb.connect(config={"preserve_insertion_order": True})
+    scratch = duckdb.connect(config={"temp_directory": tempfile.gettempdir()})
     try:
         try:
             accepted, rejected = _read(scratch, files, groups)
@@ -153,12 +162,14 @@ def stage_native(con: duckdb.DuckDBPyConnection, file: NativeFile, groups: Group
 def _read(
     scratch: duckdb.DuckDBPyConnection, files: list[NativeFile], groups: GroupsFn
 ) -> tuple[list[NativeFile], list[NativeFile]]:
-    columns = ", ".join(f"{n} {t}" for n, t in [("filename", "VARCHAR"), *METRIC_FIELDS, ("bad", "BOOLEAN")])
-    scratch.execute(f"CREATE TABLE {_TYPED} ({columns})")
+    layout = [("filename", "VARCHAR"), *METRIC_FIELDS, ("record", "BIGINT"), ("bad", "BOOLEAN")]
+    scratch.execute(f"CREATE TABLE {_TYPED} ({', '.join(f'{n} {t}' for n, t in layout)})")
     planned, rejected = groups(scratch, files)
     for group in planned:
         values, bad = typing_sql(group.sources)
-        sql = f"INSERT INTO {_TYPED} SELECT c.filename, {values}, {bad} FROM ({group.sql}) AS c"
+        sql = (f"INSERT INTO {_TYPED} SELECT c.filename, {values}, c.record, ({bad} OR c.malformed) "
+               f"FROM ({group.sql}) AS c")
+        scratch.execute(f"SET preserve_insertion_order = {str(group.ordered).lower()}")
         _, failed = bisect(
             scratch, group.files, lambda fs, sql=sql: scratch.execute(sql, [paths(fs)])
         )
@@ -171,9 +182,9 @@ def _read(
     }))
     good = dict(scratch.execute(
         f"SELECT f.filename, s.lo FROM expected f JOIN (SELECT filename, count(*) AS n, "
-        f"count(*) FILTER (WHERE bad) AS n_bad, min(rowid) AS lo, max(rowid) AS hi FROM {_TYPED} "
-        f"GROUP BY filename) s USING (filename) WHERE s.n = f.rows AND s.n_bad = 0 "
-        f"AND s.hi - s.lo + 1 = s.n"
+        f"count(*) FILTER (WHERE bad) AS n_bad, min(rowid) AS lo, max(rowid) AS hi, "
+        f"count(record) AS numbered FROM {_TYPED} GROUP BY filename) s USING (filename) "
+        f"WHERE s.n = f.rows AND s.n_bad = 0 AND (s.numbered = s.n OR s.hi - s.lo + 1 = s.n)"
     ).fetchall())
     accepted = [f for f in read if str(f.path) in good]
     rejected += [f for f in read if str(f.path) not in good]

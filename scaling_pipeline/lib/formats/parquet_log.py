@@ -79,8 +79,9 @@ def native_groups(
     names = [name for name, _ in files[0].layout]
     resolved = resolve_aliases(names, METRIC_ALIASES)
     cells = [f"{_cell(resolved[name])} AS {name}" for name, _ in METRIC_FIELDS if name in resolved]
-    sql = f"SELECT filename, {', '.join(cells)} FROM read_parquet(?, filename=true)"
-    return [NativeGroup(sql, {name: found[0] for name, found in resolved.items()}, files)], []
+    sql = (f"SELECT filename, file_row_number + 1 AS record, false AS malformed, {', '.join(cells)} "
+           f"FROM read_parquet(?, filename=true, file_row_number=true)")
+    return [NativeGroup(sql, {name: found[0] for name, found in resolved.items()}, files, ordered=False)], []
 
 
 def _load(path: Path, con: duckdb.DuckDBPyConnection) -> None:
