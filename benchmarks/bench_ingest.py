@@ -78,8 +78,7 @@ def measure(task: str, root: Path, fmt: str, db: Path, memory_limit: str | None 
     )
     cmd = [sys.executable, "-c", code, sys.executable, __file__, "--child", task, str(root), fmt]
     cmd.append(str(db))
-    if memory_limit:
-        cmd += ["--memory-limit", memory_limit]
+    cmd += ["--memory-limit", memory_limit or "none"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -286,48 +288,48 @@ def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list]:
     return fit, (laws_from_samples(boot) if len(boot) else None)
 
 
-def _cmd_export_points(args: argparse.Namespace) -> int:
+@contextmanager
+def _family_file_errors() -> Iterator[None]:
+    """Family-Parquet problems as UserErrors (exit 2 with the message)."""
     import duckdb
 
-    from scaling_pipeline.lib.family_parquet import FamilyFileError, export_points
+    from scaling_pipeline.lib.family_parquet import FamilyFileError
 
-    with _open(_existing_warehouse(args.db), read_only=True) as con:
-        try:
-            paths = export_points(con, args.out)
-        except FamilyFileError as exc:
-            raise UserError(str(exc)) from None
-        except duckdb.CatalogException as exc:
-            raise UserError(f"the warehouse has no clean.points (run `scaling-pipeline run` first): {exc}") from None
+    try:
+        yield
+    except FamilyFileError as exc:
+        raise UserError(str(exc)) from None
+    except duckdb.CatalogException as exc:
+        raise UserError(f"the warehouse has no clean.points (run `scaling-pipeline run` first): {exc}") from None
+
+
+def _cmd_export_points(args: argparse.Namespace) -> int:
+    from scaling_pipeline.lib.family_parquet import export_points
+
+    with _open(_existing_warehouse(args.db), read_only=True) as con, _family_file_errors():
+        paths = export_points(con, args.out)
     print(f"wrote {len(paths)} family points files under {args.out}")
     return 0
 
 
 def _cmd_fit_family(args: argparse.Namespace) -> int:
-    from scaling_pipeline.lib.family_parquet import FamilyFileError, fit_family_file
+    from scaling_pipeline.lib.family_parquet import fit_family_file
     from scaling_pipeline.lib.warehouse import FitSettings
 
     if args.n_boot < 0:
         raise UserError(f"--n-boot must be >= 0, got {args.n_boot}")
-    try:
+    with _family_file_errors():
         out = fit_family_file(args.points, args.out, FitSettings(n_boot=args.n_boot, seed=args.seed))
-    except FamilyFileError as exc:
-        raise UserError(str(exc)) from None
     print(f"wrote {out} and {out.with_name('bootstrap.parquet').name}")
     return 0
 
 
 def _cmd_import_fits(args: argparse.Namespace) -> int:
-    import duckdb
-
-    from scaling_pipeline.lib.family_parquet import FamilyFileError, import_fits
+    from scaling_pipeline.lib.family_parquet import import_fits
 
     with _open(_existing_warehouse(args.db), read_only=False) as con:
-        try:
+        with _family_file_errors():
             families = import_fits(con, args.dir)
-        except FamilyFileError as exc:
-            raise UserError(str(exc)) from None
-        except duckdb.CatalogException as exc:
-            raise UserError(f"the warehouse has no clean.points (run `scaling-pipeline run` first): {exc}") from None
         settings = con.execute("SELECT settings FROM fits.chinchilla WHERE family = ?", [families[0]]).fetchone()[0]
     print(f"imported {len(families)} families from {args.dir} (fit settings {settings}); the pipeline's fit stage "
           "keeps them while points and its settings are unchanged")
