@@ -45,7 +45,7 @@ from scaling_pipeline.lib.formats import (
     read_unit,
 )
 from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, insert_arrow
-from scaling_pipeline.lib.formats.native import BATCH_BYTES, NativeFile
+from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile
 from scaling_pipeline.lib.formats.text import ByteScan, scan_bytes
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, QUARANTINE_COLUMNS, RUN_COLUMNS, ddl
 
@@ -227,6 +227,7 @@ class _Ingest:
         )
         self.pending: dict[tuple[str, Hashable], list[_Pending]] = {}
         self.pending_bytes: Counter[tuple[str, Hashable]] = Counter()
+        self.pending_rows: Counter[tuple[str, Hashable]] = Counter()
 
     def run(self) -> IngestSummary:
         for number, unit in enumerate(self.units, 1):
@@ -264,7 +265,8 @@ class _Ingest:
         key = (unit.reader, native.layout)
         self.pending.setdefault(key, []).append(_Pending(number, unit, rel, found, native))
         self.pending_bytes[key] += found.size
-        if self.pending_bytes[key] >= self.batch_bytes:
+        self.pending_rows[key] += native.rows
+        if self.pending_bytes[key] >= self.batch_bytes or self.pending_rows[key] >= BATCH_ROWS:
             self.flush(key)
 
     def read_one(self, number: int, unit: SourceUnit, rel: str, found: Fingerprint) -> None:
@@ -289,7 +291,7 @@ class _Ingest:
         """Read one batch natively; store its accepted files in one transaction, then read each
         rejected file alone."""
         batch = self.pending.pop(key)
-        del self.pending_bytes[key]
+        del self.pending_bytes[key], self.pending_rows[key]
         with read_native([p.native for p in batch]) as result:
             accepted = {f.source for f in result.accepted}
             done = [p for p in batch if p.rel in accepted]
@@ -342,7 +344,7 @@ def ingest(
     """Bring ``raw.*`` on ``con`` up to date with the logs under ``root``; see the module doc.
 
     Manages its own transactions, so ``con`` must not be inside one. Plain csv/jsonl/parquet files
-    are read natively up to ``batch_bytes`` of source bytes at a time. A missing ``root`` raises
+    are read natively up to ``batch_bytes`` of source bytes (or BATCH_ROWS rows) at a time. A missing ``root`` raises
     FileNotFoundError rather than removing every unit's rows."""
     root = Path(root)
     if not root.is_dir():
