@@ -615,7 +615,7 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
     of ``runs_per_family`` runs (sizes x budgets grid, no faults), ``rows`` logged steps in all,
     spread evenly over the runs: one metric file per run, ``out_dir/metrics/<family>/<run>.<fmt>``,
     plus ``out_dir/runs.csv``. Rows are computed by DuckDB and streamed a few runs at a time (too
-    many rows for pandas).
+    many rows for pandas; ~1M rows in memory at a time).
 
     Same loss model as :func:`simulate_ladder` (law + un-annealed excess, cosine LR, warm-up, squash
     near log(vocab)), with deterministic noise hashed from (seed, run, step) instead of numpy draws."""
@@ -646,6 +646,7 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plans[RUN_FIELDS].to_csv(out_dir / "runs.csv", index=False)
+    n_files = len(plans)
     width = math.log(cfg.vocab_size) - cfg.cap_start
     every = max(1, -(-per_run // cfg.eval_points))
     z = ("sqrt(-2 * ln((hash(?, run_id, step, {k}) % 4294967296 + 0.5) / 4294967296)) "
@@ -676,21 +677,16 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
     text = {"csv": "concat_ws(',', run_id, family, step, tokens, train_loss, "
                    "coalesce(CAST(eval_loss AS VARCHAR), ''), lr, wall_time)",
             "jsonl": f"CAST(to_json(struct_pack({', '.join(_SCALE_COLUMNS)})) AS VARCHAR)"}.get(fmt)
-    con = duckdb.connect(config={"temp_directory": tempfile.gettempdir()})  # sorting 100M rows spills
-    n_files = 0
+    con = duckdb.connect(config={"temp_directory": tempfile.gettempdir(), "memory_limit": "1GB"})
+    chunk = max(1, 1_000_000 // per_run)  # runs per query: ~1M rows, sorted in memory
     try:
-        con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")
-        con.register("plans", plans)
-        result = con.sql(f"SELECT {text} AS line FROM ({query})" if text else query, params=params)
-        ids = zip(plans.family, plans.run_id, strict=True)
-        left = None  # rows of a run split across reader batches
-        for batch in result.to_arrow_reader(max(per_run, 65536)):  # in run_id, step order
-            rows = pa.Table.from_batches([batch])
-            rows = pa.concat_tables([left, rows]) if left is not None else rows
-            whole = rows.num_rows // per_run
-            for i in range(whole):
-                family, run_id = next(ids)
+        for start in range(0, len(plans), chunk):
+            part_plans = plans.iloc[start:start + chunk]
+            con.register("plans", part_plans)
+            sql = f"SELECT {text} AS line FROM ({query})" if text else query
+            rows = con.sql(sql, params=params).to_arrow_table()  # in run_id, step order
+            for i, (family, run_id) in enumerate(zip(part_plans.family, part_plans.run_id, strict=True)):
                 folder = out_dir / "metrics" / safe_name(family)
                 folder.mkdir(parents=True, exist_ok=True)
                 path = folder / f"{safe_name(run_id)}.{fmt}"
@@ -700,8 +696,7 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
                 else:
                     header = ",".join(_SCALE_COLUMNS) + "\n" if fmt == "csv" else ""
                     path.write_text(header + "\n".join(part.column(0).to_pylist()) + "\n", encoding="utf-8")
-            n_files += whole
-            left = rows.slice(whole * per_run)
+            con.unregister("plans")
     finally:
         con.close()
     return ScaleSummary(out_dir, fmt, n_families, n_runs, per_run, per_run * n_runs, n_files)
