@@ -270,6 +270,13 @@ def test_batched_native_read_isolates_damaged_files(tmp_path: Path) -> None:
     for i in range(6):
         (root / "csv" / f"plain{i}.csv").write_text(CLEAN_CSV)
         (root / "jsonl" / f"plain{i}.jsonl").write_text(CLEAN_JSONL)
+    # files over 1 MiB go through read_csv / read_json, smaller ones are split in SQL: both in one batch
+    header = CLEAN_CSV.splitlines()[0]
+    (root / "csv" / "plain_big.csv").write_text(header + "\n" + "".join(
+        f"{i},r1,f,{2 + 1 / i!r},,{1024 * i},0.001,{0.5 * i},x,\n" for i in range(1, 30_001)))
+    (root / "jsonl" / "plain_big.jsonl").write_text("".join(
+        json.dumps({"step": i, "run_id": "r1", "loss": 2 + 1 / i, "pad": "x" * 20}) + "\n" for i in range(1, 20_001)))
+    assert min((root / fmt / f"plain_big.{fmt}").stat().st_size for fmt in ("csv", "jsonl")) > 1 << 20
     (root / "csv" / "plain2b.csv").write_text(DAMAGED_CSV["bad number"])  # read_csv fails on the list
     (root / "csv" / "plain3b.csv").write_text(DAMAGED_CSV["blank run id"])  # reads, fails validation
     (root / "csv" / "plain4b.csv").write_text(DAMAGED_CSV["too many fields"])
@@ -293,7 +300,7 @@ def test_batched_native_read_isolates_damaged_files(tmp_path: Path) -> None:
     # natively: the ladder's run files (but the csv one with a quoted run id), the 6 plain files, the
     # file with other keys/columns, glob1.csv / g1.parquet; the rest alone (exact path or quarantine)
     n_fast = {k: v for k, v in summary.read_methods.items() if k.endswith("/fast")}
-    assert n_fast == {"csv/fast": 2 + 6 + 1, "jsonl/fast": 3 + 6 + 1, "parquet/fast": 3 + 2}, n_fast
+    assert n_fast == {"csv/fast": 2 + 6 + 2, "jsonl/fast": 3 + 6 + 2, "parquet/fast": 3 + 2}, n_fast
     assert summary.read_methods["csv/exact"] == 5 and summary.read_methods["jsonl/exact"] == 2
     assert used["parquet/fast"] == 5
     with duckdb.connect(str(tmp_path / "fast.duckdb")) as con:
