@@ -178,7 +178,6 @@ def native_groups(
     small = [f for f in files if f.size < SMALL_FILE_BYTES]
     large = [f for f in files if f.size >= SMALL_FILE_BYTES]
     shapes: dict[str, list[tuple[bool, list[str], int, bool]]] = {}
-    flags = "count(*), bool_or(contains({0}, 'true') OR contains({0}, 'false'))"
 
     def load(group: list[NativeFile]) -> None:
         scratch.execute(
@@ -190,7 +189,7 @@ def native_groups(
 
     def text_shapes(group: list[NativeFile]) -> None:  # a line that is not JSON fails the statement
         for name, *shape in scratch.execute(
-            f"SELECT filename, starts_with(line, '{{'), json_keys(line), {flags.format('line')} "
+            f"SELECT filename, starts_with(line, '{{'), json_keys(line), count(*), false "
             f"FROM {_TEXT_LINES} WHERE filename IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
             [paths(group)],
         ).fetchall():
@@ -198,7 +197,8 @@ def native_groups(
 
     def native_shapes(group: list[NativeFile]) -> None:
         for name, *shape in scratch.execute(
-            f"SELECT filename, starts_with(json, '{{'), json_keys(json), {flags.format('json')} "
+            f"SELECT filename, starts_with(json, '{{'), json_keys(json), count(*), "
+            f"bool_or(contains(json, 'true') OR contains(json, 'false')) "
             f"FROM read_ndjson_objects(?, maximum_object_size={MAX_LINE_BYTES - 64}, ignore_errors=false, "
             f"filename=true) GROUP BY ALL",
             [paths(group)],

@@ -37,7 +37,7 @@ from .metric_sql import METRIC_FIELDS, typing_sql
 
 GLOB_CHARACTERS = frozenset("*?[")  # DuckDB's readers expand these even in a list of paths
 BATCH_BYTES = 256 << 20  # source bytes read together by one call in ingest (bounds memory) ...
-BATCH_ROWS = 2_000_000  # ... and rows (Parquet is compact: its rows bound the scratch database)
+BATCH_ROWS = 1_000_000  # ... and rows (Parquet is compact: its rows bound the scratch database)
 _TYPED = "typed"
 _ACCEPTED = "accepted"
 T = TypeVar("T")
