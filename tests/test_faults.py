@@ -17,7 +17,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
