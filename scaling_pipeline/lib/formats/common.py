@@ -139,25 +139,6 @@ class RejectionLog:
 # ---------------------------------------------------------------------------------------------
 
 
-NATIVE_ROW = "__sp_native_row"  # 0-based file order of a natively read row (see native_read)
-
-
-def native_read(con: duckdb.DuckDBPyConnection, sql: str, params: list, *, table: str) -> None:
-    """Run DuckDB's native reader query ``sql`` in a scratch in-memory database and copy its rows into the
-    TEMP ``table`` on ``con``, with their file order as column ``NATIVE_ROW``.
-
-    The scratch database isolates the warehouse from reader failures that DuckDB treats as fatal (they
-    invalidate the whole database: seen on fuzzed files); such a failure surfaces as a duckdb.Error here
-    and the caller falls back to the exact path on an intact connection."""
-    scratch = duckdb.connect()
-    try:
-        scratch.execute(f"CREATE TABLE native AS {sql}", params)
-        rows = scratch.sql(f"SELECT *, rowid AS {NATIVE_ROW} FROM native").to_arrow_table()  # noqa: F841
-    finally:
-        scratch.close()
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM rows")
-
-
 def create_staging(con: duckdb.DuckDBPyConnection) -> None:
     """Create (if absent) and empty the TEMP tables ``stage_metrics``/``stage_runs`` on ``con``."""
     for table, columns in ((STAGE_METRICS, METRIC_COLUMNS), (STAGE_RUNS, RUN_COLUMNS)):

@@ -18,8 +18,6 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from . import common
 from .common import (
-    NATIVE_ROW,
-    native_read,
     ReadReport,
     RejectionLog,
     SourceUnit,
@@ -85,14 +83,19 @@ def native_groups(
 
 
 def _load(path: Path, con: duckdb.DuckDBPyConnection) -> None:
-    """The file's rows + file_row_number into the TEMP table _NATIVE on ``con``, decoded in a scratch
-    database (a corrupt file must not take the warehouse down); a path DuckDB would expand as a glob is
-    decoded by pyarrow instead."""
+    """The file's rows + file_row_number into the TEMP table _NATIVE on ``con``. Decoded in a scratch
+    database: a corrupt file must not take the warehouse down (DuckDB treats some reader failures as
+    fatal for the whole database); a path DuckDB would expand as a glob is decoded by pyarrow."""
     if plain_path(path):
-        native_read(con, "SELECT * FROM read_parquet(?, file_row_number=true)", [str(path)], table=_NATIVE)
-        return
-    rows = pq.read_table(path)
-    rows = rows.append_column("file_row_number", pa.array(range(rows.num_rows), pa.int64()))  # noqa: F841
+        scratch = duckdb.connect()
+        try:
+            rows = scratch.sql("SELECT * FROM read_parquet(?, file_row_number=true)", params=[str(path)])
+            rows = rows.to_arrow_table()
+        finally:
+            scratch.close()
+    else:
+        rows = pq.read_table(path)
+        rows = rows.append_column("file_row_number", pa.array(range(rows.num_rows), pa.int64()))
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_NATIVE} AS SELECT * FROM rows")
 
 
@@ -110,7 +113,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
         names = [
             row[0]
             for row in con.execute(f"DESCRIBE {_NATIVE}").fetchall()
-            if row[0] not in ("file_row_number", NATIVE_ROW)
+            if row[0] != "file_row_number"
         ]
         resolved = resolve_aliases(names, METRIC_ALIASES)
         if problem := missing_metric_columns(resolved, names):
