@@ -104,9 +104,10 @@ def read_unit(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
 
 def native_file(unit: SourceUnit, scan: ByteScan | None, source: str) -> NativeFile | None:
     """``unit`` as a candidate for a batched native read (:mod:`.native`; run id defaults to the file
-    stem, ``source`` is carried to its rows), or None when its reader must read it alone."""
+    stem, ``source`` is carried to its rows), or None when its reader must read it alone. ``scan``:
+    the byte scan csv/jsonl candidates need (None: not a candidate)."""
     module = _NATIVE.get(unit.reader)
-    if module is None or scan is None:
+    if module is None or len(unit.members) != 1:
         return None
     return module.native_file(unit.path, scan, run_id=unit.path.stem, source=source)
 

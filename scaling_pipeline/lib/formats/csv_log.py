@@ -145,11 +145,11 @@ def _cells(names: list[str], resolved: dict[str, list[str]], column: str) -> lis
 
 
 def native_file(
-    path: Path, scan: ByteScan, *, run_id: str | None, family: str | None = None, source: str = ""
+    path: Path, scan: ByteScan | None, *, run_id: str | None, family: str | None = None, source: str = ""
 ) -> NativeFile | None:
     """``path`` as a fast-path candidate (layout: its header), or None when only the exact path can
     read it exactly (see the module doc)."""
-    if not (common.FAST_PATH and plain_path(path)) or not scan.ends_with_newline:
+    if scan is None or not (common.FAST_PATH and plain_path(path)) or not scan.ends_with_newline:
         return None
     if scan.has_nul or scan.has_cr or scan.has_quote:
         return None

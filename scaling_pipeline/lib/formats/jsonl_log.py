@@ -153,11 +153,11 @@ def _stage_objects(
 
 
 def native_file(
-    path: Path, scan: ByteScan, *, run_id: str | None, family: str | None = None, source: str = ""
+    path: Path, scan: ByteScan | None, *, run_id: str | None, family: str | None = None, source: str = ""
 ) -> NativeFile | None:
     """``path`` as a fast-path candidate (its layout is found by :func:`native_groups`), or None
     when only the exact path can read it exactly (see the module doc)."""
-    if not (common.FAST_PATH and plain_path(path)) or scan.has_nul or not scan.lines:
+    if scan is None or not (common.FAST_PATH and plain_path(path)) or scan.has_nul or not scan.lines:
         return None
     return NativeFile(path, READER, None, scan.lines, 1, run_id, family, source, scan.size)
 

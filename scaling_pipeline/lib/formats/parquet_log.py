@@ -50,23 +50,25 @@ def native_file(
     path: Path, scan: object = None, *, run_id: str | None, family: str | None = None, source: str = ""
 ) -> NativeFile | None:
     """``path`` as a fast-path candidate (layout: its schema; rows: its footer's count), or None:
-    unreadable footer, glob characters in the path, column names DuckDB would rename, or no step/loss
-    column. ``scan`` is unused (Parquet needs no byte scan)."""
+    unreadable footer, glob characters in the path, nested columns, column names DuckDB would rename,
+    or no step/loss column. ``scan`` is unused (Parquet needs no byte scan)."""
     if not (common.FAST_PATH and plain_path(path)):
         return None
     try:
         meta = pq.read_metadata(path)
-        schema = meta.schema.to_arrow_schema()
+        columns = [meta.schema.column(i) for i in range(meta.num_columns)]
     except (OSError, ValueError, pa.ArrowException):
         return None
-    names = list(schema.names)
+    if any(c.path != c.name for c in columns):  # nested columns: DuckDB names them differently
+        return None
+    names = [c.name for c in columns]
     lowered = [n.lower() for n in names]
     if len(set(lowered)) != len(names) or "filename" in lowered:
         return None
     resolved = resolve_aliases(names, METRIC_ALIASES)
     if missing_metric_columns(resolved, names) or any('"' in n for ns in resolved.values() for n in ns):
         return None
-    layout = tuple((f.name, str(f.type)) for f in schema)
+    layout = tuple((c.name, c.physical_type, str(c.logical_type)) for c in columns)
     return NativeFile(path, READER, layout, meta.num_rows, 1, run_id, family, source)
 
 
@@ -74,7 +76,7 @@ def native_groups(
     scratch: duckdb.DuckDBPyConnection, files: list[NativeFile]
 ) -> tuple[list[NativeGroup], list[NativeFile]]:
     """One ``read_parquet`` over ``files`` (one schema), cells as in :func:`read`."""
-    names = [name for name, _ in files[0].layout]
+    names = [name for name, *_ in files[0].layout]
     resolved = resolve_aliases(names, METRIC_ALIASES)
     cells = [f"{_cell(resolved[name])} AS {name}" for name, _ in METRIC_FIELDS if name in resolved]
     sql = (f"SELECT filename, file_row_number + 1 AS record, false AS malformed, {', '.join(cells)} "
