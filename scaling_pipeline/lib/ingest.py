@@ -35,6 +35,7 @@ import duckdb
 import pyarrow as pa
 
 from scaling_pipeline.lib.formats import (
+    SCANNED_READERS,
     ReadReport,
     Rejection,
     SourceUnit,
@@ -102,9 +103,6 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
 def relative_path(root: Path, path: Path) -> str:
     """``path`` relative to ``root``, posix ('.' for the root itself)."""
     return path.relative_to(root).as_posix()
-
-
-SCANNED_READERS = ("csv", "jsonl")  # their fast path needs the byte scan (formats.native)
 
 
 @dataclass(frozen=True)
@@ -218,7 +216,7 @@ class _Pending:
     number: int
     unit: SourceUnit
     rel: str
-    print: Fingerprint
+    found: Fingerprint
     native: NativeFile
 
 
@@ -318,13 +316,13 @@ class _Ingest:
                     finally:
                         self.con.unregister("_native_rows")
                     insert_arrow(self.con, RAW_FILES, _file_rows(
-                        [(p.rel, p.unit.reader, p.print.size, p.print.sha256, reports[p.rel]) for p in done], now))
+                        [(p.rel, p.unit.reader, p.found.size, p.found.sha256, reports[p.rel]) for p in done], now))
         for p in batch:
             if p.rel in accepted:
                 count_method(p.unit.reader, "fast")
                 self.count(p.number, p.unit, p.rel, reports[p.rel])
             else:
-                self.read_one(p.number, p.unit, p.rel, p.print)
+                self.read_one(p.number, p.unit, p.rel, p.found)
 
     def count(self, number: int, unit: SourceUnit, rel: str, report: ReadReport) -> None:
         summary = self.summary

@@ -57,6 +57,7 @@ from .text import ByteScan
 
 __all__ = [
     "FORMATS",
+    "SCANNED_READERS",
     "READERS",
     "ReadReport",
     "Rejection",
@@ -80,6 +81,7 @@ READERS: dict[str, Callable[[SourceUnit, duckdb.DuckDBPyConnection], ReadReport]
     "wandb": wandb_log.read,
 }
 _NATIVE = {"csv": csv_log, "jsonl": jsonl_log, "parquet": parquet_log}  # readers with a fast path
+SCANNED_READERS = ("csv", "jsonl")  # their fast path needs a byte scan of the file (native_file)
 _WRITERS = {
     "csv": csv_log.write,
     "jsonl": jsonl_log.write,
