@@ -3,6 +3,7 @@
     python benchmarks/bench_ingest.py                          # 1e6 and 1e7 rows, csv/jsonl/parquet
     python benchmarks/bench_ingest.py --rows 1e8 --format csv  # 100M logged steps
     python benchmarks/bench_ingest.py --rows 1e6 --format csv --exact   # also the line-by-line path
+    python benchmarks/bench_ingest.py --rows 1e8 --data /tmp/logs   # keep (and reuse) the generated logs
 
 For each (rows, format): the simulator at scale (``simulate.write_scale_logs``: ``--families``
 ladders of ``--runs-per-family`` runs, default 1,000 x 100, the rows spread evenly over the runs;
@@ -83,6 +84,20 @@ def measure(task: str, root: Path, fmt: str, db: Path, memory_limit: str | None 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def logs(root: Path, fmt: str, rows: int, families: int, runs_per_family: int) -> tuple[int, int]:
+    """(rows, files) of the simulator's logs at ``root``, written unless a finished earlier run left
+    them there (its ``written.json``)."""
+    from scaling_pipeline.lib.simulate import write_scale_logs
+
+    done = root.parent / "written.json"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        wrote = write_scale_logs(root, fmt, n_families=families, runs_per_family=runs_per_family, rows=rows)
+        done.write_text(json.dumps({"rows": wrote.n_rows, "files": wrote.n_files}))
+    written = json.loads(done.read_text())
+    return written["rows"], written["files"]
+
+
 def machine() -> str:
     import duckdb
 
@@ -107,6 +122,8 @@ def main() -> None:
                         help="DuckDB memory_limit of both connections (default: the pipeline's, "
                         f"{DEFAULT_MEMORY_LIMIT}; 'none': DuckDB's own, 80%% of RAM)")
     parser.add_argument("--workdir", default=None, help="where to generate files (default: temp)")
+    parser.add_argument("--data", default=None, help="keep the generated logs in DATA/<format>_<rows>/ "
+                        "and reuse them on the next run (default: generated in a temp folder, then removed)")
     args = parser.parse_args()
     if args.memory_limit == "none":
         args.memory_limit = None
@@ -123,16 +140,12 @@ def main() -> None:
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
-    base = Path(tempfile.mkdtemp(prefix="bench_ingest_", dir=args.workdir))
+    base = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="bench_ingest_", dir=args.workdir))
     try:
         for rows in (int(float(r)) for r in args.rows.split(",")):
             for fmt in args.format.split(","):
-                from scaling_pipeline.lib.simulate import write_scale_logs
-
-                root = base / f"{fmt}_{rows}" / "logs"
-                wrote = write_scale_logs(root, fmt, n_families=args.families,
-                                         runs_per_family=args.runs_per_family, rows=rows)
-                rows, n_files = wrote.n_rows, wrote.n_files
+                root = base / f"{fmt}_{rows}_{args.families}x{args.runs_per_family}" / "logs"
+                rows, n_files = logs(root, fmt, rows, args.families, args.runs_per_family)
                 results = {}
                 tasks = ["ingest", "raw"] + (["exact"] if args.exact and fmt != "parquet" else [])
                 for task in tasks:
@@ -161,9 +174,11 @@ def main() -> None:
                         f"{', '.join(f'{k} {v}' for k, v in sorted(ex['methods'].items()))} |",
                         flush=True,
                     )
-                shutil.rmtree(root.parent)
+                if not args.data:
+                    shutil.rmtree(root.parent)
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if not args.data:
+            shutil.rmtree(base, ignore_errors=True)
     print(f"# load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -283,6 +283,11 @@ def test_batched_native_read_isolates_damaged_files(tmp_path: Path) -> None:
     (root / "jsonl" / "plain2b.jsonl").write_text(DAMAGED_JSONL["malformed"])
     (root / "jsonl" / "plain3b.jsonl").write_text(DAMAGED_JSONL["bad step"])
     (root / "jsonl" / "other_keys.jsonl").write_text('{"iter": 1, "val_loss": 3.5}\n{"iter": 2, "val_loss": 3.0}\n')
+    # jsonl batches are grouped by line 1's keys; later lines may reorder or repeat them, and a later
+    # line with a key line 1 lacks ("Loss": an alias too) sends the file to a read of its own
+    (root / "jsonl" / "reordered.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"loss": 2.0, "step": 2}\n')
+    (root / "jsonl" / "repeated.jsonl").write_text('{"step": 1, "loss": 2.5, "loss": 9}\n{"step": 2, "loss": 2.0}\n')
+    (root / "jsonl" / "late_alias.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "Loss": 1.5}\n')
     pq.write_table(pa.table({"step": ["1", "x"], "loss": [2.5, 2.0]}), root / "parquet" / "bad_step.parquet")
     pq.write_table(pa.table({"global_step": [1, 2], "eval_loss": [2.5, None]}), root / "parquet" / "other.parquet")
     (root / "parquet" / "corrupt.parquet").write_bytes(b"PAR1 not really")
@@ -300,7 +305,7 @@ def test_batched_native_read_isolates_damaged_files(tmp_path: Path) -> None:
     # natively: the ladder's run files (but the csv one with a quoted run id), the 6 plain files, the
     # file with other keys/columns, glob1.csv / g1.parquet; the rest alone (exact path or quarantine)
     n_fast = {k: v for k, v in summary.read_methods.items() if k.endswith("/fast")}
-    assert n_fast == {"csv/fast": 2 + 6 + 2, "jsonl/fast": 3 + 6 + 2, "parquet/fast": 3 + 2}, n_fast
+    assert n_fast == {"csv/fast": 2 + 6 + 2, "jsonl/fast": 3 + 6 + 2 + 3, "parquet/fast": 3 + 2}, n_fast
     assert summary.read_methods["csv/exact"] == 5 and summary.read_methods["jsonl/exact"] == 2
     assert used["parquet/fast"] == 5
     with duckdb.connect(str(tmp_path / "fast.duckdb")) as con:
@@ -309,3 +314,7 @@ def test_batched_native_read_isolates_damaged_files(tmp_path: Path) -> None:
         ).fetchall())
     assert rows["csv/glob[1].csv"] == [9.5] and rows["csv/glob1.csv"] == [1.5]
     assert rows["parquet/g[1].parquet"] == [9.5] and rows["parquet/g1.parquet"] == [1.5]
+    with duckdb.connect(str(tmp_path / "fast.duckdb")) as con:
+        late = con.execute("SELECT list(train_loss ORDER BY step) FROM raw.metrics WHERE source_path = ?",
+                           ["jsonl/late_alias.jsonl"]).fetchone()[0]
+    assert late == [2.5, 1.5]

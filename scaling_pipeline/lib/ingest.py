@@ -15,7 +15,8 @@ files (:mod:`scaling_pipeline.lib.formats.native`) are read natively many at a t
 ``batch_bytes`` of source per batch, and a batch's accepted files are stored in one transaction
 (a killed ingest loses at most the batch in flight, and the next run reads it again); every other
 unit, and every file a batch rejected, is read alone and stored in its own transaction. Units gone
-from the root lose their rows. A unit
+from the root lose their rows. Hashing the files (and checking fast-path candidates) runs in a
+worker thread up to INSPECT_AHEAD units ahead, beside the main thread's DuckDB statements. A unit
 whose reader raised (or that vanished while being read) is quarantined with the exception text and
 stored without a hash, so the next ingest retries it.
 """
@@ -23,8 +24,9 @@ stored without a hash, so the next ingest retries it.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +52,7 @@ from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeF
 from scaling_pipeline.lib.formats.text import ByteScan, scan_bytes
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, QUARANTINE_COLUMNS, RUN_COLUMNS, ddl
 
+INSPECT_AHEAD = 4096  # units fingerprinted ahead of the one being stored (about a batch)
 RAW_FILES = "raw.files"
 RAW_METRICS = "raw.metrics"
 RAW_RUNS = "raw.runs"
@@ -209,6 +212,16 @@ def _quarantine_rows(rel: str, reader: str, rejections: list[Rejection], now: da
     )
 
 
+@dataclass(frozen=True)
+class _Inspected:
+    """What :meth:`_Ingest.inspect` found out about a unit."""
+
+    rel: str  # path relative to the root
+    found: Fingerprint | OSError  # the error when the unit could not be read
+    native: NativeFile | None = None  # a fast-path candidate (changed units only)
+    changed: bool = True  # not in the warehouse with this sha256
+
+
 @dataclass
 class _Pending:
     """A changed unit waiting for its batch's native read."""
@@ -238,8 +251,12 @@ class _Ingest:
         self.pending_rows: Counter[tuple[str, Hashable]] = Counter()
 
     def run(self) -> IngestSummary:
-        for number, unit in enumerate(self.units, 1):
-            self.visit(number, unit)
+        with ThreadPoolExecutor(1, thread_name_prefix="ingest-inspect") as pool:
+            ahead: deque[Future[_Inspected]] = deque()
+            for number, unit in enumerate(self.units, 1):
+                while len(ahead) < INSPECT_AHEAD and number + len(ahead) <= len(self.units):
+                    ahead.append(pool.submit(self.inspect, self.units[number + len(ahead) - 1]))
+                self.visit(number, unit, ahead.popleft().result())
         for key in list(self.pending):
             self.flush(key)
         create_staging(self.con)
@@ -255,18 +272,26 @@ class _Ingest:
     def prefix(self, number: int, unit: SourceUnit, rel: str) -> str:
         return f"[{number}/{len(self.units)}] {unit.reader} {rel}"
 
-    def visit(self, number: int, unit: SourceUnit) -> None:
+    def inspect(self, unit: SourceUnit) -> _Inspected:
+        """The file work for ``unit`` that needs no database (run ahead in a worker thread, beside the
+        main thread's DuckDB statements): its fingerprint and, if changed, its fast-path candidate."""
         rel = relative_path(self.root, unit.path)
         try:
             found = fingerprint(self.root, unit)
-        except OSError as exc:  # vanished or unreadable: quarantined without a hash, retried next time
-            self.store_one(number, unit, rel, None, 0, _crashed(unit.reader, exc))
+            changed = self.known.get(rel) != found.sha256
+            return _Inspected(rel, found, native_file(unit, found.scan, rel) if changed else None, changed)
+        except OSError as exc:  # vanished or unreadable
+            return _Inspected(rel, exc)
+
+    def visit(self, number: int, unit: SourceUnit, inspected: _Inspected) -> None:
+        rel, found, native = inspected.rel, inspected.found, inspected.native
+        if isinstance(found, OSError):  # quarantined without a hash, retried next time
+            self.store_one(number, unit, rel, None, 0, _crashed(unit.reader, found))
             return
-        if self.known.get(rel) == found.sha256:
+        if not inspected.changed:
             self.summary.units_unchanged += 1
             self.say(f"{self.prefix(number, unit, rel)}: unchanged")
             return
-        native = native_file(unit, found.scan, rel)
         if native is None:
             self.read_one(number, unit, rel, found)
             return

@@ -10,6 +10,7 @@ run ids into safe file names.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import itertools
 import json
@@ -286,6 +287,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=256)
+def _run_aliases(keys: tuple[str, ...]) -> dict[str, list[str]]:
+    """resolve_aliases(keys, RUN_ALIASES), once per set of keys (a manifest's rows share them; do not
+    modify the result)."""
+    return resolve_aliases(keys, RUN_ALIASES)
+
+
 def run_row(
     meta: Mapping[str, Any], location: str, *, untyped: bool, fallback_run_id: str | None = None
 ) -> tuple[dict[str, Any], Rejection | None]:
@@ -295,7 +303,7 @@ def run_row(
     sorted keys). ``untyped``: values are text (CSV cells, MLflow params), so extras that look like
     numbers become numbers. Returns the row (run_id/family always filled as far as known, so
     callers can label metrics) and the rejection that drops it, if any."""
-    resolved = resolve_aliases(meta.keys(), RUN_ALIASES)
+    resolved = _run_aliases(tuple(meta))
     row: dict[str, Any] = {}
     used: set[str] = set()
     problem: Rejection | None = None

@@ -1,12 +1,14 @@
 """JSON-lines metric logs: one JSON object per logged step, keys per METRIC_ALIASES.
 
 Fast path (:mod:`.native`, see :func:`native_groups`): a file whose every line is a JSON object
-(no blank lines, NUL bytes or lines longer than MAX_LINE_BYTES, no glob characters in its path) is
-read by DuckDB's ``read_json`` together with the other files using the same keys; ``record`` = row
-ordinal. It is kept only if the row count equals the file's line count and every row types
-cleanly; otherwise nothing of it is kept and the exact path runs: lines are streamed into DuckDB
-from Python, one rejection per bad line, and typed by the same SQL, so a clean file gives the same
-rows either way. ``NaN``/``Infinity``
+using only the keys of its first line (no blank lines, NUL bytes or lines longer than
+MAX_LINE_BYTES, no glob characters in its path) is read natively, in one statement with the other
+files whose first line has the same keys, each line parsed by the exact path's SQL
+(``json_extract_string``); ``record`` = line number. It is kept only if the row count equals the
+file's line count and every row types cleanly; otherwise nothing of it is kept, and it is read
+again alone (its keys then are the union over its lines), then, if still rejected, by the exact
+path: lines are streamed into DuckDB from Python, one rejection per bad line, and typed by the same
+SQL, so a clean file gives the same rows either way. ``NaN``/``Infinity``
 literals (what Python's json writes) are the logged NaN/inf; ``null`` is null. Lines that are not
 JSON objects are rejected; a file with no JSON object at all is quarantined. A final line without
 newline is kept if it is a complete object (a cut-off object is never valid JSON). Unknown keys
@@ -16,6 +18,7 @@ are ignored; without a run-id key the file stem is the run id.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,6 @@ from .common import (
     SourceUnit,
     file_rejection,
     missing_metric_columns,
-    quote_ident,
     resolve_aliases,
     row_rejection,
     shorten,
@@ -46,7 +48,6 @@ READER = "jsonl"
 SUFFIX = ".jsonl"
 _LINES = "_fmt_json_lines"
 _IS_OBJECT = "CASE WHEN json_valid(text) THEN json_type(text) = 'OBJECT' ELSE false END"
-_TEXT_LINES = "jsonl_lines"  # scratch table: the lines of small files
 SMALL_FILE_BYTES = 1 << 20  # smaller files are read as text (see native_groups)
 _TRUNCATED = "truncated final line (no newline at end of file): "
 
@@ -85,6 +86,7 @@ def stage_jsonl(
     """Stage a JSONL metric table; returns (rows staged, method 'fast' or 'exact', see the module doc).
     Raises ValueError (-> file rejection) when the file cannot be read at all."""
     native = native_file(path, scan_bytes(path), run_id=run_id, family=family)
+    native = native and replace(native, layout=None)  # alone: the union of its lines' keys, not line 1's
     if native and (rows := stage_native(con, native, native_groups)) is not None:
         return rows, count_method(READER, "fast")
     unterminated, n_lines, n_unreadable = None, 0, 0
@@ -155,114 +157,123 @@ def _stage_objects(
 def native_file(
     path: Path, scan: ByteScan | None, *, run_id: str | None, family: str | None = None, source: str = ""
 ) -> NativeFile | None:
-    """``path`` as a fast-path candidate (its layout is found by :func:`native_groups`), or None
-    when only the exact path can read it exactly (see the module doc)."""
+    """``path`` as a fast-path candidate, or None when only the exact path can read it exactly (see
+    the module doc). Layout: the keys of its first line (which must be a JSON object), which the batch
+    read checks every line against."""
     if scan is None or not (common.FAST_PATH and plain_path(path)) or scan.has_nul or not scan.lines:
         return None
-    return NativeFile(path, READER, None, scan.lines, 1, run_id, family, source, scan.size)
+    keys = _first_keys(path)
+    if keys is None or _unusable(keys, run_id):
+        return None
+    return NativeFile(path, READER, keys, scan.lines, 1, run_id, family, source, scan.size)
+
+
+class _Object(list):
+    """The (key, value) pairs of a decoded JSON object, in document order."""
+
+
+def _first_keys(path: Path) -> tuple[str, ...] | None:
+    """Keys of line 1 in document order (repeats kept, as DuckDB's ``json_keys``), or None when line 1
+    is not a JSON object starting with ``{``."""
+    lines = iter_lines(path)
+    line = next(lines, None)
+    lines.close()
+    if line is None or line.text is None or not line.text.startswith("{"):
+        return None
+    try:
+        value = json.loads(line.text, object_pairs_hook=_Object)
+    except ValueError:
+        return None
+    if not isinstance(value, _Object):
+        return None
+    keys = tuple(key for key, _ in value)
+    try:
+        "".join(keys).encode()
+    except UnicodeEncodeError:  # a lone surrogate (\ud800): no SQL literal can hold it
+        return None
+    return keys
+
+
+def _unusable(keys: Iterable[str], run_id: str | None) -> bool:
+    """True when a file with these keys is quarantined (no step/loss) or has no run id."""
+    names = sorted(set(keys))
+    resolved = resolve_aliases(names, METRIC_ALIASES)
+    return bool(missing_metric_columns(resolved, names)) or ("run_id" not in resolved and run_id is None)
 
 
 def native_groups(
     scratch: duckdb.DuckDBPyConnection, files: list[NativeFile]
 ) -> tuple[list[NativeGroup], list[NativeFile]]:
-    """Pass 1, per file: every line an object, no repeated key within an object, the union of keys.
-    Pass 2, per set of keys used.
-
-    Small files (< SMALL_FILE_BYTES; DuckDB's JSON readers cost ~0.1 ms per file) are read once with
-    ``read_text`` into numbered lines; pass 2 is the exact path's SQL (``json_extract_string``).
-    Other files: pass 1 by ``read_ndjson_objects``, pass 2 by ``read_json`` with the keys as explicit
-    columns: VARCHAR for text and the step (the text ``json_extract_string`` gives), DOUBLE for
-    numbers, which ``read_json`` converts as the exact path's casts do, except booleans (true ->
-    1.0, a rejected row on the exact path): files with ``true``/``false`` anywhere read their
-    numbers as VARCHAR too."""
-    small = [f for f in files if f.size < SMALL_FILE_BYTES]
-    large = [f for f in files if f.size >= SMALL_FILE_BYTES]
-    shapes: dict[str, list[tuple[bool, list[str], int, bool]]] = {}
-
-    def load(group: list[NativeFile]) -> None:
-        scratch.execute(
-            f"INSERT INTO {_TEXT_LINES} SELECT filename, n, line FROM (SELECT filename, unnest(lines) AS line, "
-            f"generate_subscripts(lines, 1) AS n FROM (SELECT filename, string_split(content, chr(10)) AS lines "
-            f"FROM read_text(?))) WHERE line <> ''",
-            [paths(group)],
-        )
-
-    def text_shapes(group: list[NativeFile]) -> None:  # a line that is not JSON fails the statement
-        for name, *shape in scratch.execute(
-            f"SELECT filename, starts_with(line, '{{'), json_keys(line), count(*), false "
-            f"FROM {_TEXT_LINES} WHERE filename IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
-            [paths(group)],
-        ).fetchall():
-            shapes.setdefault(name, []).append(tuple(shape))
-
-    def native_shapes(group: list[NativeFile]) -> None:
-        for name, *shape in scratch.execute(
-            f"SELECT filename, starts_with(json, '{{'), json_keys(json), count(*), "
-            f"bool_or(contains(json, 'true') OR contains(json, 'false')) "
-            f"FROM read_ndjson_objects(?, maximum_object_size={MAX_LINE_BYTES - 64}, ignore_errors=false, "
-            f"filename=true) GROUP BY ALL",
-            [paths(group)],
-        ).fetchall():  # one row per file and distinct key list: few. The text is valid JSON without
-            # leading whitespace (read_ndjson_objects), so '{' first means an object
-            shapes.setdefault(name, []).append(tuple(shape))
-
-    scratch.execute("SET preserve_insertion_order = false")
-    scratch.execute(f"CREATE TABLE {_TEXT_LINES} (filename VARCHAR, n BIGINT, line VARCHAR)")
-    loaded, rejected = bisect(scratch, small, load) if small else ([], [])
-    rejected += bisect(scratch, [f for fs, _ in loaded for f in fs], text_shapes)[1] if loaded else []
-    rejected += bisect(scratch, large, native_shapes)[1] if large else []
-    failed = {f.path for f in rejected}
-    by_layout: dict[tuple, list[NativeFile]] = {}
+    """One statement per set of keys K (the layout: line 1's keys; for files without a layout, the
+    union of their lines' keys, found by one pass) and size class: small files (< SMALL_FILE_BYTES;
+    DuckDB's JSON readers cost ~0.1 ms per file) are split into numbered lines from ``read_text``,
+    larger ones are read by ``read_ndjson_objects`` (numbered by their order). Each line is parsed for
+    its values (the exact path's ``json_extract_string``) and its keys; a line that is not valid JSON
+    fails the statement, one that is not an object or has a key outside K is malformed (the file goes
+    the exact way). With every line's keys in K and K the keys of line 1 (or the union), the file's
+    union of keys is K, so its fields resolve as on the exact path."""
+    by_keys: dict[tuple[tuple[str, ...], bool], list[NativeFile]] = {}
     for file in files:
-        if file.path in failed:
-            continue
-        found = shapes.get(str(file.path), [])
-        keys = sorted({key for _, ks, _, _ in found for key in ks})
-        resolved = resolve_aliases(keys, METRIC_ALIASES)
-        used = [key for name, _ in METRIC_FIELDS for key in resolved.get(name, [])]
-        if (
-            sum(n for _, _, n, _ in found) != file.rows
-            or any(not is_object or len(set(ks)) != len(ks) for is_object, ks, _, _ in found)
-            or missing_metric_columns(resolved, keys)
-            or ("run_id" not in resolved and file.run_id is None)
-            or len({k.lower() for k in used}) != len(used)  # DuckDB names are case-insensitive
-        ):
-            rejected.append(file)
-            continue
-        text = file.size < SMALL_FILE_BYTES
-        typed = not text and not any(boolean for *_, boolean in found)
-        layout = tuple(
-            (name, "DOUBLE" if typ == "DOUBLE" and typed else "VARCHAR", tuple(resolved[name]))
-            for name, typ in METRIC_FIELDS
-            if name in resolved
-        )
-        by_layout.setdefault((text, layout), []).append(file)
-    return [_group(text, layout, group) for (text, layout), group in by_layout.items()], rejected
+        if file.layout is not None:
+            by_keys.setdefault((file.layout, file.size < SMALL_FILE_BYTES), []).append(file)
+    rejected: list[NativeFile] = []
+    if unknown := [f for f in files if f.layout is None]:
+        union: dict[str, list[str]] = {}
+        for small in (True, False):
+            lines, text = _lines(small)
+
+            def union_keys(group: list[NativeFile], lines: str = lines, text: str = text) -> None:
+                union.update(scratch.execute(
+                    f"SELECT filename, list_distinct(flatten(list(json_keys({text})))) FROM {lines} "
+                    f"GROUP BY filename", [paths(group)]).fetchall())
+
+            part = [f for f in unknown if (f.size < SMALL_FILE_BYTES) == small]
+            rejected += bisect(scratch, part, union_keys)[1] if part else []
+        for file in unknown:
+            if (keys := union.get(str(file.path))) is None:
+                continue
+            if _unusable(keys, file.run_id):
+                rejected.append(file)
+            else:
+                by_keys.setdefault((tuple(sorted(keys)), file.size < SMALL_FILE_BYTES), []).append(file)
+    return [_group(keys, small, group) for (keys, small), group in by_keys.items()], rejected
 
 
-def _group(text: bool, layout: tuple, files: list[NativeFile]) -> NativeGroup:
-    """Pass 2 for ``files`` of one layout: ((canonical field, read type, source keys), ...)."""
-    sources = {name: keys[0] for name, _, keys in layout}
-    if text:
-        json_paths = [f'$."{key}"' for _, _, keys in layout for key in keys]
-        extract = f"json_extract_string(line, [{', '.join(_literal(p) for p in json_paths)}])"
-        index = iter(range(1, len(json_paths) + 1))
-        cells = ", ".join(
-            f"coalesce({', '.join(f'js[{next(index)}]' for _ in keys)}) AS {name}" for name, _, keys in layout
+def _lines(small: bool) -> tuple[str, str]:
+    """(relation of the lines of the files in the parameter: ``filename``, ``n`` (line number, or
+    NULL: by order), the line's column; its name). Small files: ``read_text`` split in SQL, blank
+    lines dropped (the row count check then fails); others: ``read_ndjson_objects`` (valid JSON
+    without leading whitespace; a blank line is skipped)."""
+    if small:
+        return (
+            "(SELECT filename, n, line FROM (SELECT filename, unnest(lines) AS line, generate_subscripts(lines, 1) "
+            "AS n FROM (SELECT filename, string_split(content, chr(10)) AS lines FROM read_text(?))) WHERE line <> '')",
+            "line",
         )
-        sql = (
-            f"SELECT filename, n AS record, false AS malformed, {cells} FROM (SELECT filename, n, "
-            f"{extract} AS js FROM {_TEXT_LINES} WHERE filename IN (SELECT unnest(?::VARCHAR[])))"
-        )
-        return NativeGroup(sql, sources, files, ordered=False)
-    columns = ", ".join(f"{_literal(key)}: '{typ}'" for _, typ, keys in layout for key in keys)
-    cells = ", ".join(f"coalesce({', '.join(quote_ident(k) for k in keys)}) AS {name}" for name, _, keys in layout)
-    sql = (
-        f"SELECT filename, NULL::BIGINT AS record, false AS malformed, {cells} "
-        f"FROM read_json(?, format='newline_delimited', columns={{{columns}}}, "
-        f"maximum_object_size={MAX_LINE_BYTES - 64}, ignore_errors=false, filename=true)"
+    return (
+        f"(SELECT filename, NULL::BIGINT AS n, json FROM read_ndjson_objects(?, maximum_object_size="
+        f"{MAX_LINE_BYTES - 64}, ignore_errors=false, filename=true))",
+        "json",
     )
-    return NativeGroup(sql, sources, files)
+
+
+def _group(keys: tuple[str, ...], small: bool, files: list[NativeFile]) -> NativeGroup:
+    """The statement for ``files`` whose lines may use the keys ``keys`` only (a valid JSON text
+    that starts with ``{`` is an object)."""
+    resolved = resolve_aliases(sorted(set(keys)), METRIC_ALIASES)
+    fields = [(name, resolved[name]) for name, _ in METRIC_FIELDS if name in resolved]
+    json_paths = [f'$."{key}"' for _, found in fields for key in found]
+    index = iter(range(1, len(json_paths) + 1))
+    cells = ", ".join(f"coalesce({', '.join(f'js[{next(index)}]' for _ in found)}) AS {name}" for name, found in fields)
+    allowed = f"[{', '.join(_literal(k) for k in keys)}]::VARCHAR[]"  # line 1's list first: cheap to compare
+    lines, text = _lines(small)
+    sql = (
+        f"SELECT filename, n AS record, NOT starts_with({text}, '{{') OR CASE WHEN json_keys({text}) = "
+        f"{allowed} THEN false ELSE NOT list_has_all({allowed}, json_keys({text})) END AS malformed, {cells} "
+        f"FROM (SELECT filename, n, {text}, json_extract_string({text}, "
+        f"[{', '.join(_literal(p) for p in json_paths)}]) AS js FROM {lines})"
+    )
+    return NativeGroup(sql, {name: found[0] for name, found in fields}, files, ordered=not small)
 
 
 def _literal(text: str) -> str:

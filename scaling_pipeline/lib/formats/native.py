@@ -3,11 +3,13 @@
 A *native file* is a metric file whose bytes say a native read can be exact (csv: header on line
 1, no quotes, CR or NUL bytes, every line ending in ``\\n``; jsonl: no NUL bytes; parquet: a
 readable footer), with the number of data rows its bytes promise. Files of one reader and layout
-(:attr:`NativeFile.layout`) are read together by one ``read_csv``/``read_json``/``read_parquet``
-statement (``filename=true``; small csv files: ``read_text``, split into lines and fields in SQL as
-the exact path splits them, which avoids the readers' per-file cost) in a scratch in-memory
-database, and typed by the same SQL as the exact paths (:func:`metric_sql.typing_sql`). A file is
-*accepted* only if
+(:attr:`NativeFile.layout`) are read together by one ``read_csv``/``read_ndjson_objects``/
+``read_parquet`` statement (``filename=true``; small csv/jsonl files: ``read_text``, split into
+numbered lines in SQL as the exact path splits them, which avoids the readers' per-file cost) in a
+scratch in-memory database, and typed by the same SQL as the exact paths
+(:func:`metric_sql.typing_sql`). Statements whose rows carry their record number run as one
+statement per DuckDB thread over interleaved parts of the files, at once: a single statement over
+many small files keeps about one core busy. A file is *accepted* only if
 
 * it yielded exactly the promised number of rows (as one block in the reader's output order when
   the reader does not number them: ``record`` is then its row ordinal + ``first_record``), and
@@ -23,6 +25,7 @@ DuckDB treats as fatal (seen once on a fuzzed file): then every file of the call
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 import tempfile
@@ -160,6 +163,26 @@ def stage_native(con: duckdb.DuckDBPyConnection, file: NativeFile, groups: Group
             con.unregister("_native_rows")
 
 
+def _threads(scratch: duckdb.DuckDBPyConnection) -> int:
+    return int(scratch.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+
+def _insert(scratch: duckdb.DuckDBPyConnection, sql: str, files: list[NativeFile], parts: int) -> list[NativeFile]:
+    """Run the INSERT ``sql`` over ``files``; returns the files whose statement failed (see
+    :func:`bisect`). With ``parts`` > 1 the files are split into that many interleaved parts run at
+    once, each on its own cursor: one statement over many small files keeps about one core busy."""
+    parts = min(parts, len(files))
+    if parts <= 1:
+        return bisect(scratch, files, lambda fs: scratch.execute(sql, [paths(fs)]))[1]
+
+    def run(part: list[NativeFile]) -> list[NativeFile]:
+        with scratch.cursor() as cursor:
+            return bisect(cursor, part, lambda fs: cursor.execute(sql, [paths(fs)]))[1]
+
+    with ThreadPoolExecutor(parts) as pool:
+        return [f for failed in pool.map(run, [files[i::parts] for i in range(parts)]) for f in failed]
+
+
 def _read(
     scratch: duckdb.DuckDBPyConnection, files: list[NativeFile], groups: GroupsFn
 ) -> tuple[list[NativeFile], list[NativeFile]]:
@@ -171,10 +194,7 @@ def _read(
         sql = (f"INSERT INTO {_TYPED} SELECT c.filename, {values}, c.record, ({bad} OR c.malformed) "
                f"FROM ({group.sql}) AS c")
         scratch.execute(f"SET preserve_insertion_order = {str(group.ordered).lower()}")
-        _, failed = bisect(
-            scratch, group.files, lambda fs, sql=sql: scratch.execute(sql, [paths(fs)])
-        )
-        rejected += failed
+        rejected += _insert(scratch, sql, group.files, 1 if group.ordered else _threads(scratch))
     failed = {str(f.path) for f in rejected}
     read = [f for g in planned for f in g.files if str(f.path) not in failed]
     scratch.register("expected", pa.table({
