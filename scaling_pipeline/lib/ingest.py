@@ -49,7 +49,7 @@ from scaling_pipeline.lib.formats import (
 )
 from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, insert_arrow
 from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile
-from scaling_pipeline.lib.formats.text import ByteScan, scan_bytes
+from scaling_pipeline.lib.formats.text import ByteScan, read_chunks, scan_bytes
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, QUARANTINE_COLUMNS, RUN_COLUMNS, ddl
 
 INSPECT_AHEAD = 4096  # units fingerprinted ahead of the one being stored (about a batch)
@@ -126,10 +126,9 @@ def fingerprint(root: Path, unit: SourceUnit) -> Fingerprint:
             scan = scan_bytes(member, digest=digest)
             total += scan.size
             continue
-        with open(member, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-                total += len(chunk)
+        for chunk in read_chunks(member):
+            digest.update(chunk)
+            total += len(chunk)
     return Fingerprint(digest.hexdigest(), total, scan)
 
 
@@ -246,9 +245,9 @@ class _Ingest:
         self.summary = IngestSummary(
             units_seen=len(self.units), per_reader=dict(Counter(u.reader for u in self.units))
         )
-        self.pending: dict[tuple[str, Hashable], list[_Pending]] = {}
-        self.pending_bytes: Counter[tuple[str, Hashable]] = Counter()
-        self.pending_rows: Counter[tuple[str, Hashable]] = Counter()
+        self.pending: dict[tuple[str, Hashable, bool], list[_Pending]] = {}
+        self.pending_bytes: Counter[tuple[str, Hashable, bool]] = Counter()
+        self.pending_rows: Counter[tuple[str, Hashable, bool]] = Counter()
 
     def run(self) -> IngestSummary:
         with ThreadPoolExecutor(1, thread_name_prefix="ingest-inspect") as pool:
@@ -295,7 +294,7 @@ class _Ingest:
         if native is None:
             self.read_one(number, unit, rel, found)
             return
-        key = (unit.reader, native.layout)
+        key = (unit.reader, native.layout, native.shared)
         self.pending.setdefault(key, []).append(_Pending(number, unit, rel, found, native))
         self.pending_bytes[key] += found.size
         self.pending_rows[key] += native.rows
@@ -320,12 +319,12 @@ class _Ingest:
         _store(self.con, rel, unit, report, sha256=sha256, size=size, known=rel in self.known)
         self.count(number, unit, rel, report)
 
-    def flush(self, key: tuple[str, Hashable]) -> None:
+    def flush(self, key: tuple[str, Hashable, bool]) -> None:
         """Read one batch natively; store its accepted files in one transaction, then read each
         rejected file alone."""
         batch = self.pending.pop(key)
         del self.pending_bytes[key], self.pending_rows[key]
-        with read_native([p.native for p in batch]) as result:
+        with read_native([p.native for p in batch], self.con) as result:
             accepted = {f.source for f in result.accepted}
             done = [p for p in batch if p.rel in accepted]
             reports = {p.rel: ReadReport(p.unit.reader, n_metric_rows=p.native.rows, method="fast")
@@ -335,11 +334,7 @@ class _Ingest:
                 with _transaction(self.con):
                     if replaced := [p.rel for p in done if p.rel in self.known]:
                         _delete(self.con, replaced)
-                    self.con.register("_native_rows", result.rows(source_path=True))
-                    try:
-                        self.con.execute(f"INSERT INTO {RAW_METRICS} SELECT * FROM _native_rows")
-                    finally:
-                        self.con.unregister("_native_rows")
+                    result.store(self.con, RAW_METRICS, source_path=True)
                     insert_arrow(self.con, RAW_FILES, _file_rows(
                         [(p.rel, p.unit.reader, p.found.size, p.found.sha256, reports[p.rel]) for p in done], now))
         for p in batch:

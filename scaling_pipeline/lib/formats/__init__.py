@@ -15,8 +15,8 @@ location and says what was expected.
 Many plain csv/jsonl/parquet files at a time (the fast path ingest uses, :mod:`.native`)::
 
     files = [f for u in units if (f := native_file(u, scan_of_u, source=...))]
-    with read_native(files_of_one_reader_and_layout) as result:
-        result.rows(source_path=True)   # Arrow stream of the accepted files' rows
+    with read_native(files_of_one_reader_and_layout, con) as result:
+        result.store(con, "raw.metrics", source_path=True)   # the accepted files' rows
         result.rejected                 # read these alone with read_unit
 
 Writing, for the simulator and tests::
@@ -114,10 +114,11 @@ def native_file(unit: SourceUnit, scan: ByteScan | None, source: str) -> NativeF
     return module.native_file(unit.path, scan, run_id=unit.path.stem, source=source)
 
 
-def read_native(files: list[NativeFile]) -> AbstractContextManager[NativeRead]:
-    """Read ``files`` (one reader, e.g. grouped by :attr:`NativeFile.layout`) natively; see
-    :func:`.native.read_native`."""
-    return _read_native(files, _NATIVE[files[0].reader].native_groups)
+def read_native(files: list[NativeFile], con: duckdb.DuckDBPyConnection | None = None
+                ) -> AbstractContextManager[NativeRead]:
+    """Read ``files`` (one reader, e.g. grouped by :attr:`NativeFile.layout`) natively, in ``con``'s
+    DuckDB instance if they are all :attr:`NativeFile.shared`; see :func:`.native.read_native`."""
+    return _read_native(files, _NATIVE[files[0].reader].native_groups, con)
 
 
 def write_logs(fmt: str, out_dir: Path, runs: pd.DataFrame, metrics: pd.DataFrame) -> list[Path]:

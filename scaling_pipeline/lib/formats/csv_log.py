@@ -153,16 +153,16 @@ def native_file(
         return None
     if scan.has_nul or scan.has_cr or scan.has_quote:
         return None
-    lines = iter_lines(path)
-    header = next(lines, None)
-    lines.close()
-    if header is None or header.text is None or not header.text.strip():
+    header = scan.first_line()
+    if header is None or not header.strip():
         return None
-    names = [name.strip() for name in split_csv_line(header.text)]
+    names = [name.strip() for name in split_csv_line(header)]
     resolved = resolve_aliases(names, METRIC_ALIASES)
     if missing_metric_columns(resolved, names) or ("run_id" not in resolved and run_id is None):
         return None
-    return NativeFile(path, READER, tuple(names), scan.newlines - 1, 2, run_id, family, source, scan.size)
+    small = scan.size < SMALL_FILE_BYTES  # read by read_text and string functions, as on the exact path
+    return NativeFile(path, READER, tuple(names), scan.newlines - 1, 2, run_id, family, source, scan.size,
+                      shared=small)
 
 
 def native_groups(

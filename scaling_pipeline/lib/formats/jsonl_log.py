@@ -162,26 +162,24 @@ def native_file(
     read checks every line against."""
     if scan is None or not (common.FAST_PATH and plain_path(path)) or scan.has_nul or not scan.lines:
         return None
-    keys = _first_keys(path)
+    keys = _first_keys(scan.first_line())
     if keys is None or _unusable(keys, run_id):
         return None
-    return NativeFile(path, READER, keys, scan.lines, 1, run_id, family, source, scan.size)
+    small = scan.size < SMALL_FILE_BYTES  # read by read_text and JSON functions, as on the exact path
+    return NativeFile(path, READER, keys, scan.lines, 1, run_id, family, source, scan.size, shared=small)
 
 
 class _Object(list):
     """The (key, value) pairs of a decoded JSON object, in document order."""
 
 
-def _first_keys(path: Path) -> tuple[str, ...] | None:
-    """Keys of line 1 in document order (repeats kept, as DuckDB's ``json_keys``), or None when line 1
-    is not a JSON object starting with ``{``."""
-    lines = iter_lines(path)
-    line = next(lines, None)
-    lines.close()
-    if line is None or line.text is None or not line.text.startswith("{"):
+def _first_keys(line: str | None) -> tuple[str, ...] | None:
+    """Keys of ``line`` (line 1) in document order (repeats kept, as DuckDB's ``json_keys``), or None
+    when it is not a JSON object starting with ``{``."""
+    if line is None or not line.startswith("{"):
         return None
     try:
-        value = json.loads(line.text, object_pairs_hook=_Object)
+        value = json.loads(line, object_pairs_hook=_Object)
     except ValueError:
         return None
     if not isinstance(value, _Object):

@@ -60,6 +60,7 @@ class NativeFile:
     family: str | None = None  # for rows without a family
     source: str = ""  # carried to the output rows as source_path (ingest: the unit's relative path)
     size: int = 0  # bytes
+    shared: bool = False  # its read runs only SQL the exact path runs in the warehouse too (see read_native)
 
 
 @dataclass(frozen=True)
@@ -112,55 +113,88 @@ def bisect(
 
 
 class NativeRead:
-    """The rows of the accepted files, held in the scratch database until the ``with`` ends."""
+    """The rows of the accepted files, held in the database of the read until the ``with`` ends."""
 
     def __init__(
         self,
-        scratch: duckdb.DuckDBPyConnection | None,
+        work: duckdb.DuckDBPyConnection | None,
+        catalog: str,
         accepted: list[NativeFile],
         rejected: list[NativeFile],
+        *,
+        shared: bool,
     ) -> None:
-        self._scratch, self.accepted, self.rejected = scratch, accepted, rejected
+        self._work, self._catalog, self._shared = work, catalog, shared
+        self.accepted, self.rejected = accepted, rejected
 
-    def rows(self, *, source_path: bool, batch_rows: int = 1 << 20) -> pa.RecordBatchReader:
-        """METRIC_COLUMNS (+ ``source_path`` = NativeFile.source) of the accepted files, streamed."""
+    def store(self, con: duckdb.DuckDBPyConnection, table: str, *, source_path: bool) -> int:
+        """Insert METRIC_COLUMNS (+ ``source_path`` = NativeFile.source) of the accepted files into
+        ``table`` on ``con`` (the connection given to :func:`read_native`, if any); returns the count."""
+        if self._work is None or not self.accepted:
+            return 0
         fields = ", ".join(f"t.{n}" for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
         extra = ", a.source AS source_path" if source_path else ""
-        if self._scratch is None:
-            raise RuntimeError("no rows: the native read failed as a whole")
-        return self._scratch.sql(
+        rows = (
             f"SELECT coalesce(t.run_id, a.run_id) AS run_id, coalesce(t.family, a.family) AS family, "
             f"{fields}, coalesce(t.record, t.rowid - a.lo + a.first_record) AS record{extra} "
-            f"FROM {_TYPED} t JOIN {_ACCEPTED} a USING (filename)"
-        ).to_arrow_reader(batch_rows)
+            f"FROM {self._catalog}.{_TYPED} t JOIN {self._catalog}.{_ACCEPTED} a USING (filename)"
+        )
+        if self._shared:
+            return con.execute(f"INSERT INTO {table} {rows}").fetchall()[0][0]
+        con.register("_native_rows", self._work.sql(rows).to_arrow_reader(1 << 20))
+        try:
+            return con.execute(f"INSERT INTO {table} SELECT * FROM _native_rows").fetchall()[0][0]
+        finally:
+            con.unregister("_native_rows")
+
+
+_SHARED_CATALOG = "_native_read"  # the in-memory database a shared read attaches
 
 
 @contextmanager
-def read_native(files: list[NativeFile], groups: GroupsFn) -> Iterator[NativeRead]:
-    """Read ``files`` (one reader) natively and validate them per file; see the module doc."""
+def read_native(
+    files: list[NativeFile], groups: GroupsFn, con: duckdb.DuckDBPyConnection | None = None
+) -> Iterator[NativeRead]:
+    """Read ``files`` (one reader) natively and validate them per file; see the module doc.
+
+    Where: when ``con`` is given and every file is :attr:`NativeFile.shared`, in ``con``'s own DuckDB
+    instance (an in-memory database attached for the read; :meth:`NativeRead.store` then copies
+    inside the instance instead of through Arrow; ``preserve_insertion_order``, a setting of the
+    whole instance, is restored afterwards); otherwise in a scratch instance, so that a reader
+    failure DuckDB treats as fatal cannot invalidate ``con``'s database."""
+    if con is not None and all(f.shared for f in files):
+        con.execute(f"DETACH DATABASE IF EXISTS {_SHARED_CATALOG}")
+        con.execute(f"ATTACH ':memory:' AS {_SHARED_CATALOG}")
+        order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+        work = con.cursor()
+        try:
+            yield _read_or_reject(work, _SHARED_CATALOG, files, groups, shared=True)
+        finally:
+            work.close()
+            con.execute(f"SET preserve_insertion_order = {str(order).lower()}")
+            con.execute(f"DETACH DATABASE IF EXISTS {_SHARED_CATALOG}")
+        return
     scratch = duckdb.connect(config={"temp_directory": tempfile.gettempdir()})
     try:
-        try:
-            accepted, rejected = _read(scratch, files, groups)
-            result = NativeRead(scratch, accepted, rejected)
-        except duckdb.Error:  # fatal for the scratch database: every file goes the exact way
-            result = NativeRead(None, [], list(files))
-        yield result
+        yield _read_or_reject(scratch, "memory", files, groups, shared=False)
     finally:
         scratch.close()
 
 
+def _read_or_reject(work: duckdb.DuckDBPyConnection, catalog: str, files: list[NativeFile], groups: GroupsFn,
+                    *, shared: bool) -> NativeRead:
+    try:
+        accepted, rejected = _read(work, catalog, files, groups)
+        return NativeRead(work, catalog, accepted, rejected, shared=shared)
+    except duckdb.Error:  # fatal for the database of the read: every file goes the exact way
+        return NativeRead(None, catalog, [], list(files), shared=shared)
+
+
 def stage_native(con: duckdb.DuckDBPyConnection, file: NativeFile, groups: GroupsFn) -> int | None:
-    """Read one file natively into ``stage_metrics`` on ``con``: rows staged, or None (nothing
-    staged) when the file was rejected."""
+    """Read one file natively (in a scratch instance) into ``stage_metrics`` on ``con``: rows staged,
+    or None (nothing staged) when the file was rejected."""
     with read_native([file], groups) as result:
-        if not result.accepted:
-            return None
-        con.register("_native_rows", result.rows(source_path=False))
-        try:
-            return con.execute(f"INSERT INTO {STAGE_METRICS} SELECT * FROM _native_rows").fetchone()[0]
-        finally:
-            con.unregister("_native_rows")
+        return result.store(con, STAGE_METRICS, source_path=False) if result.accepted else None
 
 
 def _threads(scratch: duckdb.DuckDBPyConnection) -> int:
@@ -184,14 +218,15 @@ def _insert(scratch: duckdb.DuckDBPyConnection, sql: str, files: list[NativeFile
 
 
 def _read(
-    scratch: duckdb.DuckDBPyConnection, files: list[NativeFile], groups: GroupsFn
+    scratch: duckdb.DuckDBPyConnection, catalog: str, files: list[NativeFile], groups: GroupsFn
 ) -> tuple[list[NativeFile], list[NativeFile]]:
+    typed, accepted_table = f"{catalog}.{_TYPED}", f"{catalog}.{_ACCEPTED}"
     layout = [("filename", "VARCHAR"), *METRIC_FIELDS, ("record", "BIGINT"), ("bad", "BOOLEAN")]
-    scratch.execute(f"CREATE TABLE {_TYPED} ({', '.join(f'{n} {t}' for n, t in layout)})")
+    scratch.execute(f"CREATE TABLE {typed} ({', '.join(f'{n} {t}' for n, t in layout)})")
     planned, rejected = groups(scratch, files)
     for group in planned:
         values, bad = typing_sql(group.sources)
-        sql = (f"INSERT INTO {_TYPED} SELECT c.filename, {values}, c.record, ({bad} OR c.malformed) "
+        sql = (f"INSERT INTO {typed} SELECT c.filename, {values}, c.record, ({bad} OR c.malformed) "
                f"FROM ({group.sql}) AS c")
         scratch.execute(f"SET preserve_insertion_order = {str(group.ordered).lower()}")
         rejected += _insert(scratch, sql, group.files, 1 if group.ordered else _threads(scratch))
@@ -204,7 +239,7 @@ def _read(
     good = dict(scratch.execute(
         f"SELECT f.filename, s.lo FROM expected f JOIN (SELECT filename, count(*) AS n, "
         f"count(*) FILTER (WHERE bad) AS n_bad, min(rowid) AS lo, max(rowid) AS hi, "
-        f"count(record) AS numbered FROM {_TYPED} GROUP BY filename) s USING (filename) "
+        f"count(record) AS numbered FROM {typed} GROUP BY filename) s USING (filename) "
         f"WHERE s.n = f.rows AND s.n_bad = 0 AND (s.numbered = s.n OR s.hi - s.lo + 1 = s.n)"
     ).fetchall())
     accepted = [f for f in read if str(f.path) in good]
@@ -219,5 +254,5 @@ def _read(
             "source": pa.array([f.source for f in accepted], pa.string()),
         }
     ))
-    scratch.execute(f"CREATE TABLE {_ACCEPTED} AS SELECT * FROM keep")
+    scratch.execute(f"CREATE TABLE {accepted_table} AS SELECT * FROM keep")
     return accepted, rejected

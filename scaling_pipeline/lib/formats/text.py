@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -135,11 +136,36 @@ class ByteScan(NamedTuple):
     has_nul: bool
     has_cr: bool
     has_quote: bool  # b'"'
+    head: bytes | None = None  # line 1 without its newline; None if longer than a read chunk
 
     @property
     def lines(self) -> int:
         """Physical lines (a final line without newline counts)."""
         return self.newlines + (self.size > 0 and not self.ends_with_newline)
+
+    def first_line(self) -> str | None:
+        """Line 1 as :func:`iter_lines` gives it (UTF-8 BOM and a final CR dropped), or None when it is
+        unreadable, too long or absent."""
+        if self.head is None or not self.size:
+            return None
+        body = self.head[:-1] if self.head.endswith(b"\r") else self.head
+        body = body[len(codecs.BOM_UTF8):] if body.startswith(codecs.BOM_UTF8) else body
+        return _decode(body)[0] if len(body) <= MAX_LINE_BYTES else None
+
+
+_BUFFERS = threading.local()  # one read buffer per thread (a fresh 4 MB bytes per read is slow)
+
+
+def read_chunks(path: Path, chunk: int = 1 << 22) -> Iterator[memoryview]:
+    """The bytes of ``path`` in chunks of up to ``chunk`` bytes, read into a per-thread buffer: each
+    view is valid only until the next one is asked for."""
+    buffer = getattr(_BUFFERS, "buffer", None)
+    if buffer is None or len(buffer) < chunk:
+        buffer = _BUFFERS.buffer = bytearray(chunk)
+    view = memoryview(buffer)[:chunk]
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(view):
+            yield view[:n]
 
 
 def scan_bytes(path: Path, chunk: int = 1 << 22, digest: Any = None) -> ByteScan:
@@ -148,14 +174,22 @@ def scan_bytes(path: Path, chunk: int = 1 << 22, digest: Any = None) -> ByteScan
     size = newlines = 0
     nul = cr = quote = False
     last = b""
-    with open(path, "rb") as handle:
-        while data := handle.read(chunk):
-            if digest is not None:
-                digest.update(data)
-            size += len(data)
-            newlines += data.count(b"\n")
-            nul = nul or b"\x00" in data
-            cr = cr or b"\r" in data
-            quote = quote or b'"' in data
-            last = data[-1:]
-    return ByteScan(size, newlines, last == b"\n", nul, cr, quote)
+    head: bytes | None = None
+    for data in read_chunks(path, chunk):
+        if digest is not None:
+            digest.update(data)
+        block = data.obj  # the buffer: its count/find take bounds, a memoryview has neither
+        n = len(data)
+        if not size:  # line 1: up to the first newline, or all of a file without one
+            end = block.find(b"\n", 0, n)
+            head = bytes(data[:end] if end >= 0 else data)
+            whole_line = end >= 0
+        size += n
+        newlines += block.count(b"\n", 0, n)
+        nul = nul or block.find(b"\x00", 0, n) >= 0
+        cr = cr or block.find(b"\r", 0, n) >= 0
+        quote = quote or block.find(b'"', 0, n) >= 0
+        last = bytes(data[-1:])
+    if head is not None and not whole_line and len(head) != size:
+        head = None  # line 1 is longer than a chunk
+    return ByteScan(size, newlines, last == b"\n", nul, cr, quote, head)
