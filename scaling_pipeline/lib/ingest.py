@@ -52,7 +52,8 @@ from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeF
 from scaling_pipeline.lib.formats.text import ByteScan, read_chunks, scan_bytes
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, QUARANTINE_COLUMNS, RUN_COLUMNS, ddl
 
-INSPECT_AHEAD = 4096  # units fingerprinted ahead of the one being stored (about a batch)
+INSPECT_AHEAD = 4096  # units fingerprinted ahead of the one being stored (about a batch) ...
+INSPECT_CHUNK = 64  # ... a chunk of units per task
 RAW_FILES = "raw.files"
 RAW_METRICS = "raw.metrics"
 RAW_RUNS = "raw.runs"
@@ -236,7 +237,7 @@ class _Ingest:
     """One :func:`ingest` call: single units are read and stored one by one; native candidates are
     collected per (reader, layout) and read and stored a batch at a time."""
 
-    def __init__(self, root: Path, con: duckdb.DuckDBPyConnection, say: Callable[[str], None],
+    def __init__(self, root: Path, con: duckdb.DuckDBPyConnection, say: Callable[[str], None] | None,
                  batch_bytes: int) -> None:
         self.root, self.con, self.say, self.batch_bytes = root, con, say, batch_bytes
         ensure_raw_schema(con)
@@ -250,12 +251,16 @@ class _Ingest:
         self.pending_rows: Counter[tuple[str, Hashable, bool]] = Counter()
 
     def run(self) -> IngestSummary:
+        units, step = self.units, INSPECT_CHUNK
         with ThreadPoolExecutor(1, thread_name_prefix="ingest-inspect") as pool:
-            ahead: deque[Future[_Inspected]] = deque()
-            for number, unit in enumerate(self.units, 1):
-                while len(ahead) < INSPECT_AHEAD and number + len(ahead) <= len(self.units):
-                    ahead.append(pool.submit(self.inspect, self.units[number + len(ahead) - 1]))
-                self.visit(number, unit, ahead.popleft().result())
+            ahead: deque[Future[list[_Inspected]]] = deque(
+                pool.submit(self.inspect, units[i:i + step]) for i in range(0, min(len(units), INSPECT_AHEAD), step))
+            for start in range(0, len(units), step):
+                if (following := start + INSPECT_AHEAD) < len(units):
+                    ahead.append(pool.submit(self.inspect, units[following:following + step]))
+                for number, (unit, inspected) in enumerate(zip(units[start:start + step], ahead.popleft().result(),
+                                                               strict=True), start + 1):
+                    self.visit(number, unit, inspected)
         for key in list(self.pending):
             self.flush(key)
         create_staging(self.con)
@@ -265,22 +270,26 @@ class _Ingest:
                 _delete(self.con, [rel])
             self.summary.units_removed += 1
             self.summary.removed_paths.append(rel)
-            self.say(f"removed {rel}: no longer under the root, its rows were deleted")
+            if self.say:
+                self.say(f"removed {rel}: no longer under the root, its rows were deleted")
         return self.summary
 
     def prefix(self, number: int, unit: SourceUnit, rel: str) -> str:
         return f"[{number}/{len(self.units)}] {unit.reader} {rel}"
 
-    def inspect(self, unit: SourceUnit) -> _Inspected:
-        """The file work for ``unit`` that needs no database (run ahead in a worker thread, beside the
-        main thread's DuckDB statements): its fingerprint and, if changed, its fast-path candidate."""
-        rel = relative_path(self.root, unit.path)
-        try:
-            found = fingerprint(self.root, unit)
-            changed = self.known.get(rel) != found.sha256
-            return _Inspected(rel, found, native_file(unit, found.scan, rel) if changed else None, changed)
-        except OSError as exc:  # vanished or unreadable
-            return _Inspected(rel, exc)
+    def inspect(self, units: list[SourceUnit]) -> list[_Inspected]:
+        """The file work for ``units`` that needs no database (run ahead in a worker thread, beside the
+        main thread's DuckDB statements): fingerprints and, for changed units, fast-path candidates."""
+        out = []
+        for unit in units:
+            rel = relative_path(self.root, unit.path)
+            try:
+                found = fingerprint(self.root, unit)
+                changed = self.known.get(rel) != found.sha256
+                out.append(_Inspected(rel, found, native_file(unit, found.scan, rel) if changed else None, changed))
+            except OSError as exc:  # vanished or unreadable
+                out.append(_Inspected(rel, exc))
+        return out
 
     def visit(self, number: int, unit: SourceUnit, inspected: _Inspected) -> None:
         rel, found, native = inspected.rel, inspected.found, inspected.native
@@ -289,7 +298,8 @@ class _Ingest:
             return
         if not inspected.changed:
             self.summary.units_unchanged += 1
-            self.say(f"{self.prefix(number, unit, rel)}: unchanged")
+            if self.say:
+                self.say(f"{self.prefix(number, unit, rel)}: unchanged")
             return
         if native is None:
             self.read_one(number, unit, rel, found)
@@ -355,6 +365,8 @@ class _Ingest:
         summary.metric_rows += report.n_metric_rows
         summary.run_rows += report.n_run_rows
         summary.rejections += len(report.rejections)
+        if not self.say:
+            return
         detail = f"; {report.rejections[0].reason}" if report.rejections else ""
         self.say(
             f"{self.prefix(number, unit, rel)}: {report.n_metric_rows} metric rows, {report.n_run_rows} runs, "
@@ -377,4 +389,4 @@ def ingest(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"ingest root {root} is not a directory")
-    return _Ingest(root, con, progress or (lambda _message: None), batch_bytes).run()
+    return _Ingest(root, con, progress, batch_bytes).run()
