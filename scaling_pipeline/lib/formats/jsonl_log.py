@@ -17,6 +17,7 @@ are ignored; without a run-id key the file stem is the run id.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import replace
 from collections.abc import Iterable, Mapping
@@ -194,9 +195,13 @@ def _first_keys(line: str | None) -> tuple[str, ...] | None:
 
 def _unusable(keys: Iterable[str], run_id: str | None) -> bool:
     """True when a file with these keys is quarantined (no step/loss) or has no run id."""
-    names = sorted(set(keys))
+    return _unusable_keys(tuple(sorted(set(keys))), run_id is None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unusable_keys(names: tuple[str, ...], no_run_id: bool) -> bool:
     resolved = resolve_aliases(names, METRIC_ALIASES)
-    return bool(missing_metric_columns(resolved, names)) or ("run_id" not in resolved and run_id is None)
+    return bool(missing_metric_columns(resolved, list(names))) or ("run_id" not in resolved and no_run_id)
 
 
 def native_groups(

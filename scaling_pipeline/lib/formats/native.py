@@ -18,8 +18,11 @@ many small files keeps about one core busy. A file is *accepted* only if
 Every other file is *rejected*: nothing of it is kept, and the caller reads it alone by its
 reader's exact path, which reports precise row rejections. A statement that fails as a whole (one
 malformed file fails ``read_csv`` for the whole list) is retried on each half of its files until
-the failing files are isolated. The scratch database isolates the warehouse from reader failures
-DuckDB treats as fatal (seen once on a fuzzed file): then every file of the call is rejected.
+the failing files are isolated. DuckDB's file readers run in a scratch database, which isolates
+the warehouse from reader failures DuckDB treats as fatal (seen once on a fuzzed file): then every
+file of the call is rejected. Files whose read is only ``read_text`` and the string/JSON functions
+the exact path runs on the warehouse anyway (small csv/jsonl files, :attr:`NativeFile.shared`) are
+read in the warehouse's own instance, which saves copying their rows out through Arrow.
 """
 
 from __future__ import annotations
