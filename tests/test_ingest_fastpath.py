@@ -318,3 +318,40 @@ def test_batched_native_read_isolates_damaged_files(tmp_path: Path) -> None:
         late = con.execute("SELECT list(train_loss ORDER BY step) FROM raw.metrics WHERE source_path = ?",
                            ["jsonl/late_alias.jsonl"]).fetchone()[0]
     assert late == [2.5, 1.5]
+
+
+def test_byte_scan_keeps_line_one_within_a_chunk(tmp_path: Path) -> None:
+    """The scan that shares the sha256's read hands line 1 to the fast-path checks; a line 1 longer
+    than one read chunk is not guessed at."""
+    from scaling_pipeline.lib.formats.text import scan_bytes
+
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"\xef\xbb\xbfstep,loss\r\n1,2\n")
+    scan = scan_bytes(path, chunk=8)  # line 1 (with BOM and CR) spans two chunks
+    assert (scan.size, scan.newlines, scan.has_cr, scan.head) == (18, 2, True, None)
+    assert scan.first_line() is None
+    scan = scan_bytes(path)
+    assert scan.first_line() == "step,loss" and scan.lines == 2
+    path.write_bytes(b'{"step": 1, "loss": 2.5}')  # one line, no newline
+    scan = scan_bytes(path)
+    assert (scan.first_line(), scan.lines, scan.ends_with_newline) == ('{"step": 1, "loss": 2.5}', 1, False)
+    path.write_bytes(b"step,loss\xff\n1,2\n")  # line 1 is not UTF-8
+    assert scan_bytes(path).first_line() is None
+
+
+def test_batched_read_in_the_warehouse_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """Small csv/jsonl files are read in the warehouse's own DuckDB instance: afterwards the
+    attached scratch database is gone and preserve_insertion_order (an instance-wide setting the
+    read turns off) is back."""
+    root = tmp_path / "logs"
+    root.mkdir()
+    for i in range(3):
+        (root / f"r{i}.jsonl").write_text("".join(f'{{"step": {n}, "loss": {1 + 1 / n}}}\n' for n in range(1, 6)))
+        (root / f"r{i}.csv").write_text(CLEAN_CSV)
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        summary = ingest(root, con)
+        assert summary.read_methods == {"csv/fast": 3, "jsonl/fast": 3}
+        assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0] is True
+        attached = {name for (name,) in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+        assert not attached & {"_native_read"}
+        assert con.execute("SELECT count(*) FROM raw.metrics").fetchone()[0] == 3 * (5 + 6)  # jsonl 5, csv 6
