@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -87,15 +86,6 @@ def test_epoch_fit_reaches_reference_optimum(epoch_fit):
     assert p["A"] == pytest.approx(best["A"], rel=0.05)
     assert p["B"] == pytest.approx(best["B"], rel=0.10)
     assert epoch_fit.diagnostics["warnings"] == []
-
-
-def test_epoch_fit_is_fast(epoch):
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        fit_chinchilla(*epoch)
-        times.append(time.perf_counter() - t0)
-    assert min(times) < 0.2, times  # target 0.05 s; generous for loaded CI machines
 
 
 def test_hoffmann_params_score(epoch):
