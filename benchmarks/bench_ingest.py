@@ -139,7 +139,7 @@ def main() -> None:
           f"{args.families} families x {args.runs_per_family} runs")
     header = (
         "| rows | format | files | ingest s | ingest rows/s | raw s | raw rows/s | ratio "
-        "| ingest peak RSS | raw peak RSS | path |"
+        "| ingest peak RSS | raw peak RSS | path |" + (" each run |" if args.repeat > 1 else "")
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
@@ -173,7 +173,7 @@ def main() -> None:
                     f"{ing['max_rss_kib'] / 2**20:.2f} GiB | "
                     f"{raw['max_rss_kib'] / 2**20:.2f} GiB | {methods or 'native'} |"
                     + (f" ingest {', '.join(f'{t:.1f}' for t in ing['all'])} s; raw "
-                       f"{', '.join(f'{t:.1f}' for t in raw['all'])} s" if args.repeat > 1 else ""),
+                       f"{', '.join(f'{t:.1f}' for t in raw['all'])} s |" if args.repeat > 1 else ""),
                     flush=True,
                 )
                 if "exact" in results:
@@ -182,7 +182,8 @@ def main() -> None:
                         f"| {rows:,} | {fmt} (exact path only) | {n_files} | {ex['seconds']:.2f} | "
                         f"{rows / ex['seconds']:,.0f} | | | {raw['seconds'] / ex['seconds']:.0%} | "
                         f"{ex['max_rss_kib'] / 2**20:.2f} GiB | | "
-                        f"{', '.join(f'{k} {v}' for k, v in sorted(ex['methods'].items()))} |",
+                        f"{', '.join(f'{k} {v}' for k, v in sorted(ex['methods'].items()))} |"
+                        + (" |" if args.repeat > 1 else ""),
                         flush=True,
                     )
                 if not args.data:
