@@ -223,6 +223,25 @@ def test_fuzz_jsonl_fast_equals_exact(tmp_path_factory, rows) -> None:
     assert fast[1:] == exact[1:]
 
 
+@FUZZ
+@given(
+    rows=st.lists(st.tuples(*[st.one_of(JSON_VALUES, st.none())] * 4), min_size=1, max_size=6),
+    keys=st.sampled_from([("step", "loss", "run", "lr"), ("run", "lr", "loss", "step"), ("step", "loss", "Loss", "lr")]),
+)
+def test_fuzz_batched_jsonl_fast_equals_exact(tmp_path_factory, rows, keys) -> None:
+    """A batch reads each line with line 1's keys (in its order, no true/false) once, into typed
+    values, and other lines as the exact path does: the warehouse equals the all-exact one. None
+    leaves the key out of the line."""
+    root = tmp_path_factory.mktemp("f")
+    (root / "logs").mkdir()
+    lines = ["{" + ", ".join(f'"{k}": {v}' for k, v in zip(keys, row, strict=True) if v is not None) + "}" for row in rows]
+    (root / "logs" / "r.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    (root / "logs" / "s.jsonl").write_text("{" + ", ".join(f'"{k}": {n}' for n, k in enumerate(keys, 1)) + "}\n")
+    fast, _, _ = _warehouse(root / "logs", root / "fast.duckdb", fast=True)
+    exact, _, _ = _warehouse(root / "logs", root / "exact.duckdb", fast=False)
+    assert fast == exact
+
+
 def test_ingest_summary_counts_read_methods(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "a.csv").write_text(CLEAN_CSV)
@@ -339,19 +358,48 @@ def test_byte_scan_keeps_line_one_within_a_chunk(tmp_path: Path) -> None:
     assert scan_bytes(path).first_line() is None
 
 
-def test_batched_read_in_the_warehouse_leaves_it_as_it_was(tmp_path: Path) -> None:
-    """Small csv/jsonl files are read in the warehouse's own DuckDB instance: afterwards the
-    attached scratch database is gone and preserve_insertion_order (an instance-wide setting the
-    read turns off) is back."""
+@pytest.mark.parametrize("damaged", [False, True], ids=["one pass", "held apart"])
+def test_batched_read_in_the_warehouse_leaves_it_as_it_was(tmp_path: Path, damaged: bool) -> None:
+    """Small csv/jsonl files are read in the warehouse's own DuckDB instance, in one pass or (when a
+    file of the batch is damaged) again with their rows held apart: afterwards the attached scratch
+    database is gone and preserve_insertion_order (an instance-wide setting the read turns off) is
+    back."""
     root = tmp_path / "logs"
     root.mkdir()
     for i in range(3):
         (root / f"r{i}.jsonl").write_text("".join(f'{{"step": {n}, "loss": {1 + 1 / n}}}\n' for n in range(1, 6)))
         (root / f"r{i}.csv").write_text(CLEAN_CSV)
+    if damaged:
+        (root / "r3.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": "x", "loss": 2.0}\n')
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         summary = ingest(root, con)
-        assert summary.read_methods == {"csv/fast": 3, "jsonl/fast": 3}
+        assert summary.read_methods == {"csv/fast": 3, "jsonl/fast": 3, **({"jsonl/exact": 1} if damaged else {})}
         assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0] is True
         attached = {name for (name,) in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
         assert not attached & {"_native_read"}
-        assert con.execute("SELECT count(*) FROM raw.metrics").fetchone()[0] == 3 * (5 + 6)  # jsonl 5, csv 6
+        assert con.execute("SELECT count(*) FROM raw.metrics").fetchone()[0] == 3 * (5 + 6) + damaged  # jsonl 5, csv 6
+
+
+def test_one_pass_insert_holds_each_file_to_its_own_promise(tmp_path: Path) -> None:
+    """A batch is stored in one pass only if every file gave exactly the rows its bytes promised, all
+    clean: a file that grew after it was scanned (a row more than promised) cannot make up for a
+    file with a bad row, although the batch's total would match."""
+    from dataclasses import replace
+
+    from scaling_pipeline.lib.formats import insert_native, native_file
+    from scaling_pipeline.lib.formats.text import scan_bytes
+    from scaling_pipeline.lib.ingest import RAW_METRICS, ensure_raw_schema
+
+    grown, bad = tmp_path / "grown.jsonl", tmp_path / "bad.jsonl"
+    grown.write_text("".join(f'{{"step": {n}, "loss": 2.5}}\n' for n in range(1, 4)))
+    bad.write_text('{"step": 1, "loss": 2.5}\n{"step": "x", "loss": 2.0}\n{"step": 3, "loss": 1.5}\n')
+    files = {p.stem: native_file(SourceUnit(p, "jsonl", (p,)), scan_bytes(p), p.name) for p in (grown, bad)}
+    assert all(f is not None and f.rows == 3 for f in files.values())
+    with duckdb.connect() as con:
+        ensure_raw_schema(con)
+        con.begin()
+        assert insert_native([replace(files["grown"], rows=2), files["bad"]], con, RAW_METRICS) is None
+        con.rollback()
+        assert insert_native([files["grown"]], con, RAW_METRICS) == 3
+        assert con.execute(f"SELECT list(step ORDER BY record), list(DISTINCT run_id), list(DISTINCT source_path) "
+                           f"FROM {RAW_METRICS}").fetchone() == ([1, 2, 3], ["grown"], ["grown.jsonl"])

@@ -13,8 +13,11 @@ no-op. A unit is re-read only when the sha256 over its members' relative paths a
 its old rows are replaced in the same transaction that stores its new ones. Plain csv/jsonl/parquet
 files (:mod:`scaling_pipeline.lib.formats.native`) are read natively many at a time, up to
 ``batch_bytes`` of source per batch, and a batch's accepted files are stored in one transaction
-(a killed ingest loses at most the batch in flight, and the next run reads it again); every other
-unit, and every file a batch rejected, is read alone and stored in its own transaction. Units gone
+(a killed ingest loses at most the batch in flight, and the next run reads it again): straight
+into ``raw.metrics`` in one pass, which is kept only if every file of the batch gave exactly its
+promised clean rows; otherwise rolled back and read again with each file's rows held apart until
+it has typed cleanly. Every other unit, and every file a batch rejected, is read alone and stored
+in its own transaction. Units gone
 from the root lose their rows. Hashing the files (and checking fast-path candidates) runs in a
 worker thread up to INSPECT_AHEAD units ahead, beside the main thread's DuckDB statements. A unit
 whose reader raised (or that vanished while being read) is quarantined with the exception text and
@@ -43,6 +46,8 @@ from scaling_pipeline.lib.formats import (
     SourceUnit,
     create_staging,
     discover,
+    insert_native,
+    insertion_order,
     native_file,
     read_native,
     read_unit,
@@ -249,6 +254,7 @@ class _Ingest:
         self.pending: dict[tuple[str, Hashable, bool], list[_Pending]] = {}
         self.pending_bytes: Counter[tuple[str, Hashable, bool]] = Counter()
         self.pending_rows: Counter[tuple[str, Hashable, bool]] = Counter()
+        self.held_apart: set[str] = set()  # readers whose last batch had a rejected file (see flush)
 
     def run(self) -> IngestSummary:
         units, step = self.units, INSPECT_CHUNK
@@ -330,29 +336,57 @@ class _Ingest:
         self.count(number, unit, rel, report)
 
     def flush(self, key: tuple[str, Hashable, bool]) -> None:
-        """Read one batch natively; store its accepted files in one transaction, then read each
-        rejected file alone."""
+        """Read one batch natively and store its accepted files in one transaction, then read each
+        rejected file alone. First in one pass (:func:`insert_native`); when some file of the batch
+        fails, that is rolled back and the batch is read again with its files held apart
+        (:func:`read_native`), and so are the reader's next batches until one has no rejected file."""
         batch = self.pending.pop(key)
         del self.pending_bytes[key], self.pending_rows[key]
-        with read_native([p.native for p in batch], self.con) as result:
-            accepted = {f.source for f in result.accepted}
-            done = [p for p in batch if p.rel in accepted]
-            reports = {p.rel: ReadReport(p.unit.reader, n_metric_rows=p.native.rows, method="fast")
-                       for p in done}
-            if done:
-                now = datetime.now(UTC).replace(tzinfo=None)
-                with _transaction(self.con):
-                    if replaced := [p.rel for p in done if p.rel in self.known]:
-                        _delete(self.con, replaced)
-                    result.store(self.con, RAW_METRICS, source_path=True)
-                    insert_arrow(self.con, RAW_FILES, _file_rows(
-                        [(p.rel, p.unit.reader, p.found.size, p.found.sha256, reports[p.rel]) for p in done], now))
+        files, reader = [p.native for p in batch], key[0]
+        stored = False
+        if reader not in self.held_apart:
+            with insertion_order(self.con, False):
+                stored = self.store_batch(batch, lambda: insert_native(files, self.con, RAW_METRICS))
+        if stored:
+            accepted = {p.rel for p in batch}
+        else:
+            with read_native(files, self.con) as result:
+                accepted = {f.source for f in result.accepted}
+                self.store_batch([p for p in batch if p.rel in accepted],
+                                 lambda: result.store(self.con, RAW_METRICS, source_path=True))
+            if len(accepted) < len(batch):  # the next batch of this reader is likely damaged too
+                self.held_apart.add(reader)
+            else:
+                self.held_apart.discard(reader)
         for p in batch:
             if p.rel in accepted:
                 count_method(p.unit.reader, "fast")
-                self.count(p.number, p.unit, p.rel, reports[p.rel])
+                self.count(p.number, p.unit, p.rel, ReadReport(p.unit.reader, n_metric_rows=p.native.rows,
+                                                                method="fast"))
             else:
                 self.read_one(p.number, p.unit, p.rel, p.found)
+
+    def store_batch(self, done: list[_Pending], insert: Callable[[], int | None]) -> bool:
+        """In one transaction: delete the old rows of ``done``'s units, ``insert`` their metric rows
+        and add their ``raw.files`` rows; rolled back (False) when ``insert`` returns None."""
+        if not done:
+            return True
+        con, now = self.con, datetime.now(UTC).replace(tzinfo=None)
+        con.begin()
+        try:
+            if replaced := [p.rel for p in done if p.rel in self.known]:
+                _delete(con, replaced)
+            if insert() is None:
+                con.rollback()
+                return False
+            insert_arrow(con, RAW_FILES, _file_rows([
+                (p.rel, p.unit.reader, p.found.size, p.found.sha256,
+                 ReadReport(p.unit.reader, n_metric_rows=p.native.rows, method="fast")) for p in done], now))
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
+        return True
 
     def count(self, number: int, unit: SourceUnit, rel: str, report: ReadReport) -> None:
         summary = self.summary

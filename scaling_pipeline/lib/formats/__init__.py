@@ -15,9 +15,12 @@ location and says what was expected.
 Many plain csv/jsonl/parquet files at a time (the fast path ingest uses, :mod:`.native`)::
 
     files = [f for u in units if (f := native_file(u, scan_of_u, source=...))]
-    with read_native(files_of_one_reader_and_layout, con) as result:
-        result.store(con, "raw.metrics", source_path=True)   # the accepted files' rows
-        result.rejected                 # read these alone with read_unit
+    con.begin()                         # one pass, kept only if every file is accepted
+    if insert_native(files_of_one_reader_and_layout, con, "raw.metrics") is None:
+        con.rollback()                  # then hold each file's rows apart until it typed cleanly:
+        with read_native(files_of_one_reader_and_layout, con) as result:
+            result.store(con, "raw.metrics", source_path=True)   # the accepted files' rows
+            result.rejected             # read these alone with read_unit
 
 Writing, for the simulator and tests::
 
@@ -52,6 +55,8 @@ from .common import (
 from .discovery import discover
 from .metric_sql import METRIC_FIELDS
 from .native import NativeFile, NativeRead
+from .native import insert_native as _insert_native
+from .native import insertion_order
 from .native import read_native as _read_native
 from .text import ByteScan
 
@@ -66,6 +71,8 @@ __all__ = [
     "discover",
     "native_file",
     "read_native",
+    "insert_native",
+    "insertion_order",
     "read_unit",
     "write_logs",
 ]
@@ -119,6 +126,12 @@ def read_native(files: list[NativeFile], con: duckdb.DuckDBPyConnection | None =
     """Read ``files`` (one reader, e.g. grouped by :attr:`NativeFile.layout`) natively, in ``con``'s
     DuckDB instance if they are all :attr:`NativeFile.shared`; see :func:`.native.read_native`."""
     return _read_native(files, _NATIVE[files[0].reader].native_groups, con)
+
+
+def insert_native(files: list[NativeFile], con: duckdb.DuckDBPyConnection, table: str) -> int | None:
+    """Read ``files`` (one reader) natively straight into ``table`` on ``con``, in one pass; None when
+    the caller must roll back and use :func:`read_native`; see :func:`.native.insert_native`."""
+    return _insert_native(files, _NATIVE[files[0].reader].native_groups, con, table)
 
 
 def write_logs(fmt: str, out_dir: Path, runs: pd.DataFrame, metrics: pd.DataFrame) -> list[Path]:

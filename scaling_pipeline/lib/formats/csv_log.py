@@ -181,10 +181,10 @@ def native_groups(
     if small:
         cells = ", ".join(_cells(names, resolved, "f[{}]"))
         sql = (
-            f"SELECT filename, n AS record, len(f) <> {len(names)} AS malformed, {cells} "
-            f"FROM (SELECT filename, n, string_split(line, ',') AS f FROM ("
-            f"SELECT filename, unnest(lines) AS line, generate_subscripts(lines, 1) AS n FROM ("
-            f"SELECT filename, string_split(content, chr(10)) AS lines FROM read_text(?))) "
+            f"SELECT filename, file_index, n AS record, len(f) <> {len(names)} AS malformed, {cells} "
+            f"FROM (SELECT filename, file_index, n, string_split(line, ',') AS f FROM ("
+            f"SELECT filename, file_index, unnest(lines) AS line, generate_subscripts(lines, 1) AS n FROM ("
+            f"SELECT filename, file_index, string_split(content, chr(10)) AS lines FROM read_text(?))) "
             f"WHERE n > 1 AND line <> '')"
         )
         groups.append(NativeGroup(sql, sources, small, ordered=False))
@@ -203,7 +203,7 @@ def native_groups(
                 cells.append(f"coalesce({', '.join(wrapped)}) AS {name}")
         columns = ", ".join(f"'c{i}': '{t}'" for i, t in read_types.items())
         sql = (
-            f"SELECT filename, NULL::BIGINT AS record, false AS malformed, {', '.join(cells)} "
+            f"SELECT filename, file_index, NULL::BIGINT AS record, false AS malformed, {', '.join(cells)} "
             f"FROM read_csv(?, header=false, skip=1, auto_detect=false, columns={{{columns}}}, "
             f"delim=',', quote='', escape='', new_line='\\n', strict_mode=true, null_padding=false, "
             f"ignore_errors=false, max_line_size={MAX_LINE_BYTES - 64}, filename=true)"

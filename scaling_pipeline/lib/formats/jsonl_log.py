@@ -3,8 +3,9 @@
 Fast path (:mod:`.native`, see :func:`native_groups`): a file whose every line is a JSON object
 using only the keys of its first line (no blank lines, NUL bytes or lines longer than
 MAX_LINE_BYTES, no glob characters in its path) is read natively, in one statement with the other
-files whose first line has the same keys, each line parsed by the exact path's SQL
-(``json_extract_string``); ``record`` = line number. It is kept only if the row count equals the
+files whose first line has the same keys; a line with exactly those keys is parsed once into typed
+values, any other line by the exact path's SQL (``json_extract_string``), see :func:`_group`;
+``record`` = line number. It is kept only if the row count equals the
 file's line count and every row types cleanly; otherwise nothing of it is kept, and it is read
 again alone (its keys then are the union over its lines), then, if still rejected, by the exact
 path: lines are streamed into DuckDB from Python, one rejection per bad line, and typed by the same
@@ -243,18 +244,19 @@ def native_groups(
 
 
 def _lines(small: bool) -> tuple[str, str]:
-    """(relation of the lines of the files in the parameter: ``filename``, ``n`` (line number, or
+    """(relation of the lines of the files in the parameter: ``filename``, ``file_index``, ``n`` (line number, or
     NULL: by order), the line's column; its name). Small files: ``read_text`` split in SQL, blank
     lines dropped (the row count check then fails); others: ``read_ndjson_objects`` (valid JSON
     without leading whitespace; a blank line is skipped)."""
     if small:
         return (
-            "(SELECT filename, n, line FROM (SELECT filename, unnest(lines) AS line, generate_subscripts(lines, 1) "
-            "AS n FROM (SELECT filename, string_split(content, chr(10)) AS lines FROM read_text(?))) WHERE line <> '')",
+            "(SELECT filename, file_index, n, line FROM (SELECT filename, file_index, unnest(lines) AS line, "
+            "generate_subscripts(lines, 1) AS n FROM (SELECT filename, file_index, string_split(content, chr(10)) "
+            "AS lines FROM read_text(?))) WHERE line <> '')",
             "line",
         )
     return (
-        f"(SELECT filename, NULL::BIGINT AS n, json FROM read_ndjson_objects(?, maximum_object_size="
+        f"(SELECT filename, file_index, NULL::BIGINT AS n, json FROM read_ndjson_objects(?, maximum_object_size="
         f"{MAX_LINE_BYTES - 64}, ignore_errors=false, filename=true))",
         "json",
     )
@@ -262,21 +264,53 @@ def _lines(small: bool) -> tuple[str, str]:
 
 def _group(keys: tuple[str, ...], small: bool, files: list[NativeFile]) -> NativeGroup:
     """The statement for ``files`` whose lines may use the keys ``keys`` only (a valid JSON text
-    that starts with ``{`` is an object)."""
+    that starts with ``{`` is an object).
+
+    Values: a line with exactly line 1's keys, in its order, and no ``true``/``false`` in its text
+    (*uniform*) is parsed once by ``json_transform_strict`` into a struct whose number fields are
+    DOUBLE, which is what the exact path's text-then-cast gives (``json_transform_strict`` casts a
+    JSON boolean to 1.0, hence the text test). Its failures (a string that is no number, a
+    duplicate key) fail the statement: the files are then read again in smaller sets and the file
+    at fault alone, by the exact path. Other lines, and files whose line 1 repeats a key or has keys
+    equal but for case (struct field names ignore case), use the exact path's
+    ``json_extract_string`` texts, cast as the exact path casts them; a number field whose text
+    does not cast makes the line malformed."""
     resolved = resolve_aliases(sorted(set(keys)), METRIC_ALIASES)
     fields = [(name, resolved[name]) for name, _ in METRIC_FIELDS if name in resolved]
     json_paths = [f'$."{key}"' for _, found in fields for key in found]
     index = iter(range(1, len(json_paths) + 1))
-    cells = ", ".join(f"coalesce({', '.join(f'js[{next(index)}]' for _ in found)}) AS {name}" for name, found in fields)
+    texts = {name: f"coalesce({', '.join(f'js[{next(index)}]' for _ in found)})" for name, found in fields}
     allowed = f"[{', '.join(_literal(k) for k in keys)}]::VARCHAR[]"  # line 1's list first: cheap to compare
     lines, text = _lines(small)
+    extract = f"json_extract_string({text}, [{', '.join(_literal(p) for p in json_paths)}])"
+    sources = {name: found[0] for name, found in fields}
+    if len({k.lower() for k in keys}) < len(keys):
+        cells = ", ".join(f"{texts[name]} AS {name}" for name, _ in fields)
+        sql = (
+            f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') OR CASE WHEN json_keys({text}) = "
+            f"{allowed} THEN false ELSE NOT list_has_all({allowed}, json_keys({text})) END AS malformed, {cells} "
+            f"FROM (SELECT filename, file_index, n, {text}, {extract} AS js FROM {lines})"
+        )
+        return NativeGroup(sql, sources, files, ordered=not small)
+    types = dict(METRIC_FIELDS)
+    structure = {key: "DOUBLE" if types[name] == "DOUBLE" else "VARCHAR" for name, found in fields for key in found}
+    cells, failed = [], []
+    for name, found in fields:
+        value = f"coalesce({', '.join(f'struct_extract(s, {_literal(key)})' for key in found)})"
+        other = texts[name]
+        if types[name] == "DOUBLE":
+            other = f"TRY_CAST({texts[name]} AS DOUBLE)"
+            failed.append(f"(NOT uniform AND {texts[name]} IS NOT NULL AND {other} IS NULL)")
+        cells.append(f"CASE WHEN uniform THEN {value} ELSE {other} END AS {name}")
     sql = (
-        f"SELECT filename, n AS record, NOT starts_with({text}, '{{') OR CASE WHEN json_keys({text}) = "
-        f"{allowed} THEN false ELSE NOT list_has_all({allowed}, json_keys({text})) END AS malformed, {cells} "
-        f"FROM (SELECT filename, n, {text}, json_extract_string({text}, "
-        f"[{', '.join(_literal(p) for p in json_paths)}]) AS js FROM {lines})"
+        f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') OR CASE WHEN same_keys THEN false "
+        f"ELSE NOT list_has_all({allowed}, json_keys({text})) END{''.join(f' OR {f}' for f in failed)} AS malformed, "
+        f"{', '.join(cells)} FROM (SELECT *, CASE WHEN uniform THEN json_transform_strict({text}, "
+        f"{_literal(json.dumps(structure))}) END AS s, CASE WHEN NOT uniform THEN {extract} END AS js "
+        f"FROM (SELECT *, same_keys AND NOT (contains({text}, 'true') OR contains({text}, 'false')) AS uniform "
+        f"FROM (SELECT filename, file_index, n, {text}, json_keys({text}) = {allowed} AS same_keys FROM {lines})))"
     )
-    return NativeGroup(sql, {name: found[0] for name, found in fields}, files, ordered=not small)
+    return NativeGroup(sql, sources, files, ordered=not small)
 
 
 def _literal(text: str) -> str:

@@ -23,6 +23,11 @@ the warehouse from reader failures DuckDB treats as fatal (seen once on a fuzzed
 file of the call is rejected. Files whose read is only ``read_text`` and the string/JSON functions
 the exact path runs on the warehouse anyway (small csv/jsonl files, :attr:`NativeFile.shared`) are
 read in the warehouse's own instance, which saves copying their rows out through Arrow.
+
+:func:`insert_native` is the one-pass form for files whose rows carry their record number: it
+inserts the rows straight into the destination table, keeping only rows with a record inside their
+file's promised range, so the count it returns equals the sum of the promises exactly when every
+file would have been accepted; otherwise the caller rolls back and uses :func:`read_native`.
 """
 
 from __future__ import annotations
@@ -69,7 +74,8 @@ class NativeFile:
 @dataclass(frozen=True)
 class NativeGroup:
     """A statement reading ``files``: ``sql`` takes one parameter (the list of paths) and yields
-    ``filename``, ``record`` (the row's line/row number, or NULL: then its position in the reader's
+    ``filename``, ``file_index`` (the file's 0-based position in the list), ``record`` (the row's
+    line/row number, or NULL: then its position in the reader's
     output gives it, see ``ordered``), ``malformed`` (the row is bad beyond its cells, e.g. a wrong
     field count) and one cell column per canonical field in ``sources`` (canonical -> source name).
 
@@ -135,20 +141,46 @@ class NativeRead:
         ``table`` on ``con`` (the connection given to :func:`read_native`, if any); returns the count."""
         if self._work is None or not self.accepted:
             return 0
-        fields = ", ".join(f"t.{n}" for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
-        extra = ", a.source AS source_path" if source_path else ""
         rows = (
-            f"SELECT coalesce(t.run_id, a.run_id) AS run_id, coalesce(t.family, a.family) AS family, "
-            f"{fields}, coalesce(t.record, t.rowid - a.lo + a.first_record) AS record{extra} "
+            f"SELECT {_output_columns('coalesce(t.record, t.rowid - a.lo + a.first_record)', source_path)} "
             f"FROM {self._catalog}.{_TYPED} t JOIN {self._catalog}.{_ACCEPTED} a USING (filename)"
         )
         if self._shared:
             return con.execute(f"INSERT INTO {table} {rows}").fetchall()[0][0]
-        con.register("_native_rows", self._work.sql(rows).to_arrow_reader(1 << 20))
-        try:
-            return con.execute(f"INSERT INTO {table} SELECT * FROM _native_rows").fetchall()[0][0]
-        finally:
-            con.unregister("_native_rows")
+        return _insert_from(con, table, self._work.sql(rows))
+
+
+def _output_columns(record: str, source_path: bool) -> str:
+    """The select list of stored rows from typed rows ``t`` and their file's facts ``a`` (run id and
+    family for rows without them, ``source``); ``record``: the record number's expression."""
+    fields = ", ".join(f"t.{n}" for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
+    extra = ", a.source AS source_path" if source_path else ""
+    return (f"coalesce(t.run_id, a.run_id) AS run_id, coalesce(t.family, a.family) AS family, {fields}, "
+            f"{record} AS record{extra}")
+
+
+def _insert_from(con: duckdb.DuckDBPyConnection, table: str, rows: duckdb.DuckDBPyRelation) -> int:
+    """Insert the rows of ``rows`` (a relation of another DuckDB instance) into ``table`` on ``con``,
+    streamed through Arrow; returns the count."""
+    con.register("_native_rows", rows.to_arrow_reader(1 << 20))
+    try:
+        return con.execute(f"INSERT INTO {table} SELECT * FROM _native_rows").fetchall()[0][0]
+    finally:
+        con.unregister("_native_rows")
+
+
+@contextmanager
+def insertion_order(con: duckdb.DuckDBPyConnection, preserve: bool | None = None) -> Iterator[None]:
+    """Set ``preserve_insertion_order`` (a setting of ``con``'s whole instance) for the block, or
+    leave it when ``preserve`` is None, and restore it afterwards. Use it outside transactions: an
+    aborted transaction refuses SET."""
+    order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    if preserve is not None:
+        con.execute(f"SET preserve_insertion_order = {str(preserve).lower()}")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(order).lower()}")
 
 
 _SHARED_CATALOG = "_native_read"  # the in-memory database a shared read attaches
@@ -168,13 +200,12 @@ def read_native(
     if con is not None and all(f.shared for f in files):
         con.execute(f"DETACH DATABASE IF EXISTS {_SHARED_CATALOG}")
         con.execute(f"ATTACH ':memory:' AS {_SHARED_CATALOG}")
-        order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
         work = con.cursor()
         try:
-            yield _read_or_reject(work, _SHARED_CATALOG, files, groups, shared=True)
+            with insertion_order(con):
+                yield _read_or_reject(work, _SHARED_CATALOG, files, groups, shared=True)
         finally:
             work.close()
-            con.execute(f"SET preserve_insertion_order = {str(order).lower()}")
             con.execute(f"DETACH DATABASE IF EXISTS {_SHARED_CATALOG}")
         return
     scratch = duckdb.connect(config={"temp_directory": tempfile.gettempdir()})
@@ -182,6 +213,91 @@ def read_native(
         yield _read_or_reject(scratch, "memory", files, groups, shared=False)
     finally:
         scratch.close()
+
+
+def insert_native(files: list[NativeFile], groups: GroupsFn, con: duckdb.DuckDBPyConnection, table: str
+                  ) -> int | None:
+    """The one-pass form of :func:`read_native` + :meth:`NativeRead.store` (``source_path=True``):
+    read, type and insert the rows of ``files`` into ``table`` on ``con`` in one statement (one
+    UNION ALL part per DuckDB thread), without holding them apart first. Where the read runs is
+    decided as in :func:`read_native`.
+
+    Only rows with a record number inside their file's promised range [first_record, first_record +
+    rows) that type cleanly and are not malformed are inserted, so each file contributes at most its
+    promised rows, and the count equals the sum of the promises exactly when every file would have
+    been accepted. Returns that count; None when it fell short, when a reader failed, or when some
+    group needs the two-pass read (rows numbered by their order). After None, ``table`` may hold
+    rows of the call: the caller rolls back its transaction and reads the files by
+    :func:`read_native`, which finds the files to reject. The parts run at once only when
+    ``preserve_insertion_order`` is off (see :func:`insertion_order`; a setting of the whole
+    instance that an aborted transaction refuses to change, so the caller sets it around its
+    transaction)."""
+    if all(f.shared for f in files):
+        return _insert_one_pass(con, files, groups, con, table)
+    scratch = duckdb.connect(config={"temp_directory": tempfile.gettempdir()})
+    try:
+        return _insert_one_pass(scratch, files, groups, con, table)
+    finally:
+        scratch.close()
+
+
+def _insert_one_pass(work: duckdb.DuckDBPyConnection, files: list[NativeFile], groups: GroupsFn,
+                     con: duckdb.DuckDBPyConnection, table: str) -> int | None:
+    try:
+        planned, rejected = groups(work, files)
+    except duckdb.Error:
+        return None
+    if rejected or any(g.ordered for g in planned):
+        return None
+    first = {f.first_record for f in files}
+    if len(first) != 1:
+        return None
+    parts, selects, params = _threads(work), [], []
+    for group in planned:
+        n = min(parts, len(group.files))
+        for i in range(n):
+            select, part_params = _one_pass_select(group, group.files[i::n], first=min(first))
+            selects.append(select)
+            params += part_params
+    rows = " UNION ALL ".join(selects)
+    try:
+        if work is con:
+            count = con.execute(f"INSERT INTO {table} {rows}", params).fetchall()[0][0]
+        else:
+            work.execute("SET preserve_insertion_order = false")
+            count = _insert_from(con, table, work.sql(rows, params=params))
+    except duckdb.Error:
+        return None
+    return count if count == sum(f.rows for f in files) else None
+
+
+def _one_pass_select(group: NativeGroup, files: list[NativeFile], first: int) -> tuple[str, list[object]]:
+    """(SELECT of the stored rows of ``files`` read by ``group``'s statement, its parameters): rows
+    that type cleanly, are not malformed and have a record in [first, the file's last promised];
+    per-file facts (last record, source path, run id and family for rows without them) are looked up
+    by ``file_index`` in list parameters (a join on ``filename`` builds its hash table on the
+    reader's side, whose size DuckDB underestimates)."""
+    values, bad = typing_sql(group.sources)
+    params: list[object] = []
+
+    def fact(values: list[object], typ: str) -> str:
+        params.append(values)
+        return f"(?::{typ}[])[t.file_index::BIGINT + 1]"
+
+    fields = []
+    for name, _ in METRIC_FIELDS:
+        if name == "run_id" and name not in group.sources:
+            fields.append(f"coalesce(t.run_id, {fact([f.run_id for f in files], 'VARCHAR')}) AS run_id")
+        elif name == "family" and any(f.family is not None for f in files):
+            fields.append(f"coalesce(t.family, {fact([f.family for f in files], 'VARCHAR')}) AS family")
+        else:
+            fields.append(f"t.{name}")
+    head = f"SELECT {', '.join(fields)}, t.record, {fact([f.source for f in files], 'VARCHAR')} AS source_path "
+    params.append(paths(files))  # the ? of group.sql
+    body = (f"FROM (SELECT c.file_index, c.record, {values}, ({bad} OR c.malformed) AS bad FROM ({group.sql}) AS c) "
+            f"AS t WHERE NOT t.bad AND t.record BETWEEN {int(first)} AND ")
+    last = fact([f.first_record + f.rows - 1 for f in files], "BIGINT")
+    return head + body + last, params
 
 
 def _read_or_reject(work: duckdb.DuckDBPyConnection, catalog: str, files: list[NativeFile], groups: GroupsFn,
