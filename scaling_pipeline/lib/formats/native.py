@@ -141,22 +141,16 @@ class NativeRead:
         ``table`` on ``con`` (the connection given to :func:`read_native`, if any); returns the count."""
         if self._work is None or not self.accepted:
             return 0
+        fields = ", ".join(f"t.{n}" for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
+        extra = ", a.source AS source_path" if source_path else ""
         rows = (
-            f"SELECT {_output_columns('coalesce(t.record, t.rowid - a.lo + a.first_record)', source_path)} "
+            f"SELECT coalesce(t.run_id, a.run_id) AS run_id, coalesce(t.family, a.family) AS family, "
+            f"{fields}, coalesce(t.record, t.rowid - a.lo + a.first_record) AS record{extra} "
             f"FROM {self._catalog}.{_TYPED} t JOIN {self._catalog}.{_ACCEPTED} a USING (filename)"
         )
         if self._shared:
             return con.execute(f"INSERT INTO {table} {rows}").fetchall()[0][0]
         return _insert_from(con, table, self._work.sql(rows))
-
-
-def _output_columns(record: str, source_path: bool) -> str:
-    """The select list of stored rows from typed rows ``t`` and their file's facts ``a`` (run id and
-    family for rows without them, ``source``); ``record``: the record number's expression."""
-    fields = ", ".join(f"t.{n}" for n, _ in METRIC_FIELDS if n not in ("run_id", "family"))
-    extra = ", a.source AS source_path" if source_path else ""
-    return (f"coalesce(t.run_id, a.run_id) AS run_id, coalesce(t.family, a.family) AS family, {fields}, "
-            f"{record} AS record{extra}")
 
 
 def _insert_from(con: duckdb.DuckDBPyConnection, table: str, rows: duckdb.DuckDBPyRelation) -> int:
@@ -243,20 +237,20 @@ def insert_native(files: list[NativeFile], groups: GroupsFn, con: duckdb.DuckDBP
 
 def _insert_one_pass(work: duckdb.DuckDBPyConnection, files: list[NativeFile], groups: GroupsFn,
                      con: duckdb.DuckDBPyConnection, table: str) -> int | None:
+    """:func:`insert_native` with the reads in ``work`` (``con`` itself, or a scratch instance)."""
     try:
         planned, rejected = groups(work, files)
     except duckdb.Error:
         return None
-    if rejected or any(g.ordered for g in planned):
+    firsts = {f.first_record for f in files}
+    if rejected or len(firsts) != 1 or any(g.ordered for g in planned):
         return None
-    first = {f.first_record for f in files}
-    if len(first) != 1:
-        return None
+    (first,) = firsts
     parts, selects, params = _threads(work), [], []
     for group in planned:
         n = min(parts, len(group.files))
         for i in range(n):
-            select, part_params = _one_pass_select(group, group.files[i::n], first=min(first))
+            select, part_params = _one_pass_select(group, group.files[i::n], first)
             selects.append(select)
             params += part_params
     rows = " UNION ALL ".join(selects)
