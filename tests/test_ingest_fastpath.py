@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaling_pipeline.lib.formats import SourceUnit, common, create_staging, read_unit, write_logs
+from scaling_pipeline.lib.formats import SourceUnit, common, create_staging, native, read_unit, write_logs
 from scaling_pipeline.lib.ingest import ingest
 from tests.test_formats import ladder
 
@@ -275,10 +275,13 @@ def _warehouse(root: Path, db: Path, *, fast: bool, batch_bytes: int | None = No
     return tables, summary, common.READ_METHODS - before
 
 
-def test_batched_native_read_isolates_damaged_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_pass_min_rows", [native.ONE_PASS_MIN_ROWS, 1], ids=["held apart", "one pass first"])
+def test_batched_native_read_isolates_damaged_files(tmp_path: Path, monkeypatch, one_pass_min_rows: int) -> None:
     """Many files per native statement: a damaged file (which fails read_csv/read_json for the whole
     list) is isolated by bisection and read alone line by line; the warehouse equals the one of an
-    all-exact ingest, and the clean files are all read natively."""
+    all-exact ingest, and the clean files are all read natively. With small files allowed one pass,
+    batches are first stored in one pass, which a damaged file rolls back."""
+    monkeypatch.setattr(native, "ONE_PASS_MIN_ROWS", one_pass_min_rows)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -359,7 +362,7 @@ def test_byte_scan_keeps_line_one_within_a_chunk(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damaged", [False, True], ids=["one pass", "held apart"])
-def test_batched_read_in_the_warehouse_leaves_it_as_it_was(tmp_path: Path, damaged: bool) -> None:
+def test_batched_read_in_the_warehouse_leaves_it_as_it_was(tmp_path: Path, damaged: bool, monkeypatch) -> None:
     """Small csv/jsonl files are read in the warehouse's own DuckDB instance, in one pass or (when a
     file of the batch is damaged) again with their rows held apart: afterwards the attached scratch
     database is gone and preserve_insertion_order (an instance-wide setting the read turns off) is
@@ -369,6 +372,7 @@ def test_batched_read_in_the_warehouse_leaves_it_as_it_was(tmp_path: Path, damag
     for i in range(3):
         (root / f"r{i}.jsonl").write_text("".join(f'{{"step": {n}, "loss": {1 + 1 / n}}}\n' for n in range(1, 6)))
         (root / f"r{i}.csv").write_text(CLEAN_CSV)
+    monkeypatch.setattr(native, "ONE_PASS_MIN_ROWS", 1)  # small files too
     if damaged:
         (root / "r3.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": "x", "loss": 2.0}\n')
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
@@ -380,7 +384,7 @@ def test_batched_read_in_the_warehouse_leaves_it_as_it_was(tmp_path: Path, damag
         assert con.execute("SELECT count(*) FROM raw.metrics").fetchone()[0] == 3 * (5 + 6) + damaged  # jsonl 5, csv 6
 
 
-def test_one_pass_insert_holds_each_file_to_its_own_promise(tmp_path: Path) -> None:
+def test_one_pass_insert_holds_each_file_to_its_own_promise(tmp_path: Path, monkeypatch) -> None:
     """A batch is stored in one pass only if every file gave exactly the rows its bytes promised, all
     clean: a file that grew after it was scanned (a row more than promised) cannot make up for a
     file with a bad row, although the batch's total would match."""
@@ -393,6 +397,7 @@ def test_one_pass_insert_holds_each_file_to_its_own_promise(tmp_path: Path) -> N
     grown, bad = tmp_path / "grown.jsonl", tmp_path / "bad.jsonl"
     grown.write_text("".join(f'{{"step": {n}, "loss": 2.5}}\n' for n in range(1, 4)))
     bad.write_text('{"step": 1, "loss": 2.5}\n{"step": "x", "loss": 2.0}\n{"step": 3, "loss": 1.5}\n')
+    monkeypatch.setattr(native, "ONE_PASS_MIN_ROWS", 1)
     files = {p.stem: native_file(SourceUnit(p, "jsonl", (p,)), scan_bytes(p), p.name) for p in (grown, bad)}
     assert all(f is not None and f.rows == 3 for f in files.values())
     with duckdb.connect() as con:
