@@ -384,7 +384,7 @@ def test_batched_read_in_the_warehouse_leaves_it_as_it_was(tmp_path: Path, damag
         assert con.execute("SELECT count(*) FROM raw.metrics").fetchone()[0] == 3 * (5 + 6) + damaged  # jsonl 5, csv 6
 
 
-def test_one_pass_insert_holds_each_file_to_its_own_promise(tmp_path: Path, monkeypatch) -> None:
+def test_one_pass_insert_holds_each_file_to_its_own_promise(tmp_path: Path) -> None:
     """A batch is stored in one pass only if every file gave exactly the rows its bytes promised, all
     clean: a file that grew after it was scanned (a row more than promised) cannot make up for a
     file with a bad row, although the batch's total would match."""
@@ -397,7 +397,6 @@ def test_one_pass_insert_holds_each_file_to_its_own_promise(tmp_path: Path, monk
     grown, bad = tmp_path / "grown.jsonl", tmp_path / "bad.jsonl"
     grown.write_text("".join(f'{{"step": {n}, "loss": 2.5}}\n' for n in range(1, 4)))
     bad.write_text('{"step": 1, "loss": 2.5}\n{"step": "x", "loss": 2.0}\n{"step": 3, "loss": 1.5}\n')
-    monkeypatch.setattr(native, "ONE_PASS_MIN_ROWS", 1)
     files = {p.stem: native_file(SourceUnit(p, "jsonl", (p,)), scan_bytes(p), p.name) for p in (grown, bad)}
     assert all(f is not None and f.rows == 3 for f in files.values())
     with duckdb.connect() as con:

@@ -17,8 +17,7 @@ files (:mod:`scaling_pipeline.lib.formats.native`) are read natively many at a t
 into ``raw.metrics`` in one pass, which is kept only if every file of the batch gave exactly its
 promised clean rows; otherwise rolled back and read again with each file's rows held apart until
 it has typed cleanly. Every other unit, and every file a batch rejected, is read alone and stored
-in its own transaction. Units gone
-from the root lose their rows. Hashing the files (and checking fast-path candidates) runs in a
+in its own transaction. Units gone from the root lose their rows. Hashing the files (and checking fast-path candidates) runs in a
 worker thread up to INSPECT_AHEAD units ahead, beside the main thread's DuckDB statements. A unit
 whose reader raised (or that vanished while being read) is quarantined with the exception text and
 stored without a hash, so the next ingest retries it.
@@ -53,7 +52,7 @@ from scaling_pipeline.lib.formats import (
     read_unit,
 )
 from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, insert_arrow
-from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile
+from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile, one_pass_pays
 from scaling_pipeline.lib.formats.text import ByteScan, read_chunks, scan_bytes
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, QUARANTINE_COLUMNS, RUN_COLUMNS, ddl
 
@@ -237,6 +236,15 @@ class _Pending:
     found: Fingerprint
     native: NativeFile
 
+    @property
+    def report(self) -> ReadReport:
+        """Its report once its batch's native read accepted it."""
+        return ReadReport(self.unit.reader, n_metric_rows=self.native.rows, method="fast")
+
+
+class _OnePassFailed(Exception):
+    """A batch's one-pass insert fell short (see :meth:`_Ingest.store_batch`)."""
+
 
 class _Ingest:
     """One :func:`ingest` call: single units are read and stored one by one; native candidates are
@@ -344,7 +352,7 @@ class _Ingest:
         del self.pending_bytes[key], self.pending_rows[key]
         files, reader = [p.native for p in batch], key[0]
         stored = False
-        if reader not in self.held_apart:
+        if reader not in self.held_apart and one_pass_pays(files):
             with insertion_order(self.con, False):
                 stored = self.store_batch(batch, lambda: insert_native(files, self.con, RAW_METRICS))
         if stored:
@@ -361,8 +369,7 @@ class _Ingest:
         for p in batch:
             if p.rel in accepted:
                 count_method(p.unit.reader, "fast")
-                self.count(p.number, p.unit, p.rel, ReadReport(p.unit.reader, n_metric_rows=p.native.rows,
-                                                                method="fast"))
+                self.count(p.number, p.unit, p.rel, p.report)
             else:
                 self.read_one(p.number, p.unit, p.rel, p.found)
 
@@ -371,21 +378,17 @@ class _Ingest:
         and add their ``raw.files`` rows; rolled back (False) when ``insert`` returns None."""
         if not done:
             return True
-        con, now = self.con, datetime.now(UTC).replace(tzinfo=None)
-        con.begin()
+        now = datetime.now(UTC).replace(tzinfo=None)
         try:
-            if replaced := [p.rel for p in done if p.rel in self.known]:
-                _delete(con, replaced)
-            if insert() is None:
-                con.rollback()
-                return False
-            insert_arrow(con, RAW_FILES, _file_rows([
-                (p.rel, p.unit.reader, p.found.size, p.found.sha256,
-                 ReadReport(p.unit.reader, n_metric_rows=p.native.rows, method="fast")) for p in done], now))
-        except BaseException:
-            con.rollback()
-            raise
-        con.commit()
+            with _transaction(self.con):
+                if replaced := [p.rel for p in done if p.rel in self.known]:
+                    _delete(self.con, replaced)
+                if insert() is None:
+                    raise _OnePassFailed
+                insert_arrow(self.con, RAW_FILES, _file_rows(
+                    [(p.rel, p.unit.reader, p.found.size, p.found.sha256, p.report) for p in done], now))
+        except _OnePassFailed:
+            return False
         return True
 
     def count(self, number: int, unit: SourceUnit, rel: str, report: ReadReport) -> None:

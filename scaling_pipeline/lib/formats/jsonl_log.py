@@ -4,9 +4,9 @@ Fast path (:mod:`.native`, see :func:`native_groups`): a file whose every line i
 using only the keys of its first line (no blank lines, NUL bytes or lines longer than
 MAX_LINE_BYTES, no glob characters in its path) is read natively, in one statement with the other
 files whose first line has the same keys; a line with exactly those keys is parsed once into typed
-values, any other line by the exact path's SQL (``json_extract_string``), see :func:`_group`;
-``record`` = line number. It is kept only if the row count equals the
-file's line count and every row types cleanly; otherwise nothing of it is kept, and it is read
+values, any other line by the exact path's SQL (``json_extract_string``), see ``_group``;
+``record`` = line number. It is kept only if the row count equals the file's line count and every
+row types cleanly; otherwise nothing of it is kept, and it is read
 again alone (its keys then are the union over its lines), then, if still rejected, by the exact
 path: lines are streamed into DuckDB from Python, one rejection per bad line, and typed by the same
 SQL, so a clean file gives the same rows either way. ``NaN``/``Infinity``
@@ -244,8 +244,8 @@ def native_groups(
 
 
 def _lines(small: bool) -> tuple[str, str]:
-    """(relation of the lines of the files in the parameter: ``filename``, ``file_index``, ``n`` (line number, or
-    NULL: by order), the line's column; its name). Small files: ``read_text`` split in SQL, blank
+    """(relation of the lines of the files in the parameter: ``filename``, ``file_index``, ``n`` (line
+    number, or NULL: by order), the line's column; its name). Small files: ``read_text`` split in SQL, blank
     lines dropped (the row count check then fails); others: ``read_ndjson_objects`` (valid JSON
     without leading whitespace; a blank line is skipped)."""
     if small:
@@ -282,35 +282,27 @@ def _group(keys: tuple[str, ...], small: bool, files: list[NativeFile]) -> Nativ
     texts = {name: f"coalesce({', '.join(f'js[{next(index)}]' for _ in found)})" for name, found in fields}
     allowed = f"[{', '.join(_literal(k) for k in keys)}]::VARCHAR[]"  # line 1's list first: cheap to compare
     lines, text = _lines(small)
-    extract = f"json_extract_string({text}, [{', '.join(_literal(p) for p in json_paths)}])"
-    sources = {name: found[0] for name, found in fields}
-    if len({k.lower() for k in keys}) < len(keys):
-        cells = ", ".join(f"{texts[name]} AS {name}" for name, _ in fields)
-        sql = (
-            f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') OR CASE WHEN json_keys({text}) = "
-            f"{allowed} THEN false ELSE NOT list_has_all({allowed}, json_keys({text})) END AS malformed, {cells} "
-            f"FROM (SELECT filename, file_index, n, {text}, {extract} AS js FROM {lines})"
-        )
-        return NativeGroup(sql, sources, files, ordered=not small)
     types = dict(METRIC_FIELDS)
+    typed = len({k.lower() for k in keys}) == len(keys)
     structure = {key: "DOUBLE" if types[name] == "DOUBLE" else "VARCHAR" for name, found in fields for key in found}
+    parsed = f"json_transform_strict({text}, {_literal(json.dumps(structure))})" if typed else "NULL"
+    uniform = f"same_keys AND NOT (contains({text}, 'true') OR contains({text}, 'false'))" if typed else "false"
     cells, failed = [], []
     for name, found in fields:
         value = f"coalesce({', '.join(f'struct_extract(s, {_literal(key)})' for key in found)})"
         other = texts[name]
         if types[name] == "DOUBLE":
             other = f"TRY_CAST({texts[name]} AS DOUBLE)"
-            failed.append(f"(NOT uniform AND {texts[name]} IS NOT NULL AND {other} IS NULL)")
-        cells.append(f"CASE WHEN uniform THEN {value} ELSE {other} END AS {name}")
+            failed.append(f" OR (NOT uniform AND {texts[name]} IS NOT NULL AND {other} IS NULL)")
+        cells.append(f"CASE WHEN uniform THEN {value} ELSE {other} END AS {name}" if typed else f"{other} AS {name}")
     sql = (
         f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') OR CASE WHEN same_keys THEN false "
-        f"ELSE NOT list_has_all({allowed}, json_keys({text})) END{''.join(f' OR {f}' for f in failed)} AS malformed, "
-        f"{', '.join(cells)} FROM (SELECT *, CASE WHEN uniform THEN json_transform_strict({text}, "
-        f"{_literal(json.dumps(structure))}) END AS s, CASE WHEN NOT uniform THEN {extract} END AS js "
-        f"FROM (SELECT *, same_keys AND NOT (contains({text}, 'true') OR contains({text}, 'false')) AS uniform "
+        f"ELSE NOT list_has_all({allowed}, json_keys({text})) END{''.join(failed)} AS malformed, {', '.join(cells)} "
+        f"FROM (SELECT *, CASE WHEN uniform THEN {parsed} END AS s, CASE WHEN NOT uniform THEN json_extract_string("
+        f"{text}, [{', '.join(_literal(p) for p in json_paths)}]) END AS js FROM (SELECT *, {uniform} AS uniform "
         f"FROM (SELECT filename, file_index, n, {text}, json_keys({text}) = {allowed} AS same_keys FROM {lines})))"
     )
-    return NativeGroup(sql, sources, files, ordered=not small)
+    return NativeGroup(sql, {name: found[0] for name, found in fields}, files, ordered=not small)
 
 
 def _literal(text: str) -> str:

@@ -49,10 +49,7 @@ from .metric_sql import METRIC_FIELDS, typing_sql
 GLOB_CHARACTERS = frozenset("*?[")  # DuckDB's readers expand these even in a list of paths
 BATCH_BYTES = 256 << 20  # source bytes read together by one call in ingest (bounds memory) ...
 BATCH_ROWS = 1_000_000  # ... and rows (Parquet is compact: its rows bound the scratch database)
-# a one-pass insert looks up each row's file facts in lists of the part's files, at a cost per row
-# that grows with their number: with fewer rows per file on average it loses to holding files apart
-# (measured: ahead at 1,000 rows per file, behind at 100)
-ONE_PASS_MIN_ROWS = 500
+ONE_PASS_MIN_ROWS = 500  # rows per file on average from which insert_native pays (see one_pass_pays)
 _TYPED = "typed"
 _ACCEPTED = "accepted"
 T = TypeVar("T")
@@ -79,8 +76,8 @@ class NativeFile:
 class NativeGroup:
     """A statement reading ``files``: ``sql`` takes one parameter (the list of paths) and yields
     ``filename``, ``file_index`` (the file's 0-based position in the list), ``record`` (the row's
-    line/row number, or NULL: then its position in the reader's
-    output gives it, see ``ordered``), ``malformed`` (the row is bad beyond its cells, e.g. a wrong
+    line/row number, or NULL: then its position in the reader's output gives it, see
+    ``ordered``), ``malformed`` (the row is bad beyond its cells, e.g. a wrong
     field count) and one cell column per canonical field in ``sources`` (canonical -> source name).
 
     ``ordered``: run with ``preserve_insertion_order`` (needed when ``record`` is NULL; slower)."""
@@ -213,26 +210,31 @@ def read_native(
         scratch.close()
 
 
+def one_pass_pays(files: list[NativeFile]) -> bool:
+    """Whether :func:`insert_native` is worth trying for ``files``: with ONE_PASS_MIN_ROWS rows per
+    file or more on average. It looks up each row's file facts in lists of its part's files, at a
+    cost per row that grows with their number; with small files it loses to :func:`read_native`
+    (measured: ahead at 1,000 rows per file, behind at 100)."""
+    return sum(f.rows for f in files) >= ONE_PASS_MIN_ROWS * len(files)
+
+
 def insert_native(files: list[NativeFile], groups: GroupsFn, con: duckdb.DuckDBPyConnection, table: str
                   ) -> int | None:
     """The one-pass form of :func:`read_native` + :meth:`NativeRead.store` (``source_path=True``):
     read, type and insert the rows of ``files`` into ``table`` on ``con`` in one statement (a UNION
-    ALL of one part per DuckDB thread), without holding them apart first; only for files of
-    ONE_PASS_MIN_ROWS rows or more on average. Where the read runs is
-    decided as in :func:`read_native`.
+    ALL of one part per DuckDB thread), without holding them apart first (for which files that
+    pays: :func:`one_pass_pays`). Where the read runs is decided as in :func:`read_native`.
 
     Only rows with a record number inside their file's promised range [first_record, first_record +
     rows) that type cleanly and are not malformed are inserted, so each file contributes at most its
     promised rows, and the count equals the sum of the promises exactly when every file would have
-    been accepted. Returns that count; None when it fell short, when a reader failed, when the
-    files are small, or when some group needs the two-pass read (rows numbered by their order). After None, ``table`` may hold
+    been accepted. Returns that count; None when it fell short, when a reader failed, or when some
+    group needs the two-pass read (rows numbered by their order). After None, ``table`` may hold
     rows of the call: the caller rolls back its transaction and reads the files by
     :func:`read_native`, which finds the files to reject. The parts run at once only when
     ``preserve_insertion_order`` is off (see :func:`insertion_order`; a setting of the whole
     instance that an aborted transaction refuses to change, so the caller sets it around its
     transaction)."""
-    if sum(f.rows for f in files) < ONE_PASS_MIN_ROWS * len(files):
-        return None
     if all(f.shared for f in files):
         return _insert_one_pass(con, files, groups, con, table)
     scratch = duckdb.connect(config={"temp_directory": tempfile.gettempdir()})
