@@ -191,7 +191,7 @@ CSV_CELLS = st.sampled_from(
 JSON_VALUES = st.sampled_from(
     ["1", "2", "62.0", "62.5", '" 3 "', "NaN", "Infinity", "-Infinity", "null", '""', '"  "',
      '"abc"', "true", "[1]", '{"a": 1}', "1e400", "9223372036854775807", "9223372036854775808",
-     '"1e3"', "-0", '"ü"', "0.1"]
+     '"1e3"', "-0", '"ü"', "0.1", '"a:b"', "false"]
 )  # fmt: skip
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                 HealthCheck.function_scoped_fixture])  # fmt: skip
@@ -229,7 +229,7 @@ def test_fuzz_jsonl_fast_equals_exact(tmp_path_factory, rows) -> None:
     keys=st.sampled_from([("step", "loss", "run", "lr"), ("run", "lr", "loss", "step"), ("step", "loss", "Loss", "lr")]),
 )
 def test_fuzz_batched_jsonl_fast_equals_exact(tmp_path_factory, rows, keys) -> None:
-    """A batch reads each line with line 1's keys (in its order, no true/false) once, into typed
+    """A batch reads each line with line 1's keys (in any order, no true/false) once, into typed
     values, and other lines as the exact path does: the warehouse equals the all-exact one. None
     leaves the key out of the line."""
     root = tmp_path_factory.mktemp("f")
@@ -310,6 +310,10 @@ def test_batched_native_read_isolates_damaged_files(tmp_path: Path, monkeypatch,
     (root / "jsonl" / "reordered.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"loss": 2.0, "step": 2}\n')
     (root / "jsonl" / "repeated.jsonl").write_text('{"step": 1, "loss": 2.5, "loss": 9}\n{"step": 2, "loss": 2.0}\n')
     (root / "jsonl" / "late_alias.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "Loss": 1.5}\n')
+    # ... as does one with line 1's keys and one more (the typed parse would ignore it); a ':' in a
+    # value sends its line to the exact path's functions
+    (root / "jsonl" / "late_extra.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 1.5, "lr": 0.1}\n')
+    (root / "jsonl" / "colon.jsonl").write_text('{"step": 1, "loss": 2.5, "note": "a:b"}\n{"step": 2, "loss": 2, "note": 1}\n')
     pq.write_table(pa.table({"step": ["1", "x"], "loss": [2.5, 2.0]}), root / "parquet" / "bad_step.parquet")
     pq.write_table(pa.table({"global_step": [1, 2], "eval_loss": [2.5, None]}), root / "parquet" / "other.parquet")
     (root / "parquet" / "corrupt.parquet").write_bytes(b"PAR1 not really")
@@ -327,7 +331,7 @@ def test_batched_native_read_isolates_damaged_files(tmp_path: Path, monkeypatch,
     # natively: the ladder's run files (but the csv one with a quoted run id), the 6 plain files, the
     # file with other keys/columns, glob1.csv / g1.parquet; the rest alone (exact path or quarantine)
     n_fast = {k: v for k, v in summary.read_methods.items() if k.endswith("/fast")}
-    assert n_fast == {"csv/fast": 2 + 6 + 2, "jsonl/fast": 3 + 6 + 2 + 3, "parquet/fast": 3 + 2}, n_fast
+    assert n_fast == {"csv/fast": 2 + 6 + 2, "jsonl/fast": 3 + 6 + 2 + 5, "parquet/fast": 3 + 2}, n_fast
     assert summary.read_methods["csv/exact"] == 5 and summary.read_methods["jsonl/exact"] == 2
     assert used["parquet/fast"] == 5
     with duckdb.connect(str(tmp_path / "fast.duckdb")) as con:
@@ -339,7 +343,9 @@ def test_batched_native_read_isolates_damaged_files(tmp_path: Path, monkeypatch,
     with duckdb.connect(str(tmp_path / "fast.duckdb")) as con:
         late = con.execute("SELECT list(train_loss ORDER BY step) FROM raw.metrics WHERE source_path = ?",
                            ["jsonl/late_alias.jsonl"]).fetchone()[0]
-    assert late == [2.5, 1.5]
+        extra = con.execute("SELECT list(lr ORDER BY step) FROM raw.metrics WHERE source_path = ?",
+                            ["jsonl/late_extra.jsonl"]).fetchone()[0]
+    assert late == [2.5, 1.5] and extra == [None, 0.1]
 
 
 def test_byte_scan_keeps_line_one_within_a_chunk(tmp_path: Path) -> None:

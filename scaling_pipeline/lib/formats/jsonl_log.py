@@ -3,8 +3,9 @@
 Fast path (:mod:`.native`, see :func:`native_groups`): a file whose every line is a JSON object
 using only the keys of its first line (no blank lines, NUL bytes or lines longer than
 MAX_LINE_BYTES, no glob characters in its path) is read natively, in one statement with the other
-files whose first line has the same keys; a line with exactly those keys is parsed once into typed
-values, any other line by the exact path's SQL (``json_extract_string``), see ``_group``;
+files whose first line has the same keys; a line with exactly those keys (and no ``:`` in its
+values) is parsed once into typed values, any other line by the exact path's SQL
+(``json_extract_string``), see ``_group``;
 ``record`` = line number. It is kept only if the row count equals the file's line count and every
 row types cleanly; otherwise nothing of it is kept, and it is read
 again alone (its keys then are the union over its lines), then, if still rejected, by the exact
@@ -266,27 +267,32 @@ def _group(keys: tuple[str, ...], small: bool, files: list[NativeFile]) -> Nativ
     """The statement for ``files`` whose lines may use the keys ``keys`` only (a valid JSON text
     that starts with ``{`` is an object).
 
-    Values: a line with exactly line 1's keys, in its order, and no ``true``/``false`` in its text
-    (*uniform*) is parsed once by ``json_transform_strict`` into a struct whose number fields are
-    DOUBLE, which is what the exact path's text-then-cast gives (``json_transform_strict`` casts a
-    JSON boolean to 1.0, hence the text test). Its failures (a string that is no number, a
-    duplicate key) fail the statement: the files are then read again in smaller sets and the file
-    at fault alone, by the exact path. Other lines, and files whose line 1 repeats a key or has keys
-    equal but for case (struct field names ignore case), use the exact path's
-    ``json_extract_string`` texts, cast as the exact path casts them; a number field whose text
-    does not cast makes the line malformed."""
+    Values: a line is parsed once, by ``json_transform_strict`` into a struct with every key of line
+    1 (number fields DOUBLE, which is what the exact path's text-then-cast gives), when it has
+    exactly as many ``:`` as line 1 has keys and no ``true``/``false`` in its text (the transform
+    casts a JSON boolean to 1.0). Where the transform succeeds (*uniform*), every key of line 1 is
+    present once, so with one ``:`` per member there is no other key. Any other line, and every line
+    of a file whose line 1 repeats a key or has keys equal but for case (struct field names ignore
+    case), uses the exact path's ``json_extract_string`` texts, cast as the exact path casts them; a
+    number field whose text does not cast makes the line malformed. A line that is not valid JSON
+    fails the statement (``json_keys``): the files are then read again in smaller sets and the file
+    at fault alone, by the exact path."""
     resolved = resolve_aliases(sorted(set(keys)), METRIC_ALIASES)
     fields = [(name, resolved[name]) for name, _ in METRIC_FIELDS if name in resolved]
     json_paths = [f'$."{key}"' for _, found in fields for key in found]
     index = iter(range(1, len(json_paths) + 1))
     texts = {name: f"coalesce({', '.join(f'js[{next(index)}]' for _ in found)})" for name, found in fields}
-    allowed = f"[{', '.join(_literal(k) for k in keys)}]::VARCHAR[]"  # line 1's list first: cheap to compare
+    allowed = f"[{', '.join(_literal(k) for k in keys)}]::VARCHAR[]"
     lines, text = _lines(small)
     types = dict(METRIC_FIELDS)
     typed = len({k.lower() for k in keys}) == len(keys)
-    structure = {key: "DOUBLE" if types[name] == "DOUBLE" else "VARCHAR" for name, found in fields for key in found}
-    parsed = f"json_transform_strict({text}, {_literal(json.dumps(structure))})" if typed else "NULL"
-    uniform = f"same_keys AND NOT (contains({text}, 'true') OR contains({text}, 'false'))" if typed else "false"
+    metric = {key: "DOUBLE" if types[name] == "DOUBLE" else "VARCHAR" for name, found in fields for key in found}
+    structure = _literal(json.dumps({key: metric.get(key, "JSON") for key in keys}))
+    parsed = (
+        f"CASE WHEN strlen({text}) - strlen(replace({text}, ':', '')) = {len(keys)} AND NOT (contains({text}, "
+        f"'true') OR contains({text}, 'false')) THEN TRY(json_transform_strict({text}, {structure})) END"
+        if typed else "NULL"
+    )
     cells, failed = [], []
     for name, found in fields:
         value = f"coalesce({', '.join(f'struct_extract(s, {_literal(key)})' for key in found)})"
@@ -296,11 +302,11 @@ def _group(keys: tuple[str, ...], small: bool, files: list[NativeFile]) -> Nativ
             failed.append(f" OR (NOT uniform AND {texts[name]} IS NOT NULL AND {other} IS NULL)")
         cells.append(f"CASE WHEN uniform THEN {value} ELSE {other} END AS {name}" if typed else f"{other} AS {name}")
     sql = (
-        f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') OR CASE WHEN same_keys THEN false "
+        f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') OR CASE WHEN uniform THEN false "
         f"ELSE NOT list_has_all({allowed}, json_keys({text})) END{''.join(failed)} AS malformed, {', '.join(cells)} "
-        f"FROM (SELECT *, CASE WHEN uniform THEN {parsed} END AS s, CASE WHEN NOT uniform THEN json_extract_string("
-        f"{text}, [{', '.join(_literal(p) for p in json_paths)}]) END AS js FROM (SELECT *, {uniform} AS uniform "
-        f"FROM (SELECT filename, file_index, n, {text}, json_keys({text}) = {allowed} AS same_keys FROM {lines})))"
+        f"FROM (SELECT *, CASE WHEN NOT uniform THEN json_extract_string({text}, "
+        f"[{', '.join(_literal(p) for p in json_paths)}]) END AS js FROM (SELECT *, s IS NOT NULL AS uniform "
+        f"FROM (SELECT filename, file_index, n, {text}, {parsed} AS s FROM {lines})))"
     )
     return NativeGroup(sql, {name: found[0] for name, found in fields}, files, ordered=not small)
 
