@@ -213,10 +213,10 @@ def native_groups(
     union of their lines' keys, found by one pass) and size class: small files (< SMALL_FILE_BYTES;
     DuckDB's JSON readers cost ~0.1 ms per file) are split into numbered lines from ``read_text``,
     larger ones are read by ``read_ndjson_objects`` (numbered by their order). Each line is parsed for
-    its values (the exact path's ``json_extract_string``) and its keys; a line that is not valid JSON
-    fails the statement, one that is not an object or has a key outside K is malformed (the file goes
-    the exact way). With every line's keys in K and K the keys of line 1 (or the union), the file's
-    union of keys is K, so its fields resolve as on the exact path."""
+    its values and its keys (see ``_group``); a line that is not valid JSON fails the statement, one
+    that is not an object or has a key outside K is malformed (the file goes the exact way). With
+    every line's keys in K and K the keys of line 1 (or the union), the file's union of keys is K,
+    so its fields resolve as on the exact path."""
     by_keys: dict[tuple[tuple[str, ...], bool], list[NativeFile]] = {}
     for file in files:
         if file.layout is not None:
