@@ -242,6 +242,22 @@ def test_fuzz_batched_jsonl_fast_equals_exact(tmp_path_factory, rows, keys) -> N
     assert fast == exact
 
 
+def test_batched_jsonl_odd_keys_equal_exact(tmp_path: Path) -> None:
+    """Every key of line 1 enters the typed parse's struct: keys with quotes, spaces, NUL, ':' or a
+    case clash with a metric give the warehouse of the all-exact ingest (some files go the exact way)."""
+    root = tmp_path / "logs"
+    root.mkdir()
+    odd = ["", 'a"b', "x\u0000", "my key", "é", "a'b", "STEP", "a:b", "{", "\\"]
+    for i, key in enumerate(odd):
+        rows = [{"step": 1, "loss": 2.5, key: 3}, {"step": 2, "loss": 2.0, key: [1]}, {"loss": 1.5, "step": 3, key: None}]
+        (root / f"f{i}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    fast, summary, _ = _warehouse(root, tmp_path / "fast.duckdb", fast=True)
+    exact, _, _ = _warehouse(root, tmp_path / "exact.duckdb", fast=False)
+    assert fast == exact
+    assert summary.read_methods == {"jsonl/fast": 8, "jsonl/exact": 2}
+    assert len(fast[0]) == 3 * len(odd) - 1  # STEP (an alias of step) rejects its row of [1]
+
+
 def test_ingest_summary_counts_read_methods(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "a.csv").write_text(CLEAN_CSV)
