@@ -429,3 +429,24 @@ def test_one_pass_insert_holds_each_file_to_its_own_promise(tmp_path: Path) -> N
         assert insert_native([files["grown"]], con, RAW_METRICS) == 3
         assert con.execute(f"SELECT list(step ORDER BY record), list(DISTINCT run_id), list(DISTINCT source_path) "
                            f"FROM {RAW_METRICS}").fetchone() == ([1, 2, 3], ["grown"], ["grown.jsonl"])
+
+
+def test_one_pass_is_tried_only_for_numbered_rows(tmp_path: Path) -> None:
+    """Files of 1 MiB or more (csv, jsonl) are read by DuckDB's readers, whose rows are numbered by
+    their order: a batch of them is held apart from the start, never begun in one pass and rolled
+    back; small files (split in SQL, numbered lines) and Parquet files (row numbers) may go in one pass."""
+    from scaling_pipeline.lib.formats import jsonl_log, native_file
+    from scaling_pipeline.lib.formats.native import one_pass_pays
+    from scaling_pipeline.lib.formats.text import scan_bytes
+
+    line = json.dumps({"step": 1, "loss": 2.5, "pad": "x" * 200}) + "\n"
+    big, small = tmp_path / "big.jsonl", tmp_path / "small.jsonl"
+    big.write_text(line * ((1 << 20) // len(line) + 1))
+    small.write_text(line * native.ONE_PASS_MIN_ROWS)
+    files = {p.stem: native_file(SourceUnit(p, "jsonl", (p,)), scan_bytes(p), p.name) for p in (big, small)}
+    assert not files["big"].numbered and files["small"].numbered
+    assert not one_pass_pays([files["big"]]) and not one_pass_pays([files["big"], files["small"]])
+    assert one_pass_pays([files["small"]])
+    with duckdb.connect() as con:
+        groups, _ = jsonl_log.native_groups(con, list(files.values()))
+    assert sorted(g.ordered for g in groups) == [False, True]  # read_ndjson_objects: by order

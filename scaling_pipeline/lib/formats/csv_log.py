@@ -162,7 +162,7 @@ def native_file(
         return None
     small = scan.size < SMALL_FILE_BYTES  # read by read_text and string functions, as on the exact path
     return NativeFile(path, READER, tuple(names), scan.newlines - 1, 2, run_id, family, source, scan.size,
-                      shared=small)
+                      shared=small, numbered=small)
 
 
 def native_groups(
@@ -187,7 +187,7 @@ def native_groups(
             f"SELECT filename, file_index, string_split(content, chr(10)) AS lines FROM read_text(?))) "
             f"WHERE n > 1 AND line <> '')"
         )
-        groups.append(NativeGroup(sql, sources, small, ordered=False))
+        groups.append(NativeGroup(sql, sources, small))
     if large:
         types = dict(METRIC_FIELDS)
         read_types = {i: "VARCHAR" for i in range(1, len(names) + 1)}

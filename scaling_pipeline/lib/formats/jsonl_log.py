@@ -169,7 +169,8 @@ def native_file(
     if keys is None or _unusable(keys, run_id):
         return None
     small = scan.size < SMALL_FILE_BYTES  # read by read_text and JSON functions, as on the exact path
-    return NativeFile(path, READER, keys, scan.lines, 1, run_id, family, source, scan.size, shared=small)
+    return NativeFile(path, READER, keys, scan.lines, 1, run_id, family, source, scan.size, shared=small,
+                      numbered=small)
 
 
 class _Object(list):
@@ -308,7 +309,7 @@ def _group(keys: tuple[str, ...], small: bool, files: list[NativeFile]) -> Nativ
         f"[{', '.join(_literal(p) for p in json_paths)}]) END AS js FROM (SELECT *, s IS NOT NULL AS uniform "
         f"FROM (SELECT filename, file_index, n, {text}, {parsed} AS s FROM {lines})))"
     )
-    return NativeGroup(sql, {name: found[0] for name, found in fields}, files, ordered=not small)
+    return NativeGroup(sql, {name: found[0] for name, found in fields}, files)
 
 
 def _literal(text: str) -> str:

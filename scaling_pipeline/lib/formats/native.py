@@ -70,22 +70,26 @@ class NativeFile:
     source: str = ""  # carried to the output rows as source_path (ingest: the unit's relative path)
     size: int = 0  # bytes
     shared: bool = False  # its read runs only SQL the exact path runs in the warehouse too (see read_native)
+    numbered: bool = True  # its rows carry their record number (else their order gives it: NativeGroup.ordered)
 
 
 @dataclass(frozen=True)
 class NativeGroup:
     """A statement reading ``files``: ``sql`` takes one parameter (the list of paths) and yields
     ``filename``, ``file_index`` (the file's 0-based position in the list), ``record`` (the row's
-    line/row number, or NULL: then its position in the reader's output gives it, see
-    ``ordered``), ``malformed`` (the row is bad beyond its cells, e.g. a wrong
-    field count) and one cell column per canonical field in ``sources`` (canonical -> source name).
-
-    ``ordered``: run with ``preserve_insertion_order`` (needed when ``record`` is NULL; slower)."""
+    line/row number, or NULL for files not :attr:`NativeFile.numbered`: then its position in the
+    reader's output gives it, see ``ordered``), ``malformed`` (the row is bad beyond its cells, e.g. a
+    wrong field count) and one cell column per canonical field in ``sources`` (canonical -> source
+    name)."""
 
     sql: str
     sources: dict[str, str]
     files: list[NativeFile] = field(default_factory=list)
-    ordered: bool = True
+
+    @property
+    def ordered(self) -> bool:
+        """Run with ``preserve_insertion_order`` (needed when ``record`` is NULL; slower)."""
+        return not all(f.numbered for f in self.files)
 
 
 # reader hook: (scratch connection, files of one layout) -> (groups to read, files rejected already)
@@ -211,11 +215,12 @@ def read_native(
 
 
 def one_pass_pays(files: list[NativeFile]) -> bool:
-    """Whether :func:`insert_native` is worth trying for ``files``: with ONE_PASS_MIN_ROWS rows per
-    file or more on average. It looks up each row's file facts in lists of its part's files, at a
-    cost per row that grows with their number; with small files it loses to :func:`read_native`
-    (measured: ahead at 1,000 rows per file, behind at 100)."""
-    return sum(f.rows for f in files) >= ONE_PASS_MIN_ROWS * len(files)
+    """Whether :func:`insert_native` is worth trying for ``files``: every file is
+    :attr:`NativeFile.numbered` (it cannot do the others), with ONE_PASS_MIN_ROWS rows per file or
+    more on average. It looks up each row's file facts in lists of its part's files, at a cost per
+    row that grows with their number; with small files it loses to :func:`read_native` (measured:
+    ahead at 1,000 rows per file, behind at 100)."""
+    return all(f.numbered for f in files) and sum(f.rows for f in files) >= ONE_PASS_MIN_ROWS * len(files)
 
 
 def insert_native(files: list[NativeFile], groups: GroupsFn, con: duckdb.DuckDBPyConnection, table: str

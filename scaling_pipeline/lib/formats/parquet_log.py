@@ -81,7 +81,7 @@ def native_groups(
     cells = [f"{_cell(resolved[name])} AS {name}" for name, _ in METRIC_FIELDS if name in resolved]
     sql = (f"SELECT filename, file_index, file_row_number + 1 AS record, false AS malformed, {', '.join(cells)} "
            f"FROM read_parquet(?, filename=true, file_row_number=true)")
-    return [NativeGroup(sql, {name: found[0] for name, found in resolved.items()}, files, ordered=False)], []
+    return [NativeGroup(sql, {name: found[0] for name, found in resolved.items()}, files)], []
 
 
 def _load(path: Path, con: duckdb.DuckDBPyConnection) -> None:
