@@ -345,9 +345,10 @@ class _Ingest:
 
     def flush(self, key: tuple[str, Hashable, bool]) -> None:
         """Read one batch natively and store its accepted files in one transaction, then read each
-        rejected file alone. First in one pass (:func:`insert_native`); when some file of the batch
-        fails, that is rolled back and the batch is read again with its files held apart
-        (:func:`read_native`), and so are the reader's next batches until one has no rejected file."""
+        rejected file alone. First in one pass (:func:`insert_native`) where :func:`one_pass_pays`;
+        when some file of the batch fails, that is rolled back and the batch is read again with its
+        files held apart (:func:`read_native`), and so are the reader's next batches until one has
+        no rejected file."""
         batch = self.pending.pop(key)
         del self.pending_bytes[key], self.pending_rows[key]
         files, reader = [p.native for p in batch], key[0]
