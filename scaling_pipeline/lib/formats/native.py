@@ -207,11 +207,14 @@ def read_native(
             work.close()
             con.execute(f"DETACH DATABASE IF EXISTS {_SHARED_CATALOG}")
         return
-    scratch = duckdb.connect(config={"temp_directory": tempfile.gettempdir()})
-    try:
+    with _scratch() as scratch:
         yield _read_or_reject(scratch, "memory", files, groups, shared=False)
-    finally:
-        scratch.close()
+
+
+def _scratch() -> duckdb.DuckDBPyConnection:
+    """A scratch DuckDB instance for the reads that must not run in the warehouse's (see
+    :func:`read_native`); close it, e.g. by ``with``."""
+    return duckdb.connect(config={"temp_directory": tempfile.gettempdir()})
 
 
 def one_pass_pays(files: list[NativeFile]) -> bool:
@@ -242,11 +245,8 @@ def insert_native(files: list[NativeFile], groups: GroupsFn, con: duckdb.DuckDBP
     transaction)."""
     if all(f.shared for f in files):
         return _insert_one_pass(con, files, groups, con, table)
-    scratch = duckdb.connect(config={"temp_directory": tempfile.gettempdir()})
-    try:
+    with _scratch() as scratch:
         return _insert_one_pass(scratch, files, groups, con, table)
-    finally:
-        scratch.close()
 
 
 def _insert_one_pass(work: duckdb.DuckDBPyConnection, files: list[NativeFile], groups: GroupsFn,
