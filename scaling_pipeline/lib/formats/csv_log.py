@@ -42,7 +42,7 @@ from .common import (
 )
 from .manifest import write_tables
 from .metric_sql import METRIC_FIELDS, Cells, TempTable, stage_metric_cells
-from .native import NativeFile, NativeGroup, plain_path, stage_native
+from .native import TEXT_LINES, NativeFile, NativeGroup, plain_path, stage_native
 from .text import (
     MAX_LINE_BYTES,
     ByteScan,
@@ -182,9 +182,7 @@ def native_groups(
         cells = ", ".join(_cells(names, resolved, "f[{}]"))
         sql = (
             f"SELECT filename, file_index, n AS record, len(f) <> {len(names)} AS malformed, {cells} "
-            f"FROM (SELECT filename, file_index, n, string_split(line, ',') AS f FROM ("
-            f"SELECT filename, file_index, unnest(lines) AS line, generate_subscripts(lines, 1) AS n FROM ("
-            f"SELECT filename, file_index, string_split(content, chr(10)) AS lines FROM read_text(?))) "
+            f"FROM (SELECT filename, file_index, n, string_split(line, ',') AS f FROM {TEXT_LINES} "
             f"WHERE n > 1 AND line <> '')"
         )
         groups.append(NativeGroup(sql, sources, small))

@@ -44,7 +44,7 @@ from .common import (
 )
 from .manifest import write_tables
 from .metric_sql import METRIC_FIELDS, Cells, TempTable, stage_metric_cells
-from .native import NativeFile, NativeGroup, bisect, paths, plain_path, stage_native
+from .native import TEXT_LINES, NativeFile, NativeGroup, bisect, paths, plain_path, stage_native
 from .text import MAX_LINE_BYTES, ByteScan, iter_lines, scan_bytes
 
 READER = "jsonl"
@@ -251,12 +251,7 @@ def _lines(small: bool) -> tuple[str, str]:
     lines dropped (the row count check then fails); others: ``read_ndjson_objects`` (valid JSON
     without leading whitespace; a blank line is skipped)."""
     if small:
-        return (
-            "(SELECT filename, file_index, n, line FROM (SELECT filename, file_index, unnest(lines) AS line, "
-            "generate_subscripts(lines, 1) AS n FROM (SELECT filename, file_index, string_split(content, chr(10)) "
-            "AS lines FROM read_text(?))) WHERE line <> '')",
-            "line",
-        )
+        return f"(SELECT filename, file_index, n, line FROM {TEXT_LINES} WHERE line <> '')", "line"
     return (
         f"(SELECT filename, file_index, NULL::BIGINT AS n, json FROM read_ndjson_objects(?, maximum_object_size="
         f"{MAX_LINE_BYTES - 64}, ignore_errors=false, filename=true))",

@@ -50,6 +50,12 @@ GLOB_CHARACTERS = frozenset("*?[")  # DuckDB's readers expand these even in a li
 BATCH_BYTES = 256 << 20  # source bytes read together by one call in ingest (bounds memory) ...
 BATCH_ROWS = 1_000_000  # ... and rows (Parquet is compact: its rows bound the scratch database)
 ONE_PASS_MIN_ROWS = 500  # rows per file on average from which insert_native pays (see one_pass_pays)
+# the lines of the files in the parameter, read by read_text and split in SQL: filename, file_index,
+# n (line number, from 1; a final newline gives an empty last line) and line (without its newline)
+TEXT_LINES = (
+    "(SELECT filename, file_index, unnest(lines) AS line, generate_subscripts(lines, 1) AS n FROM ("
+    "SELECT filename, file_index, string_split(content, chr(10)) AS lines FROM read_text(?)))"
+)
 _TYPED = "typed"
 _ACCEPTED = "accepted"
 T = TypeVar("T")
