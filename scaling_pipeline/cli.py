@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+SLOT_WAIT_SECONDS = 600.0  # `run --wait`: how long a run waits for the warehouse held by another live run
+
+
 class UserError(Exception):
     """A problem the user can fix (bad path, locked database, bad input): printed without a trace."""
 
@@ -38,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--min-steps", type=int, help="runs with fewer optimizer steps give no point (default 0)")
     run.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per family (default 200)")
     run.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    run.add_argument("--wait", type=float, default=SLOT_WAIT_SECONDS, metavar="SECONDS",
+                     help="how long to wait for another run that holds the warehouse (default "
+                          f"{SLOT_WAIT_SECONDS:.0f} s); runs whose process is gone are marked failed at once")
     run.set_defaults(func=_cmd_run)
 
     fit = sub.add_parser(
@@ -124,28 +130,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from scaling_pipeline.definitions import ASSETS, CHECKS
     from scaling_pipeline.defs.fit import fit_run_config
+    from scaling_pipeline.defs.pool import PROCESS_TAG
     from scaling_pipeline.defs.resources import build_resources
+    from scaling_pipeline.lib.process import ProcessId
 
     resources = build_resources(args.logs, args.db, args.reports, min_tokens=args.min_tokens,
                                 min_steps=args.min_steps)
     settings = resources["settings"]
     if not settings.logs_path.is_dir():
         raise UserError(f"log root {str(settings.logs_path)!r} is not a folder (pass --logs DIR)")
+    if args.wait < 0:
+        raise UserError(f"--wait must be >= 0 seconds, got {args.wait}")
     db = Path(resources["duckdb"].database)
     db.parent.mkdir(parents=True, exist_ok=True)
-    _check_not_locked(db)
+    _open(str(db), read_only=False).close()  # a warehouse locked for longer than the lock wait fails here
     t0 = time.perf_counter()
-    with _instance() as instance:
+    me = ProcessId.current()
+    with _instance() as instance, _PoolWatch(instance, me, args.wait):
         result = dg.materialize([*ASSETS, *CHECKS], resources=resources, instance=instance,
-                                run_config=fit_run_config(args.bootstrap, args.seed), raise_on_error=False)
+                                run_config=fit_run_config(args.bootstrap, args.seed), raise_on_error=False,
+                                tags={PROCESS_TAG: me.text})
     elapsed = time.perf_counter() - t0
     if not result.success:
+        interrupted = False
         for ev in result.get_step_failure_events():
-            print(f"step {ev.step_key} failed: {ev.step_failure_data.error.message.strip()}", file=sys.stderr)
+            error = ev.step_failure_data.error
+            interrupted |= error.cls_name in _INTERRUPTS
+            print(f"step {ev.step_key} failed: {error.message.strip()}", file=sys.stderr)
+        if interrupted:
+            print(f"error: interrupted after {elapsed:.1f} s; nothing after the interrupted step was published",
+                  file=sys.stderr)
+            return 130
         raise UserError(f"pipeline run failed after {elapsed:.1f} s (see messages above)")
     with duckdb.connect(str(db), read_only=True) as con:
         _print_summary(con, settings.reports_path, elapsed)
     return 0
+
+
+# how a signal shows in a failed step (SIGTERM is mapped to SIGINT during execution)
+_INTERRUPTS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 
 
 def _instance():
@@ -160,21 +183,86 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def _check_not_locked(db: Path) -> None:
-    _open(str(db), read_only=False).close()
+class _PoolWatch:
+    """Beside an in-process run: free the warehouse pool's slot when a dead run holds it (before the run and
+    while it waits), say every 10 s what the run waits for, and end the wait on Ctrl-C/SIGTERM or after
+    ``wait`` seconds (Dagster's in-process executor would wait forever and not look at signals)."""
+
+    def __init__(self, instance, me, wait: float):
+        import threading
+
+        self.instance, self.me, self.wait = instance, me, wait
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="pool-watch", daemon=True)
+
+    def __enter__(self):
+        from scaling_pipeline.defs.pool import reclaim_stale_slots
+
+        if self.instance.event_log_storage.supports_global_concurrency_limits:
+            for freed in reclaim_stale_slots(self.instance):
+                print(f"warehouse pool: {freed}", flush=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _watch(self) -> None:
+        import dagster as dg
+        from dagster._utils.interrupts import check_captured_interrupt
+
+        from scaling_pipeline.defs.pool import POOL, PROCESS_TAG, holders, reclaim_stale_slots, waiting_runs
+
+        since: float | None = None
+        said = 0.0
+        while not self.stop.wait(1.0):
+            runs = self.instance.get_runs(dg.RunsFilter(tags={PROCESS_TAG: self.me.text}), limit=1)
+            if not runs or runs[0].run_id not in waiting_runs(self.instance):
+                since = None
+                continue
+            run = runs[0]
+            for freed in reclaim_stale_slots(self.instance):
+                print(f"warehouse pool: {freed}", flush=True)
+            now = time.monotonic()
+            since = since or now
+            held = "; ".join(h.describe() for h in holders(self.instance) if h.run_id != run.run_id) or "nobody"
+            if check_captured_interrupt():
+                self._give_up(run, f"interrupted while waiting for the '{POOL}' slot (held by {held})", 130)
+            if now - since > self.wait:
+                self._give_up(run, f"gave up after waiting {self.wait:.0f} s for the '{POOL}' slot, held by "
+                                   f"{held} (end that run, or mark it failed in the UI, then run again; --wait "
+                                   "sets the limit)", 2)
+            if now - said >= 10:
+                said = now
+                print(f"waiting for the '{POOL}' slot (the warehouse has one writer), held by {held}: "
+                      f"{now - since:.0f} s so far, at most {self.wait:.0f} s (Ctrl-C stops)", flush=True)
+
+    def _give_up(self, run, message: str, code: int) -> None:
+        """End the process: nothing of this run has started (its first writer step waits), so its pending
+        claim is freed and it is marked failed; Dagster's executor cannot be stopped from this thread."""
+        import os
+
+        self.instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        self.instance.report_run_failed(run, message)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code)
 
 
 def _open(db: str, *, read_only: bool):
-    """A DuckDB connection to ``db``; a lock held by another process and other open errors as UserError."""
+    """A DuckDB connection to ``db``; a lock held by another process (after the lock wait) and other open
+    errors as UserError."""
     import duckdb
 
-    from scaling_pipeline.defs.resources import locked_message
+    from scaling_pipeline.defs.resources import WarehouseLocked, connect_waiting
 
     try:
-        return duckdb.connect(db, read_only=read_only)
+        return connect_waiting(db, read_only=read_only)
+    except WarehouseLocked as exc:
+        raise UserError(str(exc)) from None
     except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise UserError(locked_message(db, exc)) from None
         raise UserError(f"cannot open the warehouse {db!r}: {exc}") from None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from scaling_pipeline.defs import allocate, automation, clean, fit, ingest, report
+from scaling_pipeline.defs import allocate, automation, clean, fit, ingest, pool, report
 from scaling_pipeline.defs.resources import build_resources
 
 ASSETS = [ingest.raw_logs, clean.clean_tables, fit.chinchilla_fits, allocate.allocations, report.planning_report]
@@ -16,6 +16,6 @@ defs = dg.Definitions(
     asset_checks=CHECKS,
     jobs=[automation.pipeline_job],
     schedules=[automation.nightly],
-    sensors=[automation.new_logs_sensor],
+    sensors=[automation.new_logs_sensor, pool.stale_pool_slots],
     resources=build_resources(),
 )

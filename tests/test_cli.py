@@ -86,7 +86,9 @@ def test_run_refuses_a_locked_warehouse(tmp_path, capsys):
         assert holder.stdout.readline().strip() == "locked"
         assert main(["run", "--logs", str(tmp_path / "logs"), "--db", str(db)]) == 2
         err = capsys.readouterr().err
-        assert "locked by another process" in err and str(db) in err
+        # the holder is named by pid and command line, after the documented 5 s wait
+        assert f"is locked by process {holder.pid} (`{sys.executable} -c" in err and str(db) in err
+        assert "(waited 5 s)" in err
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)

@@ -6,12 +6,13 @@ from dagster_duckdb import DuckDBResource
 from scaling_pipeline.lib.warehouse import plan_families
 
 from .fit import FITS_CHINCHILLA
+from .pool import POOL
 from .resources import warehouse
 
 PLANS_ALLOCATIONS = dg.AssetKey(["plans", "allocations"])
 
 
-@dg.asset(key=PLANS_ALLOCATIONS, deps=[FITS_CHINCHILLA], group_name="plan", kinds={"duckdb"}, pool="duckdb_writer")
+@dg.asset(key=PLANS_ALLOCATIONS, deps=[FITS_CHINCHILLA], group_name="plan", kinds={"duckdb"}, pool=POOL)
 def allocations(duckdb: DuckDBResource) -> dg.MaterializeResult:
     """N*, D*, tokens/param and predicted loss (with bootstrap intervals) for a grid of FLOP budgets."""
     with warehouse(duckdb) as con:

@@ -6,6 +6,7 @@ from dagster_duckdb import DuckDBResource
 from scaling_pipeline.lib.clean import clean
 
 from .ingest import RAW_METRICS, RAW_RUNS
+from .pool import POOL
 from .resources import PipelineSettings, warehouse
 
 CLEAN_RUNS = dg.AssetKey(["clean", "runs"])
@@ -25,7 +26,7 @@ CLEAN_EXCLUSIONS = dg.AssetKey(["clean", "exclusions"])
         dg.AssetSpec(CLEAN_EXCLUSIONS, deps=[CLEAN_STEPS, CLEAN_RUNS], group_name="clean", kinds={"duckdb"},
                      description="Every excluded run and dropped row, with the reason."),
     ],
-    pool="duckdb_writer",
+    pool=POOL,
 )
 def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings):
     """Rebuild the clean schema from raw in one transaction."""

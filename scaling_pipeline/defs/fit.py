@@ -6,6 +6,7 @@ from dagster_duckdb import DuckDBResource
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families
 
 from .clean import CLEAN_POINTS
+from .pool import POOL
 from .resources import warehouse
 
 FITS_CHINCHILLA = dg.AssetKey(["fits", "chinchilla"])
@@ -30,7 +31,7 @@ def fit_run_config(n_boot: int = 200, seed: int = 0) -> dict:
 
 
 @dg.asset(key=FITS_CHINCHILLA, deps=[CLEAN_POINTS], group_name="fit", kinds={"duckdb", "scipy"},
-          pool="duckdb_writer")
+          pool=POOL)
 def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """L(N, D) = E + A/N^α + B/D^β per family (sum of Huber(δ) on log-loss residuals); families whose
     points did not change are not refit."""

@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from scaling_pipeline.lib.ingest import ingest
 
+from .pool import POOL
 from .resources import PipelineSettings, warehouse
 
 RAW_METRICS = dg.AssetKey(["raw", "metrics"])
@@ -41,7 +42,7 @@ def _throttled(log, every_seconds: float = 5.0):
         dg.AssetSpec(RAW_QUARANTINE, description="Rows and files that could not be read, with the reason.",
                      group_name="ingest", kinds={"duckdb"}),
     ],
-    pool="duckdb_writer",
+    pool=POOL,
 )
 def raw_logs(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings):
     """Scan the log root; (re)ingest new or changed files, skip unchanged ones, drop removed ones."""

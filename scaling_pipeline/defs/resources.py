@@ -7,6 +7,7 @@ overridden with environment variables or the CLI (``scaling-pipeline run --db/--
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,28 +67,62 @@ def build_resources(logs: str | os.PathLike | None = None, db: str | os.PathLike
     }
 
 
-def locked_message(db: str, exc: Exception) -> str:
-    return (f"the warehouse {db!r} is locked by another process (a running `dg dev` materialization or another "
-            f"`scaling-pipeline run`); wait for it or use --db. DuckDB said: {exc}")
+LOCK_WAIT_SECONDS = 5.0  # how long a locked warehouse is waited for before failing
+
+
+def _holder(exc: Exception) -> str:
+    """'process 123 (`command line`)' from DuckDB's lock error, or a generic phrase."""
+    match = re.search(r"\(PID (\d+)\)", str(exc))
+    if not match:
+        return "another process"
+    pid = int(match.group(1))
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmd = " ".join(a.decode(errors="replace") for a in argv if a)
+    except OSError:
+        cmd = ""
+    cmd = cmd if len(cmd) <= 160 else cmd[:157] + "..."
+    return f"process {pid} (`{cmd}`)" if cmd else f"process {pid}"
+
+
+def locked_message(db: str, exc: Exception, waited: float) -> str:
+    return (f"the warehouse {db!r} is locked by {_holder(exc)} (waited {waited:.0f} s); wait for it to finish "
+            f"or use another --db. DuckDB said: {exc}")
+
+
+class WarehouseLocked(Exception):
+    """The warehouse file is locked by another process."""
+
+
+def connect_waiting(db: str, config: dict | None = None, *, read_only: bool = False,
+                    wait_seconds: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+    """Open ``db``; a lock held by another process is waited for up to ``wait_seconds``, then raised as
+    :class:`WarehouseLocked` naming the file and the holding process."""
+    deadline = time.monotonic() + wait_seconds
+    t0 = time.monotonic()
+    while True:
+        try:
+            return duckdb.connect(db, read_only=read_only, config=dict(config or {}))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() > deadline:
+                raise WarehouseLocked(locked_message(db, exc, time.monotonic() - t0)) from None
+            time.sleep(0.25)
 
 
 @contextmanager
-def warehouse(resource: DuckDBResource, *, wait_seconds: float = 5.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def warehouse(resource: DuckDBResource, *, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the warehouse file (its folder created on first use). A lock held by another
     process is waited for up to ``wait_seconds``, then reported as a clear failure naming the file."""
     db = resource.database
     Path(db).parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            con = duckdb.connect(db, config=dict(resource.connection_config))
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise dg.Failure(f"cannot open the warehouse {db!r}: {exc}") from None
-            if time.monotonic() > deadline:
-                raise dg.Failure(locked_message(db, exc)) from None
-            time.sleep(0.25)
+    try:
+        con = connect_waiting(db, resource.connection_config, wait_seconds=wait_seconds)
+    except WarehouseLocked as exc:
+        raise dg.Failure(str(exc)) from None
+    except duckdb.IOException as exc:
+        raise dg.Failure(f"cannot open the warehouse {db!r}: {exc}") from None
     try:
         yield con
     finally:

@@ -54,6 +54,7 @@ from scaling_pipeline.lib.formats import (
 from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, insert_arrow
 from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile, one_pass_pays
 from scaling_pipeline.lib.formats.text import ByteScan, read_chunks, scan_bytes
+from scaling_pipeline.lib.interrupts import reraise_interrupt
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, QUARANTINE_COLUMNS, RUN_COLUMNS, ddl
 
 INSPECT_AHEAD = 4096  # units fingerprinted ahead of the one being stored (about a batch) ...
@@ -332,6 +333,7 @@ class _Ingest:
             create_staging(self.con)
             report = read_unit(unit, self.con)
         except Exception as exc:
+            reraise_interrupt(exc)  # an interrupted read says nothing about the file
             create_staging(self.con)
             sha256, report = None, _crashed(unit.reader, exc)  # no hash: retried next time
         self.store_one(number, unit, rel, sha256, found.size, report)

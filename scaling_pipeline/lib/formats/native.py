@@ -43,6 +43,8 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
+from scaling_pipeline.lib.interrupts import reraise_interrupt
+
 from .common import STAGE_METRICS
 from .metric_sql import METRIC_FIELDS, typing_sql
 
@@ -122,7 +124,8 @@ def bisect(
     ``scratch`` (DuckDB's fatal errors) propagates."""
     try:
         return [(files, run(files))], []
-    except duckdb.Error:
+    except duckdb.Error as exc:
+        reraise_interrupt(exc)
         scratch.execute("SELECT 1")  # raises if the scratch database is gone
         if len(files) == 1:
             return [], list(files)
@@ -260,7 +263,8 @@ def _insert_one_pass(work: duckdb.DuckDBPyConnection, files: list[NativeFile], g
     """:func:`insert_native` with the reads in ``work`` (``con`` itself, or a scratch instance)."""
     try:
         planned, rejected = groups(work, files)
-    except duckdb.Error:
+    except duckdb.Error as exc:
+        reraise_interrupt(exc)
         return None
     firsts = {f.first_record for f in files}
     if rejected or len(firsts) != 1 or any(g.ordered for g in planned):
@@ -280,7 +284,8 @@ def _insert_one_pass(work: duckdb.DuckDBPyConnection, files: list[NativeFile], g
         else:
             work.execute("SET preserve_insertion_order = false")
             count = _insert_from(con, table, work.sql(rows, params=params))
-    except duckdb.Error:
+    except duckdb.Error as exc:
+        reraise_interrupt(exc)
         return None
     return count if count == sum(f.rows for f in files) else None
 
@@ -319,7 +324,8 @@ def _read_or_reject(work: duckdb.DuckDBPyConnection, catalog: str, files: list[N
     try:
         accepted, rejected = _read(work, catalog, files, groups)
         return NativeRead(work, catalog, accepted, rejected, shared=shared)
-    except duckdb.Error:  # fatal for the database of the read: every file goes the exact way
+    except duckdb.Error as exc:  # fatal for the database of the read: every file goes the exact way
+        reraise_interrupt(exc)
         return NativeRead(None, catalog, [], list(files), shared=shared)
 
 

@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scaling_pipeline.lib.interrupts import reraise_interrupt
 from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from . import common
@@ -106,6 +107,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     try:
         _load(unit.path, con)
     except duckdb.Error as exc:
+        reraise_interrupt(exc)
         return file_rejection(
             READER, f"expected a Parquet file, DuckDB says: {_duckdb_message(exc)}"
         )
@@ -129,6 +131,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
                 con, Cells(sql, [], sources), log, label="row", run_id=unit.path.stem
             )
         except duckdb.Error as exc:
+            reraise_interrupt(exc)
             return file_rejection(
                 READER, f"expected readable Parquet data, DuckDB says: {_duckdb_message(exc)}"
             )
