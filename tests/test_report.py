@@ -19,7 +19,7 @@ import pytest
 from scaling_pipeline.lib.clean import clean
 from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.laws import Chinchilla
-from scaling_pipeline.lib.report import STANDARD_BUDGETS, load_inputs, render_report
+from scaling_pipeline.lib.reporting import STANDARD_BUDGETS, load_inputs, render_report
 from scaling_pipeline.lib.simulate import write_demo
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families, plan_families
 

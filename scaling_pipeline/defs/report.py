@@ -5,7 +5,7 @@ import json
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from scaling_pipeline.lib.report import load_inputs, render_report
+from scaling_pipeline.lib.reporting import load_inputs, render_report
 
 from .allocate import PLANS_ALLOCATIONS
 from .clean import CLEAN_EXCLUSIONS, CLEAN_POINTS
