@@ -19,7 +19,7 @@ from scaling_pipeline.lib.reporting import load_inputs, render_report
 from scaling_pipeline.lib.reporting import store
 
 DAY1, DAY2 = dt.date(2026, 1, 5), dt.date(2026, 1, 6)
-REPORT_FILES = {"index.html", "summary.json"}
+REPORT_FILES = {"index.html", "summary.json", "quarantine.csv"}
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ Layout of the page, in the order a researcher reads it:
   curves), the allocation table and the exclusions; then the quarantined inputs and the method.
 
 Modules: :mod:`.inputs` (the warehouse tables), :mod:`.family` (one family's view, law evaluation, verdict),
-:mod:`.summary` (summary.json, the previous one, drift), :mod:`.figures` (matplotlib), :mod:`.family_section`
-and :mod:`.sections` (the HTML), :mod:`.formatting` (numbers and escaped text), :mod:`.store` (dated folders
-and ``latest``), :mod:`.render` (the entry point and the page template).
+:mod:`.summary` (summary.json, the previous one, drift), :mod:`.figures` (matplotlib), :mod:`.family_section`,
+:mod:`.sections` and :mod:`.quarantine` (the HTML; the quarantine also as CSV), :mod:`.formatting` (numbers
+and escaped text), :mod:`.store` (dated folders and ``latest``), :mod:`.render` (the entry point, the page).
 """
 
 from .inputs import ReportInputs, load_inputs

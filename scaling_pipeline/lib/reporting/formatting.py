@@ -100,15 +100,36 @@ def fmt_pct(x) -> str:
     return f"{v:.2%}" if np.isfinite(v) else "–"
 
 
-def esc(x) -> str:
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """The count and the noun: 1 run, 2 runs, 1,200 runs (``words``: an irregular plural such as families)."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
+# Unicode bidirectional controls: in a name they reorder the text around them on screen (U+202E shows
+# "evil\u202etxt.exe" as "evilexe.txt"), so they are shown as their escape text instead.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(s: str) -> str:
+    """``s`` with every bidirectional control replaced by its escape text (U+202E -> ``\\u202e``)."""
+    return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
+
+
+def esc(x, limit: int | None = None) -> str:
+    """Text from the data (names, run ids, paths, reasons) for HTML: cut to ``limit`` characters (with "…"),
+    bidirectional controls made visible, markup escaped. Empty for None/NaN/NA."""
     if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA or x is pd.NaT:
         return ""
-    return html.escape(str(x), quote=True)
+    s = str(x)
+    if limit is not None and len(s) > limit:
+        s = s[:limit - 1] + "…"
+    return html.escape(visible(s), quote=True)
 
 
 def mpl_text(s: str) -> str:
-    """Text for matplotlib: a '$' in a family name must not start math mode."""
-    return s.replace("\\", "\\\\").replace("$", r"\$")
+    """Text from the data for matplotlib: bidirectional controls made visible, and a '$' in a family name
+    must not start math mode (outside math mode matplotlib shows a backslash as is)."""
+    return visible(s).replace("$", r"\$")
 
 
 def slugs(names: list[str]) -> dict[str, str]:

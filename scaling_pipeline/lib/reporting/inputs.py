@@ -10,7 +10,7 @@ import pandas as pd
 
 PARAMS = ("E", "A", "B", "alpha", "beta")  # the law's parameters, columns of fits.chinchilla and fits.bootstrap
 
-_COLUMNS = {
+COLUMNS = {  # per table: the columns the report reads (a missing one reads as empty)
     "points": ["run_id", "family", "n_params", "n_tokens", "flops", "loss", "loss_source", "final_step",
                "unique_tokens"],
     "fits": ["family", "status", "error", "publishable", "withheld_reason", "E", "A", "B", "alpha", "beta",
@@ -42,7 +42,7 @@ def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
         try:
             return con.execute(sql).df()
         except duckdb.CatalogException:
-            return pd.DataFrame(columns=_COLUMNS[kind])
+            return pd.DataFrame(columns=COLUMNS[kind])
 
     return ReportInputs(
         points=q("SELECT * FROM clean.points ORDER BY family, n_params, n_tokens", "points"),
@@ -58,8 +58,8 @@ def normalised(inputs: ReportInputs) -> ReportInputs:
     """Every table with at least its expected columns, family names as strings."""
 
     def norm(df: pd.DataFrame | None, kind: str) -> pd.DataFrame:
-        df = pd.DataFrame(columns=_COLUMNS[kind]) if df is None else df.copy()
-        for c in _COLUMNS[kind]:
+        df = pd.DataFrame(columns=COLUMNS[kind]) if df is None else df.copy()
+        for c in COLUMNS[kind]:
             if c not in df:
                 df[c] = np.nan if c not in ("family", "run_id", "kind", "reason") else ""
         if "family" in df:

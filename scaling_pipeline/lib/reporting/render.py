@@ -17,8 +17,8 @@ from .family_section import family_section
 from .figures import plot_style
 from .formatting import esc
 from .inputs import ReportInputs, normalised
-from .sections import (drift_section, glance_section, method_section, overview_section, quarantine_section,
-                       reference_section)
+from .quarantine import quarantine_section, write_quarantine_csv
+from .sections import drift_section, glance_section, method_section, overview_section, reference_section
 from .store import dated_folder
 from .summary import Drift, build_summary, previous_summary, write_summary
 
@@ -61,6 +61,7 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
             method_section(),
         ])
         write_summary(tmp / "summary.json", summary)
+        write_quarantine_csv(inp.quarantine, tmp)
         (tmp / "index.html").write_text(_PAGE.format(title=esc(title), body=body), encoding="utf-8")
     return reports_root / date.isoformat() / "index.html"
 

@@ -1,5 +1,5 @@
 """The page-wide sections around the per-family ones: at a glance, what changed since the last refit, the
-overview table, quarantined inputs, Chinchilla's published law as a reference, and the method."""
+overview table, Chinchilla's published law as a reference, and the method."""
 
 from __future__ import annotations
 
@@ -181,16 +181,6 @@ def overview_section(fams: list[Family]) -> str:
     return ("<h2>Overview</h2><table><tr><th>family</th><th>verdict</th><th>runs fitted</th><th>E (nats)</th>"
             "<th>α</th><th>β</th><th>a = β/(α+β)</th><th>rms log residual</th><th>backtest mean |error|</th>"
             "<th>warnings</th></tr>" + "".join(rows) + "</table>")
-
-
-def quarantine_section(q: pd.DataFrame) -> str:
-    if q.empty:
-        return "<h2>Quarantined inputs</h2><p>None: every file was read.</p>"
-    rows = "".join(f"<tr><td>{esc(r.source_path)}</td><td>{esc(r.scope)}</td><td>{esc(r.location)}</td>"
-                   f"<td>{esc(r.field)}</td><td class=text>{esc(r.reason)}</td></tr>"
-                   for r in q.itertuples(index=False))
-    return ("<h2>Quarantined inputs</h2><table><tr><th>source</th><th>scope</th><th>where</th><th>field</th>"
-            "<th>reason</th></tr>" + rows + "</table>")
 
 
 def reference_section() -> str:
