@@ -134,6 +134,8 @@ def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
         assert f"<b>{fam}</b></a>: with C = <b>1e23</b> FLOPs" in glance
         assert f"<b>{plan[2]:.3f} <span class=ci>[{plan[3]:.3f}, {plan[4]:.3f}]</span></b>" in glance
     assert "No previous report to compare with" in page
+    counted = re.findall(r"(?<![\d,.])1 (runs?|rows?|families|family|inputs?)\b", page)
+    assert counted and all(w in ("run", "row", "family", "input") for w in counted), counted  # "1 run", never "1 runs"
 
     # summary.json: what the next report compares against
     assert summary["schema"] == 1 and summary["report_date"] == DAY1.isoformat()
@@ -285,7 +287,7 @@ def test_bidi_controls_and_markup_in_names_are_neutralised_on_the_page_and_in_fi
     assert sections(page).keys() == {shown, "boreal"}
     assert html.escape(shown) in page.split("<h2>At a glance</h2>")[1].split("</ul>")[0]
     excluded = sections(page)[shown].split("<h3>Exclusions</h3>")[1]
-    assert ("<td>run\\u202egpj.exe</td><td>diverged\\u200f</td><td></td>"
+    assert ("<td>run\\u202egpj.exe</td><td class=text>diverged\\u200f</td><td></td>"
             "<td class=text>loss \\u2067NaN\\u2069 at step 7</td>") in excluded
     assert len(texts) > 20 and not [t for t in texts if any(c in t for c in BIDI)]
     titles = [t for t in texts if t.startswith(shown + ": ")]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .formatting import loads_or, num, slugs
+from .formatting import loads_or, num, plural, slugs
 from .inputs import PARAMS, ReportInputs
 
 ISO_TOLERANCE = 0.15  # runs within ±15% of a budget count as "at" that budget (IsoFLOP slices)
@@ -224,11 +224,11 @@ def _assess(f: Family) -> None:
     if not len(f.boot):
         cau.append("no bootstrap samples stored: no uncertainty bands on the frontier, N* or the plans")
     if f.stale:
-        cau.append(f"the fit used {int(num(f.fit.get('n_points')))} runs but the family now has {len(f.pts)}: "
-                   "it predates the current points (rerun the fit stage)")
+        cau.append(f"the fit used {plural(int(num(f.fit.get('n_points'))), 'run')} but the family now has "
+                   f"{len(f.pts)}: it predates the current points (rerun the fit stage)")
     n = int(num(f.fit.get("n_points"), 0))
     if 0 < n < 15:
-        cau.append(f"only {n} runs fitted")
+        cau.append(f"only {plural(n, 'run')} fitted")
     covered = ("poor fit", " bound ", "Hessian", "term vanishes", "numerical limit")
     cau += [f"fitter: {w}" for w in f.warnings if not any(k in w for k in covered)]
     f.verdict = "unreliable" if sev else "caution" if cau else "ok"

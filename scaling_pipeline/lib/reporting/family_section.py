@@ -10,7 +10,8 @@ import pandas as pd
 
 from .family import BACKTEST_WARN, Family
 from .figures import plot_fit, plot_frontier, plot_isoflop, plot_residuals
-from .formatting import esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num
+from .formatting import (esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
+                         plural)
 
 _VERDICT_LABEL = {"ok": "fit OK", "caution": "use with care", "unreliable": "NOT RELIABLE", "failed": "FIT FAILED",
                   "missing": "NOT FITTED"}
@@ -55,9 +56,9 @@ def family_section(f: Family, out: Path) -> str:
             f"<p class=note>nats/token; N parameters, D training tokens; "
             f"{'95% bootstrap intervals in brackets' if ci else 'no bootstrap: no intervals'}.</p>"
             f"<p>Compute-optimal: N* = {num(fit.get('G')):.4g}·(C/6)<sup>{num(fit.get('a_exponent')):.3f}</sup>, "
-            f"D* = (C/6)/N*. Fitted on {esc(fit.get('n_points'))} runs up to {fmt_flops(f.max_flops, 2)} FLOPs; "
-            f"objective {num(fit.get('objective')):.5g} (sum of Huber δ={num(fit.get('delta')):g} on log-loss "
-            f"residuals), {num(fit.get('fit_seconds'), 0) * 1e3:.0f} ms"
+            f"D* = (C/6)/N*. Fitted on {plural(int(num(fit.get('n_points'), 0)), 'run')} up to "
+            f"{fmt_flops(f.max_flops, 2)} FLOPs; objective {num(fit.get('objective')):.5g} (sum of Huber "
+            f"δ={num(fit.get('delta')):g} on log-loss residuals), {num(fit.get('fit_seconds'), 0) * 1e3:.0f} ms"
             + (f", fitted {esc(str(fitted_at)[:19])}" if fitted_at is not None and str(fitted_at) != "NaT" else "")
             + ".</p>")
         parts.append(_backtest_block(f))
@@ -79,7 +80,8 @@ def _verdict_box(f: Family) -> str:
         d, bt = f.diagnostics, f.backtest
         bits = [f"rms log residual {fmt_pct(d.get('rmse_log_residual'))}"]
         if "mean_abs_rel_error" in bt:
-            bits.append(f"backtest error {fmt_pct(bt['mean_abs_rel_error'])} on the {bt.get('n_holdout')} largest runs")
+            bits.append(f"backtest error {fmt_pct(bt['mean_abs_rel_error'])} on the "
+                        f"{plural(int(num(bt.get('n_holdout'), 0)), 'largest run')}")
         if "a" in f.ci:
             bits.append(f"a = {fmt_ci(f.fit.get('a_exponent'), f.ci['a'], '.3f')}")
         return f"<div class='verdict ok'><b>Fit looks reliable</b>: {', '.join(bits)}.{_raw_warnings(f)}</div>"
@@ -167,15 +169,16 @@ def _exclusion_table(excl: pd.DataFrame) -> str:
     if runs.empty:
         parts.append("<p>No run was excluded.</p>")
     else:
-        parts.append("<table><tr><th>run</th><th>reason</th><th>step</th><th>detail</th></tr>" + "".join(
-            f"<tr><td>{esc(r.run_id)}</td><td>{esc(r.reason)}</td><td>{esc(r.step)}</td>"
+        head = "<tr><th>run</th><th class=text>reason</th><th>step</th><th class=text>detail</th></tr>"
+        parts.append("<table>" + head + "".join(
+            f"<tr><td>{esc(r.run_id)}</td><td class=text>{esc(r.reason)}</td><td>{esc(r.step)}</td>"
             f"<td class=text>{esc(r.detail)}</td></tr>"
             for r in runs.itertuples(index=False)) + "</table>")
     if not rows.empty:
         rows = rows.assign(n_rows=pd.to_numeric(rows.n_rows, errors="coerce").fillna(0))
         by = rows.groupby("reason").agg(n_rows=("n_rows", "sum"), n_runs=("run_id", "nunique"))
         parts.append("<p>Rows dropped inside kept runs: " + "; ".join(
-            f"{int(r.n_rows)} {esc(str(reason).replace('_', ' '))} rows in {int(r.n_runs)} runs"
+            f"{plural(int(r.n_rows), esc(str(reason).replace('_', ' ')) + ' row')} in {plural(int(r.n_runs), 'run')}"
             for reason, r in by.iterrows()) + ".</p>")
         special = rows[rows.reason != "warmup"]
         if not special.empty:

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .family import ISO_TOLERANCE, Family, interval, optimum, predict  # noqa: E402
-from .formatting import fmt_flops, fmt_human, mpl_text, num  # noqa: E402
+from .formatting import fmt_flops, fmt_human, mpl_text, num, plural  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -236,7 +236,7 @@ def plot_isoflop(f: Family, out: Path) -> tuple[str, str]:
     for k, ((c, is_slice), curve) in enumerate(zip(budgets, curves)):
         color = cmap(0.1 + 0.75 * k / max(len(budgets) - 1, 1))
         near = pts[np.abs(C / c - 1) <= ISO_TOLERANCE]
-        label = f"C = {fmt_flops(c, 2)}" + (f" ({len(near)} runs)" if len(near) else "")
+        label = f"C = {fmt_flops(c, 2)}" + (f" ({plural(len(near), 'run')})" if len(near) else "")
         ax.plot(ngrid, curve, color=color, lw=1.8, label=label)
         if len(near):
             ax.scatter(near.n_params, near.loss, color=color, s=36, zorder=4, edgecolor="k", linewidth=0.6)

@@ -30,11 +30,11 @@ def quarantine_section(q: pd.DataFrame) -> str:
     shown = q.head(QUARANTINE_ROWS)
     intro = (f"<p>{plural(len(q), 'input')} from {plural(q.source_path.nunique(), 'file')} "
              f"(<a href='{CSV_NAME}'>{CSV_NAME}</a>: the full list, unabridged).</p>")
-    rows = "".join(f"<tr><td>{_cell(r.source_path)}</td><td>{_cell(r.scope)}</td>"
-                   f"<td>{_cell(r.location)}</td><td>{_cell(r.field)}</td><td class=text>{_cell(r.reason)}</td></tr>"
+    rows = "".join("<tr>" + "".join(f"<td class=text>{_cell(v)}</td>" for v in
+                                    (r.source_path, r.scope, r.location, r.field, r.reason)) + "</tr>"
                    for r in shown.itertuples(index=False))
-    table = ("<table><tr><th>source</th><th>scope</th><th>where</th><th>field</th>"
-             "<th>reason</th></tr>" + rows + "</table>")
+    table = ("<table><tr><th>source</th><th class=text>scope</th><th class=text>where</th><th class=text>field</th>"
+             "<th class=text>reason</th></tr>" + rows + "</table>")
     if len(q) == len(shown):
         return head + intro + table
     return (head + intro + _by_kind(q)
@@ -52,13 +52,14 @@ def _by_kind(q: pd.DataFrame) -> str:
               .agg(n=("kind", "size"), files=("source_path", "nunique"), path=("source_path", "first"),
                    location=("location", "first"))
               .reset_index().sort_values("n", ascending=False, kind="stable"))
-    rows = "".join(f"<tr><td>{g.n:,}</td><td>{g.files:,}</td><td>{_cell(g.scope)}</td><td>{_cell(g.field)}</td>"
-                   f"<td class=text>{_cell(g.kind)}</td><td class=text>{_cell(g.path)} {_cell(g.location)}</td></tr>"
+    rows = "".join(f"<tr><td>{g.n:,}</td><td>{g.files:,}</td><td class=text>{_cell(g.scope)}</td>"
+                   f"<td class=text>{_cell(g.field)}</td><td class=text>{_cell(g.kind)}</td>"
+                   f"<td class=text>{_cell(g.path)} {_cell(g.location)}</td></tr>"
                    for g in groups.head(QUARANTINE_ROWS).itertuples(index=False))
     more = (f"<p class=note>{len(groups) - QUARANTINE_ROWS:,} rarer kinds not shown.</p>"
             if len(groups) > QUARANTINE_ROWS else "")
-    return ("<h3>By kind</h3><table><tr><th>rows</th><th>files</th><th>scope</th><th>field</th>"
-            "<th>reason (quoted values as '…')</th><th>first at</th></tr>" + rows + "</table>"
+    return ("<h3>By kind</h3><table><tr><th>rows</th><th>files</th><th class=text>scope</th><th class=text>field</th>"
+            "<th class=text>reason (quoted values as '…')</th><th class=text>first at</th></tr>" + rows + "</table>"
             + more)
 
 

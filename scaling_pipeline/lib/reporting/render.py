@@ -15,7 +15,7 @@ from pathlib import Path
 from .family import family_views
 from .family_section import family_section
 from .figures import plot_style
-from .formatting import esc
+from .formatting import esc, plural
 from .inputs import ReportInputs, normalised
 from .quarantine import quarantine_section, write_quarantine_csv
 from .sections import drift_section, glance_section, method_section, overview_section, reference_section
@@ -49,8 +49,10 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
         body = "\n".join([
             f"<h1>{esc(title)}</h1>",
             f"<p class=meta>{esc(date.isoformat())} · generated {esc(now.isoformat(timespec='seconds'))} · "
-            f"{len(inp.points)} schedule-valid runs in {inp.points.family.nunique()} families · "
-            f"{int((inp.exclusions.kind == 'run').sum())} runs excluded · {len(inp.quarantine)} inputs quarantined"
+            f"{plural(len(inp.points), 'schedule-valid run')} in "
+            f"{plural(inp.points.family.nunique(), 'family', 'families')} · "
+            f"{plural(int((inp.exclusions.kind == 'run').sum()), 'run')} excluded · "
+            f"{plural(len(inp.quarantine), 'input')} quarantined"
             "</p>",
             glance_section(fams),
             drift_section(previous, drift),
@@ -75,7 +77,8 @@ body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width
 h1 {{ margin-bottom: .2em; }} h2 {{ margin-top: 1.6em; }} h3 {{ margin: 1.2em 0 .4em; }}
 table {{ border-collapse: collapse; margin: .5em 0 1.2em; font-size: 88%; }}
 th, td {{ border: 1px solid #d4d4d4; padding: 3px 8px; text-align: right; vertical-align: top; }}
-td.text, td:first-child {{ text-align: left; }} td.num {{ text-align: right; }} th {{ background: #f3f3f3; }}
+th.text, td.text, th:first-child, td:first-child {{ text-align: left; }} td.num {{ text-align: right; }}
+th {{ background: #f3f3f3; }}
 .ci {{ color: #777; font-size: 88%; white-space: nowrap; }} .bad {{ color: #b00; }}
 .meta, .note {{ color: #666; }} .note {{ font-size: 90%; }}
 .warn {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: .3em 1em; margin: .6em 0; }}

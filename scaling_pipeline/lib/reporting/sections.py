@@ -10,7 +10,7 @@ from scaling_pipeline.lib.allocate import chinchilla_reference
 
 from .family import A_CI_BAD, A_CI_WARN, BACKTEST_BAD, BACKTEST_WARN, ISO_TOLERANCE, RMS_BAD, RMS_WARN, Family
 from .family_section import badge, best_slice, slice_text
-from .formatting import esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, num
+from .formatting import esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, num, plural
 from .inputs import PARAMS
 from .summary import DRIFT_BIG, Drift
 
@@ -25,8 +25,9 @@ def glance_section(fams: list[Family]) -> str:
         if not f.ok or f.headline is None:
             what = f"plan withheld: {f.withheld}" if f.ok and not f.publishable else "; ".join(f.severe) or "no plan"
             more = len(f.severe) + len(f.cautions) - 1
-            why = (f"<div class=glance-why>{esc(f.severe[1] if len(f.severe) > 1 else '')}"
-                   f"{f' (+{more - 1} more issues)' if more > 1 else ''}</div>" if f.ok and len(f.severe) > 1 else "")
+            others = f" (+{plural(more - 1, 'more issue')})" if more > 1 else ""
+            why = (f"<div class=glance-why>{esc(f.severe[1] if len(f.severe) > 1 else '')}{others}</div>"
+                   if f.ok and len(f.severe) > 1 else "")
             if f.slices:
                 why += f"<div class=glance-obs>Runs alone: {slice_text(best_slice(f))}.</div>"
             lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {esc(what)}{why}</li>")
@@ -41,8 +42,8 @@ def glance_section(fams: list[Family]) -> str:
         tail = ""
         if f.verdict == "unreliable":
             more = len(f.severe) + len(f.cautions) - 1
-            tail = (f"<div class=glance-why>Do not plan from this fit: {esc(f.severe[0])}"
-                    f"{f' (+{more} more issues)' if more else ''}.</div>")
+            others = f" (+{plural(more, 'more issue')})" if more else ""
+            tail = f"<div class=glance-why>Do not plan from this fit: {esc(f.severe[0])}{others}.</div>"
         elif f.verdict == "caution":
             tail = f"<div class=glance-why>{esc(f.cautions[0])}.</div>"
         if f.verdict == "unreliable" and f.slices:
@@ -72,11 +73,12 @@ def drift_section(prev: dict | None, drift: Drift | None) -> str:
             continue
         name = esc(r["family"])
         if r["old"] is None:
-            rows.append(f"<tr><td>{name}</td><td colspan=7 class=text>new family ({len(r['new'].pts)} runs)</td></tr>")
+            rows.append(f"<tr><td>{name}</td><td colspan=7 class=text>new family "
+                        f"({plural(len(r['new'].pts), 'run')})</td></tr>")
             continue
         if r["new"] is None:
             rows.append(f"<tr><td>{name}</td><td colspan=7 class=text>no longer present (had "
-                        f"{esc(r['old'].get('n_points'))} runs)</td></tr>")
+                        f"{plural(int(num(r['old'].get('n_points'), 0)), 'run')})</td></tr>")
             continue
         runs = f"{esc(r['n_old'])} → {esc(r['n_new'])}"
         notes = []
@@ -125,7 +127,8 @@ def drift_section(prev: dict | None, drift: Drift | None) -> str:
         agg = []
         for fam, g in s.groupby("family", sort=True):
             inside = ((g.loss >= g.lo) & (g.loss <= g.hi)).sum() if g.lo.notna().any() else None
-            agg.append(f"<li><b>{esc(fam)}</b>: {len(g)} new runs, mean |error| {g.rel_error.abs().mean():.2%}, "
+            agg.append(f"<li><b>{esc(fam)}</b>: {plural(len(g), 'new run')}, "
+                       f"mean |error| {g.rel_error.abs().mean():.2%}, "
                        f"mean signed {g.rel_error.mean():+.2%}, max |error| {g.rel_error.abs().max():.2%}"
                        + (f"; {inside} of {len(g)} inside the previous 95% band" if inside is not None else "")
                        + "</li>")
@@ -137,7 +140,7 @@ def drift_section(prev: dict | None, drift: Drift | None) -> str:
             f"<td>{fmt_ci(r.predicted, (r.lo, r.hi), '.4f')}</td>"
             f"<td class='{'big' if abs(r.rel_error) > DRIFT_BIG else ''}'>{r.rel_error:+.2%}</td></tr>"
             for r in s.sort_values(["family", "flops"]).itertuples(index=False))
-        table = ("<table class=scored><tr><th>family</th><th>run</th><th>N</th><th>D</th><th>C (FLOPs)</th>"
+        table = ("<table class=scored><tr><th>family</th><th class=text>run</th><th>N</th><th>D</th><th>C (FLOPs)</th>"
                  "<th>× previous largest run</th><th>observed loss</th><th>previous prediction [95%]</th>"
                  "<th>error L̂/L − 1</th></tr>" + rows + "</table>")
         parts.append(table if len(s) <= 25 else f"<details><summary>{len(s)} runs</summary>{table}</details>")
