@@ -24,6 +24,7 @@ def write_quarantine_csv(q: pd.DataFrame, folder: Path) -> Path:
 
 
 def quarantine_section(q: pd.DataFrame) -> str:
+    """The section: counts, a link to the CSV and the first ``QUARANTINE_ROWS`` rows, each cell an excerpt."""
     head = "<h2>Quarantined inputs</h2>"
     if q.empty:
         return head + "<p>None: every file was read.</p>"

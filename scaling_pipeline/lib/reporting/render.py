@@ -25,8 +25,8 @@ from .summary import Drift, build_summary, previous_summary, write_summary
 
 def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | None = None,
                   title: str = "Scaling-law planning report", headline_compute: float | None = None) -> Path:
-    """Write ``reports_root/<date>/index.html`` (+ figures and ``summary.json``), point ``reports_root/latest``
-    at the newest dated report, and return the index path.
+    """Write ``reports_root/<date>/index.html`` (+ figures, ``summary.json``, ``quarantine.csv``), point
+    ``reports_root/latest`` at the newest dated report, and return the index path.
 
     ``headline_compute``: the budget (FLOPs) of the "at a glance" lines for every family; by default each
     family gets the power of ten nearest 10× its largest run.
