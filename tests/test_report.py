@@ -5,6 +5,7 @@ robustness to failed fits / odd family names / missing pieces, and ``reports/lat
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as dt
 import html
 import json
@@ -13,13 +14,16 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import matplotlib.figure
+import matplotlib.text
 import numpy as np
 import pytest
 
 from scaling_pipeline.lib.clean import clean
 from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.laws import Chinchilla
-from scaling_pipeline.lib.report import STANDARD_BUDGETS, load_inputs, render_report
+from scaling_pipeline.lib.reporting import STANDARD_BUDGETS, load_inputs, render_report
+from scaling_pipeline.lib.reporting.quarantine import EXCERPT_CHARS, QUARANTINE_ROWS
 from scaling_pipeline.lib.simulate import write_demo
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families, plan_families
 
@@ -27,6 +31,7 @@ SETTINGS = FitSettings(n_boot=20)
 DAY1, DAY2, DAY3 = dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)
 FIGURES = {"fit", "frontier", "residuals", "isoflop"}
 PNG = b"\x89PNG\r\n\x1a\n"
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # controls that reorder text
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +134,8 @@ def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
         assert f"<b>{fam}</b></a>: with C = <b>1e23</b> FLOPs" in glance
         assert f"<b>{plan[2]:.3f} <span class=ci>[{plan[3]:.3f}, {plan[4]:.3f}]</span></b>" in glance
     assert "No previous report to compare with" in page
+    counted = re.findall(r"(?<![\d,.])1 (runs?|rows?|families|family|inputs?)\b", page)
+    assert counted and all(w in ("run", "row", "family", "input") for w in counted), counted  # "1 run", never "1 runs"
 
     # summary.json: what the next report compares against
     assert summary["schema"] == 1 and summary["report_date"] == DAY1.isoformat()
@@ -257,6 +264,69 @@ def test_failed_fit_odd_names_and_missing_pieces_render(con, tmp_path):
     assert summary["families"][failing]["status"] == "failed"
     assert summary["families"][evil]["bootstrap"] == []
     assert summary["families"][odd]["ci"]["E"] == [None, None]
+
+
+def test_bidi_controls_and_markup_in_names_are_neutralised_on_the_page_and_in_figures(con, tmp_path, monkeypatch):
+    fam, run = "rtl\u202e<script>alert(1)</script>\u2066x", "run\u202egpj.exe"
+    for table in ("clean.points", "clean.exclusions", "fits.chinchilla", "fits.bootstrap", "plans.allocations"):
+        con.execute(f"UPDATE {table} SET family = ? WHERE family = 'atlas'", [fam])
+    con.execute("INSERT INTO clean.exclusions (run_id, family, kind, reason, detail) VALUES (?, ?, 'run', ?, ?)",
+                [run, fam, "diverged\u200f", "loss \u2067NaN\u2069 at step 7"])
+    texts = []  # every text drawn in a figure
+    savefig = matplotlib.figure.Figure.savefig
+
+    def recording(fig, *args, **kwargs):
+        texts.extend(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    index, page = render(con, tmp_path / "reports", DAY1)
+
+    assert not [c for c in BIDI if c in page] and "<script>" not in page
+    shown = "rtl\\u202e<script>alert(1)</script>\\u2066x"
+    assert sections(page).keys() == {shown, "boreal"}
+    assert html.escape(shown) in page.split("<h2>At a glance</h2>")[1].split("</ul>")[0]
+    excluded = sections(page)[shown].split("<h3>Exclusions</h3>")[1]
+    assert ("<td>run\\u202egpj.exe</td><td class=text>diverged\\u200f</td><td></td>"
+            "<td class=text>loss \\u2067NaN\\u2069 at step 7</td>") in excluded
+    assert len(texts) > 20 and not [t for t in texts if any(c in t for c in BIDI)]
+    titles = [t for t in texts if t.startswith(shown + ": ")]
+    assert len(titles) == 4, texts  # one per figure of the family
+    summary = json.loads((index.parent / "summary.json").read_text(encoding="utf-8"))
+    assert fam in summary["families"]  # the data keeps the real name
+
+
+def test_large_quarantine_is_capped_on_the_page_and_complete_in_the_csv(con, tmp_path):
+    con.execute("""INSERT INTO raw.quarantine (source_path, reader, location, field, reason, scope)
+                   SELECT 'csv/run-' || (i % 40) || '.csv', 'csv', 'line ' || i, 'loss',
+                          'line ' || i || ': field ''loss'': expected a number, got ''x' || i || '''', 'row'
+                   FROM range(4000) t(i)""")
+    evil = "line 7: <script>alert(1)</script>\u202e" + "y" * 10_000  # a hostile, huge reason
+    con.execute("INSERT INTO raw.quarantine (source_path, reader, location, field, reason, scope) "
+                "VALUES (?, 'jsonl', 'line 7', NULL, ?, 'row')", ["jsonl/evil\u202etxt.jsonl", evil])
+    expected = con.execute("SELECT source_path, location, field, reason FROM raw.quarantine "
+                           "ORDER BY source_path, location").fetchall()
+    n_files = len({r[0] for r in expected})
+    root = tmp_path / "reports"
+    _, page = render(con, root, DAY1)
+
+    section = page.split("<h2>Quarantined inputs</h2>", 1)[1].split("<h2>", 1)[0]
+    assert f"{len(expected):,} inputs from {n_files} files (<a href='quarantine.csv'>quarantine.csv</a>" in section
+    by_kind, listed = re.findall(r"<table>(.*?)</table>", section, flags=re.S)
+    kinds = re.findall(r"<tr><td>([\d,]+)</td><td>([\d,]+)</td>", by_kind)  # rows and files of each kind
+    assert ("4,000", "40") in kinds and sum(int(n.replace(",", "")) for n, _ in kinds) == len(expected)
+    assert listed.count("<tr>") == 1 + QUARANTINE_ROWS and f"The first {QUARANTINE_ROWS} of" in section
+    assert len(section) < 120_000  # 4,003 rows listed in full would be ~500 kB
+
+    assert "<script>" not in page and not [c for c in BIDI if c in page]
+    assert html.escape("jsonl/evil\\u202etxt.jsonl line 7") in by_kind
+    cell = next(html.unescape(c) for c in re.findall(r"<td class=text>(.*?)</td>", by_kind) if "alert" in c)
+    assert cell.startswith("<script>alert(N)</script>\\u202eyyy") and cell.endswith("y…")
+    assert len(cell) == EXCERPT_CHARS + len("\\u202e") - 1  # cut first, then the control is spelled out
+
+    with open(root / DAY1.isoformat() / "quarantine.csv", newline="", encoding="utf-8") as fh:
+        rows = [(r["source_path"], r["location"], r["field"] or None, r["reason"]) for r in csv.DictReader(fh)]
+    assert rows == expected  # every row, unabridged
 
 
 def test_empty_warehouse_renders(tmp_path):

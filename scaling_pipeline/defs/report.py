@@ -5,7 +5,8 @@ import json
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from scaling_pipeline.lib.report import load_inputs, render_report
+from scaling_pipeline.lib.reporting import load_inputs, render_report
+from scaling_pipeline.lib.reporting.formatting import esc
 
 from .allocate import PLANS_ALLOCATIONS
 from .clean import CLEAN_EXCLUSIONS, CLEAN_POINTS
@@ -30,7 +31,8 @@ def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
         h = f.get("headline") or {}
         glance = (f"C={h['compute']:.0e} FLOPs: N*={h['n_params']:.3g}, D*={h['n_tokens']:.3g}, loss {h['loss']:.3f}"
                   if h and f.get("publishable") else (f.get("withheld_reason") or f.get("error") or "no plan"))
-        lines.append(f"| {fam} | {f.get('verdict')} | {glance} |")
+        cells = (esc(c).replace("|", "\\|") for c in (fam, f.get("verdict"), glance))  # names are data
+        lines.append("| " + " | ".join(cells) + " |")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(index.resolve())),
         "latest": dg.MetadataValue.path(str((settings.reports_path / "latest" / "index.html").resolve())),
