@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -58,3 +60,61 @@ def test_signal_ends_the_run_nonzero_and_publishes_nothing(csv_logs, clean_cli_r
     got = _pipeline_snapshot(db)
     _assert_same_fits(got.pop("fits"), clean_cli_run["fits"])
     assert got == {k: v for k, v in clean_cli_run.items() if k != "fits"}
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux /proc)."""
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = {int(k) for k in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo += list(kids - out)
+            out |= kids
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_fit_workers_die_with_a_sigkilled_run(tmp_path):
+    """Three families are fitted across worker processes; SIGKILL of the run takes them down too."""
+    from scaling_pipeline.lib.simulate import write_demo
+
+    logs = tmp_path / "logs"
+    write_demo(logs, seed=1, fmt="csv", n_families=3)
+    cmd = [*_cli(), "run", "--logs", str(logs), "--db", str(tmp_path / "w.duckdb"), "--reports",
+           str(tmp_path / "reports"), "--bootstrap", "400"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                            env=_env(), start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if "[2/3] fitting" in line:
+                break
+        else:
+            pytest.fail("the run never fitted across workers")
+        workers = _descendants(proc.pid)
+        assert len(workers) >= 2, workers  # the forkserver and its workers
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while (alive := {p for p in workers if Path(f"/proc/{p}").exists()
+                         and "Z" not in Path(f"/proc/{p}/stat").read_text().split(")")[-1].split()[:1]}) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive, f"worker processes outlived the killed run: {sorted(alive)}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        os.killpg(proc.pid, signal.SIGKILL) if _group_alive(proc.pid) else None
+        proc.stdout.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

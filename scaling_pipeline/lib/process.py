@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
 from functools import cache
 
@@ -92,3 +93,18 @@ class ProcessId:
 
     def __str__(self) -> str:
         return f"pid {self.pid} on {self.host}"
+
+
+
+def exit_with(pid: int, interval: float = 0.5) -> None:
+    """End this process (exit code 1) soon after process ``pid`` is gone: worker processes must not
+    outlive a killed run. (The kernel's parent-death signal does not serve: a forkserver's workers
+    are the server's children, and the server lives as long as they do.) Polls from a daemon thread."""
+    import threading
+
+    def watch() -> None:
+        while _pid_exists(pid):
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name=f"exit-with-{pid}", daemon=True).start()

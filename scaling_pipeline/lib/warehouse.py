@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, allocation_table
 from scaling_pipeline.lib.fit import CHINCHILLA_PARAMS, FitError, backtest_chinchilla, bootstrap_chinchilla, fit_chinchilla
 from scaling_pipeline.lib.laws import Chinchilla
+from scaling_pipeline.lib.process import exit_with
 
 PARAMS = CHINCHILLA_PARAMS
 
@@ -178,7 +179,7 @@ def _fit_in_pool(todo: list[tuple[str, pd.DataFrame]], settings: FitSettings, wo
     # forkserver, not fork: the parent has DuckDB (and, under Dagster, Python) threads running.
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([__name__])  # import numpy/scipy/pandas once, in the server
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
     running: set[Future] = set()
     try:
         for i, (fam, pts) in enumerate(todo, 1):
@@ -194,8 +195,10 @@ def _fit_in_pool(todo: list[tuple[str, pd.DataFrame]], settings: FitSettings, wo
         pool.shutdown(cancel_futures=True)
 
 
-def _init_worker() -> None:
-    """Worker initializer: one BLAS thread per process (the pool parallelises across families)."""
+def _init_worker(run_pid: int) -> None:
+    """Worker initializer: one BLAS thread per process (the pool parallelises across families); the
+    worker exits when the run's process ``run_pid`` is gone (killed)."""
+    exit_with(run_pid)
     threadpool_limits(limits=1, user_api="blas")
 
 
