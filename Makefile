@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) .dagster/dagster.yaml
 
-.dagster/dagster.yaml: dagster.yaml
+.dagster/dagster.yaml: deploy/dagster.dev.yaml
 	@mkdir -p .dagster
-	cp dagster.yaml .dagster/dagster.yaml
+	cp deploy/dagster.dev.yaml .dagster/dagster.yaml
 
 # Demo logs are generated only when the log root (data/) holds no logs yet.
 demo: install
@@ -36,7 +36,7 @@ test: demo
 	$(BIN)/python -m pytest -q
 
 ui: demo
-	$(BIN)/dg dev --host 127.0.0.1 --port 3000
+	$(BIN)/scaling-pipeline ui --host 127.0.0.1 --port 3000
 
 bench: install
 	$(BIN)/python benchmarks/bench_fit.py

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+UI_STOP_GRACE = 5.0  # `ui`: seconds between the stop request and killing what is left
 SLOT_WAIT_SECONDS = 600.0  # `run --wait`: how long a run waits for the warehouse held by another live run
 
 
@@ -113,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("dir", type=Path, metavar="DIR")
     imp.add_argument("--db", help="warehouse (default: $SCALING_DB or data/warehouse.duckdb)")
     imp.set_defaults(func=_cmd_import_fits)
+
+    ui = sub.add_parser(
+        "ui", help="start the Dagster UI (`dg dev`: webserver, daemon, code server) on this project",
+        description="Run `dg dev` with DAGSTER_HOME (default $DAGSTER_HOME, else .dagster/, which must hold a "
+                    "dagster.yaml: `make install` writes it) and this venv active. Ctrl-C or SIGTERM stops it and "
+                    f"every process it started (those still running after {UI_STOP_GRACE:.0f} s are killed).")
+    ui.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=3000, help="port (default 3000)")
+    ui.set_defaults(func=_cmd_ui)
 
     demo = sub.add_parser("demo-data", help="write a synthetic ladder with known truth and deliberate faults")
     demo.add_argument("dir", type=Path, help="output folder (created)")
@@ -422,6 +432,46 @@ def _cmd_import_fits(args: argparse.Namespace) -> int:
     print(f"imported {len(families)} families from {args.dir} (fit settings {settings}); the pipeline's fit stage "
           "keeps them while points and its settings are unchanged")
     return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import subprocess
+
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").resolve()
+    if not (home / "dagster.yaml").is_file():
+        raise UserError(f"{home / 'dagster.yaml'} is missing (run `make install`, or set DAGSTER_HOME to a folder "
+                        "holding one)")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "DAGSTER_HOME": str(home), "VIRTUAL_ENV": sys.prefix,
+           "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])}
+    proc = subprocess.Popen([str(bin_dir / "dg"), "dev", "--host", args.host, "--port", str(args.port)], env=env,
+                            start_new_session=True)  # its own process group: stopped as one below
+    stopping: list[float] = []
+
+    def stop(signo, _frame) -> None:
+        if not stopping:
+            print(f"stopping the UI ({signal.Signals(signo).name})", file=sys.stderr, flush=True)
+            stopping.append(time.monotonic())
+        _signal_group(proc.pid, signal.SIGINT)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    while proc.poll() is None and not (stopping and time.monotonic() - stopping[0] > UI_STOP_GRACE):
+        time.sleep(0.1)
+    _signal_group(proc.pid, signal.SIGKILL)  # whatever dg dev left behind (code server, daemon, webserver)
+    proc.wait()
+    return 0 if stopping else proc.returncode
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    import os
+
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

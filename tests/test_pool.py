@@ -25,7 +25,7 @@ def home(tmp_path) -> Path:
     """A DAGSTER_HOME set up as `make` sets up .dagster/ (the project's dagster.yaml: pool limit 1)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.dev.yaml", home / "dagster.yaml")
     return home
 
 
