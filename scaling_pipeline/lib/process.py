@@ -38,7 +38,8 @@ def start_time(pid: int) -> float | None:
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (perhaps as another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -81,7 +82,7 @@ class ProcessId:
         None when this host cannot tell (another host)."""
         if self.host != socket.gethostname():
             return None
-        if not _pid_exists(self.pid):
+        if not pid_exists(self.pid):
             return False
         if self.started is None:
             return True
@@ -103,7 +104,7 @@ def exit_with(pid: int, interval: float = 0.5) -> None:
     import threading
 
     def watch() -> None:
-        while _pid_exists(pid):
+        while pid_exists(pid):
             time.sleep(interval)
         os._exit(1)
 

@@ -20,6 +20,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from scaling_pipeline.lib.process import pid_exists
+
 _HOST = re.sub(r"[^A-Za-z0-9_.-]+", "_", socket.gethostname()) or "host"
 # A hidden work folder: what it stands for, then whose it is (host optional: older renders wrote only the pid).
 _WORK = re.compile(r"\.(?P<name>.+)\.(?:partial|old)-(?:(?P<host>.+)-)?(?P<pid>\d+)")
@@ -81,7 +83,7 @@ def remove_stale(root: Path) -> list[Path]:
     removed = []
     for child in root.iterdir() if root.is_dir() else []:
         m = _WORK.fullmatch(child.name)
-        if m and m["host"] in (None, _HOST) and not _alive(int(m["pid"])):
+        if m and m["host"] in (None, _HOST) and not pid_exists(int(m["pid"])):
             _remove(child)
             removed.append(child)
     return removed
@@ -89,18 +91,6 @@ def remove_stale(root: Path) -> list[Path]:
 
 def _work_path(root: Path, name: str) -> Path:
     return root / f".{name}.partial-{_HOST}-{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _remove(path: Path) -> None:
