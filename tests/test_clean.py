@@ -69,6 +69,23 @@ def test_resumed_run_keeps_last_write_and_counts_duplicates(con):
     assert s.points == 1
 
 
+def test_restart_from_an_earlier_checkpoint_is_a_resumed_segment_not_a_divergence(con):
+    """Steps go backwards in the file (60 -> 40) and the wall clock restarts at 0: the later lines win
+    each step, so the NaN losses the run logged before it was restarted are replaced, not a divergence."""
+    first = _curve("r", 3.0, last=60)
+    for r in first:
+        if r["step"] >= 50:
+            r["train_loss"], r["eval_loss"] = math.nan, None
+    second = [dict(r, wall_time=r["wall_time"] - 40.0, record=100 + i)
+              for i, r in enumerate(_curve("r", 3.0)) if r["step"] >= 40]
+    _raw(con, [_run("r", 1e6)], first + second)
+    s = C.clean(con)
+    assert con.execute("SELECT reason, step, n_rows FROM clean.exclusions").fetchall() == [(C.DUPLICATE_STEPS, 40, 3)]
+    assert con.execute("SELECT loss, loss_source FROM clean.points").fetchall() == [(3.0, "final_eval")]
+    assert con.execute("SELECT count(*) FROM clean.steps WHERE NOT isfinite(train_loss)").fetchone() == (0,)
+    assert s.points == 1 and s.excluded_runs == 0
+
+
 def test_diverged_incomplete_dominated_and_missing_metadata_are_excluded(con):
     nan_rows = _curve("nan", 3.0)
     for r in nan_rows:

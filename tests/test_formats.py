@@ -27,7 +27,7 @@ from scaling_pipeline.lib.formats import (
 )
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, RUN_COLUMNS
 
-RUN_FIELDS = [name for name, _ in RUN_COLUMNS if name != "extra"]
+RUN_FIELDS = [name for name, _ in RUN_COLUMNS if name not in ("extra", "location")]
 METRIC_FIELDS = [name for name, _ in METRIC_COLUMNS if name != "record"]
 FLOAT_FIELDS = ["tokens", "train_loss", "eval_loss", "lr", "wall_time"]
 EXTRAS = ["device", "n_layers", "weight_decay", "notes"]
@@ -231,7 +231,7 @@ def test_aliases_all_formats(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> 
         tmp_path / "pq.parquet",
     )
     (tmp_path / "experiments.csv").write_text(
-        "name,params,total_tokens,max_steps,peak_lr,custom\ncsvrun,100,1e6,62.0,0.003,hello\n"
+        "name,params,total_tokens,max_steps,peak_lr,custom\ncsvrun,1000,1e6,62.0,0.003,hello\n"
     )
     (tmp_path / "runs.yaml").write_text(
         yaml.safe_dump(
@@ -271,7 +271,7 @@ def test_aliases_all_formats(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> 
                 "wandb_version": 1,
                 "_wandb": {"desc": None, "value": {"cli_version": "0.16"}},
                 "model_family": {"desc": None, "value": "wbfam"},
-                "params": {"value": 123.0},
+                "params": {"value": 1234.0},
                 "optimizer": {"desc": None, "value": "adamw"},
             }
         )
@@ -313,7 +313,7 @@ def test_aliases_all_formats(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> 
     ]
     assert tb[0][7] == 0.0 and tb[1][7] >= 0.0  # wall_time from event times
     run_rows = {r[0]: dict(zip([n for n, _ in RUN_COLUMNS], r, strict=True)) for r in runs}
-    assert run_rows["csvrun"]["n_params"] == 100.0 and run_rows["csvrun"]["total_steps"] == 62
+    assert run_rows["csvrun"]["n_params"] == 1000.0 and run_rows["csvrun"]["total_steps"] == 62
     assert run_rows["csvrun"]["tokens_planned"] == 1e6 and run_rows["csvrun"]["lr"] == 0.003
     assert json.loads(run_rows["csvrun"]["extra"]) == {"custom": "hello"}
     assert run_rows["j1"]["n_params"] == 2e5 and run_rows["j1"]["warmup_steps"] == 5
@@ -321,7 +321,7 @@ def test_aliases_all_formats(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> 
     assert run_rows["ml-run"]["n_params"] == 3000.0 and run_rows["ml-run"]["schedule"] == "cosine"
     assert json.loads(run_rows["ml-run"]["extra"]) == {"seed": 7, "team": "x"}
     assert run_rows["tb-run"]["family"] == "tbfam"
-    assert run_rows["run-20240101-xyz"]["n_params"] == 123.0
+    assert run_rows["run-20240101-xyz"]["n_params"] == 1234.0
     assert run_rows["run-20240101-xyz"]["family"] == "wbfam"
     assert json.loads(run_rows["run-20240101-xyz"]["extra"]) == {"optimizer": "adamw"}
 
@@ -419,13 +419,6 @@ def read_one(path: Path, con: duckdb.DuckDBPyConnection) -> ReadReport:
             "line 2",
             "run_id",
             "expected a non-empty run id, got null",
-        ),
-        (
-            "runs.csv",
-            "run_id,n_params\na,1e3\nb,big\n",
-            "line 3",
-            "n_params",
-            "expected a number, got 'big'",
         ),
         (
             "runs.yaml",
@@ -526,9 +519,10 @@ def test_wandb_bad_config_quarantines_run(tmp_path: Path, con: duckdb.DuckDBPyCo
     report = read_one(run / "x", con)
     assert report.status == "quarantined" and report.rejections[0].location == "config.yaml"
     (run / "config.yaml").write_text("lr: {value: oops}\nname: {value: wb}\n")
-    report = read_one(run / "x", con)
-    assert report.n_metric_rows == 1 and report.n_run_rows == 0
+    report = read_one(run / "x", con)  # the bad field is left out, the rest of the metadata kept
+    assert report.n_metric_rows == 1 and report.n_run_rows == 1
     assert report.rejections[0].reason == "config.yaml: field 'lr': expected a number, got 'oops'"
+    assert report.rejections[0].scope == "field"
     assert con.execute("SELECT run_id FROM stage_metrics").fetchall() == [("wb",)]
 
 

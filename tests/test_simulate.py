@@ -56,7 +56,7 @@ def test_same_seed_same_frames_other_seed_other_noise(ladder):
 
 
 def test_frames_follow_the_schema_and_the_ladder_design(ladder):
-    assert list(ladder.runs.columns) == [n for n, _ in RUN_COLUMNS if n != "extra"]
+    assert list(ladder.runs.columns) == [n for n, _ in RUN_COLUMNS if n not in ("extra", "location")]
     assert list(ladder.metrics.columns) == [n for n, _ in METRIC_COLUMNS if n != "record"]
     runs, m = ladder.runs, ladder.metrics
     assert runs["run_id"].is_unique and set(m["run_id"]) == set(runs["run_id"])

@@ -5,6 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from scaling_pipeline.lib.warehouse import plan_families
 
+from .clean import rows_check
 from .fit import FITS_CHINCHILLA
 from .pool import POOL
 from .resources import warehouse
@@ -27,12 +28,11 @@ def allocations(duckdb: DuckDBResource) -> dg.MaterializeResult:
 def plans_consistent(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Every plan spends its budget exactly (C = 6·N·D), is positive and finite, predicts a loss above the
     family's floor E, and its interval (when present) contains the point estimate."""
-    with warehouse(duckdb) as con:
-        bad = con.execute(
-            """SELECT count(*) FROM plans.allocations p JOIN fits.chinchilla f USING (family)
-               WHERE NOT (p.n_params > 0 AND p.n_tokens > 0 AND isfinite(p.loss) AND p.loss > f.E
-                          AND abs(6 * p.n_params * p.n_tokens / p.compute - 1) < 1e-9)
-                  OR (p.n_params_lo IS NOT NULL AND NOT (p.n_params_lo <= p.n_params * (1 + 1e-9)
-                                                          AND p.n_params <= p.n_params_hi * (1 + 1e-9)))""").fetchone()[0]
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"violations": bad},
-                               description=f"{bad} inconsistent plan rows" if bad else "all plans consistent")
+    return rows_check(duckdb, """SELECT p.family, p.compute, p.n_params, p.n_tokens, p.loss, f.E
+                                 FROM plans.allocations p JOIN fits.chinchilla f USING (family)
+                                 WHERE NOT (p.n_params > 0 AND p.n_tokens > 0 AND isfinite(p.loss) AND p.loss > f.E
+                                            AND abs(6 * p.n_params * p.n_tokens / p.compute - 1) < 1e-9)
+                                    OR (p.n_params_lo IS NOT NULL AND NOT (p.n_params_lo <= p.n_params * (1 + 1e-9)
+                                                                            AND p.n_params <= p.n_params_hi * (1 + 1e-9)))
+                                 ORDER BY p.family, p.compute""",
+                      "inconsistent plan rows")

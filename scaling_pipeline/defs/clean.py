@@ -49,35 +49,45 @@ def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sett
         "runs": dg.MetadataValue.md(excl_md)})
 
 
-def _count_check(duckdb: DuckDBResource, sql: str, what: str) -> dg.AssetCheckResult:
+def rows_check(duckdb: DuckDBResource, sql: str, what: str) -> dg.AssetCheckResult:
+    """Passes when ``sql`` (the offending rows, identifying columns first) returns none; otherwise
+    names them (the first 10 in the description, 50 in the metadata)."""
     with warehouse(duckdb) as con:
-        bad = con.execute(sql).fetchone()[0]
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"violations": bad},
-                               description=f"{bad} {what}" if bad else f"no {what}")
+        bad = con.execute(sql).df()
+    if bad.empty:
+        return dg.AssetCheckResult(passed=True, metadata={"violations": 0}, description=f"no {what}")
+    named = "; ".join(", ".join(f"{k}={v!r}" for k, v in row.items()) for row in bad.head(10).to_dict("records"))
+    more = f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""
+    return dg.AssetCheckResult(passed=False, metadata={
+        "violations": len(bad), "rows": dg.MetadataValue.md(bad.head(50).to_markdown(index=False))},
+        description=f"{len(bad)} {what}: {named}{more}")
 
 
 @dg.asset_check(asset=CLEAN_STEPS, blocking=True)
 def steps_unique(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Each (run_id, step) appears once."""
-    return _count_check(duckdb, """SELECT count(*) FROM (SELECT run_id, step FROM clean.steps
-                                   GROUP BY run_id, step HAVING count(*) > 1)""", "duplicate (run_id, step) pairs")
+    return rows_check(duckdb, """SELECT run_id, any_value(family) AS family, step, count(*) AS copies
+                                 FROM clean.steps GROUP BY run_id, step HAVING count(*) > 1 ORDER BY run_id, step""",
+                      "duplicate (run_id, step) pairs")
 
 
 @dg.asset_check(asset=CLEAN_STEPS, blocking=True)
 def steps_finite(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """No NaN/inf loss survives cleaning, and every row has a loss."""
-    return _count_check(duckdb, """SELECT count(*) FROM clean.steps
-                                   WHERE NOT coalesce(isfinite(train_loss), isfinite(eval_loss), false)
-                                      OR (train_loss IS NOT NULL AND NOT isfinite(train_loss))
-                                      OR (eval_loss IS NOT NULL AND NOT isfinite(eval_loss))""",
-                        "rows with a non-finite or missing loss")
+    return rows_check(duckdb, """SELECT run_id, family, step, train_loss, eval_loss FROM clean.steps
+                                 WHERE NOT coalesce(isfinite(train_loss), isfinite(eval_loss), false)
+                                    OR (train_loss IS NOT NULL AND NOT isfinite(train_loss))
+                                    OR (eval_loss IS NOT NULL AND NOT isfinite(eval_loss))
+                                 ORDER BY run_id, step""",
+                      "rows with a non-finite or missing loss")
 
 
 @dg.asset_check(asset=CLEAN_POINTS, blocking=True)
 def points_valid(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """N, D, C positive and finite; C = 6·N·D; loss finite and positive."""
-    return _count_check(duckdb, """SELECT count(*) FROM clean.points
-                                   WHERE NOT (n_params > 0 AND n_tokens > 0 AND flops > 0 AND loss > 0
-                                              AND isfinite(n_params) AND isfinite(n_tokens) AND isfinite(loss)
-                                              AND abs(flops / (6 * n_params * n_tokens) - 1) < 1e-9)""",
-                        "points with non-positive/non-finite N, D, C or loss")
+    return rows_check(duckdb, """SELECT run_id, family, n_params, n_tokens, flops, loss FROM clean.points
+                                 WHERE NOT (n_params > 0 AND n_tokens > 0 AND flops > 0 AND loss > 0
+                                            AND isfinite(n_params) AND isfinite(n_tokens) AND isfinite(loss)
+                                            AND abs(flops / (6 * n_params * n_tokens) - 1) < 1e-9)
+                                 ORDER BY family, run_id""",
+                      "points with non-positive/non-finite N, D, C or loss")

@@ -5,7 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families
 
-from .clean import CLEAN_POINTS
+from .clean import CLEAN_POINTS, rows_check
 from .pool import POOL
 from .resources import warehouse
 
@@ -55,13 +55,12 @@ def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb
 @dg.asset_check(asset=FITS_CHINCHILLA, blocking=True)
 def fits_finite(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     """Every successful fit has finite, positive parameters and a finite objective."""
-    with warehouse(duckdb) as con:
-        bad = [r[0] for r in con.execute(
-            """SELECT family FROM fits.chinchilla WHERE status = 'ok' AND NOT (
-                   isfinite(E) AND isfinite(A) AND isfinite(B) AND isfinite(alpha) AND isfinite(beta)
-                   AND isfinite(objective) AND A > 0 AND B > 0 AND alpha > 0 AND beta > 0 AND E >= 0)""").fetchall()]
-    return dg.AssetCheckResult(passed=not bad, metadata={"families": dg.MetadataValue.json(bad)},
-                               description=f"non-finite fits: {bad}" if bad else "all fits finite")
+    return rows_check(duckdb, """SELECT family, n_points, E, A, B, alpha, beta, objective FROM fits.chinchilla
+                                 WHERE status = 'ok' AND NOT (
+                                     isfinite(E) AND isfinite(A) AND isfinite(B) AND isfinite(alpha) AND isfinite(beta)
+                                     AND isfinite(objective) AND A > 0 AND B > 0 AND alpha > 0 AND beta > 0 AND E >= 0)
+                                 ORDER BY family""",
+                      "families with a non-finite or non-positive fit")
 
 
 @dg.asset_check(asset=FITS_CHINCHILLA)

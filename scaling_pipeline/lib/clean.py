@@ -3,29 +3,40 @@
 Reads the ``raw`` schema written by :mod:`scaling_pipeline.lib.ingest` and (re)builds the ``clean``
 schema in one transaction:
 
-``clean.runs``        one row per run: metadata merged from every source that describes it.
-``clean.steps``       one row per (run, step): the last write of a step wins (resumed runs log
-                      steps twice), non-finite losses removed, warm-up steps cut.
+``clean.runs``        one row per run: the metadata its sources agree on (a field two sources give
+                      different values is NULL, and the run is excluded as conflicting).
+``clean.steps``       one row per (run, step): within a file the last write of a step wins (resumed
+                      runs log steps again, also after going back to an earlier checkpoint);
+                      identical copies in other files count once; non-finite losses removed,
+                      warm-up steps cut.
 ``clean.points``      one schedule-valid point per completed run: N (parameters), D (tokens),
                       C = 6·N·D (FLOPs), final loss (nats/token) and where it came from.
 ``clean.exclusions``  every run or row that did not make it, with the reason: nothing silently
                       disappears.
 
 Only a run that reached the end of its planned schedule gives a point: the loss half-way through
-a cosine schedule is not the loss of a shorter run.
+a cosine schedule is not the loss of a shorter run. Sources that contradict each other about a run
+(metadata, or the values logged at a step in two files) are never resolved by picking one: the run
+is excluded with both sources named until the logs are fixed (:func:`merge_sources`).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from scaling_pipeline.lib.schema import RUN_ALIASES, RUN_COLUMNS, RUN_RANGES, TOKEN_RANGE, out_of_range
+
 # Reason codes in clean.exclusions (stable: tests, report and UI use them).
 DUPLICATE_STEPS = "duplicate_steps"  # rows: a step logged more than once (kept the last write)
+CONFLICTING_METADATA = "conflicting_metadata"  # run: sources give different values for one field
+CONFLICTING_LOGS = "conflicting_logs"  # run: two files log different values at the same step
 NONFINITE_ROWS = "nonfinite_loss"  # rows: NaN/inf/missing losses dropped
 WARMUP_ROWS = "warmup"  # rows: warm-up steps cut
 DIVERGED = "diverged"  # run: loss blew up (NaN/inf or stayed far above its best)
@@ -35,6 +46,7 @@ NO_METADATA = "no_metadata"  # run: N (parameters) unknown
 NO_LOSS = "no_final_loss"  # run: no finite loss near the end
 DOMINATED = "dominated"  # run: worse than a run with fewer parameters and fewer tokens
 BELOW_MIN_BUDGET = "below_min_budget"  # run: fewer tokens/steps than the configured minimum
+IMPLAUSIBLE_POINT = "implausible_point"  # run: N, D or loss outside the plausible range
 
 COMPLETED_STATUSES = ("completed", "finished", "resumed", "done", "success")
 
@@ -77,51 +89,87 @@ class CleanSummary:
         return asdict(self)
 
 
-_RUNS_SQL = """
+_META_FIELDS = [name for name, _ in RUN_COLUMNS if name not in ("run_id", "extra", "location")]
+_LOG_FIELDS = ["tokens", "train_loss", "eval_loss", "lr"]  # what a step says; compared between files
+
+
+def _differ(field: str) -> str:
+    """SQL: true when a group holds two different non-null values of ``field`` (NaN is one value)."""
+    return f"min({field}) IS DISTINCT FROM max({field})"
+
+
+def _agreed(field: str) -> str:
+    """SQL: the one non-null value of ``field`` in a group, NULL when its sources disagree."""
+    return f"CASE WHEN NOT {_differ(field)} THEN min({field}) END"
+
+
+_RUNS_SQL = f"""
 CREATE OR REPLACE TABLE clean.runs AS
 WITH meta AS (
-    SELECT run_id,
-           -- a run described by several sources: the later source (by path) fills what is known
-           arg_max(family, source_path) FILTER (WHERE family IS NOT NULL) AS family,
-           arg_max(n_params, source_path) FILTER (WHERE n_params IS NOT NULL) AS n_params,
-           arg_max(tokens_planned, source_path) FILTER (WHERE tokens_planned IS NOT NULL) AS tokens_planned,
-           arg_max(batch_tokens, source_path) FILTER (WHERE batch_tokens IS NOT NULL) AS batch_tokens,
-           arg_max(total_steps, source_path) FILTER (WHERE total_steps IS NOT NULL) AS total_steps,
-           arg_max(warmup_steps, source_path) FILTER (WHERE warmup_steps IS NOT NULL) AS warmup_steps,
-           arg_max(schedule, source_path) FILTER (WHERE schedule IS NOT NULL) AS schedule,
-           arg_max(status, source_path) FILTER (WHERE status IS NOT NULL) AS status,
-           arg_max(unique_tokens, source_path) FILTER (WHERE unique_tokens IS NOT NULL) AS unique_tokens,
-           arg_max(lr, source_path) FILTER (WHERE lr IS NOT NULL) AS lr,
+    SELECT run_id, {", ".join(f"{_agreed(f)} AS {f}" for f in _META_FIELDS if f != "family")},
            count(DISTINCT source_path) AS n_meta_sources
     FROM raw.runs GROUP BY run_id
 ),
 logged AS (
-    SELECT run_id,
-           arg_max(family, step) FILTER (WHERE family IS NOT NULL) AS family,
-           count(DISTINCT source_path) AS n_metric_sources
-    FROM raw.metrics GROUP BY run_id
+    SELECT run_id, count(DISTINCT source_path) AS n_metric_sources FROM raw.metrics GROUP BY run_id
+),
+families AS (  -- the family named by manifests/configs and by the logged rows
+    SELECT run_id, {_agreed("family")} AS family, {_differ("family")} AS conflict
+    FROM (SELECT run_id, family FROM raw.runs UNION ALL SELECT DISTINCT run_id, family FROM raw.metrics)
+    GROUP BY run_id
 )
-SELECT coalesce(m.run_id, l.run_id) AS run_id,
-       coalesce(m.family, l.family, 'default') AS family,
+SELECT f.run_id,
+       CASE WHEN NOT f.conflict THEN coalesce(f.family, 'default') END AS family,
        m.n_params, m.tokens_planned, m.batch_tokens,
        coalesce(m.total_steps,
                 CAST(round(m.tokens_planned / m.batch_tokens) AS BIGINT)) AS total_steps,
        m.warmup_steps, m.schedule, lower(m.status) AS status, m.unique_tokens, m.lr,
        coalesce(m.n_meta_sources, 0) AS n_meta_sources,
        coalesce(l.n_metric_sources, 0) AS n_metric_sources
-FROM meta m FULL OUTER JOIN logged l ON m.run_id = l.run_id
+FROM families f LEFT JOIN meta m USING (run_id) LEFT JOIN logged l USING (run_id)
 """
 
-# Last write of each (run, step) wins: later wall time, then later source, then later record.
-_DEDUPED_SQL = """
+# Each (run, source file, step): the last write in the file wins (file order is write order, also
+# when a resumed run went back to an earlier checkpoint or its wall clock restarted).
+_LAST_WRITES_SQL = """
+CREATE OR REPLACE TEMP TABLE last_writes AS
+SELECT run_id, step, tokens, train_loss, eval_loss, lr, wall_time, source_path FROM raw.metrics
+QUALIFY row_number() OVER (PARTITION BY run_id, source_path, step
+                           ORDER BY record DESC NULLS LAST, wall_time DESC NULLS LAST) = 1
+"""
+
+# Each (run, step) once: the files that log it agree on every logged value (NULL = not logged), or
+# it is a conflict (see merge_sources). Steps only one file logs skip the comparison.
+_DEDUPED_SQL = f"""
 CREATE OR REPLACE TEMP TABLE deduped AS
-SELECT * EXCLUDE (rn, n_copies) FROM (
-    SELECT m.run_id, m.step, m.tokens, m.train_loss, m.eval_loss, m.lr, m.wall_time,
-           row_number() OVER w AS rn, count(*) OVER (PARTITION BY m.run_id, m.step) AS n_copies
-    FROM raw.metrics m
-    WINDOW w AS (PARTITION BY m.run_id, m.step
-                 ORDER BY m.wall_time DESC NULLS LAST, m.source_path DESC, m.record DESC)
-) WHERE rn = 1
+WITH shared AS (SELECT run_id, step FROM last_writes GROUP BY run_id, step HAVING count(*) > 1)
+SELECT run_id, step, {", ".join(_LOG_FIELDS)}, wall_time, false AS conflict
+FROM last_writes ANTI JOIN shared USING (run_id, step)
+UNION ALL
+SELECT run_id, step, {", ".join(f"max({f})" for f in _LOG_FIELDS)}, max(wall_time),
+       {" OR ".join(_differ(f) for f in _LOG_FIELDS)}
+FROM last_writes SEMI JOIN shared USING (run_id, step) GROUP BY run_id, step
+"""
+
+# (run, field, value, sources) for every run field two sources give different values.
+_META_CONFLICTS_SQL = f"""
+SELECT run_id, field, value, list(DISTINCT source ORDER BY source) AS sources
+FROM (
+    SELECT run_id, concat_ws(' ', source_path, location) AS source,
+           {", ".join(f"CAST({f} AS VARCHAR) AS {f}" for f in _META_FIELDS)}
+    FROM raw.runs
+    UNION ALL BY NAME
+    SELECT DISTINCT run_id, source_path AS source, family FROM raw.metrics WHERE family IS NOT NULL
+) UNPIVOT (value FOR field IN ({", ".join(_META_FIELDS)}))
+GROUP BY run_id, field, value
+QUALIFY count(*) OVER (PARTITION BY run_id, field) > 1
+ORDER BY run_id, field, value
+"""
+
+_LOG_CONFLICTS_SQL = f"""
+SELECT w.run_id, w.step, w.source_path, {", ".join(f"w.{f}" for f in _LOG_FIELDS)}
+FROM last_writes w JOIN deduped d USING (run_id, step)
+WHERE d.conflict ORDER BY w.run_id, w.step, w.source_path
 """
 
 _STEPS_SQL = """
@@ -196,16 +244,53 @@ def clean(con: duckdb.DuckDBPyConnection, config: CleanConfig = CleanConfig()) -
     return summary
 
 
+def merge_sources(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, int | None, int | None]]:
+    """Merge what the sources say about each run, never choosing between contradicting ones.
+
+    Builds ``clean.runs`` (the fields its sources agree on) and the TEMP table ``deduped`` (one row
+    per run and step: the last write in each file; equal values from several files count once) and
+    returns the runs whose sources contradict each other: run_id -> (reason, detail naming the
+    sources and their values, first conflicting step, number of conflicting steps). Conflicting
+    steps are left out of ``deduped``. Equal duplicates, and a value only one source gives, are no
+    conflict."""
+    con.execute(_RUNS_SQL)
+    con.execute(_LAST_WRITES_SQL)
+    con.execute(_DEDUPED_SQL)
+    meta: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for run_id, field, value, sources in con.execute(_META_CONFLICTS_SQL).fetchall():
+        meta[run_id][field].append(f"{value} ({', '.join(sources)})")
+    logs: dict[str, tuple[str, int, int]] = {}
+    for run_id, rows in con.execute(_LOG_CONFLICTS_SQL).df().groupby("run_id"):
+        first = rows[rows.step == rows.step.min()]
+        differ = [f for f in _LOG_FIELDS if first[f].dropna().nunique() > 1]
+        values = " vs ".join(f"{r.source_path}: " + ", ".join(f"{f} {getattr(r, f)!r}" for f in differ)
+                             for r in first.itertuples())
+        logs[run_id] = (f"{rows.step.nunique()} steps logged with different values by "
+                        f"{', '.join(sorted(rows.source_path.unique()))} (step {int(rows.step.min())}: {values})",
+                        int(rows.step.min()), rows.step.nunique())
+    con.execute("DELETE FROM deduped WHERE conflict")
+    con.execute("DROP TABLE last_writes")
+    conflicts = {}
+    for run_id in sorted(meta.keys() | logs.keys()):
+        parts = [f"{field}: {' vs '.join(values)}" for field, values in meta.get(run_id, {}).items()]
+        detail, step, n_steps = logs.get(run_id, (None, None, None))
+        conflicts[run_id] = (CONFLICTING_METADATA if parts else CONFLICTING_LOGS,
+                             "; ".join([*parts, *([detail] if detail else [])]) + "; excluded until the sources agree",
+                             step, n_steps)
+    return conflicts
+
+
 def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
     con.execute("CREATE SCHEMA IF NOT EXISTS clean")
-    con.execute(_RUNS_SQL)
-    con.execute(_DEDUPED_SQL)
+    conflicts = merge_sources(con)
     dupes = con.execute(
         """SELECT run_id, sum(n - 1) AS dropped, min(step) AS first_step FROM (
                SELECT run_id, step, count(*) AS n FROM raw.metrics GROUP BY run_id, step HAVING n > 1)
+           SEMI JOIN deduped USING (run_id, step)
            GROUP BY run_id ORDER BY run_id"""
     ).fetchall()
     con.execute(_STEPS_SQL)
+    rejected_n_params = _rejected_at_ingest(con, "n_params")
 
     runs = con.execute("SELECT * FROM clean.runs ORDER BY run_id").df()
     stats = con.execute(_RUN_STATS_SQL, [cfg.divergence_nats]).df().set_index("run_id")
@@ -221,8 +306,8 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
 
     for run_id, dropped, first_step in dupes:
         exclude(run_id, "rows", DUPLICATE_STEPS,
-                f"{int(dropped)} duplicate step rows dropped (kept the last write of each step)",
-                int(first_step), int(dropped))
+                f"{int(dropped)} duplicate step rows dropped (kept the last write of each step in its file; "
+                "equal copies in other files count once)", int(first_step), int(dropped))
     for run_id, st in stats.iterrows():
         if st.n_nonfinite_rows:
             exclude(run_id, "rows", NONFINITE_ROWS, f"{int(st.n_nonfinite_rows)} rows with NaN/inf/missing losses dropped",
@@ -232,7 +317,10 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
 
     points = []
     for run in runs.itertuples(index=False):
-        reason = _run_verdict(run, stats, cfg)
+        if run.run_id in conflicts:
+            exclude(run.run_id, "run", *conflicts[run.run_id])
+            continue
+        reason = _run_verdict(run, stats, cfg, rejected_n_params)
         if reason is not None:
             exclude(run.run_id, "run", *reason)
             continue
@@ -253,6 +341,9 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
             exclude(run.run_id, "run", BELOW_MIN_BUDGET,
                     f"{tokens:.3g} tokens / {int(st.last_step)} steps is below the minimum "
                     f"({cfg.min_tokens:.3g} tokens / {cfg.min_steps} steps)", _int(st.last_step))
+            continue
+        if problem := _implausible_point(float(run.n_params), tokens, loss):
+            exclude(run.run_id, "run", IMPLAUSIBLE_POINT, problem, _int(st.last_step))
             continue
         points.append(dict(run_id=run.run_id, family=run.family, n_params=float(run.n_params), n_tokens=float(tokens),
                            flops=6.0 * float(run.n_params) * float(tokens), loss=loss, loss_source=source,
@@ -289,8 +380,10 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
     )
 
 
-def _run_verdict(run, stats: pd.DataFrame, cfg: CleanConfig) -> tuple[str, str, int | None] | None:
-    """(reason, detail, step) why ``run`` gives no point, or None if it is a valid candidate."""
+def _run_verdict(run, stats: pd.DataFrame, cfg: CleanConfig,
+                 rejected_n_params: dict[str, str]) -> tuple[str, str, int | None] | None:
+    """(reason, detail, step) why ``run`` gives no point, or None if it is a valid candidate.
+    ``rejected_n_params``: run_id -> the n_params value(s) rejected at ingest, and where."""
     if run.run_id not in stats.index:
         return NO_LOSS, "no logged steps", None
     st = stats.loc[run.run_id]
@@ -307,8 +400,11 @@ def _run_verdict(run, stats: pd.DataFrame, cfg: CleanConfig) -> tuple[str, str, 
                 f"its best {st.best_train:.3f}; last healthy step {step}", step)
     if run.status == "diverged":
         return DIVERGED, "trainer reported status 'diverged'", _int(st.last_step)
-    if pd.isna(run.n_params) or not run.n_params > 0:
-        return NO_METADATA, "number of parameters unknown (no run metadata names n_params)", None
+    if pd.isna(run.n_params):
+        given = rejected_n_params.get(run.run_id)
+        return NO_METADATA, "number of parameters unknown: " + (
+            f"{given} was rejected at ingest (reason in raw.quarantine)" if given
+            else "no run metadata names n_params"), None
     if not pd.isna(run.total_steps):
         if st.last_step < run.total_steps:
             return (INCOMPLETE, f"stopped at step {int(st.last_step)} of {int(run.total_steps)} planned "
@@ -317,6 +413,33 @@ def _run_verdict(run, stats: pd.DataFrame, cfg: CleanConfig) -> tuple[str, str, 
     elif run.status not in COMPLETED_STATUSES:
         return (UNKNOWN_SCHEDULE, "planned schedule length unknown (no total_steps/tokens_planned) and status "
                 f"is {run.status!r}, not completed", _int(st.last_step))
+    return None
+
+
+def _rejected_at_ingest(con: duckdb.DuckDBPyConnection, field: str) -> dict[str, str]:
+    """run_id -> "<key> = <value> in <source>" for runs without ``field`` whose metadata gave one that
+    ingest rejected (a rejected value stays in ``extra`` under its source key)."""
+    aliases = set(RUN_ALIASES[field])
+    out: dict[str, list[str]] = defaultdict(list)
+    for run_id, source, extra in con.execute(
+            f"""SELECT run_id, concat_ws(' ', source_path, location), extra FROM raw.runs
+                WHERE {field} IS NULL ORDER BY ALL""").fetchall():
+        given = [f"{key} = {value!r}" for key, value in json.loads(extra or "{}").items()
+                 if key.strip().lower() in aliases]
+        if given:
+            out[run_id].append(f"{', '.join(given)} in {source}")
+    return {run_id: "; ".join(values) for run_id, values in out.items()}
+
+
+def _implausible_point(n_params: float, tokens: float, loss: float) -> str | None:
+    """Why (N params, D tokens, final loss in nats/token) is no scaling point, or None (keeps the
+    points_valid check true whatever one run logged)."""
+    for what, problem in (("n_params", out_of_range(n_params, RUN_RANGES["n_params"])),
+                          ("tokens seen", out_of_range(tokens, TOKEN_RANGE))):
+        if problem:
+            return f"{what}: {problem}"
+    if not (math.isfinite(loss) and loss > 0):
+        return f"final loss: expected a positive finite loss (nats/token), got {loss!r}"
     return None
 
 

@@ -106,6 +106,8 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ddl(RAW_FILES, FILE_COLUMNS))
     con.execute(ddl(RAW_METRICS, METRIC_COLUMNS, '"source_path" VARCHAR'))
     con.execute(ddl(RAW_RUNS, RUN_COLUMNS, '"source_path" VARCHAR'))
+    # a warehouse from before run rows had a location gets the column (run rows are inserted by name)
+    con.execute(f"ALTER TABLE {RAW_RUNS} ADD COLUMN IF NOT EXISTS location VARCHAR")
     con.execute(ddl(RAW_QUARANTINE, QUARANTINE_COLUMNS, '"quarantined_at" TIMESTAMP'))
 
 
@@ -194,7 +196,7 @@ def _store(
         if known:
             _delete(con, [rel])
         con.execute(f"INSERT INTO {RAW_METRICS} SELECT *, ? FROM {STAGE_METRICS}", [rel])
-        con.execute(f"INSERT INTO {RAW_RUNS} SELECT *, ? FROM {STAGE_RUNS}", [rel])
+        con.execute(f"INSERT INTO {RAW_RUNS} BY NAME SELECT *, ? AS source_path FROM {STAGE_RUNS}", [rel])
         if report.rejections:
             insert_arrow(
                 con, RAW_QUARANTINE, _quarantine_rows(rel, unit.reader, report.rejections, now)

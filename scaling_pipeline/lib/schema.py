@@ -8,6 +8,8 @@ floating-point operations, ``wall_time`` in seconds since the run's first launch
 
 from __future__ import annotations
 
+import math
+
 # (name, DuckDB type) — order matters: staging tables and raw tables use this column order.
 METRIC_COLUMNS: list[tuple[str, str]] = [
     ("run_id", "VARCHAR"),  # never NULL
@@ -34,7 +36,22 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("unique_tokens", "DOUBLE"),  # unique tokens U in the data (data-constrained runs)
     ("lr", "DOUBLE"),  # peak learning rate
     ("extra", "VARCHAR"),  # JSON object with every other metadata field, as strings/numbers
+    ("location", "VARCHAR"),  # where in the source: "line 3", "record 2", "config.yaml", "params", ...
 ]
+
+# Plausible run metadata: closed ranges in the units of RUN_COLUMNS. A value outside its range, or not
+# finite, is rejected at ingest (raw.quarantine) and left out of the run's metadata.
+TOKEN_RANGE = (1.0, 1e16)  # tokens (1e16: ~100x the largest training runs known)
+STEP_RANGE = (1, 10**15)  # optimizer steps
+RUN_RANGES: dict[str, tuple[float, float]] = {
+    "n_params": (1e3, 1e15),
+    "tokens_planned": TOKEN_RANGE,
+    "batch_tokens": TOKEN_RANGE,
+    "unique_tokens": TOKEN_RANGE,
+    "total_steps": STEP_RANGE,
+    "warmup_steps": (0, STEP_RANGE[1]),
+    "lr": (1e-10, 1e3),
+}
 
 QUARANTINE_COLUMNS: list[tuple[str, str]] = [
     ("source_path", "VARCHAR"),  # the file or run directory
@@ -42,7 +59,8 @@ QUARANTINE_COLUMNS: list[tuple[str, str]] = [
     ("location", "VARCHAR"),  # "line 17", "record 3", "file", "metrics/train_loss line 4", ...
     ("field", "VARCHAR"),  # column/key at fault, NULL when the whole record/file is bad
     ("reason", "VARCHAR"),  # human-readable, says what was expected
-    ("scope", "VARCHAR"),  # 'row' (row dropped, rest of file kept) or 'file' (nothing kept)
+    ("scope", "VARCHAR"),  # 'field' (that field left out, rest of the row kept), 'row' (row dropped,
+                           # rest of file kept) or 'file' (nothing kept)
 ]
 
 # Recognised column aliases (lower-cased, exact match) -> canonical metric column.
@@ -80,3 +98,13 @@ def ddl(table: str, columns: list[tuple[str, str]], extra: str = "") -> str:
     if extra:
         cols = f"{cols}, {extra}"
     return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
+
+
+def out_of_range(value: float, bounds: tuple[float, float]) -> str | None:
+    """Why ``value`` is not a finite number within ``bounds`` (closed), or None when it is."""
+    low, high = bounds
+    if not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    if not low <= value <= high:
+        return f"expected a value in [{low:g}, {high:g}], got {value!r}"
+    return None

@@ -32,7 +32,9 @@ from scaling_pipeline.lib.schema import (
     METRIC_COLUMNS,
     RUN_ALIASES,
     RUN_COLUMNS,
+    RUN_RANGES,
     ddl,
+    out_of_range,
 )
 
 STAGE_METRICS = "stage_metrics"
@@ -57,7 +59,8 @@ class SourceUnit:
 
 @dataclass(frozen=True)
 class Rejection:
-    """Something not ingested; ``scope``: 'row' (row dropped, rest kept) or 'file' (none kept)."""
+    """Something not ingested; ``scope``: 'field' (field left out, row kept), 'row' (row dropped,
+    rest kept) or 'file' (none kept)."""
 
     location: str  # "line 17", "row 3", "file", "metrics/lr line 4", "config.yaml", ...
     field: str | None  # source column/key at fault; None when the whole record/file is bad
@@ -79,7 +82,7 @@ class ReadReport:
 
     @property
     def status(self) -> str:
-        """'quarantined' (a file-scope rejection), 'partial' (row rejections) or 'ok'."""
+        """'quarantined' (a file-scope rejection), 'partial' (row/field rejections) or 'ok'."""
         if any(r.scope == "file" for r in self.rejections):
             return "quarantined"
         return "partial" if self.rejections else "ok"
@@ -106,6 +109,11 @@ def row_rejection(location: str, field_name: str | None, problem: str) -> Reject
     """A dropped row: ``problem`` says what was expected and what was found."""
     where = f"{location}: field '{field_name}': " if field_name else f"{location}: "
     return Rejection(location, field_name, where + problem, "row")
+
+
+def field_rejection(location: str, field_name: str, problem: str) -> Rejection:
+    """A field left out of a row that is kept: ``problem`` says what was expected and found."""
+    return Rejection(location, field_name, f"{location}: field '{field_name}': {problem}", "field")
 
 
 class RejectionLog:
@@ -296,51 +304,63 @@ def _run_aliases(keys: tuple[str, ...]) -> dict[str, list[str]]:
 
 def run_row(
     meta: Mapping[str, Any], location: str, *, untyped: bool, fallback_run_id: str | None = None
-) -> tuple[dict[str, Any], Rejection | None]:
-    """Type one run's metadata into a RUN_COLUMNS dict.
+) -> tuple[dict[str, Any], list[Rejection]]:
+    """Type and validate one run's metadata into a RUN_COLUMNS dict.
 
-    ``meta`` keys are matched via RUN_ALIASES; every other non-empty key goes into ``extra`` (JSON,
-    sorted keys). ``untyped``: values are text (CSV cells, MLflow params), so extras that look like
-    numbers become numbers. Returns the row (run_id/family always filled as far as known, so
-    callers can label metrics) and the rejection that drops it, if any."""
+    ``meta`` keys are matched via RUN_ALIASES (the first non-empty alias is the value); every other
+    non-empty key goes into ``extra`` (JSON, sorted keys). ``untyped``: values are text (CSV cells,
+    MLflow params), so extras that look like numbers become numbers. A value of the wrong type, not
+    finite or outside its plausible range (:data:`~scaling_pipeline.lib.schema.RUN_RANGES`) is left
+    out of the row with a 'field' rejection and kept as given in ``extra``: the run keeps its other
+    metadata (cleaning then names the missing fact). Without a run id the whole row is rejected
+    ('row' scope; see :func:`keeps_row`). ``location`` (e.g. "line 3", "config.yaml") is stored
+    with the row. run_id/family are always filled as far as known, so callers can label metrics."""
     resolved = _run_aliases(tuple(meta))
-    row: dict[str, Any] = {}
+    row: dict[str, Any] = {"location": location}
     used: set[str] = set()
-    problem: Rejection | None = None
+    rejections: list[Rejection] = []
     for name, typ in RUN_COLUMNS:
-        if name == "extra":
+        if name in ("extra", "location"):
             continue
         source = next((s for s in resolved.get(name, []) if to_varchar(meta[s]) is not None), None)
         if source is None:
             continue
-        used.add(source)
         try:
-            row[name] = _CASTS[typ](meta[source])
+            value = _CASTS[typ](meta[source])
+            problem = out_of_range(value, RUN_RANGES[name]) if name in RUN_RANGES else None
         except (ValueError, OverflowError):
-            problem = problem or row_rejection(
-                location, source, f"expected {_EXPECTED[typ]}, got {shorten(meta[source])}"
-            )
+            problem = f"expected {_EXPECTED[typ]}, got {shorten(meta[source])}"
+        if problem:
+            rejections.append(field_rejection(location, source, problem))
+            continue
+        used.add(source)
+        row[name] = value
     if row.get("run_id") is None:
         row["run_id"] = fallback_run_id
     if row["run_id"] is None:
-        problem = problem or row_rejection(
+        rejections.append(row_rejection(
             location, None, f"expected a run id (one of {alias_list(RUN_ALIASES, 'run_id')})"
-        )
+        ))
     extra = {
         str(k): (guess_scalar(v) if untyped and isinstance(v, str) else _json_value(v))
         for k, v in meta.items()
         if k not in used and to_varchar(v) is not None
     }
     row["extra"] = json.dumps(extra, sort_keys=True, ensure_ascii=False, default=str)
-    return row, problem
+    return row, rejections
+
+
+def keeps_row(rejections: list[Rejection]) -> bool:
+    """True when ``rejections`` only leave fields out (none drops the whole row)."""
+    return all(r.scope == "field" for r in rejections)
 
 
 def run_report(reader: str, con: duckdb.DuckDBPyConnection, log: RejectionLog, run: dict[str, Any],
-               rejection: Rejection | None, n_metric_rows: int) -> ReadReport:
+               rejections: list[Rejection], n_metric_rows: int) -> ReadReport:
     """Finish a one-run reader: stage its metadata row unless it was rejected, and report."""
-    if rejection:
+    for rejection in rejections:
         log.add(rejection)
-    n_runs = 0 if rejection else stage_run_rows(con, [run])
+    n_runs = stage_run_rows(con, [run]) if keeps_row(rejections) else 0
     return ReadReport(reader, n_metric_rows=n_metric_rows, n_run_rows=n_runs, rejections=log.to_list())
 
 

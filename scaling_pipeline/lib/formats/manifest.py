@@ -2,6 +2,8 @@
 
 One row per run with RUN_ALIASES columns; every other column goes into ``extra`` (JSON). CSV cells
 are text, so extra values that look like numbers are stored as numbers; YAML keeps its own types.
+Each row is validated by :func:`~.common.run_row`: an implausible value is a 'field' rejection
+naming the line (or YAML record) and field, and the run keeps its other columns.
 A CSV manifest's final line may lack a newline (hand-edited files) if it is otherwise complete.
 The writer produces the ``runs.csv`` that the csv/jsonl/parquet layouts put next to their metrics.
 """
@@ -23,6 +25,7 @@ from .common import (
     SourceUnit,
     alias_list,
     file_rejection,
+    keeps_row,
     resolve_aliases,
     row_rejection,
     run_row,
@@ -95,10 +98,10 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
             if meta is None:
                 log.add(row_rejection(location, None, problem or "unreadable record"))
                 continue
-            row, rejection = run_row(meta, location, untyped=untyped)
-            if rejection:
+            row, rejections = run_row(meta, location, untyped=untyped)
+            for rejection in rejections:
                 log.add(rejection)
-            else:
+            if keeps_row(rejections):
                 rows.append(row)
     except ValueError as exc:
         return file_rejection(READER, str(exc))
@@ -108,8 +111,9 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
 
 
 def write_manifest(path: Path, runs: list[dict[str, Any]]) -> Path:
-    """``runs.csv``: RUN_COLUMNS (without extra) then every extra column, in first-seen order."""
-    columns = [name for name, _ in RUN_COLUMNS if name != "extra"]
+    """``runs.csv``: RUN_COLUMNS (without extra and location) then every extra column, in first-seen
+    order."""
+    columns = [name for name, _ in RUN_COLUMNS if name not in ("extra", "location")]
     for run in runs:
         columns += [key for key in run if key not in columns]
     return write_csv(path, columns, runs)
