@@ -32,6 +32,7 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from . import common
 from .common import (
+    EXCERPT_CHARS,
     ReadReport,
     count_method,
     RejectionLog,
@@ -64,7 +65,7 @@ def _reject_non_objects(
 ) -> None:
     bad = con.execute(
         f"SELECT record, json_valid(text), CASE WHEN json_valid(text) THEN json_type(text) END, "
-        f"left(text, 80) FROM {lines} WHERE NOT {_IS_OBJECT} ORDER BY record LIMIT ?",
+        f"left(text, {EXCERPT_CHARS}) FROM {lines} WHERE NOT {_IS_OBJECT} ORDER BY record LIMIT ?",
         [log.room],
     ).fetchall()
     total = con.execute(f"SELECT count(*) FROM {lines} WHERE NOT {_IS_OBJECT}").fetchone()[0]
