@@ -58,7 +58,7 @@ from .native import NativeFile, NativeRead
 from .native import insert_native as _insert_native
 from .native import insertion_order
 from .native import read_native as _read_native
-from .text import ByteScan
+from .text import ByteScan, log_stem
 
 __all__ = [
     "FORMATS",
@@ -118,7 +118,7 @@ def native_file(unit: SourceUnit, scan: ByteScan | None, source: str) -> NativeF
     module = _NATIVE.get(unit.reader)
     if module is None or len(unit.members) != 1:
         return None
-    return module.native_file(unit.path, scan, run_id=unit.path.stem, source=source)
+    return module.native_file(unit.path, scan, run_id=log_stem(unit.path), source=source)
 
 
 def read_native(files: list[NativeFile], con: duckdb.DuckDBPyConnection | None = None

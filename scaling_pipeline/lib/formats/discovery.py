@@ -10,14 +10,14 @@ Rules, checked per directory top-down (hidden files and directories, '.'-prefixe
    run.
 4. Otherwise each file is a unit: ``runs.csv``/``runs.yaml``/``runs.yml`` -> manifest;
    ``*.csv`` -> csv, or manifest when its header has run-id and n_params columns but no step
-   column; ``*.jsonl`` -> jsonl; ``*.parquet`` -> parquet; anything else is ignored.
+   column; ``*.jsonl`` -> jsonl; ``*.parquet`` -> parquet (``*.csv.gz``/``*.jsonl.gz``: the same,
+   gzip-compressed); anything else is ignored.
 
 A run directory is claimed whole: nothing below it is discovered again.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +26,12 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES, RUN_ALIASES
 
 from .common import SourceUnit, resolve_aliases
 from .tensorboard_log import CONFIG_NAMES, EVENTS_PREFIX
-from .text import first_line, iter_lines, split_csv_line
+from .text import GZIP_SUFFIX, csv_records, iter_lines
 from .wandb_log import CONFIG_NAME, HISTORY_NAMES
 
 MANIFEST_NAMES = ("runs.csv", "runs.yaml", "runs.yml")
-TABLE_SUFFIXES = {".jsonl": "jsonl", ".parquet": "parquet"}
+TABLE_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}  # csv: or manifest
+GZIP_READERS = ("csv", "jsonl")  # read from *.gz too
 
 
 def _walk(top: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
@@ -68,9 +69,9 @@ def _csv_reader(path: Path) -> str:
     """'manifest' for a CSV whose header has run-id and n_params columns but no step column."""
     lines = iter_lines(path)
     try:
-        header = first_line(lines)
-        names = split_csv_line(header.text) if header and header.text else []
-    except (csv.Error, OSError):  # unreadable: the csv reader will report it
+        header = next(csv_records(lines), None)
+        names = (header.fields or []) if header else []
+    except (ValueError, OSError):  # unreadable: the csv reader will report it
         names = []
     finally:
         lines.close()
@@ -80,17 +81,21 @@ def _csv_reader(path: Path) -> str:
     return "manifest" if "run_id" in run_columns and "n_params" in run_columns else "csv"
 
 
+def _by_name(name: str) -> str | None:
+    """The reader a file goes to by its name ('csv': csv or manifest, see :func:`_csv_reader`)."""
+    lower = name.lower()
+    if lower in MANIFEST_NAMES:
+        return "manifest"
+    compressed = lower.endswith(GZIP_SUFFIX)
+    reader = TABLE_SUFFIXES.get(os.path.splitext(lower[: -len(GZIP_SUFFIX)] if compressed else lower)[1])
+    return reader if reader and (not compressed or reader in GZIP_READERS) else None
+
+
 def _file_unit(path: Path) -> SourceUnit | None:
-    name, suffix = path.name.lower(), path.suffix.lower()
-    if name in MANIFEST_NAMES:
-        reader = "manifest"
-    elif suffix == ".csv":
-        reader = _csv_reader(path)
-    elif suffix in TABLE_SUFFIXES:
-        reader = TABLE_SUFFIXES[suffix]
-    else:
+    reader = _by_name(path.name)
+    if reader is None:
         return None
-    return SourceUnit(path, reader, (path,))
+    return SourceUnit(path, _csv_reader(path) if reader == "csv" else reader, (path,))
 
 
 def discover(root: Path) -> list[SourceUnit]:
