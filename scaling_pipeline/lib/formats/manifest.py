@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import yaml
 
 from scaling_pipeline.lib.schema import RUN_ALIASES, RUN_COLUMNS
 
@@ -30,19 +29,10 @@ from .common import (
     stage_run_rows,
     write_csv,
 )
+from .safe_yaml import load_yaml
 from .text import iter_csv_records
 
 READER = "manifest"
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_yaml(path: Path) -> Any:
-    """Parsed YAML; ValueError with the parser's message (incl. line) when it is not YAML."""
-    try:
-        with open(path, "rb") as handle:
-            return yaml.load(handle, Loader=YAML_LOADER)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"expected YAML, got: {' '.join(str(exc).split())}") from exc
 
 
 def _csv_runs(path: Path) -> Iterator[tuple[str, Mapping[str, Any] | None, str | None]]:

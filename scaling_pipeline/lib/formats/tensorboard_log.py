@@ -44,8 +44,8 @@ from .common import (
     safe_name,
     shorten,
 )
-from .manifest import load_yaml
 from .metric_sql import EVENT_COLUMNS, TempTable, stage_metric_events
+from .safe_yaml import load_yaml
 
 READER = "tensorboard"
 EVENTS_PREFIX = "events.out.tfevents."
