@@ -123,6 +123,7 @@ class Fingerprint:
 def fingerprint(root: Path, unit: SourceUnit) -> Fingerprint:
     """Hash the members of ``unit`` (and scan a one-file text unit's bytes in the same pass)."""
     digest, total, scan = hashlib.sha256(), 0, None
+    digest.update((unit.skipped or "").encode())  # a skipped entry has no members: its reason is its content
     text = len(unit.members) == 1 and unit.reader in SCANNED_READERS
     for rel, member in sorted((relative_path(root, m), m) for m in unit.members):
         size = member.stat().st_size

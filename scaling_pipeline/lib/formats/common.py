@@ -49,11 +49,13 @@ ARROW_TYPES = {
 
 @dataclass(frozen=True)
 class SourceUnit:
-    """A file or run directory read as one unit; ``members``: the files hashed to detect changes."""
+    """A file or run directory read as one unit; ``members``: the files hashed to detect changes.
+    Reader 'skipped': an entry listed but never opened (no members), ``skipped`` says why."""
 
     path: Path
     reader: str
     members: tuple[Path, ...]
+    skipped: str | None = None
 
 
 @dataclass(frozen=True)
