@@ -51,7 +51,7 @@ from scaling_pipeline.lib.formats import (
     read_native,
     read_unit,
 )
-from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, insert_arrow
+from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, excerpt, insert_arrow
 from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile, one_pass_pays
 from scaling_pipeline.lib.formats.text import ByteScan, read_chunks, scan_bytes
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, QUARANTINE_COLUMNS, RUN_COLUMNS, ddl
@@ -139,7 +139,7 @@ def fingerprint(root: Path, unit: SourceUnit) -> Fingerprint:
 
 
 def _crashed(reader: str, exc: BaseException) -> ReadReport:
-    reason = f"file: reader failed unexpectedly: {type(exc).__name__}: {exc}"
+    reason = f"file: reader failed unexpectedly: {type(exc).__name__}: {excerpt(str(exc))}"
     return ReadReport(reader, rejections=[Rejection("file", None, reason, "file")])
 
 

@@ -21,6 +21,7 @@ from .common import (
     RejectionLog,
     SourceUnit,
     alias_list,
+    excerpt,
     file_rejection,
     resolve_aliases,
     row_rejection,
@@ -47,7 +48,7 @@ def _csv_runs(path: Path) -> Iterator[tuple[str, Mapping[str, Any] | None, str |
     if "run_id" not in resolve_aliases(names, RUN_ALIASES):
         raise ValueError(
             f"expected a run id column (one of {alias_list(RUN_ALIASES, 'run_id')}), "
-            f"found columns: {', '.join(names)}"
+            f"found columns: {excerpt(', '.join(names))}"
         )
     for record in records:
         location = f"line {record.line}"
