@@ -15,10 +15,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-import yaml
 
 from scaling_pipeline.lib.formats import (
-    ReadReport,
     create_staging,
     discover,
     read_unit,
@@ -27,7 +25,7 @@ from scaling_pipeline.lib.formats import (
 )
 from scaling_pipeline.lib.formats.common import EXCERPT_CHARS, excerpt, shorten
 from scaling_pipeline.lib.ingest import ingest
-from tests.test_formats import ladder, write_tb
+from tests.test_formats import ladder, read_one, write_tb
 
 SECRET = "root:x:0:0:SECRET-LINE:/root:/bin/bash"
 
@@ -37,13 +35,6 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     yield connection
     connection.close()
-
-
-def read_one(path: Path, con: duckdb.DuckDBPyConnection) -> ReadReport:
-    """Read the one unit under ``path``'s directory."""
-    (unit,) = discover(path.parent)
-    create_staging(con)
-    return read_unit(unit, con)
 
 
 def all_text(con: duckdb.DuckDBPyConnection) -> str:

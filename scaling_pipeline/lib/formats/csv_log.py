@@ -22,7 +22,6 @@ Two ways in, same staged rows:
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
