@@ -444,4 +444,5 @@ def test_over_long_json_line_is_named_as_such(tmp_path: Path, con: duckdb.DuckDB
     assert (report.status, report.n_metric_rows) == ("partial", 2)
     assert report.rejections[0].reason == "line 2: expected a line of at most 1.0 MiB, got 1.5 MiB"
     path.write_text('{"step": 1, "loss": ' + "9" * 200 + "\n")
-    assert "(line 1: expected a JSON object, got malformed JSON '{\"step\": 1" in read_one(path, con).rejections[0].reason
+    reason = read_one(path, con).rejections[0].reason
+    assert "(line 1: expected a JSON object, got malformed JSON '{\"step\": 1" in reason

@@ -303,8 +303,8 @@ def _group(keys: tuple[str, ...], small: bool, files: list[NativeFile]) -> Nativ
             failed.append(f" OR (NOT uniform AND {texts[name]} IS NOT NULL AND {other} IS NULL)")
         cells.append(f"CASE WHEN uniform THEN {value} ELSE {other} END AS {name}" if typed else f"{other} AS {name}")
     sql = (
-        f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') OR strlen({text}) > {MAX_LINE_BYTES} "
-        f"OR CASE WHEN uniform THEN false "
+        f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') "
+        f"OR strlen({text}) > {MAX_LINE_BYTES} OR CASE WHEN uniform THEN false "
         f"ELSE NOT list_has_all({allowed}, json_keys({text})) END{''.join(failed)} AS malformed, {', '.join(cells)} "
         f"FROM (SELECT *, CASE WHEN NOT uniform THEN json_extract_string({text}, "
         f"[{', '.join(_literal(p) for p in json_paths)}]) END AS js FROM (SELECT *, s IS NOT NULL AS uniform "

@@ -120,9 +120,9 @@ class _EventScan:
                 )
         size = path.stat().st_size
         if consumed < size:
-            damage = f"{name} byte {consumed}", f"{_damage(path, consumed, size)} at record {records + 1} of the file"
-            self.damaged = self.damaged or damage
-            self.log.add(row_rejection(damage[0], None, f"{damage[1]}; its last {size - consumed} bytes were skipped"))
+            where, what = f"{name} byte {consumed}", f"{_damage(path, consumed, size)} at record {records + 1} of the file"
+            self.damaged = self.damaged or (where, what)
+            self.log.add(row_rejection(where, None, f"{what}; its last {size - consumed} bytes were skipped"))
 
     def _event(self, event: event_pb2.Event) -> None:
         for value in event.summary.value:
