@@ -4,7 +4,8 @@
   warehouse that the next run repairs: the tables equal a clean run's;
 * a second writer on a locked warehouse fails with a message naming the file and the lock;
 * hostile names (quotes, spaces, unicode, ``../``, SQL) in files, run ids and families are stored
-  verbatim and nothing is written outside the configured db / reports folders.
+  verbatim and nothing is written outside the configured db / reports folders; links leading out of
+  the log folder are listed as skipped and nothing behind them reaches the warehouse or the report.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import duckdb
 import pytest
 
 from tests.conftest import REPO, materialize_all
+from tests.test_inputs import SECRET
 
 FIT_PARAMS = ("E", "A", "B", "alpha", "beta")
 
@@ -356,6 +358,20 @@ def _hostile_logs(root: Path, plain: Path) -> dict[str, str]:
     return dict(zip(families["run_id"], families["family"], strict=True))
 
 
+def _links_out(logs: Path, outside: Path) -> dict[str, str]:
+    """Links in ``logs`` that must not be followed, to a secret file and folder in ``outside``; returns
+    {link: reason code}."""
+    (outside / "dir").mkdir(parents=True)
+    (outside / "passwd").write_text(SECRET + "\n")
+    (outside / "dir" / "m.csv").write_text(f"run_id,step,loss\n{SECRET},1,2.0\n")
+    (logs / "leak 'ü'.csv").symlink_to(outside / "passwd")
+    (logs / "outside dir").symlink_to(outside / "dir")
+    (logs / "loop.csv").symlink_to("loop.csv")
+    (logs / "dangling.jsonl").symlink_to("missing.jsonl")
+    return {"leak 'ü'.csv": "link_outside_log_root", "outside dir": "link_outside_log_root",
+            "loop.csv": "symlink_loop", "dangling.jsonl": "dangling_link"}
+
+
 def _tree(path: Path) -> set[str]:
     return {p.relative_to(path).as_posix() for p in path.rglob("*")}
 
@@ -364,7 +380,8 @@ def test_hostile_names_ingest_safely_and_write_only_where_configured(tmp_path):
     sandbox = tmp_path / "sandbox"
     logs, db, reports = sandbox / "logs", sandbox / "db" / "warehouse.duckdb", sandbox / "reports"
     run_family = _hostile_logs(logs, tmp_path / "plain")
-    logs_before = {p: p.stat().st_mtime_ns for p in logs.rglob("*")}
+    skipped = _links_out(logs, tmp_path / "outside")
+    logs_before = {p: p.lstat().st_mtime_ns for p in logs.rglob("*")}
     outside_before = {p.name for p in tmp_path.parent.iterdir()}
     tmp_before = {p.name for p in tmp_path.iterdir()}
 
@@ -372,19 +389,25 @@ def test_hostile_names_ingest_safely_and_write_only_where_configured(tmp_path):
     assert result.success
 
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM raw.files WHERE status = 'quarantined'").fetchone()[0] == 0
+        quarantined = con.execute("SELECT f.source_path, f.reader, q.reason FROM raw.files f JOIN raw.quarantine q "
+                                  "USING (source_path) WHERE f.status = 'quarantined'").fetchall()
+        assert {p: (r, skipped.get(p, "?") in reason) for p, r, reason in quarantined} == {
+            p: ("skipped", True) for p in skipped}  # the links not followed, listed
+        tables = [t for (t,) in con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                                            "WHERE table_schema <> 'information_schema'").fetchall()]
+        assert not [t for t in tables if "SECRET" in repr(con.execute(f"SELECT * FROM {t}").fetchall())]
         stored = dict(con.execute("SELECT DISTINCT run_id, family FROM raw.runs").fetchall())
         assert stored == run_family  # verbatim, quotes/unicode/../ and all
         metric_ids = {r for (r,) in con.execute("SELECT DISTINCT run_id FROM raw.metrics").fetchall()}
         assert metric_ids <= set(run_family) and len(metric_ids) >= len(run_family) - 1
         fams = dict(con.execute("SELECT family, status FROM fits.chinchilla").fetchall())
         assert set(fams) == set(HOSTILE_FAMILIES.values()) and set(fams.values()) == {"ok"}
-        paths = {p for (p,) in con.execute("SELECT source_path FROM raw.files").fetchall()}
+        paths = {p for (p,) in con.execute("SELECT source_path FROM raw.files WHERE reader <> 'skipped'").fetchall()}
         assert all(not p.startswith("/") and (logs / p).resolve().is_relative_to(logs.resolve()) for p in paths)
 
     # Nothing outside the configured folders: logs untouched, only db/ and reports/ added to the
     # sandbox, nothing new beside it or beside tmp_path, every report file inside reports/.
-    assert {p: p.stat().st_mtime_ns for p in logs.rglob("*")} == logs_before
+    assert {p: p.lstat().st_mtime_ns for p in logs.rglob("*")} == logs_before
     assert {p.name for p in sandbox.iterdir()} == {"logs", "db", "reports"}
     assert {p.name for p in tmp_path.iterdir()} == tmp_before
     assert {p.name for p in tmp_path.parent.iterdir()} == outside_before
@@ -393,6 +416,8 @@ def test_hostile_names_ingest_safely_and_write_only_where_configured(tmp_path):
         assert p.resolve().is_relative_to(reports.resolve()), p
         assert ".." not in p.name and "/" not in p.name, p
     assert (reports / "latest" / "index.html").is_file()
+    assert "link_outside_log_root" in (reports / "latest" / "index.html").read_text()
+    assert not [p for p in reports.rglob("*") if p.is_file() and b"SECRET" in p.read_bytes()]
 
 
 def test_loading_the_code_location_writes_nothing_in_the_working_directory(tmp_path):

@@ -1,8 +1,8 @@
-"""Fuzzing ingest: damaged csv/jsonl/parquet metric files and manifests, junk in MLflow metric
-files and W&B history. Properties: ingest never raises; the damaged unit is ok, partial (row
-rejections) or quarantined (a file rejection), always with non-empty reasons that start with
-their location; a line cut in the middle is never silently accepted; good siblings are always
-ingested in full.
+"""Fuzzing ingest: damaged csv/jsonl/parquet metric files (also a CSV with quoted newlines and a
+gzip-compressed one) and manifests, junk in MLflow metric files and W&B history. Properties: ingest
+never raises; the damaged unit is ok, partial (row rejections) or quarantined (a file rejection),
+always with non-empty, printable reasons of bounded length that start with their location; a line
+cut in the middle is never silently accepted; good siblings are always ingested in full.
 
 Each kind keeps one log tree and one DuckDB file across examples, so every example is also an
 incremental re-ingest: the damaged unit (sorted first) is re-read, then a good sibling whose bytes
@@ -10,6 +10,8 @@ changes every time (one more trailing blank line) is re-read after it."""
 
 from __future__ import annotations
 
+import csv
+import gzip
 import os
 
 from collections.abc import Iterator
@@ -33,7 +35,8 @@ settings.register_profile("fast", max_examples=60, derandomize=True)  # same cas
 settings.register_profile("nightly", max_examples=1000)
 FUZZ = settings(settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
-LINE_KINDS = {"csv", "jsonl", "mlflow", "wandb"}  # metric logs written line by line
+LINE_KINDS = {"csv", "csv_quoted", "jsonl", "mlflow", "wandb"}  # metric logs written line by line
+MAX_REASON_CHARS = 400  # reasons quote at most EXCERPT_CHARS of the input
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,19 @@ def _target(kind: str, root: Path, paths: list[Path]) -> tuple[Path, str]:
         target = next(p for p in paths if p.name == "wandb-history.jsonl")
         return target, target.parent.relative_to(root.parent).as_posix()
     else:
-        target = next(p for p in paths if p.suffix == f".{kind}" and p.name != "runs.csv")
+        target = next(p for p in paths if p.suffix == f".{kind.split('_')[0]}" and p.name != "runs.csv")
+        if kind == "csv_quoted":  # a note column whose cells hold newlines, commas and quotes
+            with open(target, newline="") as handle:
+                header, *rows = list(csv.reader(handle))
+            with open(target, "w", newline="") as handle:
+                csv.writer(handle, lineterminator="\n").writerows(
+                    [[*header, "note"], *([*row, f'step {i}\nsaid "ok", then\n\nmore'] for i, row in enumerate(rows))]
+                )
+        elif kind == "csv_gz":
+            packed = target.with_name(target.name + ".gz")
+            packed.write_bytes(gzip.compress(target.read_bytes()))
+            target.unlink()
+            target = packed
     return target, target.relative_to(root.parent).as_posix()
 
 
@@ -75,7 +90,8 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Te
     runs, metrics = ladder()
     good, bad = runs.run_id[0], runs.run_id[1]
     out = {}
-    for kind in ("csv", "jsonl", "parquet", "manifest_csv", "manifest_yaml", "mlflow", "wandb"):
+    for kind in ("csv", "csv_quoted", "csv_gz", "jsonl", "parquet", "manifest_csv", "manifest_yaml", "mlflow",
+                 "wandb"):
         base = tmp_path_factory.mktemp(kind)
         root, target_dir, target_runs = (
             base / "logs",
@@ -95,7 +111,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Te
             )
             target, unit = target_dir / "runs.yaml", "a_target/runs.yaml"
         else:
-            fmt = "csv" if kind == "manifest_csv" else kind
+            fmt = "csv" if kind.startswith(("manifest_csv", "csv")) else kind
             paths = write_logs(fmt, target_dir, target_runs, metrics[metrics.run_id == bad])
             target, unit = _target(kind, target_dir, paths)
         con = duckdb.connect(str(base / "warehouse.duckdb"))
@@ -146,7 +162,7 @@ def must_reject(kind: str, original: bytes, damage: Damage) -> bool:
     """A cut inside a line of a metric log (or any cut of a Parquet file) must not pass as ok."""
     if damage.cut is None:
         return False
-    if kind == "parquet":
+    if kind in ("parquet", "csv_gz"):  # a cut gzip stream is damaged whatever it cut
         return True
     if kind not in LINE_KINDS:
         return False
@@ -187,7 +203,8 @@ def check(template: Template, kind: str, damage: Damage) -> None:
     ).fetchall()
     assert len(rejections) == n_rejections
     assert all(
-        reason.strip() and reason.startswith(location) for location, reason, _ in rejections
+        reason.strip() and reason.startswith(location) and reason.isprintable() and len(reason) <= MAX_REASON_CHARS
+        for location, reason, _ in rejections
     ), rejections
     scopes = sorted({scope for _, _, scope in rejections})
     partial = [["field"], ["row"], ["field", "row"]]  # 'field': a run metadata value left out
@@ -212,7 +229,7 @@ def check(template: Template, kind: str, damage: Damage) -> None:
 
 
 @FUZZ
-@given(data=st.data(), kind=st.sampled_from(["csv", "jsonl", "parquet"]))
+@given(data=st.data(), kind=st.sampled_from(["csv", "csv_quoted", "csv_gz", "jsonl", "parquet"]))
 def test_damaged_metric_tables(
     templates: dict[str, Template], data: st.DataObject, kind: str
 ) -> None:

@@ -51,7 +51,7 @@ from scaling_pipeline.lib.formats import (
     read_native,
     read_unit,
 )
-from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, insert_arrow
+from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, excerpt, insert_arrow
 from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile, one_pass_pays
 from scaling_pipeline.lib.formats.text import ByteScan, read_chunks, scan_bytes
 from scaling_pipeline.lib.interrupts import reraise_interrupt
@@ -126,6 +126,7 @@ class Fingerprint:
 def fingerprint(root: Path, unit: SourceUnit) -> Fingerprint:
     """Hash the members of ``unit`` (and scan a one-file text unit's bytes in the same pass)."""
     digest, total, scan = hashlib.sha256(), 0, None
+    digest.update((unit.skipped or "").encode())  # a skipped entry has no members: its reason is its content
     text = len(unit.members) == 1 and unit.reader in SCANNED_READERS
     for rel, member in sorted((relative_path(root, m), m) for m in unit.members):
         size = member.stat().st_size
@@ -141,7 +142,7 @@ def fingerprint(root: Path, unit: SourceUnit) -> Fingerprint:
 
 
 def _crashed(reader: str, exc: BaseException) -> ReadReport:
-    reason = f"file: reader failed unexpectedly: {type(exc).__name__}: {exc}"
+    reason = f"file: reader failed unexpectedly: {type(exc).__name__}: {excerpt(str(exc))}"
     return ReadReport(reader, rejections=[Rejection("file", None, reason, "file")])
 
 

@@ -4,7 +4,7 @@ Reading, per source unit (a file or a run directory)::
 
     con = duckdb.connect(...)
     create_staging(con)                 # TEMP stage_metrics / stage_runs, emptied
-    for unit in discover(root):         # sorted SourceUnit(path, reader, members)
+    for unit in discover(root):         # sorted SourceUnit(path, reader, members[, skipped])
         report = read_unit(unit, con)   # rows staged; ReadReport(reader, counts, rejections)
         ...                             # copy the staged rows, then create_staging(con) again
 
@@ -52,13 +52,13 @@ from .common import (
     create_staging,
     frame_records,
 )
-from .discovery import discover
+from .discovery import SKIPPED, discover, read_skipped
 from .metric_sql import METRIC_FIELDS
 from .native import NativeFile, NativeRead
 from .native import insert_native as _insert_native
 from .native import insertion_order
 from .native import read_native as _read_native
-from .text import ByteScan
+from .text import ByteScan, log_stem
 
 __all__ = [
     "FORMATS",
@@ -86,6 +86,7 @@ READERS: dict[str, Callable[[SourceUnit, duckdb.DuckDBPyConnection], ReadReport]
     "tensorboard": tensorboard_log.read,
     "mlflow": mlflow_log.read,
     "wandb": wandb_log.read,
+    SKIPPED: read_skipped,  # entries discover lists but does not read (links leaving the root, ...)
 }
 _NATIVE = {"csv": csv_log, "jsonl": jsonl_log, "parquet": parquet_log}  # readers with a fast path
 SCANNED_READERS = ("csv", "jsonl")  # their fast path needs a byte scan of the file (native_file)
@@ -118,7 +119,7 @@ def native_file(unit: SourceUnit, scan: ByteScan | None, source: str) -> NativeF
     module = _NATIVE.get(unit.reader)
     if module is None or len(unit.members) != 1:
         return None
-    return module.native_file(unit.path, scan, run_id=unit.path.stem, source=source)
+    return module.native_file(unit.path, scan, run_id=log_stem(unit.path), source=source)
 
 
 def read_native(files: list[NativeFile], con: duckdb.DuckDBPyConnection | None = None

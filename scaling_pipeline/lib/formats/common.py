@@ -40,6 +40,7 @@ from scaling_pipeline.lib.schema import (
 STAGE_METRICS = "stage_metrics"
 STAGE_RUNS = "stage_runs"
 MAX_LISTED_REJECTIONS = 1000  # per unit; further bad rows are summarised in one rejection
+EXCERPT_CHARS = 80  # a message quotes at most this many characters of the input (see excerpt)
 ARROW_TYPES = {
     "VARCHAR": pa.string(),
     "DOUBLE": pa.float64(),
@@ -50,11 +51,13 @@ ARROW_TYPES = {
 
 @dataclass(frozen=True)
 class SourceUnit:
-    """A file or run directory read as one unit; ``members``: the files hashed to detect changes."""
+    """A file or run directory read as one unit; ``members``: the files hashed to detect changes.
+    Reader 'skipped': an entry listed but never opened (no members), ``skipped`` says why."""
 
     path: Path
     reader: str
     members: tuple[Path, ...]
+    skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,7 @@ def missing_metric_columns(
     what: str = "column",
 ) -> str | None:
     """Why a metric source without a step or loss ``what`` cannot be read (None when it can)."""
-    shown = ", ".join(found[:20]) + (", ..." if len(found) > 20 else "") if found else "none"
+    shown = excerpt(", ".join(found)) if found else "none"
     if need_step and "step" not in resolved:
         return (
             f"expected a step {what} (one of {alias_list(METRIC_ALIASES, 'step')}), found: {shown}"
@@ -371,10 +374,25 @@ def stage_run_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -
     return len(rows)
 
 
-def shorten(value: Any, limit: int = 60) -> str:
-    """repr of ``value`` cut to ``limit`` characters, for messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` (a piece of the input) for a message: characters that are not printable (control
+    characters such as newline and NUL, bidi and other format characters) escaped as repr escapes
+    them, at most ``limit`` characters, a cut marked by '...' (never inside an escape)."""
+    pieces = [char if char.isprintable() else repr(char)[1:-1] for char in text[:limit]]
+    if len(text) <= limit and sum(map(len, pieces)) <= limit:
+        return "".join(pieces)
+    kept, room = [], limit - 3
+    for piece in pieces:
+        if len(piece) > room:
+            break
+        kept.append(piece)
+        room -= len(piece)
+    return "".join(kept) + "..."
+
+
+def shorten(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """repr of ``value`` (quoted when text) as :func:`excerpt` cuts it, for messages."""
+    return excerpt(repr(value[:limit] if isinstance(value, str) else value), limit)
 
 
 # ---------------------------------------------------------------------------------------------

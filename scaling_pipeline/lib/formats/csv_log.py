@@ -1,25 +1,27 @@
 """CSV metric logs: one row per logged step, columns per METRIC_ALIASES.
 
-Every line is one record (quoted fields may not span lines), so a damaged line costs only itself.
-A final line without newline is rejected as truncated: a cut-off number can still parse. Empty
-cells are null; 'nan'/'inf' are the logged NaN/inf. Unknown columns are ignored. Without a run-id
-column the file stem is the run id.
+Records are parsed as CSV (a quoted field may hold a newline: its record then spans lines and is
+labelled with its first line); a record over several lines that is not well-formed, or has another
+number of fields than the header, costs only its first line (see :func:`.text.csv_records`), so a
+damaged line costs only itself. A final line without newline is rejected as truncated: a cut-off
+number can still parse. Empty cells are null; 'nan'/'inf' are the logged NaN/inf. Unknown columns
+are ignored. Without a run-id column the file stem is the run id. ``*.csv.gz`` files are read
+decompressed, by the exact path.
 
 Two ways in, same staged rows:
 
 * **fast** (:mod:`.native`): a plain file (header on line 1, every line ending in ``\n``, no
-  quotes, CR or NUL bytes, no glob characters in its path) is read by DuckDB's ``read_csv``
-  together with the other files of the same header (ingest batches them; :func:`stage_csv` reads
-  one), strictly (explicit columns, exact field count, UTF-8); ``record`` = row ordinal + 1
-  (header). It is kept only if its row count equals its data-line count and every row types
-  cleanly; otherwise nothing of it is kept and
-* **exact**: lines are streamed from Python into DuckDB, which splits and types them (lines with
-  quotes are split by Python's csv module first), with one rejection per bad line.
+  quotes, CR or NUL bytes, no glob characters in its path, not compressed) is read by DuckDB's
+  ``read_csv`` together with the other files of the same header (ingest batches them;
+  :func:`stage_csv` reads one), strictly (explicit columns, exact field count, UTF-8); ``record`` =
+  row ordinal + 1 (header). It is kept only if its row count equals its data-line count and every
+  row types cleanly; otherwise nothing of it is kept and
+* **exact**: records are streamed from Python into DuckDB, which splits and types them (records
+  with quotes are split by Python's csv module first), with one rejection per bad record.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,11 +48,13 @@ from .native import TEXT_LINES, NativeFile, NativeGroup, plain_path, stage_nativ
 from .text import (
     MAX_LINE_BYTES,
     ByteScan,
+    CsvRecord,
     TextLine,
-    first_line,
+    csv_records,
+    is_gzip,
     iter_lines,
+    log_stem,
     scan_bytes,
-    split_csv_line,
 )
 
 READER = "csv"
@@ -60,33 +64,28 @@ SMALL_FILE_BYTES = 1 << 20  # smaller files are split in SQL (see native_groups)
 
 
 def _header(lines: Iterator[TextLine], label: str) -> tuple[list[str], int]:
-    """Column names and line number of the first non-blank line; ValueError when there is none."""
-    header = first_line(lines)
+    """Column names and line number of the first record; ValueError when there is none."""
+    header = next(csv_records(lines), None)
     if header is None:
         raise ValueError("expected a header line naming the columns, got an empty file")
-    where = f"{label} {header.number} (header)"
-    if header.text is None:
+    where = f"{label} {header.line} (header)"
+    if header.fields is None:
         raise ValueError(f"{where}: {header.error}")
     if not header.terminated:
         raise ValueError(
             f"{where}: truncated (no newline at end of file); expected a header line "
             "followed by rows"
         )
-    try:
-        return [name.strip() for name in split_csv_line(header.text)], header.number
-    except csv.Error as exc:
-        raise ValueError(f"{where}: expected well-formed CSV ({exc})") from exc
+    return [name.strip() for name in header.fields], header.line
 
 
-def _load_lines(lines: Iterator[TextLine], table: TempTable, log: RejectionLog, label: str) -> None:
-    """Lines into ``table``: plain lines as text (DuckDB splits them), quoted ones pre-split."""
-    for line in lines:
-        location = f"{label} {line.number}"
-        if line.text is None:
-            log.add(row_rejection(location, None, line.error or "unreadable line"))
-        elif not line.text.strip():
-            continue
-        elif not line.terminated:
+def _load_records(records: Iterator[CsvRecord], table: TempTable, log: RejectionLog, label: str) -> None:
+    """Records into ``table``: lines without quotes as text (DuckDB splits them), the others pre-split."""
+    for record in records:
+        location = f"{label} {record.line}"
+        if record.error is not None:
+            log.add(row_rejection(location, None, record.error))
+        elif not record.terminated:
             log.add(
                 row_rejection(
                     location,
@@ -95,13 +94,8 @@ def _load_lines(lines: Iterator[TextLine], table: TempTable, log: RejectionLog, 
                     "file): expected a complete row ending in a newline",
                 )
             )
-        elif '"' not in line.text:
-            table.add((line.number, line.text, None))
         else:
-            try:
-                table.add((line.number, None, split_csv_line(line.text)))
-            except csv.Error as exc:
-                log.add(row_rejection(location, None, f"expected well-formed CSV ({exc})"))
+            table.add((record.line, record.text, record.fields))
 
 
 def stage_csv(
@@ -121,15 +115,16 @@ def stage_csv(
     if problem := missing_metric_columns(resolved, names):
         lines.close()
         raise ValueError(problem)
-    if header_line == 1:
+    if header_line == 1 and not is_gzip(path):
         lines.close()
         native = native_file(path, scan_bytes(path), run_id=run_id, family=family)
         if native and (rows := stage_native(con, native, native_groups)) is not None:
             return rows, count_method(READER, "fast")
         lines = iter_lines(path)
         _header(lines, label)
+    records = csv_records(lines, width=len(names), split=False)
     return (
-        _stage_lines(lines, con, log, names, resolved, label=label, run_id=run_id, family=family),
+        _stage_records(records, con, log, names, resolved, label=label, run_id=run_id, family=family),
         count_method(READER, "exact"),
     )
 
@@ -149,14 +144,14 @@ def native_file(
 ) -> NativeFile | None:
     """``path`` as a fast-path candidate (layout: its header), or None when only the exact path can
     read it exactly (see the module doc)."""
-    if scan is None or not (common.FAST_PATH and plain_path(path)) or not scan.ends_with_newline:
+    if scan is None or not (common.FAST_PATH and plain_path(path)) or is_gzip(path):
         return None
-    if scan.has_nul or scan.has_cr or scan.has_quote:
+    if not scan.ends_with_newline or scan.has_nul or scan.has_cr or scan.has_quote:
         return None
     header = scan.first_line()
     if header is None or not header.strip():
         return None
-    names = [name.strip() for name in split_csv_line(header)]
+    names = [name.strip() for name in header.split(",")]  # no quotes (checked above)
     resolved = resolve_aliases(names, METRIC_ALIASES)
     if missing_metric_columns(resolved, names) or ("run_id" not in resolved and run_id is None):
         return None
@@ -210,8 +205,8 @@ def native_groups(
     return groups, []
 
 
-def _stage_lines(
-    lines: Iterator[TextLine],
+def _stage_records(
+    records: Iterator[CsvRecord],
     con: duckdb.DuckDBPyConnection,
     log: RejectionLog,
     names: list[str],
@@ -221,10 +216,10 @@ def _stage_lines(
     run_id: str | None,
     family: str | None,
 ) -> int:
-    """The exact path: ``lines`` (after the header) streamed into DuckDB."""
+    """The exact path: ``records`` (after the header) streamed into DuckDB."""
     columns = [("record", "BIGINT"), ("text", "VARCHAR"), ("fields", "VARCHAR[]")]
     with TempTable(con, _LINES, columns) as table:
-        _load_lines(lines, table, log, label)
+        _load_records(records, table, log, label)
         table.flush()
         split = f"SELECT record, coalesce(fields, string_split(text, ',')) AS f FROM {_LINES}"
         wrong = con.execute(
@@ -260,7 +255,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     """Stage one CSV metric log (run id defaults to the file stem)."""
     log = RejectionLog()
     try:
-        rows, method = stage_csv(unit.path, con, log, label="line", run_id=unit.path.stem)
+        rows, method = stage_csv(unit.path, con, log, label="line", run_id=log_stem(unit.path))
     except ValueError as exc:
         return file_rejection(READER, str(exc))
     return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list(), method=method)

@@ -12,9 +12,11 @@ again alone (its keys then are the union over its lines), then, if still rejecte
 path: lines are streamed into DuckDB from Python, one rejection per bad line, and typed by the same
 SQL, so a clean file gives the same rows either way. ``NaN``/``Infinity``
 literals (what Python's json writes) are the logged NaN/inf; ``null`` is null. Lines that are not
-JSON objects are rejected; a file with no JSON object at all is quarantined. A final line without
-newline is kept if it is a complete object (a cut-off object is never valid JSON). Unknown keys
-are ignored; without a run-id key the file stem is the run id.
+JSON objects are rejected; a file with no JSON object at all is quarantined, saying what its first
+bad line is (e.g. longer than MAX_LINE_BYTES, which is measured without holding the line in
+memory). A final line without newline is kept if it is a complete object (a cut-off object is
+never valid JSON). Unknown keys are ignored; without a run-id key the file stem is the run id.
+``*.jsonl.gz`` files are read decompressed, by the exact path.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES
 
 from . import common
 from .common import (
+    EXCERPT_CHARS,
     ReadReport,
     count_method,
     RejectionLog,
@@ -45,7 +48,7 @@ from .common import (
 from .manifest import write_tables
 from .metric_sql import METRIC_FIELDS, Cells, TempTable, stage_metric_cells
 from .native import TEXT_LINES, NativeFile, NativeGroup, bisect, paths, plain_path, stage_native
-from .text import MAX_LINE_BYTES, ByteScan, iter_lines, scan_bytes
+from .text import MAX_LINE_BYTES, ByteScan, is_gzip, iter_lines, log_stem, scan_bytes
 
 READER = "jsonl"
 SUFFIX = ".jsonl"
@@ -64,7 +67,7 @@ def _reject_non_objects(
 ) -> None:
     bad = con.execute(
         f"SELECT record, json_valid(text), CASE WHEN json_valid(text) THEN json_type(text) END, "
-        f"left(text, 80) FROM {lines} WHERE NOT {_IS_OBJECT} ORDER BY record LIMIT ?",
+        f"left(text, {EXCERPT_CHARS}) FROM {lines} WHERE NOT {_IS_OBJECT} ORDER BY record LIMIT ?",
         [log.room],
     ).fetchall()
     total = con.execute(f"SELECT count(*) FROM {lines} WHERE NOT {_IS_OBJECT}").fetchone()[0]
@@ -88,7 +91,7 @@ def stage_jsonl(
 ) -> tuple[int, str]:
     """Stage a JSONL metric table; returns (rows staged, method 'fast' or 'exact', see the module doc).
     Raises ValueError (-> file rejection) when the file cannot be read at all."""
-    native = native_file(path, scan_bytes(path), run_id=run_id, family=family)
+    native = None if is_gzip(path) else native_file(path, scan_bytes(path), run_id=run_id, family=family)
     native = native and replace(native, layout=None)  # alone: the union of its lines' keys, not line 1's
     if native and (rows := stage_native(con, native, native_groups)) is not None:
         return rows, count_method(READER, "fast")
@@ -105,14 +108,13 @@ def stage_jsonl(
                 table.add((line.number, line.text))
         table.flush()
         n_objects = con.execute(f"SELECT count(*) FROM {_LINES} WHERE {_IS_OBJECT}").fetchone()[0]
-        if not n_objects:
-            got = (
-                f"{n_lines + n_unreadable} lines and none is a JSON object"
-                if n_lines + n_unreadable
-                else "an empty file"
-            )
-            raise ValueError(f"expected JSON lines (one JSON object per line), got {got}")
         _reject_non_objects(con, log, label, unterminated)
+        if not n_objects:
+            n = n_lines + n_unreadable
+            got = f"{n} line{'s' * (n != 1)} and none is a JSON object" if n else "an empty file"
+            if log.listed:  # the first bad line says why
+                got += f" ({min(log.listed, key=lambda r: int(r.location.rsplit(' ', 1)[1])).reason})"
+            raise ValueError(f"expected JSON lines (one JSON object per line), got {got}")
         rows = _stage_objects(con, _LINES, log, label=label, run_id=run_id, family=family)
     return rows, count_method(READER, "exact")
 
@@ -163,7 +165,9 @@ def native_file(
     """``path`` as a fast-path candidate, or None when only the exact path can read it exactly (see
     the module doc). Layout: the keys of its first line (which must be a JSON object), which the batch
     read checks every line against."""
-    if scan is None or not (common.FAST_PATH and plain_path(path)) or scan.has_nul or not scan.lines:
+    if scan is None or not (common.FAST_PATH and plain_path(path)) or is_gzip(path):
+        return None
+    if scan.has_nul or not scan.lines:
         return None
     keys = _first_keys(scan.first_line())
     if keys is None or _unusable(keys, run_id):
@@ -272,7 +276,8 @@ def _group(keys: tuple[str, ...], small: bool, files: list[NativeFile]) -> Nativ
     case), uses the exact path's ``json_extract_string`` texts, cast as the exact path casts them; a
     number field whose text does not cast makes the line malformed. A line that is not valid JSON
     fails the statement (``json_keys``): the files are then read again in smaller sets and the file
-    at fault alone, by the exact path."""
+    at fault alone, by the exact path. A line longer than MAX_LINE_BYTES is malformed too (the exact
+    path rejects it; ``read_ndjson_objects`` ignores its ``maximum_object_size``)."""
     resolved = resolve_aliases(sorted(set(keys)), METRIC_ALIASES)
     fields = [(name, resolved[name]) for name, _ in METRIC_FIELDS if name in resolved]
     json_paths = [f'$."{key}"' for _, found in fields for key in found]
@@ -298,7 +303,8 @@ def _group(keys: tuple[str, ...], small: bool, files: list[NativeFile]) -> Nativ
             failed.append(f" OR (NOT uniform AND {texts[name]} IS NOT NULL AND {other} IS NULL)")
         cells.append(f"CASE WHEN uniform THEN {value} ELSE {other} END AS {name}" if typed else f"{other} AS {name}")
     sql = (
-        f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') OR CASE WHEN uniform THEN false "
+        f"SELECT filename, file_index, n AS record, NOT starts_with({text}, '{{') "
+        f"OR strlen({text}) > {MAX_LINE_BYTES} OR CASE WHEN uniform THEN false "
         f"ELSE NOT list_has_all({allowed}, json_keys({text})) END{''.join(failed)} AS malformed, {', '.join(cells)} "
         f"FROM (SELECT *, CASE WHEN NOT uniform THEN json_extract_string({text}, "
         f"[{', '.join(_literal(p) for p in json_paths)}]) END AS js FROM (SELECT *, s IS NOT NULL AS uniform "
@@ -316,7 +322,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     """Stage one JSON-lines metric log (run id defaults to the file stem)."""
     log = RejectionLog()
     try:
-        rows, method = stage_jsonl(unit.path, con, log, label="line", run_id=unit.path.stem)
+        rows, method = stage_jsonl(unit.path, con, log, label="line", run_id=log_stem(unit.path))
     except ValueError as exc:
         return file_rejection(READER, str(exc))
     return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list(), method=method)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import yaml
 
 from scaling_pipeline.lib.schema import RUN_ALIASES, RUN_COLUMNS
 
@@ -24,6 +23,7 @@ from .common import (
     RejectionLog,
     SourceUnit,
     alias_list,
+    excerpt,
     file_rejection,
     keeps_row,
     resolve_aliases,
@@ -33,19 +33,10 @@ from .common import (
     stage_run_rows,
     write_csv,
 )
+from .safe_yaml import load_yaml
 from .text import iter_csv_records
 
 READER = "manifest"
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_yaml(path: Path) -> Any:
-    """Parsed YAML; ValueError with the parser's message (incl. line) when it is not YAML."""
-    try:
-        with open(path, "rb") as handle:
-            return yaml.load(handle, Loader=YAML_LOADER)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"expected YAML, got: {' '.join(str(exc).split())}") from exc
 
 
 def _csv_runs(path: Path) -> Iterator[tuple[str, Mapping[str, Any] | None, str | None]]:
@@ -60,7 +51,7 @@ def _csv_runs(path: Path) -> Iterator[tuple[str, Mapping[str, Any] | None, str |
     if "run_id" not in resolve_aliases(names, RUN_ALIASES):
         raise ValueError(
             f"expected a run id column (one of {alias_list(RUN_ALIASES, 'run_id')}), "
-            f"found columns: {', '.join(names)}"
+            f"found columns: {excerpt(', '.join(names))}"
         )
     for record in records:
         location = f"line {record.line}"

@@ -38,8 +38,8 @@ from .common import (
     to_bigint,
     to_double,
 )
-from .manifest import load_yaml
 from .metric_sql import EVENT_COLUMNS, TempTable, stage_metric_events
+from .safe_yaml import load_yaml
 from .text import TextLine, iter_lines
 
 READER = "mlflow"

@@ -23,6 +23,7 @@ from .common import (
     RejectionLog,
     SourceUnit,
     arrow_table,
+    excerpt,
     file_rejection,
     missing_metric_columns,
     quote_ident,
@@ -37,8 +38,9 @@ SUFFIX = ".parquet"
 _NATIVE = "_fmt_parquet_native"
 
 
-def _duckdb_message(exc: duckdb.Error) -> str:
-    return str(exc).strip().splitlines()[0]
+def _message(exc: Exception) -> str:
+    """The first line of a reader library's complaint, which may quote the file's bytes: excerpted."""
+    return excerpt((str(exc).strip().splitlines() or [""])[0])
 
 
 def _cell(sources: list[str]) -> str:
@@ -109,10 +111,10 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     except duckdb.Error as exc:
         reraise_interrupt(exc)
         return file_rejection(
-            READER, f"expected a Parquet file, DuckDB says: {_duckdb_message(exc)}"
+            READER, f"expected a Parquet file, DuckDB says: {_message(exc)}"
         )
     except (OSError, pa.ArrowException) as exc:
-        return file_rejection(READER, f"expected a Parquet file, pyarrow says: {exc}")
+        return file_rejection(READER, f"expected a Parquet file, pyarrow says: {_message(exc)}")
     try:
         names = [
             row[0]
@@ -133,7 +135,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
         except duckdb.Error as exc:
             reraise_interrupt(exc)
             return file_rejection(
-                READER, f"expected readable Parquet data, DuckDB says: {_duckdb_message(exc)}"
+                READER, f"expected readable Parquet data, DuckDB says: {_message(exc)}"
             )
     finally:
         con.execute(f"DROP TABLE IF EXISTS {_NATIVE}")

@@ -21,6 +21,7 @@ hparams (float64 numbers, strings, bools) and is exact; null fields are omitted.
 from __future__ import annotations
 
 import math
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import duckdb
 from google.protobuf.message import DecodeError
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
@@ -44,8 +46,8 @@ from .common import (
     safe_name,
     shorten,
 )
-from .manifest import load_yaml
 from .metric_sql import EVENT_COLUMNS, TempTable, stage_metric_events
+from .safe_yaml import load_yaml
 
 READER = "tensorboard"
 EVENTS_PREFIX = "events.out.tfevents."
@@ -74,6 +76,21 @@ def _hparams(value: Any) -> dict[str, Any]:
     return out
 
 
+def _damage(path: Path, offset: int, size: int) -> str:
+    """What is wrong with the TFRecord at byte ``offset`` of ``path`` (the reader stopped there)."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        header = handle.read(12)  # data length (8 bytes) and its masked CRC-32C (4)
+    if len(header) < 12:
+        return "expected a complete TFRecord, got a truncated record (the file ends inside its header)"
+    length, crc = struct.unpack("<QI", header)
+    if masked_crc32c(header[:8]) != crc:
+        return "expected a TFRecord, got a corrupt record header (its length fails its checksum)"
+    if offset + length + RECORD_OVERHEAD > size:
+        return f"expected a complete TFRecord of {length} bytes, got a truncated record"
+    return "expected a TFRecord, got a corrupt record (its data fails its checksum)"
+
+
 class _EventScan:
     """Streams a run's event files into the events table; collects hparams and problems."""
 
@@ -83,11 +100,13 @@ class _EventScan:
         self.hparams: dict[str, Any] = {}
         # tag -> plugin named by its first value (later values of a tag may omit the metadata)
         self.plugins: dict[str, str] = {}
+        self.damaged: tuple[str, str] | None = None  # (where, what) of the first file the reader stopped inside
 
     def scan(self, path: Path, name: str) -> None:
-        consumed = 0
+        consumed = records = 0
         for raw in RawEventFileLoader(str(path)).Load():
             consumed += len(raw) + RECORD_OVERHEAD
+            records += 1
             self.record += 1
             try:
                 self._event(event_pb2.Event.FromString(raw))
@@ -101,14 +120,9 @@ class _EventScan:
                 )
         size = path.stat().st_size
         if consumed < size:
-            self.log.add(
-                row_rejection(
-                    f"{name} byte {consumed}",
-                    None,
-                    f"expected a complete TFRecord, got a truncated or corrupted record; the last "
-                    f"{size - consumed} bytes of the file were skipped",
-                )
-            )
+            where, what = f"{name} byte {consumed}", f"{_damage(path, consumed, size)} at record {records + 1} of the file"
+            self.damaged = self.damaged or (where, what)
+            self.log.add(row_rejection(where, None, f"{what}; its last {size - consumed} bytes were skipped"))
 
     def _event(self, event: event_pb2.Event) -> None:
         for value in event.summary.value:
@@ -154,13 +168,17 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
             if path.name.startswith(EVENTS_PREFIX):
                 scan.scan(path, path.relative_to(unit.path).as_posix())
         table.flush()
-        if not scan.record:
-            return file_rejection(READER, "expected TensorBoard event records, got none readable")
         tags = [
             tag
             for (tag,) in con.execute(f"SELECT DISTINCT tag FROM {_EVENTS} ORDER BY tag").fetchall()
         ]
         mapping, problem = event_mapping(tags, TAGS, "scalar tag")
+        if scan.damaged and (problem or not scan.record):  # the damage is why: say so, not what is missing
+            where, what = scan.damaged
+            rest = "the rest of the run has no loss scalar tag" if scan.record else "no record is readable"
+            return file_rejection(READER, f"corrupt event file: {what}; {rest}", where)
+        if not scan.record:
+            return file_rejection(READER, "expected TensorBoard event records, got none readable")
         if problem:
             return file_rejection(READER, problem)
         where = "hparams" if scan.hparams else " + ".join(config_names) or "hparams"

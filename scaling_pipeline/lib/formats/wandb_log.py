@@ -28,7 +28,7 @@ from .common import (
 )
 from .csv_log import stage_csv
 from .jsonl_log import stage_jsonl, write_jsonl
-from .manifest import load_yaml
+from .safe_yaml import load_yaml
 
 READER = "wandb"
 HISTORY_NAMES = ("wandb-history.jsonl", "history.csv")
