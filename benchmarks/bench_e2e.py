@@ -1,6 +1,6 @@
 """End-to-end benchmark: the default demo materialized through Dagster, twice.
 
-    python benchmarks/bench_e2e.py [--n-boot 200] [--seed 0]
+    python benchmarks/bench_e2e.py [--bootstrap 200] [--seed 0]
 
 Writes the default demo (``write_demo(out, seed)``) to a temp dir, then materializes every asset
 and check of the real code location (``dagster.materialize([*ASSETS, *CHECKS], ...)``, in-process,
@@ -59,7 +59,7 @@ def run_once(logs: Path, db: Path, reports: Path, n_boot: int) -> tuple[float, d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-boot", type=int, default=200)
+    parser.add_argument("--bootstrap", dest="n_boot", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from scaling_pipeline.lib.simulate import write_demo

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from scaling_pipeline.lib.settings import MAX_BOOTSTRAP, N_BOOT
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -24,6 +26,19 @@ def main(argv: list[str] | None = None) -> int:
 
 UI_STOP_GRACE = 5.0  # `ui`: seconds between the stop request and killing what is left
 SLOT_WAIT_SECONDS = 600.0  # `run --wait`: how long a run waits for the warehouse held by another live run
+
+
+
+
+def _bootstrap_count(text: str) -> int:
+    """argparse type of every --bootstrap: a whole number in [0, MAX_BOOTSTRAP]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_BOOTSTRAP:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_BOOTSTRAP}, got {value}")
+    return value
 
 
 class UserError(Exception):
@@ -40,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--reports", help="report folder (default: $SCALING_REPORTS or reports/)")
     run.add_argument("--min-tokens", type=float, help="runs trained on fewer tokens give no point (default 0)")
     run.add_argument("--min-steps", type=int, help="runs with fewer optimizer steps give no point (default 0)")
-    run.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per family (default 200)")
+    run.add_argument("--bootstrap", type=_bootstrap_count, default=N_BOOT, metavar="B",
+                     help=f"bootstrap resamples per family (default {N_BOOT}, at most {MAX_BOOTSTRAP})")
     run.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     run.add_argument("--wait", type=float, default=SLOT_WAIT_SECONDS, metavar="SECONDS",
                      help="how long to wait for another run that holds the warehouse (default "
@@ -61,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="objective: huber = sum of Huber(delta) of log residuals (Epoch/Hoffmann; default)")
     fit.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
     fit.add_argument("--family", help="fit only the rows of this family")
-    fit.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap resamples for intervals")
+    fit.add_argument("--bootstrap", type=_bootstrap_count, default=0, metavar="B",
+                     help=f"bootstrap resamples for intervals (default 0: none; at most {MAX_BOOTSTRAP})")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     fit.add_argument("--joint", action="store_true",
                      help="chinchilla over all families at once: shared alpha, beta; per-family E, A, B")
@@ -102,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                     "one per family on any worker, then import-fits.")
     fam.add_argument("points", type=Path, metavar="POINTS.parquet")
     fam.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
-    fam.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (default 200, as the pipeline)")
+    fam.add_argument("--bootstrap", type=_bootstrap_count, default=N_BOOT, metavar="B",
+                     help=f"bootstrap resamples (default {N_BOOT}, as the pipeline; at most {MAX_BOOTSTRAP})")
     fam.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     fam.set_defaults(func=_cmd_fit_family)
 
@@ -414,10 +432,8 @@ def _cmd_fit_family(args: argparse.Namespace) -> int:
     from scaling_pipeline.lib.family_parquet import fit_family_file
     from scaling_pipeline.lib.warehouse import FitSettings
 
-    if args.n_boot < 0:
-        raise UserError(f"--n-boot must be >= 0, got {args.n_boot}")
     with _family_file_errors():
-        out = fit_family_file(args.points, args.out, FitSettings(n_boot=args.n_boot, seed=args.seed))
+        out = fit_family_file(args.points, args.out, FitSettings(n_boot=args.bootstrap, seed=args.seed))
     print(f"wrote {out} and {out.with_name('bootstrap.parquet').name}")
     return 0
 

@@ -122,3 +122,17 @@ def fuzz_files(tmp_path_factory, epoch_csv):
         "E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}}))
     (d / "garbage").write_bytes(b"\x00\xff{not json,,\n")
     return {"good_csv": epoch_csv, "good_fit": d / "fit.json", "missing": d / "missing", "garbage": d / "garbage"}
+
+
+@pytest.mark.parametrize("cmd", [["fit", "runs.csv"], ["run"], ["fit-family", "points.parquet", "--out", "x"]])
+@pytest.mark.parametrize("value,ok", [("0", True), ("10000", True), ("10001", False), ("-1", False), ("1e9", False)])
+def test_bootstrap_count_is_bounded_everywhere(cmd, value, ok, capsys):
+    from scaling_pipeline.cli import _parser
+
+    if ok:
+        assert _parser().parse_args([*cmd, "--bootstrap", value]).bootstrap == int(value)
+        return
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args([*cmd, "--bootstrap", value])
+    assert exc.value.code == 2
+    assert "--bootstrap" in capsys.readouterr().err

@@ -55,7 +55,7 @@ def fitted(reference: Path, tmp_path_factory) -> tuple[Path, Path]:
     assert done.returncode == 0, done.stderr
     files = sorted(points_dir.glob("family=*/points.parquet"))
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda p: _cli("fit-family", str(p), "--out", str(fits_dir), "--n-boot", str(N_BOOT)),
+        runs = list(pool.map(lambda p: _cli("fit-family", str(p), "--out", str(fits_dir), "--bootstrap", str(N_BOOT)),
                              files))
     assert [r.returncode for r in runs] == [0] * len(files), [r.stderr for r in runs]
     return points_dir, fits_dir

@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from scaling_pipeline.lib.settings import N_BOOT
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families
 
 from .clean import CLEAN_POINTS, rows_check
@@ -18,13 +19,13 @@ class FitConfig(dg.Config):
 
     loss: str = "huber"
     delta: float = 1e-3
-    n_boot: int = 200
+    n_boot: int = N_BOOT
     seed: int = 0
     max_backtest_error: float = 0.10  # publish a family's plan only if held-out runs are predicted this well
     n_jobs: int | None = None
 
 
-def fit_run_config(n_boot: int = 200, seed: int = 0) -> dict:
+def fit_run_config(n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Run config that sets the fit settings of a materialization (CLI, tests)."""
     return {"ops": {"fits__chinchilla": {"config": {"n_boot": n_boot, "seed": seed}}},
             "loggers": {"console": {"config": {"log_level": "INFO"}}}}

@@ -26,6 +26,7 @@ from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, allocation_table
 from scaling_pipeline.lib.fit import CHINCHILLA_PARAMS, FitError, backtest_chinchilla, bootstrap_chinchilla, fit_chinchilla
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.process import exit_with
+from scaling_pipeline.lib.settings import N_BOOT
 
 PARAMS = CHINCHILLA_PARAMS
 
@@ -37,7 +38,7 @@ class FitSettings:
 
     loss: str = "huber"
     delta: float = 1e-3
-    n_boot: int = 200
+    n_boot: int = N_BOOT
     seed: int = 0
     level: float = 0.95
     max_backtest_error: float = 0.10  # a plan is published only if held-out runs are predicted this well
