@@ -1,7 +1,7 @@
 """Ctrl-C (SIGINT to the process group, as a terminal sends it) and SIGTERM (to the process, as a
 supervisor sends it) at several points of a real `scaling-pipeline run`: the run always exits 130,
-never quarantines a file because its read was interrupted, publishes no report, and the next run
-repairs everything to a clean run's warehouse."""
+never quarantines a file because its read was interrupted, publishes no report, and (mid-ingest) the next
+run repairs everything to a clean run's warehouse."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from tests.test_faults import (  # noqa: F401  (fixtures)
 
 # (line that triggers the signal, how many times it must have appeared, signal): the ingest's first files,
 # the middle of the ingest (the logged partial file is [29/85]), the end of cleaning, the middle of the fit
+# (only the mid-ingest case is run again: the SIGKILL tests of test_faults.py repair every stage)
 POINTS = [("] csv csv/", 1, signal.SIGINT), ("] csv csv/", 2, signal.SIGTERM), ("clean:", 1, signal.SIGINT),
-          ("fitting", 1, signal.SIGTERM), ("fitting", 2, signal.SIGINT)]
+          ("fitting", 1, signal.SIGTERM)]
 
 
 @pytest.mark.parametrize("needle,nth,sig", POINTS)
@@ -55,7 +56,8 @@ def test_signal_ends_the_run_nonzero_and_publishes_nothing(csv_logs, clean_cli_r
     with duckdb.connect(str(db), read_only=True) as con:
         reasons = [r[0] for r in con.execute("SELECT reason FROM raw.quarantine").fetchall()]
     assert not [r for r in reasons if "nterrupt" in r or "unexpectedly" in r], reasons
-
+    if nth != 2:
+        return
     rerun = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     got = _pipeline_snapshot(db)
