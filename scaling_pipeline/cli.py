@@ -198,7 +198,8 @@ def _print_summary(con, reports: Path, elapsed: float) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from scaling_pipeline.lib.fit import FitError, fit_csv
+    from scaling_pipeline.lib.fitting.common import FitError
+    from scaling_pipeline.lib.fitting.csv import fit_csv
 
     try:
         out = fit_csv(args.csv, form=args.form, loss=args.loss, delta=args.delta, family=args.family,

@@ -23,7 +23,7 @@ from scaling_pipeline.lib.allocate import (
     plan_for_loss,
     plans_from_fit,
 )
-from scaling_pipeline.lib.fit import FitResult
+from scaling_pipeline.lib.fitting.common import FitResult
 from scaling_pipeline.lib.laws import Chinchilla, DataConstrained
 
 HOFF = Chinchilla(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. 2022, written out

@@ -1,4 +1,4 @@
-"""Fast tests of scaling_pipeline.lib.fit / laws on synthetic data (no reference files needed)."""
+"""Fast tests of scaling_pipeline.lib.fitting / laws on synthetic data (no reference files needed)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,13 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq, minimize_scalar
 
-from scaling_pipeline.lib.fit import (
-    FitError,
-    backtest_chinchilla,
-    bootstrap_chinchilla,
-    chinchilla_objective,
-    fit_chinchilla,
-    fit_csv,
-    fit_data_constrained,
-    fit_kaplan,
-    fit_power_law,
-    fit_saturating,
-    isoflop_approach2,
-)
+from scaling_pipeline.lib.fitting.chinchilla import chinchilla_objective, fit_chinchilla
+from scaling_pipeline.lib.fitting.common import FitError
+from scaling_pipeline.lib.fitting.csv import fit_csv
+from scaling_pipeline.lib.fitting.data_constrained import fit_data_constrained
+from scaling_pipeline.lib.fitting.isoflop import isoflop_approach2
+from scaling_pipeline.lib.fitting.one_variable import fit_kaplan, fit_power_law, fit_saturating
+from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
 from scaling_pipeline.lib.laws import FORMS, Chinchilla, DataConstrained, Kaplan
 
 HOFFMANN = Chinchilla(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
@@ -430,7 +424,7 @@ def test_fit_csv_other_forms(tmp_path):
 def test_joint_fit_shares_exponents_and_recovers_them():
     """Three families with the same exponents but different E, A, B: the joint fit recovers the shared
     alpha, beta, each family's E, and can only be worse than the separate fits (it is constrained)."""
-    from scaling_pipeline.lib.fit import fit_chinchilla_joint
+    from scaling_pipeline.lib.fitting.joint import fit_chinchilla_joint
     from scaling_pipeline.lib.laws import Chinchilla
 
     rng = np.random.default_rng(7)

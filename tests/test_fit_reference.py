@@ -14,13 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling_pipeline.lib.fit import (
-    bootstrap_chinchilla,
-    chinchilla_objective,
-    fit_chinchilla,
-    fit_data_constrained,
-    isoflop_approach2,
-)
+from scaling_pipeline.lib.fitting.chinchilla import chinchilla_objective, fit_chinchilla
+from scaling_pipeline.lib.fitting.data_constrained import fit_data_constrained
+from scaling_pipeline.lib.fitting.isoflop import isoflop_approach2
+from scaling_pipeline.lib.fitting.resample import bootstrap_chinchilla
 from scaling_pipeline.lib.laws import Chinchilla, DataConstrained
 
 DATA = Path(
