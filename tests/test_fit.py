@@ -73,6 +73,26 @@ def test_exact_data_recovers_all_parameters(loss):
     assert fit.delta == (None if loss == "mse" else 1e-3)
 
 
+def test_global_fit_polishes_every_profile_minimum():
+    """A surface with two basins in alpha (a steep extra D term bends the small-budget runs): the
+    best cell of the coarse profile grid lies in the worse basin (alpha ~0.21, 3% above the
+    optimum), the other basin's cell has a higher profile value but polishes to the optimum
+    (alpha ~0.46). The global fit must polish both and return the better one."""
+    N, T = (a.ravel() for a in np.meshgrid(np.geomspace(5.2e6, 4.2e9, 5), np.geomspace(5.7, 360, 4)))
+    D = N * T
+    noise = np.exp(np.random.default_rng(8).normal(0.0, 0.011, N.size))
+    L = (1.7 + 60 * N**-0.35 + 280 * D**-0.24 + 7.1e6 * D**-1.3) * noise
+    low = fit_chinchilla(N, D, L, bounds={"alpha": (0.0, 0.3)})
+    high = fit_chinchilla(N, D, L, bounds={"alpha": (0.3, 3.0)})
+    assert low.diagnostics["at_bounds"] == [] and high.diagnostics["at_bounds"] == []  # two interior minima
+    assert high.objective < 0.98 * low.objective
+    fit = fit_chinchilla(N, D, L)
+    starts = fit.diagnostics["optimizer"]["starts"]
+    assert starts[0][0][0] < 0.3 and starts[0][1] == pytest.approx(low.objective, rel=1e-9)  # grid's best cell
+    assert fit.objective == pytest.approx(high.objective, rel=1e-9)
+    assert fit.params["alpha"] == pytest.approx(high.params["alpha"], abs=1e-4)
+
+
 def test_fit_is_deterministic_and_order_independent():
     N, D, L = ladder(HOFFMANN, sizes=6, seed=3)
     a, b = fit_chinchilla(N, D, L), fit_chinchilla(N, D, L)

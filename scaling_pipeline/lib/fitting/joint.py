@@ -15,8 +15,6 @@ from scaling_pipeline.lib.fitting.common import FitError, _check_loss, _one_blas
 from scaling_pipeline.lib.fitting.objective import _Data, _objective
 from scaling_pipeline.lib.fitting.search import (
     _GRID,
-    _MAX_POLISH,
-    _POLISH_MARGIN,
     _POLISH_OPTIONS,
     _grid,
     _internal_bounds,
@@ -68,8 +66,8 @@ def fit_chinchilla_joint(
     """Fit ``L = E_f + A_f/N^alpha + B_f/D^beta`` to every family ``f`` at once, exponents shared.
 
     Same global strategy as :func:`fit_chinchilla`: for each (alpha, beta) on the grid the families'
-    ``(E, A, B)`` are profiled out independently and the profile objectives summed; the best distinct
-    minima are polished jointly (all 3·k + 2 parameters) with L-BFGS-B and analytic gradients.
+    ``(E, A, B)`` are profiled out independently and the profile objectives summed; every profile
+    minimum is polished jointly (all 3·k + 2 parameters) with L-BFGS-B and analytic gradients.
     ``loss`` as in :func:`fit_chinchilla` (with ``mse`` each family's mean is summed). Each family needs
     at least 3 distinct sizes and 3 distinct budgets."""
     t0 = time.perf_counter()
@@ -108,9 +106,7 @@ def fit_chinchilla_joint(
         F = sum(Fp for Fp, _ in profiles)
         zb = ib[:3] * k + ib[3:]
         best = None
-        for ij in _local_minima(F)[:_MAX_POLISH]:
-            if best is not None and F[ij] > (1 + _POLISH_MARGIN) * best[0]:
-                break
+        for ij in _local_minima(F):
             z0 = np.concatenate([P[ij][:3] for _, P in profiles] + [profiles[0][1][ij][3:]])
             res = _polish(fg, z0, zb, _POLISH_OPTIONS)
             if best is None or res.fun < best[0]:
