@@ -49,6 +49,7 @@ def fit_csv(
     bootstrap: int = 0,
     seed: int = 0,
     joint: bool = False,
+    free_all: bool = False,
 ) -> dict[str, Any]:
     """Fit a law to a runs CSV and return the JSON-ready result dict.
 
@@ -59,7 +60,8 @@ def fit_csv(
     Columns: ``n_params`` (parameters), ``n_tokens`` (tokens), ``loss`` (nats/token); optional
     ``flops`` (used for ``n_tokens = flops/(6·n_params)`` when ``n_tokens`` is absent and for
     ``kaplan_c``), ``unique_tokens`` (``data_constrained``), ``family`` (filter); others are
-    ignored. Returns ``{"form", "loss", "delta", "n_points", "params", "objective",
+    ignored. ``data_constrained`` fits ``rd_star`` and ``rn_star`` with Muennighoff et al.'s
+    published values for the rest, or all seven parameters with ``free_all=True``. Returns ``{"form", "loss", "delta", "n_points", "params", "objective",
     "fit_seconds", "ci" (only with ``bootstrap > 0``; Chinchilla only), "diagnostics"}``.
     """
     import pandas as pd
@@ -70,6 +72,8 @@ def fit_csv(
         raise FitError("bootstrap is only implemented for form 'chinchilla'")
     if bootstrap < 0:
         raise FitError(f"bootstrap must be >= 0, got {bootstrap}")
+    if free_all and form != "data_constrained":
+        raise FitError("free_all applies only to form 'data_constrained'")
     if joint and (form != "chinchilla" or bootstrap or family is not None):
         raise FitError("a joint fit is form 'chinchilla' over all families, without --family or --bootstrap")
     try:
@@ -123,7 +127,7 @@ def fit_csv(
             result, extra = fit_chinchilla(*args, loss=loss, delta=delta), {}
     elif form == "data_constrained":
         result, extra = fit_data_constrained(
-            cols["n_params"], cols["n_tokens"], cols["unique_tokens"], cols["loss"], delta=delta
+            cols["n_params"], cols["n_tokens"], cols["unique_tokens"], cols["loss"], delta=delta, free_all=free_all
         ), {}
     else:
         x = cols[_CSV_FORMS[form][0]]

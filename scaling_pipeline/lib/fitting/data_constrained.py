@@ -21,7 +21,7 @@ from scaling_pipeline.lib.fitting.common import (
     _same_length,
 )
 from scaling_pipeline.lib.fitting.search import _LOG_BOUND
-from scaling_pipeline.lib.laws import FORMS
+from scaling_pipeline.lib.laws import FORMS, MUENNIGHOFF
 
 __all__ = ["fit_data_constrained"]
 
@@ -37,6 +37,7 @@ _DC_BOUNDS = {
     "rn_star": (1e-2, 1e4),
 }
 _DC_STARTS = tuple(np.linspace(0.0, 20.0, 4))  # published protocol: R*_D, R*_N start grid
+_PUBLISHED = {k: getattr(MUENNIGHOFF, k) for k in CHINCHILLA_PARAMS}  # held fixed by the published protocol
 
 
 def fit_data_constrained(
@@ -46,6 +47,7 @@ def fit_data_constrained(
     L: ArrayLike,
     *,
     fixed: Mapping[str, float] | None = None,
+    free_all: bool = False,
     delta: float = 1e-3,
     starts: Sequence[float] = _DC_STARTS,
 ) -> FitResult:
@@ -54,18 +56,22 @@ def fit_data_constrained(
     ``N`` parameters, ``D`` total tokens, ``U`` unique tokens, ``L`` loss (nats/token).
     Objective: sum of ``Huber_delta(log L̂ - log L)``, minimised by L-BFGS-B (central-difference
     gradients) from every pair of ``starts`` for ``(rd_star, rn_star)``, keeping the lowest
-    objective. ``fixed`` holds parameters kept at given values. The published protocol fixes
-    ``E, A, B, alpha, beta`` and starts from ``linspace(0, 20, 4)``; zero starts are skipped
-    because the law is undefined at ``R* = 0`` (upstream they evaluate to NaN). Free
-    ``E, A, B, alpha, beta`` start from a Chinchilla fit of the single-epoch runs (``D <= U``;
-    all runs when those are too few). The ``(rd_star, rn_star)`` valley is flat and has several
+    objective. By default this is the published protocol: ``E, A, B, alpha, beta`` fixed at
+    Muennighoff et al.'s values (:data:`~scaling_pipeline.lib.laws.MUENNIGHOFF`), only
+    ``rd_star`` and ``rn_star`` fitted, starts ``linspace(0, 20, 4)``; zero starts are skipped
+    because the law is undefined at ``R* = 0`` (upstream they evaluate to NaN). ``fixed`` holds
+    instead the parameters kept at given values (the others are fitted); ``free_all=True`` fits all
+    seven. Free ``E, A, B, alpha, beta`` start from a Chinchilla fit of the single-epoch runs
+    (``D <= U``; all runs when those are too few). The ``(rd_star, rn_star)`` valley is flat and has several
     local minima, so the result depends on ``starts``; pass a denser grid to search wider.
     """
     t0 = time.perf_counter()
     N, D, U, L = (_positive(k, v) for k, v in (("N", N), ("D", D), ("U", U), ("L", L)))
     n = _same_length(N=N, D=D, U=U, L=L)
     _check_loss("huber", delta)
-    fixed = {k: float(v) for k, v in (fixed or {}).items()}
+    if free_all and fixed is not None:
+        raise FitError("give fixed parameters or free_all, not both")
+    fixed = {} if free_all else _PUBLISHED if fixed is None else {k: float(v) for k, v in fixed.items()}
     unknown = set(fixed) - set(_DC_PARAMS)
     if unknown:
         raise FitError(f"unknown fixed parameter(s) {sorted(unknown)}; allowed: {list(_DC_PARAMS)}")
@@ -96,7 +102,11 @@ def fit_data_constrained(
         return {k: vals[k] for k in _DC_PARAMS}
 
     def objective(z: np.ndarray) -> float:
-        r = np.log(spec.build(unpack(z)).predict(N, D, U)) - logL
+        try:
+            pred = spec.build(unpack(z)).predict(N, D, U)
+        except OverflowError:  # free exponents/coefficients so extreme that N_opt(U) leaves float range
+            return math.inf
+        r = np.log(pred) - logL
         c = np.clip(r, -delta, delta)
         return float(c @ (r - 0.5 * c))
 
