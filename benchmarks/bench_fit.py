@@ -26,7 +26,8 @@ import scipy
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from scaling_pipeline.lib.fit import bootstrap_chinchilla, fit_chinchilla
+from scaling_pipeline.lib.fitting.chinchilla import fit_chinchilla
+from scaling_pipeline.lib.fitting.resample import bootstrap_chinchilla
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SCALING_REFERENCE_DATA", ROOT.parent / "shared" / "data"))

@@ -68,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Fit a law to a runs CSV with columns n_params, n_tokens, loss (optional flops, unique_tokens, "
                     "family). Forms and their parameters: chinchilla L = E + A/N^alpha + B/D^beta (E, A, B, alpha, "
                     "beta); data_constrained: chinchilla with effective data/params (rd_star, rn_star fitted, "
-                    "Muennighoff et al. 2023 constants for the rest); kaplan_n / kaplan_d / kaplan_c: "
-                    "L = (Xc/X)^alpha (xc, alpha) in N, D or C. Losses in nats/token, C in FLOPs.")
+                    "Muennighoff et al. 2023 constants for the rest; all seven with --free-all); "
+                    "kaplan_n / kaplan_d / kaplan_c: L = (Xc/X)^alpha (xc, alpha) in N, D or C. Losses in nats/token, "
+                    "C in FLOPs.")
     fit.add_argument("csv", type=Path, help="runs CSV")
     fit.add_argument("--form", default="chinchilla",
                      choices=["chinchilla", "data_constrained", "kaplan_n", "kaplan_d", "kaplan_c"])
@@ -82,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     fit.add_argument("--joint", action="store_true",
                      help="chinchilla over all families at once: shared alpha, beta; per-family E, A, B")
+    fit.add_argument("--free-all", action="store_true",
+                     help="data_constrained: fit E, A, B, alpha, beta too instead of the published constants")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(func=_cmd_fit)
 
@@ -314,11 +317,12 @@ def _print_summary(con, reports: Path, elapsed: float) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from scaling_pipeline.lib.fit import FitError, fit_csv
+    from scaling_pipeline.lib.fitting.common import FitError
+    from scaling_pipeline.lib.fitting.csv import fit_csv
 
     try:
         out = fit_csv(args.csv, form=args.form, loss=args.loss, delta=args.delta, family=args.family,
-                      bootstrap=args.bootstrap, seed=args.seed, joint=args.joint)
+                      bootstrap=args.bootstrap, seed=args.seed, joint=args.joint, free_all=args.free_all)
     except FitError as exc:
         raise UserError(str(exc)) from None
     if args.json:

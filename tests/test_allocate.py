@@ -11,8 +11,6 @@ from scipy.optimize import brentq, minimize_scalar
 
 from scaling_pipeline.lib.allocate import (
     HOFFMANN,
-    RD_STAR,
-    RN_STAR,
     allocate,
     allocation_table,
     chinchilla_reference,
@@ -23,8 +21,8 @@ from scaling_pipeline.lib.allocate import (
     plan_for_loss,
     plans_from_fit,
 )
-from scaling_pipeline.lib.fit import FitResult
-from scaling_pipeline.lib.laws import Chinchilla, DataConstrained
+from scaling_pipeline.lib.fitting.common import FitResult
+from scaling_pipeline.lib.laws import RD_STAR, RN_STAR, Chinchilla, DataConstrained
 
 HOFF = Chinchilla(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. 2022, written out
 EPOCH = Chinchilla(E=1.8172, A=477.8, B=2143.4, alpha=0.3473, beta=0.3672)  # Besiroglu et al. 2024

@@ -8,12 +8,14 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling_pipeline.cli import main
+from scaling_pipeline.lib.laws import DataConstrained
 from tests.conftest import require_reference
 
 FIT_KEYS = {"form", "loss", "delta", "n_points", "params", "objective", "fit_seconds", "diagnostics"}
@@ -43,6 +45,28 @@ def test_fit_json_contract_reproduces_epoch(epoch_csv, capsys):
     assert set(out) == FIT_KEYS | {"ci"}
     lo, hi = out["ci"]["E"]
     assert lo <= out["params"]["E"] <= hi
+
+
+def test_fit_data_constrained_follows_the_paper_unless_free_all(tmp_path, capsys):
+    folder = require_reference("datablations")
+    ref = json.loads((folder / "reference_values.json").read_text())
+    pub, tol = ref["published_params"], ref["suggested_tolerances"]
+    out = _json(capsys, ["fit", str(folder / "runs.csv"), "--form", "data_constrained", "--json"])
+    assert out["n_points"] == 182 and out["diagnostics"]["fixed"] == ["A", "B", "E", "alpha", "beta"]
+    assert out["params"]["E"] == pub["E"] and out["params"]["alpha"] == pub["alpha"]
+    assert out["params"]["rd_star"] == pytest.approx(pub["R_D_star"], rel=tol["R_D_star_rel"])
+    assert out["params"]["rn_star"] == pytest.approx(pub["R_N_star"], rel=tol["R_N_star_rel"])
+    # --free-all fits all seven: 36 runs of a law with other constants (3 sizes x 3 unique budgets x 4 epochs)
+    U = np.repeat([1e8, 1e9, 1e10], 12)
+    D = U * np.tile(np.geomspace(1, 60, 4), 9)
+    N = np.tile(np.repeat(np.geomspace(3e7, 3e9, 3), 4), 3)
+    truth = DataConstrained(E=2.0, A=300.0, B=3000.0, alpha=0.3, beta=0.4, rd_star=12.0, rn_star=4.0)
+    L = truth.predict(N, D, U) * np.exp(np.random.default_rng(0).normal(0, 0.002, U.size))
+    pd.DataFrame({"n_params": N, "n_tokens": D, "unique_tokens": U, "loss": L}).to_csv(tmp_path / "dc.csv", index=False)
+    free = _json(capsys, ["fit", str(tmp_path / "dc.csv"), "--form", "data_constrained", "--free-all", "--json"])
+    assert free["diagnostics"]["fixed"] == [] and free["params"]["alpha"] == pytest.approx(0.3, rel=0.02)
+    assert main(["fit", str(tmp_path / "dc.csv"), "--free-all"]) == 2
+    assert "free_all applies only to form 'data_constrained'" in capsys.readouterr().err
 
 
 def test_allocate_from_fit_json(epoch_csv, tmp_path, capsys):

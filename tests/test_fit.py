@@ -1,4 +1,4 @@
-"""Fast tests of scaling_pipeline.lib.fit / laws on synthetic data (no reference files needed)."""
+"""Fast tests of scaling_pipeline.lib.fitting / laws on synthetic data (no reference files needed)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,14 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq, minimize_scalar
 
-from scaling_pipeline.lib.fit import (
-    FitError,
-    backtest_chinchilla,
-    bootstrap_chinchilla,
-    chinchilla_objective,
-    fit_chinchilla,
-    fit_csv,
-    fit_data_constrained,
-    fit_kaplan,
-    fit_power_law,
-    fit_saturating,
-    isoflop_approach2,
-)
-from scaling_pipeline.lib.laws import FORMS, Chinchilla, DataConstrained, Kaplan
+from scaling_pipeline.lib.fitting.chinchilla import chinchilla_objective, fit_chinchilla
+from scaling_pipeline.lib.fitting.common import FitError
+from scaling_pipeline.lib.fitting.csv import fit_csv
+from scaling_pipeline.lib.fitting.data_constrained import fit_data_constrained
+from scaling_pipeline.lib.fitting.isoflop import isoflop_approach2
+from scaling_pipeline.lib.fitting.one_variable import fit_kaplan, fit_power_law, fit_saturating
+from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
+from scaling_pipeline.lib.laws import FORMS, MUENNIGHOFF, Chinchilla, DataConstrained, Kaplan
 
 HOFFMANN = Chinchilla(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 EPOCH = Chinchilla(E=1.8172, A=477.8, B=2143.4, alpha=0.3473, beta=0.3672)
@@ -77,6 +71,26 @@ def test_exact_data_recovers_all_parameters(loss):
         assert fit.params[name] == pytest.approx(getattr(EPOCH, name), rel=1e-4), name
     assert fit.objective < 1e-12
     assert fit.delta == (None if loss == "mse" else 1e-3)
+
+
+def test_global_fit_polishes_every_profile_minimum():
+    """A surface with two basins in alpha (a steep extra D term bends the small-budget runs): the
+    best cell of the coarse profile grid lies in the worse basin (alpha ~0.21, 3% above the
+    optimum), the other basin's cell has a higher profile value but polishes to the optimum
+    (alpha ~0.46). The global fit must polish both and return the better one."""
+    N, T = (a.ravel() for a in np.meshgrid(np.geomspace(5.2e6, 4.2e9, 5), np.geomspace(5.7, 360, 4)))
+    D = N * T
+    noise = np.exp(np.random.default_rng(8).normal(0.0, 0.011, N.size))
+    L = (1.7 + 60 * N**-0.35 + 280 * D**-0.24 + 7.1e6 * D**-1.3) * noise
+    low = fit_chinchilla(N, D, L, bounds={"alpha": (0.0, 0.3)})
+    high = fit_chinchilla(N, D, L, bounds={"alpha": (0.3, 3.0)})
+    assert low.diagnostics["at_bounds"] == [] and high.diagnostics["at_bounds"] == []  # two interior minima
+    assert high.objective < 0.98 * low.objective
+    fit = fit_chinchilla(N, D, L)
+    starts = fit.diagnostics["optimizer"]["starts"]
+    assert starts[0][0][0] < 0.3 and starts[0][1] == pytest.approx(low.objective, rel=1e-9)  # grid's best cell
+    assert fit.objective == pytest.approx(high.objective, rel=1e-9)
+    assert fit.params["alpha"] == pytest.approx(high.params["alpha"], abs=1e-4)
 
 
 def test_fit_is_deterministic_and_order_independent():
@@ -342,6 +356,34 @@ def test_data_constrained_recovers_decay_constants():
         fit_data_constrained(N, D, U, L, fixed={"gamma": 1.0})
 
 
+def dc_ladder(truth: DataConstrained):
+    """3 sizes x 3 unique-token budgets x 4 epoch counts (1..60), 0.2% noise."""
+    U = np.repeat([1e8, 1e9, 1e10], 12)
+    D = U * np.tile(np.geomspace(1, 60, 4), 9)
+    N = np.tile(np.repeat(np.geomspace(3e7, 3e9, 3), 4), 3)
+    return N, D, U, truth.predict(N, D, U) * np.exp(np.random.default_rng(0).normal(0, 0.002, U.size))
+
+
+def test_data_constrained_holds_published_constants_unless_free_all():
+    """Default: the paper's protocol, only R*_D and R*_N fitted, the rest at Muennighoff et al.'s values;
+    free_all fits all seven and recovers a law with other constants."""
+    truth = DataConstrained(E=2.0, A=300.0, B=3000.0, alpha=0.3, beta=0.4, rd_star=12.0, rn_star=4.0)
+    N, D, U, L = dc_ladder(truth)
+    protocol = fit_data_constrained(N, D, U, L)
+    held = ("E", "A", "B", "alpha", "beta")
+    assert protocol.diagnostics["fixed"] == sorted(held)
+    assert {k: protocol.params[k] for k in held} == {k: getattr(MUENNIGHOFF, k) for k in held}
+    free = fit_data_constrained(N, D, U, L, free_all=True, starts=(10.0,))
+    assert free.diagnostics["fixed"] == []
+    for name in ("E", "alpha", "beta"):
+        assert free.params[name] == pytest.approx(getattr(truth, name), rel=0.02), name
+    assert free.params["rd_star"] == pytest.approx(12.0, rel=0.1)
+    assert free.params["rn_star"] == pytest.approx(4.0, rel=0.1)
+    assert free.objective < 0.1 * protocol.objective
+    with pytest.raises(FitError, match="not both"):
+        fit_data_constrained(N, D, U, L, fixed={"E": 2.0}, free_all=True)
+
+
 def test_isoflop_approach2_recovers_a():
     rng = np.random.default_rng(0)
     budgets = np.geomspace(1e18, 1e21, 7)
@@ -425,12 +467,14 @@ def test_fit_csv_other_forms(tmp_path):
     assert any("not available" in w for w in kap["diagnostics"]["warnings"])
     with pytest.raises(FitError, match="bootstrap is only implemented"):
         fit_csv(path, form="kaplan_n", bootstrap=10)
+    with pytest.raises(FitError, match="free_all applies only to form 'data_constrained'"):
+        fit_csv(path, free_all=True)
 
 
 def test_joint_fit_shares_exponents_and_recovers_them():
     """Three families with the same exponents but different E, A, B: the joint fit recovers the shared
     alpha, beta, each family's E, and can only be worse than the separate fits (it is constrained)."""
-    from scaling_pipeline.lib.fit import fit_chinchilla_joint
+    from scaling_pipeline.lib.fitting.joint import fit_chinchilla_joint
     from scaling_pipeline.lib.laws import Chinchilla
 
     rng = np.random.default_rng(7)

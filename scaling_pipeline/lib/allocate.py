@@ -37,14 +37,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling_pipeline.lib.laws import Chinchilla
+from scaling_pipeline.lib.laws import RD_STAR, RN_STAR, Chinchilla
 from scaling_pipeline.lib.jsonutil import jsonable
 
 __all__ = [
     "DEFAULT_BUDGETS",
     "HOFFMANN",
-    "RD_STAR",
-    "RN_STAR",
     "Plan",
     "allocate",
     "compute_for_loss",
@@ -59,8 +57,6 @@ __all__ = [
 
 DEFAULT_BUDGETS = tuple(10.0 ** k for k in range(18, 27))  # 1e18 … 1e26 FLOPs
 HOFFMANN = Chinchilla(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. (2022), Approach 3
-RD_STAR = 15.387756  # Muennighoff et al. (2023) R*_D: decay constant of repeated data (dimensionless)
-RN_STAR = 5.309743  # Muennighoff et al. (2023) R*_N: decay constant of excess parameters (dimensionless)
 
 _GRID = 384  # grid points of the 1-D searches
 _GOLDEN = 64  # golden-section refinements after the grid (bracket shrinks by 0.618^64 ≈ 4e-14)

@@ -11,6 +11,7 @@ fit results are turned back into law objects.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ from numpy.typing import ArrayLike
 __all__ = [
     "Chinchilla",
     "DataConstrained",
+    "MUENNIGHOFF",
+    "RD_STAR",
+    "RN_STAR",
     "PowerLaw",
     "Saturating",
     "Kaplan",
@@ -128,6 +132,22 @@ class DataConstrained:
         """Loss (nats/token) for ``N`` parameters, ``D`` total and ``U`` unique tokens."""
         n_eff, d_eff = self.effective(N, D, U)
         return _out(self.E + self.A * n_eff**-self.alpha + self.B * d_eff**-self.beta)
+
+
+# Muennighoff et al. (2023) published law (datablations README, "Parametric Fit": e, a, b in log
+# space). E, A, B, alpha = beta come from their Chinchilla fit to C4 runs; R*_D and R*_N were fitted
+# on the repeated-data runs with those five held fixed.
+MUENNIGHOFF = DataConstrained(
+    E=math.exp(0.6254804),
+    A=math.exp(6.255414),
+    B=math.exp(7.3049974),
+    alpha=0.3526596,
+    beta=0.3526596,
+    rd_star=15.387756,
+    rn_star=5.309743,
+)
+RD_STAR = MUENNIGHOFF.rd_star  # decay constant of repeated data (dimensionless)
+RN_STAR = MUENNIGHOFF.rn_star  # decay constant of excess parameters (dimensionless)
 
 
 @dataclass(frozen=True)

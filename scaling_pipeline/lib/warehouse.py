@@ -23,7 +23,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, allocation_table
-from scaling_pipeline.lib.fit import CHINCHILLA_PARAMS, FitError, backtest_chinchilla, bootstrap_chinchilla, fit_chinchilla
+from scaling_pipeline.lib.fitting.chinchilla import CHINCHILLA_PARAMS, fit_chinchilla
+from scaling_pipeline.lib.fitting.common import FitError
+from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.process import exit_with
 from scaling_pipeline.lib.settings import N_BOOT

@@ -1,0 +1,149 @@
+"""One-variable laws: power law, power law with a floor, Kaplan's ``L = (xc/x)^alpha``."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.optimize import minimize_scalar
+
+from scaling_pipeline.lib.fitting.common import (
+    FitError,
+    FitResult,
+    _one_blas_thread,
+    _positive,
+    _residual_summary,
+    _same_length,
+)
+
+__all__ = ["fit_power_law", "fit_saturating", "fit_kaplan"]
+
+
+def _xy(x: ArrayLike, y: ArrayLike, n_params: int) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _positive("x", x), _positive("y", y)
+    _same_length(x=x, y=y)
+    k = np.unique(x).size
+    if k < n_params:
+        raise FitError(
+            f"need at least {n_params} distinct x values to fit {n_params} parameters, got {k}"
+        )
+    return x, y
+
+
+def _result(form: str, params: dict, objective: float, t0: float, log_pred, log_y, warnings):
+    n = log_y.size
+    ss_tot = float(np.sum((log_y - log_y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((log_pred - log_y) ** 2)) / ss_tot if ss_tot > 0 else math.nan
+    return FitResult(
+        form=form,
+        params=params,
+        loss="mse",
+        delta=None,
+        n_points=n,
+        objective=objective,
+        fit_seconds=time.perf_counter() - t0,
+        diagnostics={**_residual_summary(log_pred, log_y), "r2_log": r2, "warnings": warnings},
+    )
+
+
+def fit_power_law(x: ArrayLike, y: ArrayLike) -> FitResult:
+    """Fit ``y = f·x^(-alpha)`` by least squares on ``log y`` vs ``log x``.
+
+    ``objective`` is the mean squared log residual. Units are the caller's (``f`` carries the
+    units of ``y`` times ``x^alpha``).
+    """
+    t0 = time.perf_counter()
+    x, y = _xy(x, y, 2)
+    lx, ly = np.log(x), np.log(y)
+    slope, intercept = np.polyfit(lx, ly, 1)
+    pred = intercept + slope * lx
+    warnings = ["2 distinct x values: the fit interpolates"] if np.unique(x).size == 2 else []
+    return _result(
+        "power_law",
+        {"f": math.exp(intercept), "alpha": -float(slope)},
+        float(np.mean((pred - ly) ** 2)),
+        t0,
+        pred,
+        ly,
+        warnings,
+    )
+
+
+def fit_saturating(x: ArrayLike, y: ArrayLike) -> FitResult:
+    """Fit ``y = L0 + k·x^(-alpha)`` (``L0 >= 0``, ``k > 0``; e.g. loss in nats/token vs N).
+
+    Minimises the mean squared log residual. Global in ``alpha``: a profile over a log grid
+    (for fixed ``alpha``, ``L0, k`` by least squares on relative residuals refined by
+    Gauss-Newton steps on log residuals), then a bounded Brent refinement.
+    """
+    t0 = time.perf_counter()
+    x, y = _xy(x, y, 3)
+    lx, ly = np.log(x), np.log(y)
+    xm = lx.mean()
+
+    def inner(al: float) -> tuple[float, float, float]:
+        u = np.exp(-al * (lx - xm))
+        lu = np.log(u)
+        # pure power law (L0 = 0) is the fallback: log k is then a mean
+        best = (float(np.var(ly - lu)), 0.0, math.exp(float(np.mean(ly - lu))))
+        (l0, kc), *_ = np.linalg.lstsq(np.stack([1.0 / y, u / y], axis=1), np.ones_like(y))
+        for _ in range(4):  # Gauss-Newton on log residuals, keeping the best admissible point
+            pred = l0 + kc * u
+            if l0 < 0 or kc <= 0 or np.any(pred <= 0):
+                break
+            r = np.log(pred) - ly
+            f = float(np.mean(r * r))
+            if f < best[0]:
+                best = (f, float(l0), float(kc))
+            (d0, d1), *_ = np.linalg.lstsq(np.stack([1.0 / pred, u / pred], axis=1), -r)
+            l0, kc = l0 + d0, kc + d1
+        return best
+
+    grid = np.geomspace(1e-3, 5.0, 120)
+    values = [inner(a)[0] for a in grid]
+    i = int(np.argmin(values))
+    lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, grid.size - 1)])
+    with _one_blas_thread():
+        ref = minimize_scalar(
+            lambda t: inner(math.exp(t))[0], bounds=(lo, hi), method="bounded",
+            options={"xatol": 1e-10},
+        )
+    al = math.exp(ref.x) if ref.fun <= values[i] else float(grid[i])
+    obj, l0, kc = inner(al)
+    warnings = []
+    if al in (grid[0], grid[-1]):
+        warnings.append(f"alpha at the edge of the search range [{grid[0]}, {grid[-1]}]")
+    if l0 <= 1e-6 * y.min():
+        warnings.append("L0 is ~0 (its bound): the data show no saturation")
+    return _result(
+        "saturating",
+        {"L0": float(l0), "k": float(kc * math.exp(al * xm)), "alpha": float(al)},
+        obj,
+        t0,
+        np.log(l0 + kc * np.exp(-al * (lx - xm))),
+        ly,
+        warnings,
+    )
+
+
+def fit_kaplan(x: ArrayLike, L: ArrayLike, variable: str) -> FitResult:
+    """Fit Kaplan's ``L = (xc/x)^alpha`` (nats/token) in one ``variable``: ``"N"`` (params),
+    ``"D"`` (tokens) or ``"C"`` (FLOPs), by least squares on the log-log line."""
+    if variable not in ("N", "D", "C"):
+        raise FitError(f"variable must be 'N', 'D' or 'C', got {variable!r}")
+    pl = fit_power_law(x, L)
+    f, al = pl.params["f"], pl.params["alpha"]
+    if al == 0:
+        raise FitError(f"loss does not change with {variable}: Kaplan exponent is 0")
+    warnings = list(pl.diagnostics["warnings"])
+    if al < 0:
+        warnings.append(f"loss increases with {variable} (alpha = {al:.3g} < 0)")
+    return replace(
+        pl,
+        form=f"kaplan_{variable.lower()}",
+        params={"xc": f ** (1.0 / al), "alpha": al},
+        diagnostics={**pl.diagnostics, "warnings": warnings},
+    )
