@@ -27,6 +27,7 @@ from scaling_pipeline.lib.fitting.common import (
 from scaling_pipeline.lib.fitting.objective import _Data
 from scaling_pipeline.lib.fitting.search import _BOOT_GRID, _BOOT_OPTIONS, _global_fit, _internal_bounds
 from scaling_pipeline.lib.jsonutil import jsonable
+from scaling_pipeline.lib.process import exit_with
 
 __all__ = ["Bootstrap", "bootstrap_chinchilla", "backtest_chinchilla"]
 
@@ -152,7 +153,7 @@ def bootstrap_chinchilla(
         # connection runs its own; Dagster runs Python ones). The server imports the fitter once.
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)) as pool:
             parts = list(pool.map(_boot_chunk, chunks))
     samples = np.concatenate([s for s, _, _ in parts])
     objectives = np.concatenate([o for _, o, _ in parts])
