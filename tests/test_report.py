@@ -138,7 +138,7 @@ def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
     assert counted and all(w in ("run", "row", "family", "input") for w in counted), counted  # "1 run", never "1 runs"
 
     # summary.json: what the next report compares against
-    assert summary["schema"] == 1 and summary["report_date"] == DAY1.isoformat()
+    assert summary["schema"] == 2 and summary["report_date"] == DAY1.isoformat()
     dt.datetime.fromisoformat(summary["generated_at"])
     for fam in families:
         s, fit = summary["families"][fam], fit_row(con, fam)
