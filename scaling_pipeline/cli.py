@@ -325,7 +325,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_allocate(args: argparse.Namespace) -> int:
     from scaling_pipeline.lib.allocate import plans_from_fit
-    from scaling_pipeline.lib.quality import beyond_limit, plan_verdict
+    from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, beyond_limit, plan_verdict
 
     if args.compute is None and args.target_loss is None:
         raise UserError("give at least one --compute FLOPS or a --target-loss L")
@@ -356,6 +356,9 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         for p in out["plans"]:
             p["beyond_limit"] = p.get("compute") is not None and bool(beyond_limit(p["compute"], max_flops))
             p["verdict"] = plan_verdict(assessment.verdict, p["beyond_limit"]) if assessment.publishable else "withheld"
+        if any(p["beyond_limit"] for p in out["plans"]):
+            out["notes"].append(f"extrapolated: more than {EXTRAPOLATION_LIMIT:,.0f}x the family's largest run "
+                                f"({max_flops:.3g} FLOPs), beyond what its runs support")
     if args.json:
         print(json.dumps(out))
         return 0
