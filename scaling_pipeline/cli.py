@@ -10,6 +10,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scaling_pipeline.lib.quality import Assessment
 
 from scaling_pipeline.lib.settings import MAX_BOOTSTRAP, N_BOOT
 
@@ -91,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     alloc = sub.add_parser(
         "allocate", help="compute-optimal plans (N parameters, D tokens) from a fit",
         description="Plan N and D for budgets C = 6·N·D FLOPs from `scaling-pipeline fit --json` output (form "
-                    "chinchilla) or from a family's fit in the warehouse (--db, --family; with bootstrap intervals). "
-                    "Losses in nats/token.")
+                    "chinchilla) or from a family's fit in the warehouse (--db, --family; with bootstrap intervals, "
+                    "and each plan's verdict: the family's, 'extrapolated' beyond 1000x its largest run). A family "
+                    "whose plan is withheld exits 2 with the reasons unless --force. Losses in nats/token.")
     src = alloc.add_mutually_exclusive_group(required=True)
     src.add_argument("--fit", type=Path, metavar="FIT.json", help="output of `fit --json` ('-' = stdin)")
     src.add_argument("--family", help="use this family's fit and bootstrap samples from the warehouse")
@@ -105,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     alloc.add_argument("--target-loss", type=float, metavar="L", help="cheapest plan reaching this loss (nats/token)")
     alloc.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     alloc.add_argument("--json", action="store_true", help="print one JSON object")
+    alloc.add_argument("--force", action="store_true",
+                       help="with --family: print the plans of a family whose plan is withheld, each marked WITHHELD "
+                            "(without it such a family exits 2 with the reasons)")
     alloc.set_defaults(func=_cmd_allocate)
 
     export = sub.add_parser(
@@ -298,20 +306,26 @@ def _open(db: str, *, read_only: bool):
 
 
 def _print_summary(con, reports: Path, elapsed: float) -> None:
+    from scaling_pipeline.lib.quality import Assessment
+
     q = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
     print(f"ingested  {q('SELECT count(*) FROM raw.files')} sources, {q('SELECT count(*) FROM raw.metrics')} "
           f"logged rows, {q('SELECT count(*) FROM raw.quarantine')} quarantined rows/files")
     excluded = q("SELECT count(*) FROM clean.exclusions WHERE kind = 'run'")
     print(f"cleaned   {q('SELECT count(*) FROM clean.points')} schedule-valid runs, {excluded} runs excluded")
-    fits = con.execute("""SELECT family, status, n_points, E, A, B, alpha, beta, a_exponent FROM fits.chinchilla
-                          ORDER BY family""").fetchall()
+    fits = con.execute("""SELECT family, status, n_points, E, A, B, alpha, beta, a_exponent, verdict, reasons,
+                                 reason_messages FROM fits.chinchilla ORDER BY family""").fetchall()
     print(f"fitted    {len(fits)} families:")
-    print(f"  {'family':<24} {'runs':>4} {'E':>7} {'A':>9} {'B':>9} {'alpha':>6} {'beta':>6} {'a':>6}")
-    for fam, status, n, e, a_, b_, al, be, a in fits:
-        if status != "ok":
-            print(f"  {fam:<24} {n:>4}  fit failed")
-            continue
-        print(f"  {fam:<24} {n:>4} {e:7.3f} {a_:9.4g} {b_:9.4g} {al:6.3f} {be:6.3f} {a:6.3f}")
+    print(f"  {'family':<24} {'runs':>4} {'E':>7} {'A':>9} {'B':>9} {'alpha':>6} {'beta':>6} {'a':>6}  verdict")
+    for fam, status, n, e, a_, b_, al, be, a, *judged in fits:
+        assessment = Assessment.from_columns(*judged)
+        law = (f"{e:7.3f} {a_:9.4g} {b_:9.4g} {al:6.3f} {be:6.3f} {a:6.3f}" if status == "ok"
+               else f"{'(no fit)':<44}")
+        print(f"  {fam:<24} {n:>4} {law}  {assessment.verdict}")
+        if assessment.reasons:
+            top = assessment.reasons[0]
+            more = f" (+{len(assessment.reasons) - 1} more)" if len(assessment.reasons) > 1 else ""
+            print(f"  {'':<24} {top.code}: {top.message}{more}")
     print(f"report    {reports / 'latest' / 'index.html'}")
     print(f"done in {elapsed:.1f} s")
 
@@ -343,9 +357,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_allocate(args: argparse.Namespace) -> int:
     from scaling_pipeline.lib.allocate import plans_from_fit
+    from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, beyond_limit, plan_verdict
 
     if args.compute is None and args.target_loss is None:
         raise UserError("give at least one --compute FLOPS or a --target-loss L")
+    if args.force and args.family is None:
+        raise UserError("--force applies to --family only")
+    assessment = None
     if args.fit is not None:
         try:
             fit = json.loads(sys.stdin.read() if str(args.fit) == "-" else args.fit.read_text())
@@ -353,21 +371,39 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
             raise UserError(f"cannot read fit JSON {str(args.fit)!r}: {exc}") from None
         samples = None
     else:
-        fit, samples = _warehouse_fit(args.db, args.family)
+        fit, samples, assessment, max_flops = _warehouse_fit(args.db, args.family)
+        if not assessment.publishable and not args.force:
+            raise UserError(f"the plan of family {args.family!r} is withheld (verdict {assessment.verdict}):\n"
+                            + "".join(f"  {r.code}: {r.message}\n" for r in assessment.blocking)
+                            + "(--force prints its plans anyway, each marked WITHHELD)")
     try:
         out = plans_from_fit(fit, args.compute, max_params=args.max_params, max_tokens=args.max_tokens,
                              unique_tokens=args.unique_tokens, inference_tokens=args.inference_tokens,
                              target_loss=args.target_loss, samples=samples, level=args.level)
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    if assessment is not None:
+        out["assessment"] = {"verdict": assessment.verdict, "publishable": assessment.publishable,
+                             "reasons": [r.to_dict() for r in assessment.reasons]}
+        for p in out["plans"]:
+            p["beyond_limit"] = p.get("compute") is not None and bool(beyond_limit(p["compute"], max_flops))
+            p["verdict"] = plan_verdict(assessment.verdict, p["beyond_limit"]) if assessment.publishable else "withheld"
+        if any(p["beyond_limit"] for p in out["plans"]):
+            out["notes"].append(f"extrapolated: more than {EXTRAPOLATION_LIMIT:,.0f}x the family's largest run "
+                                f"({max_flops:.3g} FLOPs), beyond what its runs support")
     if args.json:
         print(json.dumps(out))
         return 0
+    if assessment is not None and not assessment.publishable:
+        print(f"warning: the plan of family {args.family!r} is withheld; printed because of --force:", file=sys.stderr)
+        for r in assessment.blocking:
+            print(f"  {r.code}: {r.message}", file=sys.stderr)
     print(f"{'kind':<11} {'compute':>9} {'N (params)':>11} {'D (tokens)':>11} {'D/N':>7} {'loss':>7}  constraint"
-          "  efficiency")
+          "  efficiency" + ("  verdict" if assessment is not None else ""))
     for p in out["plans"]:
+        mark = f"  {p['verdict'].upper() if p['verdict'] == 'withheld' else p['verdict']}" if "verdict" in p else ""
         print(f"{p['kind']:<11} {p['compute']:9.3g} {p['n_params']:11.4g} {p['n_tokens']:11.4g} "
-              f"{p['tokens_per_param']:7.1f} {p['loss']:7.4f}  {p['constraint']:<10}  {p['efficiency']:.3f}")
+              f"{p['tokens_per_param']:7.1f} {p['loss']:7.4f}  {p['constraint']:<10}  {p['efficiency']:10.3f}{mark}")
         for name, (lo, hi) in (p.get("ci") or {}).items():
             print(f"{'':<11} {name} {args.level:.0%} interval [{lo:.4g}, {hi:.4g}]")
     for note in out["notes"]:
@@ -387,9 +423,11 @@ def _existing_warehouse(db: str | None) -> str:
     return path
 
 
-def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list]:
-    """A family's fit (as `fit --json` would print it) and its bootstrap laws, from the warehouse."""
+def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list | None, Assessment, float]:
+    """A family's fit (as `fit --json` would print it), its bootstrap laws, its quality assessment and its
+    largest run (FLOPs), from the warehouse."""
     from scaling_pipeline.lib.allocate import laws_from_samples
+    from scaling_pipeline.lib.quality import Assessment
 
     path = _existing_warehouse(db)
     with _open(path, read_only=True) as con:
@@ -405,7 +443,8 @@ def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list]:
     fit = {"form": "chinchilla", "loss": r.loss, "delta": r.delta, "n_points": int(r.n_points),
            "params": {k: float(r[k]) for k in ("E", "A", "B", "alpha", "beta")}, "objective": float(r.objective),
            "ci": json.loads(r.ci or "{}"), "diagnostics": json.loads(r.diagnostics or "{}")}
-    return fit, (laws_from_samples(boot) if len(boot) else None)
+    assessment = Assessment.from_columns(r.verdict, r.reasons, r.reason_messages)
+    return fit, (laws_from_samples(boot) if len(boot) else None), assessment, float(r.max_observed_flops)
 
 
 @contextmanager

@@ -98,3 +98,34 @@ def test_family_workers():
     assert 1 <= family_workers(None, 100) <= 100
     with pytest.raises(ValueError, match="n_jobs must be >= 1"):
         family_workers(0, 100)
+
+
+def test_every_fit_is_judged_and_kept_fits_are_judged_again(tmp_path):
+    """The fit stage stores each family's assessment; a run that refits nothing still re-judges the kept
+    fits (the quality rules may have changed since) without refitting them."""
+    with duckdb.connect(str(points_db(tmp_path / "w.duckdb"))) as con:
+        fit_families(con, SETTINGS, n_jobs=1)
+        stored = {r[0]: r[1:] for r in con.execute("SELECT family, verdict, publishable, reasons, reason_messages "
+                                                   "FROM fits.chinchilla").fetchall()}
+        assert stored.pop("tiny")[:3] == ("failed", False, ["fit_failed"])
+        assert [v[:3] for v in stored.values()] == [("ok", True, [])] * 6
+        # as if written under other rules: the next run restores the current judgement, refitting nothing
+        con.execute("UPDATE fits.chinchilla SET verdict = 'withheld', publishable = false, reasons = ['poor_fit'], "
+                    "reason_messages = ['old rule'] WHERE family = 'atlas'")
+        again = fit_families(con, SETTINGS, n_jobs=1)
+        assert not again.fitted and "atlas" in again.unchanged
+        assert con.execute("SELECT verdict, publishable, reasons FROM fits.chinchilla WHERE family = 'atlas'"
+                           ).fetchone() == ("ok", True, [])
+
+
+def test_fits_of_an_older_table_layout_are_refit(tmp_path):
+    """A warehouse written before the assessment columns existed: its fits table is rebuilt, every family refit."""
+    with duckdb.connect(str(points_db(tmp_path / "w.duckdb"))) as con:
+        con.execute("CREATE SCHEMA fits")
+        con.execute("""CREATE TABLE fits.chinchilla (family VARCHAR PRIMARY KEY, status VARCHAR, error VARCHAR,
+                           publishable BOOLEAN, withheld_reason VARCHAR, input_hash VARCHAR)""")
+        con.execute("INSERT INTO fits.chinchilla VALUES ('atlas', 'ok', NULL, true, NULL, 'x')")
+        summary = fit_families(con, SETTINGS, n_jobs=1)
+        assert "atlas" in summary.fitted and not summary.unchanged
+        cols = [r[0] for r in con.execute("DESCRIBE fits.chinchilla").fetchall()]
+        assert {"verdict", "reasons", "reason_messages"} <= set(cols) and "withheld_reason" not in cols

@@ -138,7 +138,7 @@ def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
     assert counted and all(w in ("run", "row", "family", "input") for w in counted), counted  # "1 run", never "1 runs"
 
     # summary.json: what the next report compares against
-    assert summary["schema"] == 1 and summary["report_date"] == DAY1.isoformat()
+    assert summary["schema"] == 2 and summary["report_date"] == DAY1.isoformat()
     dt.datetime.fromisoformat(summary["generated_at"])
     for fam in families:
         s, fit = summary["families"][fam], fit_row(con, fam)
@@ -327,6 +327,24 @@ def test_large_quarantine_is_capped_on_the_page_and_complete_in_the_csv(con, tmp
     with open(root / DAY1.isoformat() / "quarantine.csv", newline="", encoding="utf-8") as fh:
         rows = [(r["source_path"], r["location"], r["field"] or None, r["reason"]) for r in csv.DictReader(fh)]
     assert rows == expected  # every row, unabridged
+
+
+def test_no_headline_beyond_the_extrapolation_limit(con, tmp_path):
+    root = tmp_path / "reports"
+    index = render_report(load_inputs(con), root, date=DAY1, headline_compute=1e26)
+    page = index.read_text(encoding="utf-8")
+    glance = page.split("<h2>At a glance</h2>", 1)[1].split("</ul>", 1)[0]
+    summary = json.loads((index.parent / "summary.json").read_text())
+    for fam in ("atlas", "boreal"):
+        max_c = con.execute("SELECT max(flops) FROM clean.points WHERE family = ?", [fam]).fetchone()[0]
+        assert 1e26 > 1000 * max_c and summary["families"][fam]["headline"] is None
+        assert f"<b>{fam}</b></a>: no headline: C = 1e26 FLOPs is more than 1,000× its largest run" in glance
+        far = con.execute("SELECT count(*) FROM plans.allocations WHERE family = ? AND beyond_limit",
+                          [fam]).fetchone()[0]
+        table = sections(page)[fam].split("<h3>Compute-optimal allocation</h3>", 1)[1]
+        assert far >= 2 and table.count("<tr class='extrap'>") == table.count(" (extrapolated)</td>") == far
+        plans = summary["families"][fam]["plans"]
+        assert sum(p["beyond_limit"] for p in plans) == sum(p["compute"] > 1000 * max_c for p in plans) >= far
 
 
 def test_empty_warehouse_renders(tmp_path):

@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from scaling_pipeline.lib.quality import Assessment
 from scaling_pipeline.lib.settings import N_BOOT
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families
 
@@ -21,7 +22,6 @@ class FitConfig(dg.Config):
     delta: float = 1e-3
     n_boot: int = N_BOOT
     seed: int = 0
-    max_backtest_error: float = 0.10  # publish a family's plan only if held-out runs are predicted this well
     n_jobs: int | None = None
 
 
@@ -36,13 +36,13 @@ def fit_run_config(n_boot: int = N_BOOT, seed: int = 0) -> dict:
 def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """L(N, D) = E + A/N^α + B/D^β per family (sum of Huber(δ) on log-loss residuals); families whose
     points did not change are not refit."""
-    settings = FitSettings(loss=config.loss, delta=config.delta, n_boot=config.n_boot, seed=config.seed,
-                           max_backtest_error=config.max_backtest_error)
+    settings = FitSettings(loss=config.loss, delta=config.delta, n_boot=config.n_boot, seed=config.seed)
     with warehouse(duckdb) as con:
         summary = fit_families(con, settings, n_jobs=config.n_jobs, progress=context.log.info)
         table = con.execute(
-            """SELECT family, status, publishable, n_points, round(E, 4) AS E, round(alpha, 4) AS alpha,
-                      round(beta, 4) AS beta, round(a_exponent, 4) AS a_exponent, objective, withheld_reason
+            """SELECT family, status, verdict, n_points, round(E, 4) AS E, round(alpha, 4) AS alpha,
+                      round(beta, 4) AS beta, round(a_exponent, 4) AS a_exponent, objective,
+                      array_to_string(reasons, ', ') AS reasons
                FROM fits.chinchilla ORDER BY family""").df()
     for fam, err in summary.failed.items():
         context.log.warning(f"fit of family {fam!r} failed: {err}")
@@ -66,12 +66,17 @@ def fits_finite(duckdb: DuckDBResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=FITS_CHINCHILLA)
 def fits_publishable(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    """Fits whose plan is withheld (failed fit, parameters at bounds, backtest error over the threshold).
-    A warning, not a blocker: the other families' plans are still published."""
+    """Fits whose plan is withheld: verdict ``withheld`` or ``failed`` of the quality assessment
+    (:mod:`scaling_pipeline.lib.quality`), with its blocking reasons. A warning, not a blocker: the other
+    families' plans are still published."""
     with warehouse(duckdb) as con:
-        withheld = dict(con.execute(
-            "SELECT family, withheld_reason FROM fits.chinchilla WHERE NOT publishable ORDER BY family").fetchall())
+        rows = con.execute("SELECT family, verdict, reasons, reason_messages FROM fits.chinchilla "
+                           "WHERE publishable IS NOT TRUE ORDER BY family").fetchall()
+    judged = {fam: Assessment.from_columns(*cols) for fam, *cols in rows}
+    withheld = {fam: {"verdict": a.verdict, "reasons": [r.code for r in a.blocking],
+                      "messages": [r.message for r in a.blocking]} for fam, a in judged.items()}
     return dg.AssetCheckResult(
         passed=not withheld, severity=dg.AssetCheckSeverity.WARN,
         metadata={"withheld": dg.MetadataValue.json(withheld)},
-        description="; ".join(f"{k}: {v}" for k, v in withheld.items()) or "every family's plan is published")
+        description="; ".join(f"{k} {w['verdict']}: {'; '.join(w['messages'])}" for k, w in withheld.items())
+        or "every family's plan is published")

@@ -30,7 +30,8 @@ def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
     for fam, f in summary["families"].items():
         h = f.get("headline") or {}
         glance = (f"C={h['compute']:.0e} FLOPs: N*={h['n_params']:.3g}, D*={h['n_tokens']:.3g}, loss {h['loss']:.3f}"
-                  if h and f.get("publishable") else (f.get("withheld_reason") or f.get("error") or "no plan"))
+                  if h and f.get("publishable") else "; ".join(r["message"] for r in f.get("reasons") or []
+                                                             if r["severity"] == "blocks") or "no headline plan")
         cells = (esc(c).replace("|", "\\|") for c in (fam, f.get("verdict"), glance))  # names are data
         lines.append("| " + " | ".join(cells) + " |")
     return dg.MaterializeResult(metadata={

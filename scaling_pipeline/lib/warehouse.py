@@ -2,6 +2,9 @@
 
 Each family is written with delete-then-insert in one transaction, so a rerun is idempotent, and a
 family whose points and fit settings did not change is not refit (its input hash is stored).
+Every fit row carries its quality assessment (:mod:`scaling_pipeline.lib.quality`: ``publishable``,
+``verdict``, ``reasons``), recomputed on every run for the fits that were kept; only publishable fits
+get plans.
 Families are fitted in a pool of worker processes (the parent writes each one as it finishes, so an
 interrupted stage keeps the families already written); :func:`fit_family` is the per-family unit,
 also used by :mod:`scaling_pipeline.lib.family_parquet` to fit families on other machines.
@@ -28,6 +31,7 @@ from scaling_pipeline.lib.fitting.common import FitError
 from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.process import exit_with
+from scaling_pipeline.lib.quality import assess, beyond_limit, plan_verdict
 from scaling_pipeline.lib.settings import N_BOOT
 
 PARAMS = CHINCHILLA_PARAMS
@@ -43,7 +47,6 @@ class FitSettings:
     n_boot: int = N_BOOT
     seed: int = 0
     level: float = 0.95
-    max_backtest_error: float = 0.10  # a plan is published only if held-out runs are predicted this well
 
 
 @dataclass
@@ -60,7 +63,8 @@ class FitStageSummary:
 
 _FITS_DDL = """
 CREATE TABLE IF NOT EXISTS fits.chinchilla (
-    family VARCHAR PRIMARY KEY, status VARCHAR, error VARCHAR, publishable BOOLEAN, withheld_reason VARCHAR,
+    family VARCHAR PRIMARY KEY, status VARCHAR, error VARCHAR,
+    publishable BOOLEAN, verdict VARCHAR, reasons VARCHAR[], reason_messages VARCHAR[],
     E DOUBLE, A DOUBLE, B DOUBLE, alpha DOUBLE, beta DOUBLE, a_exponent DOUBLE, G DOUBLE,
     objective DOUBLE, loss VARCHAR, delta DOUBLE, n_points BIGINT, fit_seconds DOUBLE,
     max_observed_flops DOUBLE, ci VARCHAR, diagnostics VARCHAR, backtest VARCHAR, warnings VARCHAR,
@@ -166,6 +170,7 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
         _fit_in_pool(todo, settings, summary.workers, started, write)
     summary.fitted.sort()
     summary.failed = dict(sorted(summary.failed.items()))
+    _reassess(con, summary.unchanged, points)
     gone = sorted(set(stored) - set(families))
     for fam in gone:
         replace_family(con, fam, None, None)
@@ -217,8 +222,8 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
                                      delta=s.delta, n_jobs=n_jobs) if s.n_boot else None)
         fit = boot.fit if boot else fit_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
     except FitError as exc:
-        return dict(**ident, status="failed", error=str(exc), publishable=False, withheld_reason=f"fit failed: {exc}",
-                    n_points=len(pts), loss=s.loss, delta=s.delta), None
+        row = dict(**ident, status="failed", error=str(exc), n_points=len(pts), loss=s.loss, delta=s.delta)
+        return {**row, **assessment_columns(row, pts)}, None
     boot_df = None
     ci: dict = {}
     if boot:
@@ -232,32 +237,52 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
         backtest = {"error": str(exc)}
     diag = fit.diagnostics
     law = fit.law
-    reasons = publication_problems(fit.params, diag, backtest, s.max_backtest_error)
-    row = dict(**ident, status="ok", error=None, publishable=not reasons, withheld_reason="; ".join(reasons) or None,
+    row = dict(**ident, status="ok", error=None,
                **{p: float(fit.params[p]) for p in PARAMS}, a_exponent=law.a, G=law.G,
                objective=fit.objective, loss=fit.loss, delta=fit.delta, n_points=fit.n_points,
                fit_seconds=fit.fit_seconds, max_observed_flops=float(np.max(6 * n * d)),
                ci=json.dumps(ci), diagnostics=json.dumps(diag, default=float), backtest=json.dumps(backtest, default=float),
                warnings=json.dumps(list(diag.get("warnings", []))))
-    return row, boot_df
+    return {**row, **assessment_columns(row, pts)}, boot_df
 
 
-def publication_problems(params: dict, diagnostics: dict, backtest: dict, max_backtest_error: float) -> list[str]:
-    """Why a fit's plan must not be published (empty: publish): non-finite parameters, parameters at
-    their bounds (the data do not pin them down), or held-out runs predicted worse than allowed."""
-    problems = []
-    bad = [k for k in PARAMS if not np.isfinite(params[k])]
-    if bad:
-        problems.append(f"non-finite parameters {bad}")
-    if diagnostics.get("at_bounds"):
-        problems.append(f"parameters at their bounds {diagnostics['at_bounds']}: not determined by these runs")
-    err = backtest.get("max_abs_rel_error")
-    if err is None:
-        problems.append(f"no backtest: {backtest.get('error', 'unknown reason')}")
-    elif not err <= max_backtest_error:
-        problems.append(f"backtest: largest-compute runs predicted with up to {err:.1%} error "
-                        f"(> {max_backtest_error:.0%} allowed)")
-    return problems
+def assessment_columns(row: dict, pts: pd.DataFrame) -> dict:
+    """The quality columns of a ``fits.chinchilla`` row (``publishable``, ``verdict``, ``reasons``: codes,
+    ``reason_messages``): :func:`scaling_pipeline.lib.quality.assess` of its fit on the family's points."""
+    def loads(v: object) -> dict:
+        return json.loads(v) if isinstance(v, str) and v else {}
+
+    ok = row.get("status") == "ok"
+    return assess(pts.n_params, pts.n_tokens, pts.loss, params={p: row[p] for p in PARAMS} if ok else None,
+                  error=row.get("error"), diagnostics=loads(row.get("diagnostics")),
+                  backtest=loads(row.get("backtest")), ci=loads(row.get("ci")),
+                  n_boot=int(loads(row.get("settings")).get("n_boot", 0))).to_columns()
+
+
+def _reassess(con: duckdb.DuckDBPyConnection, families: list[str], points: pd.DataFrame) -> None:
+    """Recompute the assessment of fits kept as they were (the quality rules may have changed since they
+    were written); rows whose assessment changed are updated in one transaction."""
+    if not families:
+        return
+    rows = con.execute("SELECT * EXCLUDE (fitted_at) FROM fits.chinchilla WHERE list_contains(?, family)",
+                       [families]).df()
+    by_family = dict(tuple(points.groupby("family")))
+    changed = []
+    for row in rows.to_dict("records"):
+        new = assessment_columns(row, by_family[row["family"]])
+        old = {k: list(v) if isinstance(v, np.ndarray | list) else v for k, v in ((k, row[k]) for k in new)}
+        if old != new:
+            changed.append([new["publishable"], new["verdict"], new["reasons"], new["reason_messages"], row["family"]])
+    if not changed:
+        return
+    con.execute("BEGIN")
+    try:
+        con.executemany("UPDATE fits.chinchilla SET publishable = ?, verdict = ?, reasons = ?, reason_messages = ? "
+                        "WHERE family = ?", changed)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None) -> None:
@@ -290,7 +315,8 @@ def plan_budgets(max_observed_flops: float) -> list[float]:
 
 def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.DataFrame:
     """Rebuild ``plans.allocations`` from the publishable fits in ``fits.chinchilla`` (+ bootstrap
-    intervals); families whose fit failed a publication check get no plan."""
+    intervals); withheld families get no plan. Each row carries its family's ``verdict`` (``extrapolated``
+    for budgets beyond the extrapolation limit, ``beyond_limit``) and ``publishable`` (within the limit)."""
     fits = con.execute("SELECT * FROM fits.chinchilla WHERE publishable ORDER BY family").df()
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
     tables = []
@@ -301,9 +327,13 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
         t = allocation_table(law, plan_budgets(f.max_observed_flops), samples=samples, level=level)
         t.insert(0, "family", f.family)
         t["extrapolation"] = t.compute / f.max_observed_flops
+        t["beyond_limit"] = beyond_limit(t.compute, f.max_observed_flops)
+        t["verdict"] = [plan_verdict(f.verdict, far) for far in t.beyond_limit]
+        t["publishable"] = ~t.beyond_limit
         tables.append(t)
     cols = ["family", "compute", "n_params", "n_tokens", "tokens_per_param", "loss", "constraint", "efficiency",
-            "n_params_lo", "n_params_hi", "n_tokens_lo", "n_tokens_hi", "loss_lo", "loss_hi", "extrapolation"]
+            "n_params_lo", "n_params_hi", "n_tokens_lo", "n_tokens_hi", "loss_lo", "loss_hi", "extrapolation",
+            "beyond_limit", "verdict", "publishable"]
     plans = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=cols)
     plans = plans.reindex(columns=cols)
     con.execute("CREATE SCHEMA IF NOT EXISTS plans")

@@ -1,6 +1,7 @@
 """One family as the report sees it (:class:`Family`): its points, fit, bootstrap samples and plans; the law
 evaluated on them (vectorised over parameter rows ``P``, an (S, 5) array of (E, A, B, alpha, beta)); the
-IsoFLOP slices of its runs; and the verdict on whether its plans can be trusted."""
+IsoFLOP slices of its runs; and the verdict on whether its plans can be trusted (the fit's stored
+:class:`~scaling_pipeline.lib.quality.Assessment`, made by the fit stage)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling_pipeline.lib.quality import Assessment, Reason, beyond_limit
+
 from .formatting import loads_or, num, plural, slugs
 from .inputs import PARAMS, ReportInputs
 
 ISO_TOLERANCE = 0.15  # runs within ±15% of a budget count as "at" that budget (IsoFLOP slices)
-
-# Verdict thresholds (documented in the Method section).
-RMS_BAD, RMS_WARN = 0.05, 0.02  # rms of log L̂ − log L
-BACKTEST_BAD, BACKTEST_WARN = 0.05, 0.02  # mean |L̂/L − 1| on the held-out largest runs
-A_CI_BAD, A_CI_WARN = 0.20, 0.10  # width of the 95% interval of a = β/(α+β)
 
 
 def _cols(P: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -76,18 +74,39 @@ class Family:
     level: float = 0.95
     max_flops: float = float("nan")
     headline: dict[str, float] | None = None
-    verdict: str = "ok"  # ok | caution | unreliable | failed | missing
-    severe: list[str] = field(default_factory=list)
-    cautions: list[str] = field(default_factory=list)
-    stale: bool = False
+    headline_beyond: float | None = None  # the asked headline budget (FLOPs), beyond the extrapolation limit
+    assessment: Assessment | None = None  # the fit's, as stored by the fit stage; None: not fitted
+    notes: list[str] = field(default_factory=list)  # what the stored data lack (stale fit, bootstrap rows)
     iso_budgets: list[tuple[float, bool]] = field(default_factory=list)  # (C, is an observed IsoFLOP slice)
     slices: list[dict[str, float]] = field(default_factory=list)  # model-free optimum of each observed slice
-    publishable: bool = False  # the fit stage's publication gate let its plan through
-    withheld: str = ""  # why the plan is withheld (publishable is False)
 
     @property
     def ok(self) -> bool:
         return self.P is not None
+
+    @property
+    def verdict(self) -> str:
+        """ok | caution | withheld | failed (the assessment's) | missing (no fit row)."""
+        return self.assessment.verdict if self.assessment else "missing"
+
+    @property
+    def publishable(self) -> bool:
+        return bool(self.ok and self.assessment and self.assessment.publishable)
+
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        if self.assessment is None:
+            return (Reason("not_assessed", "not fitted yet (no row in fits.chinchilla)"),)
+        return self.assessment.reasons
+
+    @property
+    def blocking(self) -> list[str]:
+        """Messages of the reasons that withhold the plan (or say why there is no fit)."""
+        return [r.message for r in self.reasons if r.severity == "blocks"]
+
+    @property
+    def cautions(self) -> list[str]:
+        return [r.message for r in self.reasons if r.severity == "caution"]
 
     @property
     def anchor(self) -> str:
@@ -109,7 +128,9 @@ class Family:
 
 
 def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Family]:
-    """One view per family with points or a fit, sorted by name, each with its verdict."""
+    """One view per family with points or a fit, sorted by name, each with its verdict. The headline is the
+    plan at ``headline_compute`` (default: the power of ten nearest 10× the largest run), never one beyond
+    the extrapolation limit."""
     names = sorted(set(inp.fits.family) | set(inp.points.family))
     slug_of = slugs(names)
     views = []
@@ -137,21 +158,24 @@ def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Fami
                 f.P = P
                 b = inp.bootstrap[inp.bootstrap.family == name][list(PARAMS)].to_numpy(float)
                 f.boot = b[np.isfinite(b).all(axis=1)]
+            f.assessment = Assessment.from_columns(fit.get("verdict"), fit.get("reasons"), fit.get("reason_messages"))
             n_fit = num(fit.get("n_points"))
-            f.stale = f.ok and np.isfinite(n_fit) and int(n_fit) != len(pts)
-            pub = fit.get("publishable")
-            f.publishable = f.ok and (pub is None or pub is pd.NA or (isinstance(pub, float) and np.isnan(pub))
-                                      or bool(pub))
-            f.withheld = str(fit.get("withheld_reason") or "") if f.ok and not f.publishable else ""
+            if f.ok and np.isfinite(n_fit) and int(n_fit) != len(pts):
+                f.notes.append(f"the fit used {plural(int(n_fit), 'run')} but the family now has {len(pts)}: it "
+                               "predates the current points (rerun the fit stage)")
+            if f.ok and not len(f.boot) and "no_bootstrap" not in f.assessment.codes:
+                f.notes.append("no bootstrap samples stored: no uncertainty bands on the frontier, N* or the plans")
         mf = num(fit.get("max_observed_flops")) if fit else float("nan")
         f.max_flops = mf if np.isfinite(mf) and mf > 0 else (float(pts.flops.max()) if len(pts) else float("nan"))
-        if f.ok and f.publishable and np.isfinite(f.max_flops):
-            c = headline_compute or 10.0 ** round(math.log10(10 * f.max_flops))
-            f.headline = f.plan_at(float(c))
+        if f.publishable and np.isfinite(f.max_flops):
+            c = float(headline_compute or 10.0 ** round(math.log10(10 * f.max_flops)))
+            if beyond_limit(c, f.max_flops):
+                f.headline_beyond = c
+            else:
+                f.headline = f.plan_at(c)
         if len(pts):
             f.iso_budgets = _isoflop_budgets(pts.flops.to_numpy(float), pts.n_params.to_numpy(float))
             f.slices = _slice_optima(f)
-        _assess(f)
         views.append(f)
     return views
 
@@ -174,64 +198,6 @@ def _slice_optima(f: Family) -> list[dict[str, float]]:
                 row["fit_n_lo"], row["fit_n_hi"] = float(lo[0]), float(hi[0])
         out.append(row)
     return out
-
-
-def _assess(f: Family) -> None:
-    """Verdict: can the plans of this family be trusted? Fills ``verdict``, ``severe`` and ``cautions``."""
-    if f.fit is None:
-        f.verdict, f.severe = "missing", ["not fitted yet (no row in fits.chinchilla)"]
-        return
-    if not f.ok:
-        f.verdict, f.severe = "failed", [f"fit failed: {f.fit.get('error') or 'no parameters'}"]
-        return
-    d, bt, sev, cau = f.diagnostics, f.backtest, f.severe, f.cautions
-    if not f.publishable:
-        sev.append(f"plan withheld by the fit stage's publication gate: {f.withheld or 'no reason recorded'}")
-    rms = num(d.get("rmse_log_residual"))
-    if np.isfinite(rms):
-        msg = (f"the law misses the fitted runs by {rms:.1%} rms (log residual; a good fit of one family is "
-               f"well under {RMS_WARN:.0%})")
-        (sev if rms > RMS_BAD else cau if rms > RMS_WARN else [None]).append(msg)
-    if "error" in bt:
-        cau.append(f"no backtest: {bt['error']}")
-    elif bt:
-        mean_abs = num(bt.get("mean_abs_rel_error"))
-        rel = np.asarray(bt.get("holdout", {}).get("rel_error", []), float)
-        bias = float(np.mean(rel)) if rel.size else float("nan")
-        if np.isfinite(mean_abs) and mean_abs > BACKTEST_WARN:
-            way = "too high" if bias > 0 else "too low"
-            msg = (f"fitted without its {bt.get('n_holdout', '?')} largest-compute runs, the law predicts them "
-                   f"{abs(bias):.1%} {way} on average (max {num(bt.get('max_abs_rel_error')):.1%})")
-            (sev if mean_abs > BACKTEST_BAD else cau).append(msg)
-    a_ci = f.ci.get("a")
-    if a_ci is not None and len(a_ci) == 2 and all(np.isfinite(num(v)) for v in a_ci):
-        width = num(a_ci[1]) - num(a_ci[0])
-        if width > A_CI_WARN:
-            msg = (f"the compute-optimal exponent a = β/(α+β) = {num(f.fit.get('a_exponent')):.3f} has 95% interval "
-                   f"[{num(a_ci[0]):.2f}, {num(a_ci[1]):.2f}]: how to split larger budgets between N and D is "
-                   f"{'not determined' if width > A_CI_BAD else 'loosely determined'} by these runs")
-            (sev if width > A_CI_BAD else cau).append(msg)
-    for name in d.get("at_bounds", []) or []:
-        if name == "E":
-            cau.append(f"E = {num(f.fit.get('E')):.3g} is at its bound: no irreducible loss was identified, so "
-                       "predicted losses keep falling without limit at large compute")
-        else:
-            cau.append(f"{name} is at the edge of its allowed range")
-    cond = num(d.get("hessian_condition"))
-    if not np.isfinite(cond) or cond > 1e8:
-        cau.append("some parameter combination is flat (Hessian condition "
-                   f"{'∞' if not np.isfinite(cond) else f'{cond:.1e}'}): individual parameters are not identified")
-    if not len(f.boot):
-        cau.append("no bootstrap samples stored: no uncertainty bands on the frontier, N* or the plans")
-    if f.stale:
-        cau.append(f"the fit used {plural(int(num(f.fit.get('n_points'))), 'run')} but the family now has "
-                   f"{len(f.pts)}: it predates the current points (rerun the fit stage)")
-    n = int(num(f.fit.get("n_points"), 0))
-    if 0 < n < 15:
-        cau.append(f"only {plural(n, 'run')} fitted")
-    covered = ("poor fit", " bound ", "Hessian", "term vanishes", "numerical limit")
-    cau += [f"fitter: {w}" for w in f.warnings if not any(k in w for k in covered)]
-    f.verdict = "unreliable" if sev else "caution" if cau else "ok"
 
 
 def _isoflop_budgets(flops: np.ndarray, n_params: np.ndarray, tol: float = ISO_TOLERANCE) -> list[tuple[float, bool]]:

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .family import BACKTEST_WARN, Family
+from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, THRESHOLDS
+
+from .family import Family
 from .figures import plot_fit, plot_frontier, plot_isoflop, plot_residuals
 from .formatting import (esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
                          plural)
 
-_VERDICT_LABEL = {"ok": "fit OK", "caution": "use with care", "unreliable": "NOT RELIABLE", "failed": "FIT FAILED",
+_VERDICT_LABEL = {"ok": "fit OK", "caution": "use with care", "withheld": "PLAN WITHHELD", "failed": "FIT FAILED",
                   "missing": "NOT FITTED"}
 
 
@@ -76,6 +78,7 @@ def family_section(f: Family, out: Path) -> str:
 
 
 def _verdict_box(f: Family) -> str:
+    notes = "".join(f"<li class=note>{esc(n)}</li>" for n in f.notes)
     if f.verdict == "ok":
         d, bt = f.diagnostics, f.backtest
         bits = [f"rms log residual {fmt_pct(d.get('rmse_log_residual'))}"]
@@ -84,17 +87,18 @@ def _verdict_box(f: Family) -> str:
                         f"{plural(int(num(bt.get('n_holdout'), 0)), 'largest run')}")
         if "a" in f.ci:
             bits.append(f"a = {fmt_ci(f.fit.get('a_exponent'), f.ci['a'], '.3f')}")
-        return f"<div class='verdict ok'><b>Fit looks reliable</b>: {', '.join(bits)}.{_raw_warnings(f)}</div>"
-    title = {"caution": "Use with care", "unreliable": "Do not use this fit for planning",
+        return (f"<div class='verdict ok'><b>Fit looks reliable</b>: {', '.join(bits)}."
+                + (f"<ul>{notes}</ul>" if notes else "") + f"{_raw_warnings(f)}</div>")
+    title = {"caution": "Use with care", "withheld": "Plan withheld: do not use this fit for planning",
              "failed": "No fit", "missing": "No fit"}[f.verdict]
-    items = [f"<li class=sev>{esc(s)}</li>" for s in f.severe] + [f"<li>{esc(s)}</li>" for s in f.cautions]
+    items = "".join(f"<li{' class=sev' if r.severity == 'blocks' else ''} data-code='{esc(r.code)}'>{esc(r.message)}"
+                    "</li>" for r in f.reasons)
     extra = ""
-    if f.verdict == "unreliable":
-        what = "The frontier and IsoFLOP optima" if not f.publishable else "The plans, frontier and IsoFLOP optima"
-        extra = (f"<p>{what} below are what this law implies, not what the runs support; the residual plot shows "
-                 "the pattern the law misses (e.g. a different functional form, too few large runs, or "
-                 "learning-rate/schedule effects across sizes).</p>")
-    return f"<div class='verdict {f.verdict}'><b>{title}</b><ul>{''.join(items)}</ul>{extra}{_raw_warnings(f)}</div>"
+    if f.verdict == "withheld" and f.ok:
+        extra = ("<p>The frontier and IsoFLOP optima below are what this law implies, not what the runs support; the "
+                 "residual plot shows the pattern the law misses (e.g. a different functional form, too few large "
+                 "runs, or learning-rate/schedule effects across sizes).</p>")
+    return f"<div class='verdict {f.verdict}'><b>{title}</b><ul>{items}{notes}</ul>{extra}{_raw_warnings(f)}</div>"
 
 
 def _slices_note(f: Family) -> str:
@@ -129,9 +133,10 @@ def _backtest_block(f: Family) -> str:
     for n, d in zip(h.get("n_params", []), h.get("n_tokens", [])):
         m = f.pts[np.isclose(f.pts.n_params, n, rtol=1e-9) & np.isclose(f.pts.n_tokens, d, rtol=1e-9)]
         ids.append(", ".join(m.run_id.astype(str)) if len(m) else "")
+    big = THRESHOLDS.backtest_caution
     rows = "".join(
         f"<tr><td class=text>{esc(i)}</td><td>{fmt_human(n)}</td><td>{fmt_human(d)}</td><td>{fmt_flops(c, 2)}</td>"
-        f"<td>{lo:.4f}</td><td>{p:.4f}</td><td class='{'big' if abs(r) > BACKTEST_WARN else ''}'>{r:+.2%}</td></tr>"
+        f"<td>{lo:.4f}</td><td>{p:.4f}</td><td class='{'big' if abs(r) > big else ''}'>{r:+.2%}</td></tr>"
         for i, n, d, c, lo, p, r in zip(ids, h.get("n_params", []), h.get("n_tokens", []), h.get("flops", []),
                                         h.get("loss", []), h.get("predicted", []), rel))
     return (text + "<table class=small><tr><th>held-out run</th><th>N</th><th>D</th><th>C (FLOPs)</th>"
@@ -141,8 +146,8 @@ def _backtest_block(f: Family) -> str:
 def _plan_table(f: Family) -> str:
     plans = f.plans
     if not f.publishable:
-        return (f"<h3>Compute-optimal allocation</h3><p class=bad>Withheld by the fit stage's publication gate: "
-                f"{esc(f.withheld or 'no reason recorded')}.</p>")
+        return ("<h3>Compute-optimal allocation</h3><p class=bad>Withheld by the fit's quality assessment: "
+                f"{esc('; '.join(f.blocking) or 'no reason recorded')}.</p>")
     if plans.empty:
         return "<h3>Compute-optimal allocation</h3><p>No allocation table (plans stage not run for this fit).</p>"
     has_ci = plans.n_params_lo.notna().any()
@@ -154,12 +159,14 @@ def _plan_table(f: Family) -> str:
         n = fmt_hci(p.n_params, p.n_params_lo, p.n_params_hi) if has_ci else fmt_human(p.n_params)
         d = fmt_hci(p.n_tokens, p.n_tokens_lo, p.n_tokens_hi) if has_ci else fmt_human(p.n_tokens)
         loss = fmt_ci(p.loss, (p.loss_lo, p.loss_hi) if has_ci else None, fmt=".4f")
-        ext = num(p.extrapolation)
-        cls = ("headline" if hc is not None and nearly_equal(p.compute, hc) else "extrap" if ext > 100 else "")
+        far = num(p.beyond_limit, 0) > 0
+        cls = "headline" if hc is not None and nearly_equal(p.compute, hc) else "extrap" if far else ""
         rows.append(f"<tr class='{cls}'><td>{fmt_flops(p.compute)}</td><td>{n}</td><td>{d}</td>"
-                    f"<td>{fmt_tpp(p.tokens_per_param)}</td><td>{loss}</td><td>{fmt_times(ext)}</td></tr>")
-    return ("<h3>Compute-optimal allocation</h3><p class=note>Bold: the headline budget. Greyed rows extrapolate "
-            "more than 100× beyond the largest observed run.</p><table>" + head + "".join(rows) + "</table>")
+                    f"<td>{fmt_tpp(p.tokens_per_param)}</td><td>{loss}</td><td>{fmt_times(p.extrapolation)}"
+                    + (" (extrapolated)" if far else "") + "</td></tr>")
+    return ("<h3>Compute-optimal allocation</h3><p class=note>Bold: the headline budget. Greyed rows are "
+            f"extrapolated: more than {EXTRAPOLATION_LIMIT:,.0f}× the largest observed run, beyond what these runs "
+            "can support (never a headline).</p><table>" + head + "".join(rows) + "</table>")
 
 
 def _exclusion_table(excl: pd.DataFrame) -> str:

@@ -13,13 +13,13 @@ PARAMS = ("E", "A", "B", "alpha", "beta")  # the law's parameters, columns of fi
 COLUMNS = {  # per table: the columns the report reads (a missing one reads as empty)
     "points": ["run_id", "family", "n_params", "n_tokens", "flops", "loss", "loss_source", "final_step",
                "unique_tokens"],
-    "fits": ["family", "status", "error", "publishable", "withheld_reason", "E", "A", "B", "alpha", "beta",
-             "a_exponent", "G", "objective", "loss",
-             "delta", "n_points", "fit_seconds", "max_observed_flops", "ci", "diagnostics", "backtest", "warnings",
-             "settings", "input_hash", "fitted_at"],
+    "fits": ["family", "status", "error", "publishable", "verdict", "reasons", "reason_messages", "E", "A", "B",
+             "alpha", "beta", "a_exponent", "G", "objective", "loss", "delta", "n_points", "fit_seconds",
+             "max_observed_flops", "ci", "diagnostics", "backtest", "warnings", "settings", "input_hash", "fitted_at"],
     "bootstrap": ["family", "sample", *PARAMS],
     "plans": ["family", "compute", "n_params", "n_tokens", "tokens_per_param", "loss", "constraint", "n_params_lo",
-              "n_params_hi", "n_tokens_lo", "n_tokens_hi", "loss_lo", "loss_hi", "extrapolation"],
+              "n_params_hi", "n_tokens_lo", "n_tokens_hi", "loss_lo", "loss_hi", "extrapolation", "beyond_limit",
+              "verdict", "publishable"],
     "exclusions": ["run_id", "family", "kind", "reason", "detail", "step", "n_rows"],
     "quarantine": ["source_path", "reader", "location", "field", "reason", "scope", "quarantined_at"],
 }

@@ -86,16 +86,16 @@ th {{ background: #f3f3f3; }}
 .verdict ul {{ margin: .3em 0; }} .verdict p {{ margin: .3em 0; }}
 .verdict.ok {{ background: #eef8ee; border-color: #2e8b3a; }}
 .verdict.caution {{ background: #fff6e0; border-color: #e0a000; }}
-.verdict.unreliable, .verdict.failed, .verdict.missing {{ background: #fdecec; border-color: #c62828; }}
+.verdict.withheld, .verdict.failed, .verdict.missing {{ background: #fdecec; border-color: #c62828; }}
 .verdict li.sev {{ font-weight: 600; }}
 .badge {{ display: inline-block; font-size: 75%; font-weight: 700; padding: .1em .5em; border-radius: .7em;
           vertical-align: middle; white-space: nowrap; }}
 .badge.ok {{ background: #dff0df; color: #1f6b29; }} .badge.caution {{ background: #ffe9b3; color: #7a5200; }}
-.badge.unreliable, .badge.failed, .badge.missing {{ background: #c62828; color: #fff; }}
+.badge.withheld, .badge.failed, .badge.missing {{ background: #c62828; color: #fff; }}
 ul.glance {{ list-style: none; padding-left: 0; font-size: 96%; }} ul.glance li {{ margin: .35em 0; padding: .3em .6em;
           background: #fafafa; border-left: 4px solid #2e8b3a; }}
 ul.glance li.caution {{ border-color: #e0a000; }}
-ul.glance li.unreliable {{ border-color: #c62828; background: #fdf3f3; }}
+ul.glance li.withheld, ul.glance li.failed, ul.glance li.missing {{ border-color: #c62828; background: #fdf3f3; }}
 .glance-obs {{ color: #333; font-size: 90%; margin-top: .15em; }} p.slices {{ font-size: 92%; }}
 .glance-why {{ color: #a11; font-size: 90%; margin-top: .15em; }} li.caution .glance-why {{ color: #7a5200; }}
 tr.extrap td {{ color: #999; }} tr.headline td {{ font-weight: 700; background: #f5f9ff; }}

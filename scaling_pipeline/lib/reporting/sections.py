@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 
 from scaling_pipeline.lib.allocate import chinchilla_reference
+from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, THRESHOLDS
 
-from .family import A_CI_BAD, A_CI_WARN, BACKTEST_BAD, BACKTEST_WARN, ISO_TOLERANCE, RMS_BAD, RMS_WARN, Family
+from .family import ISO_TOLERANCE, Family
 from .family_section import badge, best_slice, slice_text
 from .formatting import esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, num, plural
 from .inputs import PARAMS
@@ -22,12 +23,16 @@ def glance_section(fams: list[Family]) -> str:
     lines = []
     for f in fams:
         link = f"<a href='#{f.anchor}'><b>{esc(f.name)}</b></a>"
-        if not f.ok or f.headline is None:
-            what = f"plan withheld: {f.withheld}" if f.ok and not f.publishable else "; ".join(f.severe) or "no plan"
-            more = len(f.severe) + len(f.cautions) - 1
-            others = f" (+{plural(more - 1, 'more issue')})" if more > 1 else ""
-            why = (f"<div class=glance-why>{esc(f.severe[1] if len(f.severe) > 1 else '')}{others}</div>"
-                   if f.ok and len(f.severe) > 1 else "")
+        if f.headline is None:
+            if f.publishable:  # the asked headline budget is beyond the extrapolation limit
+                what = (f"no headline: C = {fmt_flops(f.headline_beyond)} FLOPs is more than "
+                        f"{EXTRAPOLATION_LIMIT:,.0f}× its largest run ({fmt_flops(f.max_flops, 2)} FLOPs), an "
+                        "extrapolation; see its allocation table")
+                lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {esc(what)}</li>")
+                continue
+            what = ("plan withheld: " if f.ok else "") + (f.blocking[0] if f.blocking else "no plan")
+            more = len(f.reasons) - 1
+            why = f"<div class=glance-why>+{plural(more, 'more issue')} (see below)</div>" if more else ""
             if f.slices:
                 why += f"<div class=glance-obs>Runs alone: {slice_text(best_slice(f))}.</div>"
             lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {esc(what)}{why}</li>")
@@ -40,14 +45,10 @@ def glance_section(fams: list[Family]) -> str:
                 f"({fmt_tpp(h['tokens_per_param'])} tokens/param), expected loss "
                 f"<b>{fmt_ci(h['loss'], (h.get('loss_lo'), h.get('loss_hi')), '.3f')}</b> nats/token")
         tail = ""
-        if f.verdict == "unreliable":
-            more = len(f.severe) + len(f.cautions) - 1
-            others = f" (+{plural(more, 'more issue')})" if more else ""
-            tail = f"<div class=glance-why>Do not plan from this fit: {esc(f.severe[0])}{others}.</div>"
-        elif f.verdict == "caution":
-            tail = f"<div class=glance-why>{esc(f.cautions[0])}.</div>"
-        if f.verdict == "unreliable" and f.slices:
-            tail += f"<div class=glance-obs>Runs alone: {slice_text(best_slice(f))}.</div>"
+        if f.cautions:
+            more = len(f.cautions) - 1
+            tail = (f"<div class=glance-why>{esc(f.cautions[0])}"
+                    + (f" (+{plural(more, 'more caution')})" if more else "") + ".</div>")
         lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {text}{tail}</li>")
     note = ("<p class=note>Brackets: 95% bootstrap intervals (parameter uncertainty only). Budget: the power of ten "
             "nearest 10× the family's largest run unless configured. Full tables per family below.</p>")
@@ -171,7 +172,7 @@ def overview_section(fams: list[Family]) -> str:
         link = f"<a href='#{f.anchor}'>{esc(f.name)}</a>"
         if not f.ok:
             rows.append(f"<tr><td>{link}</td><td>{badge(f)}</td><td>{len(f.pts)}</td>"
-                        f"<td colspan=7 class='text bad'>{esc('; '.join(f.severe))}</td></tr>")
+                        f"<td colspan=7 class='text bad'>{esc('; '.join(f.blocking))}</td></tr>")
             continue
         ci, d = f.ci, f.diagnostics
         bt = num(f.backtest.get("mean_abs_rel_error"))
@@ -218,12 +219,18 @@ def method_section() -> str:
         "log L̂ − log L with a global search over the exponents (Besiroglu et al. 2024 protocol); intervals come "
         "from resampling runs (bootstrap) and reflect parameter uncertainty only, not run-to-run noise. "
         "Allocations use C = 6·N·D.</p>"
-        f"<p>Verdict: <i>not reliable</i> when the rms log residual exceeds {RMS_BAD:.0%}, the backtest (fit "
-        f"without the ~10% largest-compute runs, predict them) is off by more than {BACKTEST_BAD:.0%} on average, "
-        f"or the 95% interval of a = β/(α+β) is wider than {A_CI_BAD:g}, or when the fit stage's publication gate "
-        "withheld the plan (parameters at their bounds, backtest error over its threshold); <i>use with care</i> above "
-        f"{RMS_WARN:.0%} / {BACKTEST_WARN:.0%} / {A_CI_WARN:g}, with a parameter at its bound, a flat direction "
-        "of the objective, no bootstrap, a stale fit or fewer than 15 runs.</p>"
+        f"<p>Verdict (one assessment per fit, made by the fit stage; it decides which plans are published): "
+        f"<i>plan withheld</i> when the fit failed, a parameter sits at its bound, the rms log residual exceeds "
+        f"{THRESHOLDS.poor_fit_rms:.0%}, the bootstrap interval of A or B spans more than "
+        f"{THRESHOLDS.coef_decades:g} decades or that of α or β is wider than {THRESHOLDS.exponent_width:g} (of "
+        f"a = β/(α+β) wider than {THRESHOLDS.a_width:g}), or the backtest (fit without the ~10% largest-compute "
+        f"runs, predict them) is off by more than {THRESHOLDS.backtest_max_error:.0%} on a run or "
+        f"{THRESHOLDS.backtest_mean_error:.0%} on average, or could not be run; <i>use with care</i> above "
+        f"{THRESHOLDS.loose_fit_rms:.0%} rms / {THRESHOLDS.backtest_caution:.0%} backtest / a-interval "
+        f"{THRESHOLDS.a_caution:g}, with a flat direction of the objective, resampled fits at a bound, no "
+        f"bootstrap, fewer than {THRESHOLDS.few_points} runs, fewer than {THRESHOLDS.min_distinct} distinct sizes "
+        "or token budgets, collinear sizes and budgets, or E not below the lowest loss. Plans more than "
+        f"{EXTRAPOLATION_LIMIT:,.0f}× the largest observed run are marked extrapolated and never headlined.</p>"
         f"<p>IsoFLOP panels use compute budgets at which the family has at least 3 model sizes within "
         f"±{ISO_TOLERANCE:.0%} of the same C (IsoFLOP slices), completed with powers of ten spanning the data. "
         "“What changed” compares with the previous report's summary.json: this date's earlier render when the "

@@ -13,19 +13,21 @@ import numpy as np
 import pandas as pd
 
 from scaling_pipeline.lib.jsonutil import jsonable
+from scaling_pipeline.lib.quality import beyond_limit
 
 from .family import Family, interval, predict
 from .formatting import nearly_equal, num
 from .inputs import PARAMS
 from .store import dated_folders
 
-SUMMARY_SCHEMA = 1
+SUMMARY_SCHEMA = 2  # 2: per family "reasons" (code, severity, message) and "publishable"; plans carry "beyond_limit"
 STANDARD_BUDGETS = tuple(10.0 ** k for k in range(18, 27))  # 1e18 … 1e26 FLOPs, always in summary.json
 DRIFT_BIG = 0.05  # relative changes above this are highlighted
 
 
 def build_summary(fams: list[Family], date: dt.date, now: dt.datetime, title: str) -> dict:
-    """The content of ``summary.json``: per family its status, verdict, runs, parameters, plans and bootstrap."""
+    """The content of ``summary.json``: per family its status, verdict, publishable, reasons (code, severity,
+    message), runs, parameters, plans (each with ``beyond_limit``) and bootstrap."""
     out: dict[str, Any] = {"schema": SUMMARY_SCHEMA, "generated_at": now.isoformat(timespec="seconds"),
                            "report_date": date.isoformat(), "title": title, "families": {}}
     for f in fams:
@@ -33,7 +35,7 @@ def build_summary(fams: list[Family], date: dt.date, now: dt.datetime, title: st
         fam: dict[str, Any] = {
             "status": "missing" if f.fit is None else str(fit.get("status")),
             "error": fit.get("error") if f.fit is not None and not f.ok else None,
-            "verdict": f.verdict, "verdict_reasons": f.severe + f.cautions,
+            "verdict": f.verdict, "publishable": f.publishable, "reasons": [r.to_dict() for r in f.reasons],
             "n_points": int(num(fit.get("n_points"), len(f.pts))) if f.fit else len(f.pts),
             "run_ids": sorted(str(r) for r in f.pts.run_id),
             "losses": {str(r.run_id): float(r.loss) for r in f.pts.itertuples(index=False)},
@@ -50,8 +52,8 @@ def build_summary(fams: list[Family], date: dt.date, now: dt.datetime, title: st
                 rmse_log_residual=num(f.diagnostics.get("rmse_log_residual")),
                 backtest_mean_abs_rel_error=num(f.backtest.get("mean_abs_rel_error")),
                 headline=f.headline, isoflop_slices=f.slices,
-                publishable=f.publishable, withheld_reason=f.withheld or None,
-                plans=[f.plan_at(c) for c in _summary_budgets(f)] if f.publishable else [],
+                plans=[{**f.plan_at(c), "beyond_limit": bool(beyond_limit(c, f.max_flops))}
+                       for c in _summary_budgets(f)] if f.publishable else [],
                 bootstrap=f.boot.tolist(),
             )
         out["families"][f.name] = fam
