@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaling_pipeline.lib import clean as C
+from scaling_pipeline.lib import cleaning as C
 from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.schema import RUN_RANGES
 from scaling_pipeline.lib.simulate import SimConfig, write_demo

@@ -3,7 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from scaling_pipeline.lib.clean import clean
+from scaling_pipeline.lib.cleaning import clean
 
 from .ingest import RAW_METRICS, RAW_RUNS
 from .pool import POOL

@@ -17,7 +17,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from scaling_pipeline.lib.clean import CleanConfig
+from scaling_pipeline.lib.cleaning import CleanConfig
 
 DEFAULT_LOGS = "data"
 DEFAULT_DB = "data/warehouse.duckdb"
