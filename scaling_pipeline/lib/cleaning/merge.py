@@ -41,7 +41,7 @@ families AS (  -- the family named by manifests/configs and by the logged rows
 )
 SELECT f.run_id,
        CASE WHEN NOT f.conflict THEN coalesce(f.family, 'default') END AS family,
-       m.n_params, m.tokens_planned, m.batch_tokens,
+       m.n_params, m.n_params_total, m.n_params_non_embedding, m.tokens_planned, m.batch_tokens,
        coalesce(m.total_steps,
                 CAST(round(m.tokens_planned / m.batch_tokens) AS BIGINT)) AS total_steps,
        m.warmup_steps, m.schedule, lower(m.status) AS status, m.unique_tokens, m.lr,

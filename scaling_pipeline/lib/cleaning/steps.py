@@ -25,13 +25,15 @@ WHERE d.step >= coalesce(r.warmup_steps, 0)
 ORDER BY d.run_id, d.step
 """
 
-# Per-run summary of the deduplicated log, before any row is dropped.
+# Per-run summary of the deduplicated log, before any row is dropped (losses in nats/token).
 _RUN_STATS_SQL = """
 WITH d AS (
     SELECT d.*, r.warmup_steps,
            d.step >= coalesce(r.warmup_steps, 0) AS post_warmup,
            (d.train_loss IS NOT NULL AND NOT isfinite(d.train_loss))
-             OR (d.eval_loss IS NOT NULL AND NOT isfinite(d.eval_loss)) AS nonfinite
+             OR (d.eval_loss IS NOT NULL AND NOT isfinite(d.eval_loss)) AS nonfinite,
+           CASE WHEN isfinite(d.train_loss) THEN d.train_loss
+                WHEN isfinite(d.eval_loss) THEN d.eval_loss END AS loss  -- NULL: no finite loss logged
     FROM deduped d JOIN clean.runs r USING (run_id)
 ),
 best AS (
@@ -49,7 +51,13 @@ SELECT d.run_id,
        b.best_train,
        -- the last point at which the run was still within divergence_nats of its best
        max(d.step) FILTER (WHERE isfinite(d.train_loss) AND d.train_loss <= b.best_train + ?) AS last_healthy_step,
-       arg_max(d.train_loss, d.step) FILTER (WHERE isfinite(d.train_loss)) AS last_train
+       arg_max(d.train_loss, d.step) FILTER (WHERE isfinite(d.train_loss)) AS last_train,
+       median(d.loss) AS median_loss,
+       min(d.loss) AS min_loss,
+       max(d.lr) FILTER (WHERE isfinite(d.lr)) AS max_logged_lr,
+       -- the logged series (steps and losses as logged), to recognise a run logged under two names
+       md5(string_agg(concat_ws(':', d.step, coalesce(CAST(d.train_loss AS VARCHAR), ''),
+                                coalesce(CAST(d.eval_loss AS VARCHAR), '')), ',' ORDER BY d.step)) AS series
 FROM d JOIN best b USING (run_id)
 GROUP BY d.run_id, b.best_train
 """
