@@ -19,7 +19,8 @@ SWEEP = {"1e-3": 3.10, "2e-3": 3.00, "4e-3": 3.04, "8e-3": 3.20}  # peak LR -> f
 
 def _sweep_logs(root: Path) -> None:
     """Families f (csv) and g (jsonl), identical: N = 1e6 trained at 4 learning rates on 200k tokens, a
-    copy of the 2e-3 run under another name, and one run at N = 2e6."""
+    copy of the 2e-3 run under another name, one run at the same N and D on 4 epochs of 50k unique tokens,
+    and one run at N = 2e6."""
     for family, write, suffix in (("f", write_csv, ".csv"), ("g", write_jsonl, ".jsonl")):
         manifest = []
         for lr, final in SWEEP.items():
@@ -29,8 +30,11 @@ def _sweep_logs(root: Path) -> None:
         copy = f"{family}-1m-lr2e-3-x"  # the 2e-3 run logged again under another name
         write(root / family / f"{copy}{suffix}", [dict(r, run_id=copy) for r in curve(f"{family}-1m-lr2e-3", 3.00)])
         write(root / family / f"{family}-2m{suffix}", curve(f"{family}-2m", 2.9))
+        write(root / family / f"{family}-1m-4ep{suffix}", curve(f"{family}-1m-4ep", 3.15))
         manifest += [dict(run_id=copy, family=family, n_params=1e6, total_steps=200, lr="2e-3"),
-                     dict(run_id=f"{family}-2m", family=family, n_params=2e6, total_steps=200, lr="1.5e-3")]
+                     dict(run_id=f"{family}-2m", family=family, n_params=2e6, total_steps=200, lr="1.5e-3"),
+                     dict(run_id=f"{family}-1m-4ep", family=family, n_params=1e6, total_steps=200, lr="2e-3",
+                          unique_tokens=5e4)]
         write_csv(root / family / "runs.csv", manifest)
 
 
@@ -40,7 +44,8 @@ def test_envelope_keeps_the_best_run_per_size_and_all_keeps_every_run(tmp_path: 
     con = ingest_and_clean(tmp_path, config)
     excluded = run_exclusions(con)
     points = {r[0]: r[1:] for r in con.execute("SELECT run_id, loss, lr FROM clean.points").fetchall()}
-    assert set(points) == {"f-1m-lr2e-3", "f-2m", "g-1m-lr1e-3", "g-1m-lr2e-3", "g-1m-lr4e-3", "g-1m-lr8e-3", "g-2m"}
+    assert set(points) == {"f-1m-lr2e-3", "f-2m", "g-1m-lr1e-3", "g-1m-lr2e-3", "g-1m-lr4e-3", "g-1m-lr8e-3", "g-2m",
+                           "f-1m-4ep", "g-1m-4ep"}  # repeated data is no hyperparameter variant
     assert points["f-1m-lr2e-3"] == (3.00, 2e-3)
     for lr in ("1e-3", "4e-3", "8e-3"):  # the losers name the winner, their loss and both learning rates
         reason, detail = excluded[f"f-1m-lr{lr}"]
@@ -57,7 +62,8 @@ def test_envelope_keeps_the_best_run_per_size_and_all_keeps_every_run(tmp_path: 
     assert [(f, lr, loss, best) for f, _, lr, loss, best in sweeps if f == "f"] == [
         ("f", float(lr), loss, lr == "2e-3") for lr, loss in SWEEP.items()]
     assert len(sweeps) == 8
-    optima = con.execute("SELECT family, n_lrs, lr_best, lr_opt, status FROM clean.lr_optima ORDER BY family").fetchall()
+    optima = con.execute("SELECT family, n_lrs, lr_best, lr_opt, status FROM clean.lr_optima "
+                         "ORDER BY family").fetchall()
     x = np.log([float(lr) for lr in SWEEP])
     a, b, _ = np.polyfit(x, list(SWEEP.values()), 2)  # all 4 points are within 2 of the best
     for family, n_lrs, lr_best, lr_opt, status in optima:
@@ -128,10 +134,12 @@ def test_lr_scaling_recovers_an_exact_law_with_intervals() -> None:
     fit = H.lr_scaling(n, lr, d)
     assert fit.status == H.OK and fit.n_sizes == 5 and fit.n_optima == 10
     assert fit.gamma_lo < 0.35 < fit.gamma_hi and fit.delta_lo < 0.1 < fit.delta_hi
-    assert fit.gamma_hi - fit.gamma_lo < 0.1 and fit.lr(1e8, 1e10) == pytest.approx(2.0 * 1e8**-0.35 * 1e10**-0.1, rel=0.1)
+    assert fit.gamma_hi - fit.gamma_lo < 0.1
+    assert fit.lr(1e8, 1e10) == pytest.approx(2.0 * 1e8**-0.35 * 1e10**-0.1, rel=0.1)
     tied = H.lr_scaling(n, 2.0 * n**-0.35, n * 20)  # D moves with N: only N is fitted, and it says why
     assert tied.gamma == pytest.approx(0.35) and math.isnan(tied.delta)
-    assert tied.detail.endswith("D not fitted: the sweeps' token budgets move with N (D's exponent is not identifiable)")
+    assert tied.detail.endswith("D not fitted: the sweeps' token budgets move with N "
+                                "(D's exponent is not identifiable)")
     few = H.lr_scaling([1e7, 1e8], [1e-3, 5e-4])
     assert few.status == H.TOO_FEW_SIZES and math.isnan(few.gamma)
 

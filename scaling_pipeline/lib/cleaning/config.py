@@ -57,7 +57,8 @@ class FamilyOptions:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 <= self.completion_tolerance < 0.5:
-            raise ValueError(f"completion_tolerance: expected a fraction in [0, 0.5), got {self.completion_tolerance!r}")
+            raise ValueError("completion_tolerance: expected a fraction in [0, 0.5), "
+                             f"got {self.completion_tolerance!r}")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,6 @@ class CleanSummary:
     excluded_by_reason: dict[str, int]
     families: list[str]
     flagged: dict[str, int] = field(default_factory=dict)  # flag code -> runs (they keep their point)
-    lr_gamma: dict[str, float] = field(default_factory=dict)  # family -> gamma of LR* = c·N^-gamma
 
     def to_metadata(self) -> dict:
         return asdict(self)

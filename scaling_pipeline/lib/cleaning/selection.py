@@ -1,9 +1,9 @@
 """Selection among a family's candidate points: hyperparameter sweeps reduced to their best run per
 (N, D), runs logged twice under two names counted once, runs no scaling law can explain dropped.
 
-The candidates are a DataFrame with run_id, family, n_params, n_tokens, loss, lr (NaN when unknown),
-``sweep`` (:func:`sweep_groups`: one id per family and (N, D)) and ``series`` (a hash of the logged
-steps and losses).
+The candidates are a DataFrame with run_id, family, n_params, n_tokens, unique_tokens, loss, lr (NaN
+when unknown), ``sweep`` (:func:`sweep_groups`: one id per family, (N, D) and unique tokens) and
+``series`` (a hash of the logged steps and losses).
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ def _clusters(values: np.ndarray, rtol: float) -> np.ndarray:
 
 
 def sweep_groups(points: pd.DataFrame, rtol: float = SAME_SIZE_RTOL) -> np.ndarray:
-    """Group id per row: rows of one family at the same N and D (within ``rtol``) share one."""
+    """Group id per row: rows of one family at the same N and D (within ``rtol``) and the same unique
+    tokens (runs on repeated data are no hyperparameter variants of runs on fresh data) share one."""
     ids = np.empty(len(points), dtype=int)
     next_id = 0
-    for _, g in points.groupby("family", sort=True):
+    for _, g in points.groupby(["family", "unique_tokens"], sort=True, dropna=False):
         rows = np.flatnonzero(points.index.isin(g.index))
         by_n = _clusters(g.n_params.to_numpy(dtype=float), rtol)
         for label in np.unique(by_n):
@@ -58,7 +59,8 @@ def drop_duplicate_series(points: pd.DataFrame) -> tuple[pd.DataFrame, list[tupl
     return _without(points, dropped), dropped
 
 
-def select_envelope(points: pd.DataFrame, selection: Callable[[str], str]) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+def select_envelope(points: pd.DataFrame, selection: Callable[[str], str]
+                    ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Per (N, D) (column ``sweep``) of each family whose ``selection(family)`` is 'envelope', keep only
     the run with the lowest final loss (ties: the first run id); the others are returned with a detail
     naming it."""

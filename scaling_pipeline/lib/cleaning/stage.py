@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from .completion import Verdict, overshoot, rejected_at_ingest, run_verdict
@@ -45,7 +44,8 @@ def _final_loss(run_id: str, st, smoothed: pd.DataFrame, evals: pd.DataFrame) ->
     if run_id in evals.index and evals.loc[run_id, "final_eval_step"] >= st.last_step:
         return float(evals.loc[run_id, "final_eval"]), "final_eval"
     if run_id in smoothed.index:
-        return float(smoothed.loc[run_id, "smoothed_train"]), f"train_mean_last_{int(smoothed.loc[run_id, 'n_smoothed'])}"
+        n = int(smoothed.loc[run_id, "n_smoothed"])
+        return float(smoothed.loc[run_id, "smoothed_train"]), f"train_mean_last_{n}"
     return None
 
 
@@ -119,12 +119,13 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
                     as_int(st.last_step))
         points.append(dict(verdict, param_convention=opts.param_convention, n_params_source=n_params_source))
 
-    points_df = pd.DataFrame(points, columns=[*_POINT_COLUMNS, "series"]).astype({"lr": float})
+    points_df = pd.DataFrame(points, columns=[*_POINT_COLUMNS, "series"]).astype(
+        {"lr": float, "unique_tokens": float})
     points_df["sweep"] = sweep_groups(points_df)
     points_df, removed = drop_duplicate_series(points_df)
     for run_id, detail in removed:
         exclude(run_id, "run", DUPLICATE_SERIES, detail)
-    lr_scaling = write_lr_tables(con, points_df)
+    write_lr_tables(con, points_df)
     points_df, removed = select_envelope(points_df, lambda family: cfg.options(family).hparam_selection)
     for run_id, detail in removed:
         exclude(run_id, "run", NOT_BEST_HPARAMS, detail)
@@ -154,5 +155,4 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
         excluded_by_reason={str(k): int(v) for k, v in run_excl.reason.value_counts().sort_index().items()},
         families=sorted(points_df.family.unique().tolist()),
         flagged={str(k): int(v) for k, v in excl_df[excl_df.kind == "flag"].reason.value_counts().sort_index().items()},
-        lr_gamma={family: fit.gamma for family, fit in lr_scaling.items() if np.isfinite(fit.gamma)},
     )

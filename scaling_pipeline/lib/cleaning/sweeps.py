@@ -38,9 +38,9 @@ def _columns(cls: type) -> list[tuple[str, str]]:
     return [(f.name, str(f.type)) for f in fields(cls)]
 
 
-def write_lr_tables(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame) -> dict[str, LrScaling]:
+def write_lr_tables(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame) -> None:
     """Write the three tables from ``candidates`` (run_id, family, n_params, n_tokens, loss, lr, sweep:
-    one id per family and (N, D)); returns family -> its LR scaling."""
+    one id per family and (N, D))."""
     swept = candidates[candidates.lr.notna()]
     swept = swept[swept.groupby("sweep").run_id.transform("size") >= 2]
     sweep_rows, optima_rows, optima = [], [], []
@@ -61,4 +61,3 @@ def write_lr_tables(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame) ->
     _replace_table(con, "clean.lr_optima", _SIZE_COLUMNS + _columns(LrOptimum), optima_rows)
     _replace_table(con, "clean.lr_scaling", [("family", "str"), *_columns(LrScaling)],
                    [{"family": family, **asdict(fit)} for family, fit in scaling.items()])
-    return scaling
