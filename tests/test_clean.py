@@ -1,4 +1,4 @@
-"""Unit tests of lib/clean.py on hand-built raw tables with known faults."""
+"""Unit tests of lib/cleaning/ on hand-built raw tables with known faults."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import duckdb
 import pytest
 
-from scaling_pipeline.lib import clean as C
+from scaling_pipeline.lib import cleaning as C
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, RUN_COLUMNS, ddl
 
 

@@ -41,6 +41,8 @@ def ladder() -> tuple[pd.DataFrame, pd.DataFrame]:
             "run_id": ["gpt n13k", 'run "q\'uoted" ü', "Ω/../../escape"],
             "family": ["code-gpt", "fam 'ü' \"x\"", "code-gpt"],
             "n_params": [12768.0, 25472.0, 56640.0],
+            "n_params_total": [14000.0, None, 60000.0],
+            "n_params_non_embedding": [12768.0, 25472.0, None],
             "tokens_planned": [63488.0, 126976.0, 253952.0],
             "batch_tokens": [1024.0, 1024.0, 2048.0],
             "total_steps": [62, 124, 124],

@@ -29,9 +29,14 @@ def test_faulty_runs_are_flagged_with_reasons(ladder):
     assert runs == {
         "code-gpt_n312k_tpp10_lr1.0": "diverged",
         "text-gpt_n312k_tpp10_lr1.0": "diverged",
-        # completed per its status, but 37% worse than its twin with the normal learning rate
-        "text-gpt_n150k_tpp20_lr0.3": "dominated",
+        # completed per its status, but 37% worse than its twin with the normal learning rate at the same
+        # (N, D): a two-point learning-rate sweep, of which the envelope keeps the best run
+        "text-gpt_n150k_tpp20_lr0.3": "not_best_hparams",
     }
+    (detail,) = ladder.query("SELECT detail FROM clean.exclusions "
+                             "WHERE run_id = 'text-gpt_n150k_tpp20_lr0.3' AND kind = 'run'")[0]
+    assert detail.startswith("final loss 3.0824 is 37.44% above run 'text-gpt_n150k_tpp20' (2.2426)"), detail
+    assert "(lr 0.3 vs 0.003)" in detail
     dupes = dict(ladder.query("SELECT run_id, n_rows FROM clean.exclusions WHERE reason = 'duplicate_steps'"))
     assert dupes == {"code-gpt_n150k_tpp20": 8, "code-gpt_n312k_tpp10_lr1.0": 1, "text-gpt_n312k_tpp10_lr1.0": 1}
     # the killed-and-resumed run is complete and valid; its point is its final eval loss

@@ -309,7 +309,7 @@ def test_gpu_ladder(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
         == 744
     )
     run = con.execute(
-        "SELECT n_params, total_steps, status, json_extract(extra, '$.n_params_total') "
+        "SELECT n_params, total_steps, status, n_params_total "
         "FROM raw.runs WHERE run_id = 'code-gpt_n150k_tpp20'"
     ).fetchone()
     assert run[0] == 150080.0 and run[2] == "resumed" and int(run[3]) == 174656

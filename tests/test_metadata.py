@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaling_pipeline.lib import clean as C
+from scaling_pipeline.lib import cleaning as C
 from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.schema import RUN_RANGES
 from scaling_pipeline.lib.simulate import SimConfig, write_demo
@@ -56,9 +56,12 @@ def bad_ladder(tmp_path_factory) -> tuple[Path, object]:
     logs = root / "csv"
     source = next(r for r in _read_csv(logs / "runs.csv") if r["family"] == "atlas")
     manifest = []
+    def nudged(rows):  # another run at the same (N, D), not a copy of the series (see duplicate_series)
+        return [dict(r, eval_loss=repr(float(r["eval_loss"]) * (1 + 1e-6)) if r["eval_loss"] else "") for r in rows]
+
     for suffix, column, text in BAD_VALUES:
         run_id = f"bad-{suffix}"
-        _copy_run(logs, source, run_id, root / "bad")
+        _copy_run(logs, source, run_id, root / "bad", nudged)
         row = {k: source[k] for k in ("family", "n_params", "total_steps", "batch_tokens", "warmup_steps", "status")}
         manifest.append({"run_id": run_id, **row, "tokens": source["tokens_planned"], column: text})
     _write_csv(root / "bad" / "runs.csv", manifest)
@@ -77,7 +80,8 @@ def bad_ladder(tmp_path_factory) -> tuple[Path, object]:
             _copy_run(logs, source, run_id, logs, edit)
             writer.writerow(dict(source, run_id=run_id))
     work = root.parent
-    result = materialize_all(root, work / "w.duckdb", work / "reports", n_boot=10)
+    # 'all': the copies share the source run's (N, D) and must not be reduced to the best of them
+    result = materialize_all(root, work / "w.duckdb", work / "reports", n_boot=10, hparam_selection="all")
     return work / "w.duckdb", result
 
 
@@ -107,7 +111,7 @@ def test_bad_metadata_is_quarantined_by_field_and_the_graph_completes(bad_ladder
         else:  # the rest of the row is still usable: tokens seen come from the log
             assert run_id in points
     assert excluded["metric-tokens-1e308"].startswith(f"{C.IMPLAUSIBLE_POINT}: tokens seen")
-    assert excluded["metric-loss-negative"].startswith(f"{C.IMPLAUSIBLE_POINT}: final loss")
+    assert excluded["metric-loss-negative"].startswith(f"{C.IMPLAUSIBLE_LOSS_SCALE}: final loss")
     assert fits == {"atlas": "ok", "boreal": "ok"}
     assert set(plans) == set(fits) and min(plans.values()) > 0
     assert (db.parent / "reports" / "latest" / "index.html").is_file()

@@ -19,7 +19,7 @@ import matplotlib.text
 import numpy as np
 import pytest
 
-from scaling_pipeline.lib.clean import clean
+from scaling_pipeline.lib.cleaning import clean
 from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.reporting import STANDARD_BUDGETS, load_inputs, render_report

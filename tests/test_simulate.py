@@ -352,7 +352,7 @@ def test_scale_logs_ingest_cleanly_and_fit_to_the_truth(tmp_path: Path, fmt: str
     schedule-complete point per run, and fits recovering each family's exponents."""
     import duckdb
 
-    from scaling_pipeline.lib.clean import CleanConfig, clean
+    from scaling_pipeline.lib.cleaning import CleanConfig, clean
     from scaling_pipeline.lib.ingest import ingest
     from scaling_pipeline.lib.simulate import write_scale_logs
     from scaling_pipeline.lib.warehouse import FitSettings, fit_families

@@ -1,9 +1,10 @@
-"""Clean stage: raw logs -> deduplicated steps and one schedule-valid point per completed run."""
+"""Clean stage: raw logs -> deduplicated steps and one schedule-valid point per completed run (the best
+of each hyperparameter sweep by default), plus the learning-rate sweep tables clean.lr_*."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from scaling_pipeline.lib.clean import clean
+from scaling_pipeline.lib.cleaning import clean
 
 from .ingest import RAW_METRICS, RAW_RUNS
 from .pool import POOL
@@ -22,7 +23,9 @@ CLEAN_EXCLUSIONS = dg.AssetKey(["clean", "exclusions"])
         dg.AssetSpec(CLEAN_STEPS, deps=[RAW_METRICS, CLEAN_RUNS], group_name="clean", kinds={"duckdb"},
                      description="One row per (run, step): last write wins, finite losses, warm-up cut."),
         dg.AssetSpec(CLEAN_POINTS, deps=[CLEAN_STEPS, CLEAN_RUNS], group_name="clean", kinds={"duckdb"},
-                     description="One schedule-valid point (N, D, C=6ND, final loss) per completed run."),
+                     description="One schedule-valid point (N, D, C=6ND, final loss) per completed run; of a "
+                                 "hyperparameter sweep, the best run per (N, D). Also writes clean.lr_sweeps, "
+                                 "clean.lr_optima and clean.lr_scaling (optimal learning rate vs N)."),
         dg.AssetSpec(CLEAN_EXCLUSIONS, deps=[CLEAN_STEPS, CLEAN_RUNS], group_name="clean", kinds={"duckdb"},
                      description="Every excluded run and dropped row, with the reason."),
     ],
@@ -36,12 +39,16 @@ def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sett
         excl_md = con.execute(
             "SELECT family, run_id, reason, detail FROM clean.exclusions WHERE kind = 'run' ORDER BY family, run_id"
         ).df().to_markdown(index=False)
+        lr_md = con.execute("""SELECT family, n_sizes, gamma, gamma_lo, gamma_hi, delta, status, detail
+                               FROM clean.lr_scaling ORDER BY family""").df().to_markdown(index=False)
     context.log.info(f"clean: {summary.points} points from {summary.runs} runs, {summary.excluded_runs} runs excluded")
     yield dg.MaterializeResult(asset_key=CLEAN_RUNS, metadata={"runs": summary.runs})
     yield dg.MaterializeResult(asset_key=CLEAN_STEPS, metadata={
         "rows": summary.steps, "dropped_rows": dg.MetadataValue.json(summary.dropped_rows)})
     yield dg.MaterializeResult(asset_key=CLEAN_POINTS, metadata={
         "points": summary.points, "families": dg.MetadataValue.json(summary.families),
+        "flagged": dg.MetadataValue.json(summary.flagged),
+        "lr_scaling": dg.MetadataValue.md(lr_md),  # clean.lr_scaling: LR* = c·N^-gamma per swept family
         "config": dg.MetadataValue.json(cfg.to_dict())})
     yield dg.MaterializeResult(asset_key=CLEAN_EXCLUSIONS, metadata={
         "excluded_runs": summary.excluded_runs,

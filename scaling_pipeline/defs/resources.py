@@ -11,13 +11,14 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from scaling_pipeline.lib.clean import CleanConfig
+from scaling_pipeline.lib.cleaning import CleanConfig, FamilyOptions
 
 DEFAULT_LOGS = "data"
 DEFAULT_DB = "data/warehouse.duckdb"
@@ -27,8 +28,18 @@ DEFAULT_REPORTS = "reports"
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 
+class FamilyCleanOptions(dg.Config):
+    """A family's own cleaning options (see :class:`~scaling_pipeline.lib.cleaning.FamilyOptions`);
+    unset ones are the pipeline's."""
+
+    hparam_selection: str | None = None
+    param_convention: str | None = None
+    completion_tolerance: float | None = None
+
+
 class PipelineSettings(dg.ConfigurableResource):
-    """Where logs are read from and reports written to, and the cleaning thresholds."""
+    """Where logs are read from and reports written to, and the cleaning thresholds and per-family
+    options (defaults: every family's, ``family_options``: family name -> its own)."""
 
     logs_dir: str = DEFAULT_LOGS
     reports_dir: str = DEFAULT_REPORTS
@@ -36,6 +47,10 @@ class PipelineSettings(dg.ConfigurableResource):
     min_steps: int = 0  # runs with fewer optimizer steps give no point
     divergence_nats: float = 1.0
     dominated_tolerance: float = 0.10
+    hparam_selection: str = FamilyOptions.hparam_selection  # 'envelope' (best run per (N, D)) or 'all'
+    param_convention: str = FamilyOptions.param_convention  # N: 'non_embedding' or 'total' parameters
+    completion_tolerance: float = FamilyOptions.completion_tolerance  # fraction of the plan a run may stop short
+    family_options: dict[str, FamilyCleanOptions] = {}
 
     @property
     def logs_path(self) -> Path:
@@ -46,8 +61,17 @@ class PipelineSettings(dg.ConfigurableResource):
         return Path(self.reports_dir)
 
     def clean_config(self) -> CleanConfig:
+        """The cleaning knobs; a bad option value raises ValueError naming it (and the family)."""
+        default = FamilyOptions(hparam_selection=self.hparam_selection, param_convention=self.param_convention,
+                                completion_tolerance=self.completion_tolerance)
+        families = {}
+        for family, given in self.family_options.items():
+            try:
+                families[family] = replace(default, **{k: v for k, v in given.model_dump().items() if v is not None})
+            except ValueError as exc:
+                raise ValueError(f"family_options[{family!r}]: {exc}") from None
         return CleanConfig(divergence_nats=self.divergence_nats, dominated_tolerance=self.dominated_tolerance,
-                           min_tokens=self.min_tokens, min_steps=self.min_steps)
+                           min_tokens=self.min_tokens, min_steps=self.min_steps, family=default, families=families)
 
 
 def build_resources(logs: str | os.PathLike | None = None, db: str | os.PathLike | None = None,

@@ -106,8 +106,9 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ddl(RAW_FILES, FILE_COLUMNS))
     con.execute(ddl(RAW_METRICS, METRIC_COLUMNS, '"source_path" VARCHAR'))
     con.execute(ddl(RAW_RUNS, RUN_COLUMNS, '"source_path" VARCHAR'))
-    # a warehouse from before run rows had a location gets the column (run rows are inserted by name)
-    con.execute(f"ALTER TABLE {RAW_RUNS} ADD COLUMN IF NOT EXISTS location VARCHAR")
+    # a warehouse from before a run column existed gets it (run rows are inserted by name)
+    for name, typ in RUN_COLUMNS:
+        con.execute(f'ALTER TABLE {RAW_RUNS} ADD COLUMN IF NOT EXISTS "{name}" {typ}')
     con.execute(ddl(RAW_QUARANTINE, QUARANTINE_COLUMNS, '"quarantined_at" TIMESTAMP'))
 
 

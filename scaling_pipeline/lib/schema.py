@@ -26,7 +26,9 @@ METRIC_COLUMNS: list[tuple[str, str]] = [
 RUN_COLUMNS: list[tuple[str, str]] = [
     ("run_id", "VARCHAR"),
     ("family", "VARCHAR"),
-    ("n_params", "DOUBLE"),  # parameters N
+    ("n_params", "DOUBLE"),  # parameters N, as the run names them (total or non-embedding: unsaid)
+    ("n_params_total", "DOUBLE"),  # all parameters, embeddings included
+    ("n_params_non_embedding", "DOUBLE"),  # parameters without the (input/output) embeddings
     ("tokens_planned", "DOUBLE"),  # tokens the LR schedule was planned for (D of a completed run)
     ("batch_tokens", "DOUBLE"),  # tokens per optimizer step
     ("total_steps", "BIGINT"),  # steps the schedule was planned for
@@ -45,6 +47,8 @@ TOKEN_RANGE = (1.0, 1e16)  # tokens (1e16: ~100x the largest training runs known
 STEP_RANGE = (1, 10**15)  # optimizer steps
 RUN_RANGES: dict[str, tuple[float, float]] = {
     "n_params": (1e3, 1e15),
+    "n_params_total": (1e3, 1e15),
+    "n_params_non_embedding": (1e3, 1e15),
     "tokens_planned": TOKEN_RANGE,
     "batch_tokens": TOKEN_RANGE,
     "unique_tokens": TOKEN_RANGE,
@@ -52,6 +56,10 @@ RUN_RANGES: dict[str, tuple[float, float]] = {
     "warmup_steps": (0, STEP_RANGE[1]),
     "lr": (1e-10, 1e3),
 }
+# A mean cross-entropy in nats per token is positive and, for any model that learnt something, below
+# log(vocabulary size) (20 nats = log of a 4.9e8-token vocabulary). A loss outside is in other units
+# (summed over a batch or sequence, a log-likelihood, ...) and is never fitted.
+LOSS_RANGE = (1e-6, 20.0)
 
 QUARANTINE_COLUMNS: list[tuple[str, str]] = [
     ("source_path", "VARCHAR"),  # the file or run directory
@@ -76,10 +84,15 @@ METRIC_ALIASES: dict[str, list[str]] = {
     "wall_time": ["wall_time", "_runtime", "elapsed", "time_s"],
 }
 
+# Run metadata (manifests and each format's config/params/hparams), never metric tables: here
+# ``tokens``/``n_tokens`` name the tokens the run was planned for, in METRIC_ALIASES the tokens seen.
 RUN_ALIASES: dict[str, list[str]] = {
     "run_id": ["run_id", "run", "run_name", "runid", "name"],
     "family": ["family", "model_family"],
     "n_params": ["n_params", "params", "num_params", "parameters", "model_size", "n"],
+    "n_params_total": ["n_params_total", "total_params", "num_params_total"],
+    "n_params_non_embedding": ["n_params_non_embedding", "non_embedding_params", "n_params_nonembedding",
+                               "num_params_non_embedding"],
     "tokens_planned": ["tokens_planned", "total_tokens", "planned_tokens", "train_tokens",
                        "n_tokens", "tokens"],
     "batch_tokens": ["batch_tokens", "tokens_per_step", "batch_size_tokens"],

@@ -18,6 +18,11 @@ which only touches the first logged steps. Train losses get multiplicative log-n
 (``train_noise``, three times larger at the start), evaluations (every ~10 % of the schedule and at
 the last step) smaller noise (``eval_noise``). Everything is deterministic given the seed.
 
+Learning-rate sweeps (``lr_sweep``, off by default): every grid point is trained at several peak
+learning rates, and a run at peak LR ``lr`` loses ``lr_penalty * ln(lr / LR*(N))**2`` nats over its
+whole curve, where ``LR*(N) = c * N**-gamma`` (``lr_law``) is the known optimal learning rate: its
+final loss is ``L(N, D)`` plus that penalty.
+
 Deliberate faults (:func:`simulate_ladder` records them in ``Ladder.faults``; fault ``j`` lands in
 family ``j % n_families``, so in distinct families when there are at least 6):
 
@@ -56,12 +61,12 @@ import pandas as pd
 import pyarrow as pa
 
 __all__ = ["DEFAULT_TRUTHS", "DemoSummary", "FamilyTruth", "Ladder", "SimConfig",
-           "simulate_ladder", "write_demo"]
+           "lr_optimum", "simulate_ladder", "write_demo"]
 
 MIXED = "mixed"
 FAULT_ORDER = ("bad_row", "truncated", "resumed", "diverged", "diverged_silent", "killed")
-RUN_FIELDS = ["run_id", "family", "n_params", "tokens_planned", "batch_tokens", "total_steps",
-              "warmup_steps", "schedule", "status", "unique_tokens", "lr"]
+RUN_FIELDS = ["run_id", "family", "n_params", "n_params_total", "n_params_non_embedding", "tokens_planned",
+              "batch_tokens", "total_steps", "warmup_steps", "schedule", "status", "unique_tokens", "lr"]
 TEXT_SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl"}  # formats whose metric files get file faults
 BAD_TOKEN = "abc"
 
@@ -110,6 +115,10 @@ class SimConfig:
     Logging: the train loss every ``ceil(total_steps / log_points)`` steps plus the last step;
     the eval loss at about ``eval_points`` evenly spaced logged steps and at the last step.
     Noise: ``train_noise`` / ``eval_noise`` are log-normal sigmas (fractions of the loss).
+    Learning-rate sweeps: ``lr_sweep`` multipliers of each grid run's peak LR (the run id gets
+    ``-lr<m>x``; empty: one run per grid point and no LR penalty); the optimal peak LR is
+    ``lr_law = (c, gamma)``: LR*(N) = c * N^-gamma, and a run loses ``lr_penalty`` nats per
+    ``ln(lr / LR*)^2``.
     """
 
     n_sizes: int = 7
@@ -135,6 +144,9 @@ class SimConfig:
     cap_start: float = 8.0  # nats; losses above are squashed below log(vocab_size)
     throughput: float = 4e15  # FLOP/s of the simulated cluster (wall_time)
     inject_faults: bool = True
+    lr_sweep: tuple[float, ...] = ()
+    lr_law: tuple[float, float] = (1.6, 0.4)
+    lr_penalty: float = 0.05  # nats per ln(lr / LR*)^2
 
 
 @dataclass
@@ -255,9 +267,15 @@ def _family_plans(fam: int, name: str, cfg: SimConfig, faults: dict[str, int]) -
     grid: dict[tuple[int, int], _Plan] = {}
     for i, n in enumerate(sizes):
         for j, tpp in enumerate(budgets):
-            run_id = f"{name}-{_size_tag(n)}-tpp{tpp:.3g}"
-            grid[i, j] = _plan(run_id, len(plans), n, n * tpp, cfg)
-            plans.append(grid[i, j])
+            base = _plan(f"{name}-{_size_tag(n)}-tpp{tpp:.3g}", len(plans), n, n * tpp, cfg)
+            if not cfg.lr_sweep:
+                grid[i, j] = base
+                plans.append(base)
+                continue
+            for m in cfg.lr_sweep:  # the multiplier nearest 1 carries the grid point's faults
+                plans.append(replace(base, run_id=f"{base.run_id}-lr{m:g}x", index=len(plans),
+                                     lr=_round_sig(base.lr * m, 3)))
+            grid[i, j] = plans[len(plans) - len(cfg.lr_sweep) + int(np.argmin(np.abs(np.log(cfg.lr_sweep))))]
     if cfg.isoflop_flops:
         c = cfg.isoflop_flops
         lo, hi = (math.sqrt(c / 6 / tpp) for tpp in (cfg.isoflop_tpp[1], cfg.isoflop_tpp[0]))
@@ -295,11 +313,24 @@ def _lr(steps: np.ndarray, p: _Plan, cfg: SimConfig) -> np.ndarray:
     return np.where(steps < p.warmup_steps, p.lr * steps / p.warmup_steps, decay)
 
 
+def lr_optimum(n_params: Any, cfg: SimConfig) -> Any:
+    """The simulated optimal peak learning rate LR*(N) = c * N^-gamma (``cfg.lr_law``)."""
+    c, gamma = cfg.lr_law
+    return c * np.power(n_params, -gamma)
+
+
+def _lr_penalty(p: _Plan, cfg: SimConfig) -> float:
+    """Nats a run loses by training at peak LR ``p.lr`` instead of LR*(N); 0 without LR sweeps."""
+    if not cfg.lr_sweep:
+        return 0.0
+    return cfg.lr_penalty * math.log(p.lr / lr_optimum(p.n_params, cfg)) ** 2
+
+
 def _expected_loss(truth: FamilyTruth, p: _Plan, steps: np.ndarray,
                    cfg: SimConfig) -> np.ndarray:
-    """Noise-free loss (nats/token) at ``steps``; exactly L(N, D) at the last step."""
+    """Noise-free loss (nats/token) at ``steps``; exactly L(N, D) (+ the LR penalty) at the last step."""
     law = truth.loss(p.n_params, steps * float(p.batch_tokens))
-    loss = law + cfg.anneal_gap * (law - truth.E) * _anneal_left(steps, p)
+    loss = law + cfg.anneal_gap * (law - truth.E) * _anneal_left(steps, p) + _lr_penalty(p, cfg)
     width = math.log(cfg.vocab_size) - cfg.cap_start
     squashed = cfg.cap_start + width * np.tanh((loss - cfg.cap_start) / width)
     return np.where(loss > cfg.cap_start, squashed, loss)
@@ -418,6 +449,14 @@ def _apply_fault(c: _Curve, p: _Plan, family: str) -> tuple[_Curve, dict[str, An
 # the ladder
 # ---------------------------------------------------------------------------------------------
 
+def _run_record(p: _Plan, family: str) -> dict[str, Any]:
+    """The RUN_FIELDS of run ``p`` (unknown values NaN)."""
+    return {"run_id": p.run_id, "family": family, "n_params": p.n_params, "n_params_total": np.nan,
+            "n_params_non_embedding": np.nan, "tokens_planned": p.tokens_planned,
+            "batch_tokens": float(p.batch_tokens), "total_steps": p.total_steps, "warmup_steps": p.warmup_steps,
+            "schedule": "cosine", "status": p.status, "unique_tokens": np.nan, "lr": p.lr}
+
+
 def _arrow_losses(values: np.ndarray, logged: np.ndarray) -> pd.arrays.ArrowExtensionArray:
     """Arrow doubles keeping NaN/inf apart from null (not logged)."""
     return pd.arrays.ArrowExtensionArray(pa.array(values, mask=~logged, from_pandas=False))
@@ -447,11 +486,7 @@ def simulate_ladder(seed: int = 0, n_families: int = 6, config: SimConfig | None
             curve = _curve(truth, p, cfg, np.random.default_rng([seed, fam, p.index]))
             if p.fault:
                 curve, faults[p.fault] = _apply_fault(curve, p, truth.name)
-            runs.append({"run_id": p.run_id, "family": truth.name, "n_params": p.n_params,
-                         "tokens_planned": p.tokens_planned,
-                         "batch_tokens": float(p.batch_tokens), "total_steps": p.total_steps,
-                         "warmup_steps": p.warmup_steps, "schedule": "cosine",
-                         "status": p.status, "unique_tokens": np.nan, "lr": p.lr})
+            runs.append(_run_record(p, truth.name))
             logged = np.ones(curve.step.size, dtype=bool)
             parts.append(pd.DataFrame({
                 "run_id": p.run_id, "family": truth.name, "step": curve.step.astype(np.int64),
@@ -636,12 +671,8 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
     runs = []
     for fam, truth in enumerate(_family_truths(n_families, cfg)):
         for p in _family_plans(fam, truth.name, cfg, {}):
-            runs.append({"run_id": p.run_id, "family": truth.name, "n_params": p.n_params,
-                         "tokens_planned": p.tokens_planned, "batch_tokens": float(p.batch_tokens),
-                         "total_steps": p.total_steps, "warmup_steps": p.warmup_steps,
-                         "schedule": "cosine", "status": "completed", "unique_tokens": None, "lr": p.lr,
-                         "E": truth.E, "A": truth.A, "B": truth.B, "alpha": truth.alpha,
-                         "beta": truth.beta})
+            runs.append({**_run_record(p, truth.name), "E": truth.E, "A": truth.A, "B": truth.B,
+                         "alpha": truth.alpha, "beta": truth.beta})
     plans = pd.DataFrame(runs).sort_values("run_id", ignore_index=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,158 @@
+"""The cleaning stage: rebuild the ``clean`` schema from ``raw`` in one transaction."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from .completion import Verdict, overshoot, rejected_at_ingest, run_verdict
+from .config import (BELOW_MIN_BUDGET, DOMINATED, DUPLICATE_SERIES, DUPLICATE_STEPS, IMPLAUSIBLE_LOSS_SCALE,
+                     IMPLAUSIBLE_POINT, NO_LOSS, NO_METADATA, NONFINITE_ROWS, NOT_BEST_HPARAMS, OVERSHOOT,
+                     PARAM_COLUMNS, WARMUP_ROWS, CleanConfig, CleanSummary)
+from .merge import merge_sources
+from .points import as_int, first_finite, implausible_loss, implausible_point, params_used, product
+from .selection import drop_dominated, drop_duplicate_series, select_envelope, sweep_groups
+from .steps import build_steps, duplicate_steps, final_losses, run_stats
+from .sweeps import write_lr_tables
+
+_EXCLUSION_COLUMNS = ["run_id", "family", "kind", "reason", "detail", "step", "n_rows"]
+# clean.points, in column order: N in the family's param_convention ('non_embedding' or 'total';
+# n_params_source: the run column N came from), D tokens seen, C = 6ND FLOPs, final loss (nats/token),
+# peak LR (run metadata, else the largest logged; NULL when unknown)
+_POINTS_DDL = """CREATE OR REPLACE TABLE clean.points (run_id VARCHAR, family VARCHAR, n_params DOUBLE,
+    n_tokens DOUBLE, flops DOUBLE, loss DOUBLE, loss_source VARCHAR, final_step BIGINT, unique_tokens DOUBLE,
+    lr DOUBLE, param_convention VARCHAR, n_params_source VARCHAR)"""
+_POINT_COLUMNS = ["run_id", "family", "n_params", "n_tokens", "flops", "loss", "loss_source", "final_step",
+                  "unique_tokens", "lr", "param_convention", "n_params_source"]
+
+
+def clean(con: duckdb.DuckDBPyConnection, config: CleanConfig = CleanConfig()) -> CleanSummary:
+    """Rebuild the ``clean`` schema from ``raw`` in one transaction and summarise what was dropped."""
+    con.execute("BEGIN")
+    try:
+        summary = _clean(con, config)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return summary
+
+
+def _final_loss(run_id: str, st, smoothed: pd.DataFrame, evals: pd.DataFrame) -> tuple[float, str] | None:
+    """(final loss in nats/token, loss_source): the eval at the last logged step, else the mean of the
+    last train losses; None when the run has neither."""
+    if run_id in evals.index and evals.loc[run_id, "final_eval_step"] >= st.last_step:
+        return float(evals.loc[run_id, "final_eval"]), "final_eval"
+    if run_id in smoothed.index:
+        n = int(smoothed.loc[run_id, "n_smoothed"])
+        return float(smoothed.loc[run_id, "smoothed_train"]), f"train_mean_last_{n}"
+    return None
+
+
+def _point(run, st, n_params: float, final: tuple[float, str] | None, cfg: CleanConfig) -> dict | Verdict:
+    """The scaling point of a run that passed its verdict (without the family's convention columns),
+    or why it gives none."""
+    if final is None:
+        return NO_LOSS, "no finite eval or train loss at the end of the run", as_int(st.last_step)
+    loss, source = final
+    tokens = first_finite(st.last_tokens, product(st.last_step, run.batch_tokens), run.tokens_planned)
+    if tokens is None:
+        return NO_METADATA, "tokens seen unknown (no tokens column, batch_tokens or plan)", None
+    if tokens < cfg.min_tokens or st.last_step < cfg.min_steps:
+        return (BELOW_MIN_BUDGET, f"{tokens:.3g} tokens / {int(st.last_step)} steps is below the minimum "
+                f"({cfg.min_tokens:.3g} tokens / {cfg.min_steps} steps)", as_int(st.last_step))
+    if problem := implausible_point(n_params, tokens):
+        return IMPLAUSIBLE_POINT, problem, as_int(st.last_step)
+    if problem := implausible_loss(loss):
+        return IMPLAUSIBLE_LOSS_SCALE, problem, as_int(st.last_step)
+    return dict(run_id=run.run_id, family=run.family, n_params=n_params, n_tokens=tokens,
+                flops=6.0 * n_params * tokens, loss=loss, loss_source=source, final_step=int(st.last_step),
+                unique_tokens=first_finite(run.unique_tokens), lr=first_finite(run.lr, st.max_logged_lr),
+                series=st.series)
+
+
+def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
+    con.execute("CREATE SCHEMA IF NOT EXISTS clean")
+    conflicts = merge_sources(con)
+    dupes = duplicate_steps(con)
+    build_steps(con)
+    rejected = {conv: rejected_at_ingest(con, (column, "n_params")) for conv, column in PARAM_COLUMNS.items()}
+
+    runs = con.execute("SELECT * FROM clean.runs ORDER BY run_id").df()
+    stats = run_stats(con, cfg.divergence_nats)
+    smoothed, evals = final_losses(con, cfg.smooth_points)
+
+    exclusions: list[dict] = []
+    family_of = dict(zip(runs.run_id, runs.family))
+
+    def exclude(run_id: str, kind: str, reason: str, detail: str, step=None, n_rows=None) -> None:
+        exclusions.append(dict(run_id=run_id, family=family_of.get(run_id), kind=kind, reason=reason,
+                               detail=detail, step=step, n_rows=n_rows))
+
+    for run_id, dropped, first_step in dupes:
+        exclude(run_id, "rows", DUPLICATE_STEPS,
+                f"{int(dropped)} duplicate step rows dropped (kept the last write of each step in its file; "
+                "equal copies in other files count once)", int(first_step), int(dropped))
+    for run_id, st in stats.iterrows():
+        if st.n_nonfinite_rows:
+            exclude(run_id, "rows", NONFINITE_ROWS, f"{int(st.n_nonfinite_rows)} rows with NaN/inf/missing losses dropped",
+                    as_int(st.first_nonfinite_step), int(st.n_nonfinite_rows))
+        if st.n_warmup_rows:
+            exclude(run_id, "rows", WARMUP_ROWS, f"{int(st.n_warmup_rows)} warm-up rows cut", None, int(st.n_warmup_rows))
+
+    points = []
+    for run in runs.itertuples(index=False):
+        if run.run_id in conflicts:
+            exclude(run.run_id, "run", *conflicts[run.run_id])
+            continue
+        opts = cfg.options(run.family)
+        n_params, n_params_source = params_used(run, opts.param_convention)
+        verdict = run_verdict(run, n_params, stats, cfg, opts, rejected[opts.param_convention])
+        if verdict is None:
+            st = stats.loc[run.run_id]
+            verdict = _point(run, st, n_params, _final_loss(run.run_id, st, smoothed, evals), cfg)
+        if isinstance(verdict, tuple):
+            exclude(run.run_id, "run", *verdict)
+            continue
+        if flag := overshoot(run, st, opts):
+            exclude(run.run_id, "flag", OVERSHOOT, f"{flag}; the point uses the tokens seen ({verdict['n_tokens']:.4g})",
+                    as_int(st.last_step))
+        points.append(dict(verdict, param_convention=opts.param_convention, n_params_source=n_params_source))
+
+    points_df = pd.DataFrame(points, columns=[*_POINT_COLUMNS, "series"]).astype(
+        {"lr": float, "unique_tokens": float})
+    points_df["sweep"] = sweep_groups(points_df)
+    points_df, removed = drop_duplicate_series(points_df)
+    for run_id, detail in removed:
+        exclude(run_id, "run", DUPLICATE_SERIES, detail)
+    write_lr_tables(con, points_df)
+    points_df, removed = select_envelope(points_df, lambda family: cfg.options(family).hparam_selection)
+    for run_id, detail in removed:
+        exclude(run_id, "run", NOT_BEST_HPARAMS, detail)
+    points_df, removed = drop_dominated(points_df, cfg.dominated_tolerance)
+    for run_id, detail in removed:
+        exclude(run_id, "run", DOMINATED, detail)
+    points_df = points_df[_POINT_COLUMNS]
+
+    excl_df = pd.DataFrame(exclusions, columns=_EXCLUSION_COLUMNS).astype(
+        {"step": "Int64", "n_rows": "Int64"})
+    con.execute(_POINTS_DDL)
+    con.execute("INSERT INTO clean.points SELECT * FROM points_df ORDER BY family, run_id")
+    con.execute("""CREATE OR REPLACE TABLE clean.exclusions (run_id VARCHAR, family VARCHAR, kind VARCHAR,
+                   reason VARCHAR, detail VARCHAR, step BIGINT, n_rows BIGINT)""")
+    con.execute("INSERT INTO clean.exclusions SELECT * FROM excl_df ORDER BY family, run_id, kind, reason")
+    con.execute("DROP TABLE deduped")
+
+    dropped_rows = {r: int(excl_df.loc[excl_df.reason == r, "n_rows"].sum())
+                    for r in (DUPLICATE_STEPS, NONFINITE_ROWS, WARMUP_ROWS)}
+    run_excl = excl_df[excl_df.kind == "run"]
+    return CleanSummary(
+        runs=len(runs),
+        steps=con.execute("SELECT count(*) FROM clean.steps").fetchone()[0],
+        points=len(points_df),
+        excluded_runs=len(run_excl),
+        dropped_rows=dropped_rows,
+        excluded_by_reason={str(k): int(v) for k, v in run_excl.reason.value_counts().sort_index().items()},
+        families=sorted(points_df.family.unique().tolist()),
+        flagged={str(k): int(v) for k, v in excl_df[excl_df.kind == "flag"].reason.value_counts().sort_index().items()},
+    )

@@ -1,0 +1,100 @@
+"""Per-step cleaning: ``clean.steps`` from the deduplicated log, and per-run summaries of it."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+_DUPLICATES_SQL = """
+SELECT run_id, sum(n - 1) AS dropped, min(step) AS first_step FROM (
+    SELECT run_id, step, count(*) AS n FROM raw.metrics GROUP BY run_id, step HAVING n > 1)
+SEMI JOIN deduped USING (run_id, step)
+GROUP BY run_id ORDER BY run_id
+"""
+
+_STEPS_SQL = """
+CREATE OR REPLACE TABLE clean.steps AS
+SELECT d.run_id, r.family, d.step,
+       coalesce(d.tokens, d.step * r.batch_tokens) AS tokens,
+       CASE WHEN isfinite(d.train_loss) THEN d.train_loss END AS train_loss,
+       CASE WHEN isfinite(d.eval_loss) THEN d.eval_loss END AS eval_loss,
+       d.lr, d.wall_time
+FROM deduped d JOIN clean.runs r USING (run_id)
+WHERE d.step >= coalesce(r.warmup_steps, 0)
+  AND (isfinite(d.train_loss) OR isfinite(d.eval_loss))
+ORDER BY d.run_id, d.step
+"""
+
+# Per-run summary of the deduplicated log, before any row is dropped (losses in nats/token).
+_RUN_STATS_SQL = """
+WITH d AS (
+    SELECT d.*, r.warmup_steps,
+           d.step >= coalesce(r.warmup_steps, 0) AS post_warmup,
+           (d.train_loss IS NOT NULL AND NOT isfinite(d.train_loss))
+             OR (d.eval_loss IS NOT NULL AND NOT isfinite(d.eval_loss)) AS nonfinite,
+           CASE WHEN isfinite(d.train_loss) THEN d.train_loss
+                WHEN isfinite(d.eval_loss) THEN d.eval_loss END AS loss  -- NULL: no finite loss logged
+    FROM deduped d JOIN clean.runs r USING (run_id)
+),
+best AS (
+    SELECT run_id, min(train_loss) FILTER (WHERE isfinite(train_loss)) AS best_train
+    FROM d GROUP BY run_id
+)
+SELECT d.run_id,
+       count(*) AS n_steps,
+       max(d.step) AS last_step,
+       arg_max(d.tokens, d.step) AS last_tokens,
+       min(d.step) FILTER (WHERE d.post_warmup AND d.nonfinite) AS first_nonfinite_step,
+       count(*) FILTER (WHERE NOT d.post_warmup) AS n_warmup_rows,
+       count(*) FILTER (WHERE d.post_warmup AND NOT coalesce(isfinite(d.train_loss), false)
+                              AND NOT coalesce(isfinite(d.eval_loss), false)) AS n_nonfinite_rows,
+       b.best_train,
+       -- the last point at which the run was still within divergence_nats of its best
+       max(d.step) FILTER (WHERE isfinite(d.train_loss) AND d.train_loss <= b.best_train + ?) AS last_healthy_step,
+       arg_max(d.train_loss, d.step) FILTER (WHERE isfinite(d.train_loss)) AS last_train,
+       median(d.loss) AS median_loss,
+       min(d.loss) AS min_loss,
+       max(d.lr) FILTER (WHERE isfinite(d.lr)) AS max_logged_lr,
+       -- the logged series (steps and losses as logged), to recognise a run logged under two names
+       md5(string_agg(concat_ws(':', d.step, coalesce(CAST(d.train_loss AS VARCHAR), ''),
+                                coalesce(CAST(d.eval_loss AS VARCHAR), '')), ',' ORDER BY d.step)) AS series
+FROM d JOIN best b USING (run_id)
+GROUP BY d.run_id, b.best_train
+"""
+
+_FINAL_LOSS_SQL = """
+WITH s AS (
+    SELECT run_id, step, train_loss, eval_loss,
+           row_number() OVER (PARTITION BY run_id ORDER BY step DESC) AS k
+    FROM clean.steps WHERE train_loss IS NOT NULL
+)
+SELECT run_id, avg(train_loss) AS smoothed_train, count(*) AS n_smoothed
+FROM s WHERE k <= ? GROUP BY run_id
+"""
+
+_FINAL_EVAL_SQL = """
+SELECT run_id, arg_max(eval_loss, step) AS final_eval, max(step) AS final_eval_step
+FROM clean.steps WHERE eval_loss IS NOT NULL GROUP BY run_id
+"""
+
+
+def duplicate_steps(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]]:
+    """(run_id, rows dropped, first duplicated step) of every run that logged a kept step twice."""
+    return con.execute(_DUPLICATES_SQL).fetchall()
+
+
+def build_steps(con: duckdb.DuckDBPyConnection) -> None:
+    """``clean.steps``: the deduplicated rows after warm-up with a finite loss."""
+    con.execute(_STEPS_SQL)
+
+
+def run_stats(con: duckdb.DuckDBPyConnection, divergence_nats: float) -> pd.DataFrame:
+    """Per-run summary of the deduplicated log (indexed by run_id)."""
+    return con.execute(_RUN_STATS_SQL, [divergence_nats]).df().set_index("run_id")
+
+
+def final_losses(con: duckdb.DuckDBPyConnection, smooth_points: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(mean of the last ``smooth_points`` train losses, last eval loss) per run, indexed by run_id."""
+    smoothed = con.execute(_FINAL_LOSS_SQL, [smooth_points]).df().set_index("run_id")
+    evals = con.execute(_FINAL_EVAL_SQL).df().set_index("run_id")
+    return smoothed, evals

@@ -1,0 +1,61 @@
+"""Small hand-made ladders as real files (csv/jsonl metric logs, runs.csv manifests), for the cleaning tests."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import duckdb
+
+from scaling_pipeline.lib.cleaning import CleanConfig, clean
+from scaling_pipeline.lib.ingest import ingest
+
+
+def curve(run_id: str, final: float, *, steps: int = 200, every: int = 20, batch: float | None = 1000.0,
+          last: int | None = None, scale: float = 1.0) -> list[dict]:
+    """Logged rows of a run whose loss falls to ``final`` (nats/token) at step ``steps``, logged every
+    ``every`` steps up to ``last`` (default ``steps``) and at ``last``; an eval at every logged step.
+    ``batch``: tokens per step for the tokens column (None: no tokens column); ``scale`` multiplies
+    the losses (e.g. summed over a batch)."""
+    end = last or steps
+    logged = sorted({*range(every, end + 1, every), end})
+    rows = []
+    for s in logged:
+        loss = (final + 2.0 * (1 - s / steps) ** 2) * scale
+        row = {"run_id": run_id, "step": s, "train_loss": round(loss + 0.01 * scale, 9),
+               "eval_loss": round(loss, 9)}
+        if batch is not None:
+            row["tokens"] = s * batch
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def ingest_and_clean(root: Path, config: CleanConfig = CleanConfig()) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory warehouse with ``root`` ingested and cleaned."""
+    con = duckdb.connect()
+    ingest(root, con)
+    clean(con, config)
+    return con
+
+
+def run_exclusions(con: duckdb.DuckDBPyConnection, kind: str = "run") -> dict[str, tuple[str, str]]:
+    """run_id -> (reason, detail) of the exclusions of ``kind``."""
+    return {r[0]: (r[1], r[2]) for r in con.execute(
+        "SELECT run_id, reason, detail FROM clean.exclusions WHERE kind = ?", [kind]).fetchall()}
