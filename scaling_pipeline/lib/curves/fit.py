@@ -1,0 +1,280 @@
+"""Fitting a loss-curve law to the (step, loss) series of one or more runs with known per-step LR.
+
+Objective: the sum over all points of Huber_δ(log L̂ − log L) (δ = 1e-3, natural log), as in the
+Multi-Power Law paper. The search is global and deterministic:
+
+1. **grid**: over the law's shape parameters (MPL: C, β, γ; LR annealing: none) and α, the loss is
+   linear in (L0, A, weight) and those are solved by least squares of relative residuals (batched 3 × 3
+   normal equations);
+2. **polish**: L-BFGS-B with analytic gradients on all parameters from the best distinct local minima of
+   that grid (:data:`POLISH_STARTS` at most); the lowest objective wins.
+
+Fits work in LR units of the largest training LR (``scale``), where the parameters are of order one.
+
+**Intervals** (Hessian-based, no refits): a sandwich covariance ``H⁻¹·M·H⁻¹`` of the Huber M-estimator
+in internal coordinates, ``H`` its Gauss-Newton Hessian and ``M`` the outer products of its scores
+summed over blocks of :data:`INTERVAL_BLOCK` consecutive points of a curve (the residuals of a loss curve
+are correlated along it, so points are not independent); normal intervals on the log scale for every
+parameter but L0 (delta method), on the natural scale for L0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.ndimage import minimum_filter
+from scipy.optimize import minimize
+from scipy.stats import norm
+from threadpoolctl import threadpool_limits
+
+from scaling_pipeline.lib.curves.laws import CURVE_LAWS
+from scaling_pipeline.lib.curves.schedule import CurveError, Schedule, per_step_lr
+
+__all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA", "INTERVAL_BLOCK"]
+
+DELTA = 1e-3  # Huber δ on log loss
+INTERVAL_BLOCK = 10  # points per block of the sandwich covariance's scores
+POLISH_STARTS = 3
+# grid of the global search, internal coordinates (LR in units of the largest training LR)
+_ALPHA_GRID = np.linspace(0.05, 1.5, 30)
+_SHAPE_GRID = {"C": np.log(np.geomspace(1e-3, 10.0, 9)), "beta": np.array([0.3, 0.6, 1.0, 1.6]),
+               "gamma": np.array([0.2, 0.5, 0.8, 1.1])}
+# bounds, internal coordinates (ln of the positive scale parameters, in scaled units)
+_BOUNDS = {"L0": (0.0, None), "A": (-30.0, 30.0), "alpha": (1e-3, 3.0), "B": (-30.0, 30.0),
+           "C": (-30.0, 30.0), "beta": (1e-3, 5.0), "gamma": (0.0, 3.0)}
+_POLISH_OPTIONS = {"maxiter": 2000, "maxfun": 4000, "ftol": 1e-11, "gtol": 1e-7}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's loss curve: logged ``steps`` (optimizer steps), ``loss`` (nats/token) and the LR of every
+    step ``lr[0 … steps.max()]``. Build with :meth:`build`."""
+
+    name: str
+    steps: np.ndarray
+    loss: np.ndarray
+    lr: np.ndarray
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, name: str, steps: ArrayLike, loss: ArrayLike, *, lr: ArrayLike | None = None,
+              lr_steps: ArrayLike | None = None, schedule: Schedule | None = None) -> Curve:
+        """A curve whose per-step LR comes from ``schedule``, else from the logged LR ``lr`` (at
+        ``lr_steps``, default ``steps``; NaN where not logged); :class:`CurveError` naming ``name`` when
+        neither is there or the series is unusable. Points before any LR has been applied (zero LR area)
+        are left out, with a note."""
+        s = np.asarray(steps, dtype=float)
+        L = np.asarray(loss, dtype=float)
+        if s.shape != L.shape or s.ndim != 1:
+            raise CurveError(f"{name}: steps and losses must be two series of the same length")
+        if len(s) == 0:
+            raise CurveError(f"{name}: no points")
+        bad = ~np.isfinite(s) | (s < 0) | (s != np.round(s))
+        if bad.any():
+            raise CurveError(f"{name}: step {s[bad][0]!r} is not a whole number >= 0")
+        bad = ~np.isfinite(L) | (L <= 0)
+        if bad.any():
+            raise CurveError(f"{name}: loss {L[bad][0]!r} at step {int(s[bad][0])} is not a number > 0")
+        if lr is not None and lr_steps is None:
+            lr_steps = s
+        order = np.argsort(s, kind="stable")
+        s, L = s[order].astype(np.int64), L[order]
+        twice = np.nonzero(np.diff(s) == 0)[0]
+        if len(twice):
+            raise CurveError(f"{name}: step {s[twice[0]]} is logged twice")
+        eta = per_step_lr(name, int(s[-1]), logged_steps=lr_steps, logged_lr=lr, schedule=schedule)
+        started = np.cumsum(eta)[s] > 0
+        notes: tuple[str, ...] = ()
+        if not started.all():
+            if not started.any():
+                raise CurveError(f"{name}: every point comes before any learning rate was applied")
+            notes = (f"{name}: {int((~started).sum())} point(s) before any learning rate was applied (up to "
+                     f"step {s[~started][-1]}) left out",)
+            s, L = s[started], L[started]
+        return cls(name, s, L, eta, notes)
+
+
+@dataclass(frozen=True)
+class CurveFit:
+    """A fitted curve law: parameters in absolute LR units (``params``), the objective (sum of
+    Huber_δ of log residuals), wall time, and per-parameter intervals (``ci``, at ``level``)."""
+
+    form: str
+    params: dict[str, float]
+    objective: float
+    fit_seconds: float
+    n_points: int
+    delta: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    level: float = 0.95
+    notes: tuple[str, ...] = ()
+
+    @property
+    def law(self) -> Any:
+        """The law object, ready to ``predict``."""
+        return CURVE_LAWS[self.form](**self.params, **self.settings)
+
+
+def curve_errors(law: Any, curve: Curve) -> tuple[float, float]:
+    """Mean and max of |L̂ − L|/L over the curve's points."""
+    err = np.abs(law.predict(curve.steps, curve.lr) - curve.loss) / curve.loss
+    return float(err.mean()), float(err.max())
+
+
+def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Huber_δ(r) and its derivative."""
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta)), np.clip(r, -delta, delta)
+
+
+class _Problem:
+    """The training points of a fit and its objective in internal coordinates (scaled by 1/δ², so that
+    L-BFGS-B's tolerances see numbers of order one)."""
+
+    def __init__(self, law: Any, curves: Sequence[Curve], settings: Mapping[str, Any], delta: float):
+        self.law, self.delta = law, delta
+        self.scale = max(float(c.lr[: c.steps[-1] + 1].max()) for c in curves)
+        parts = [law.terms(c.lr, c.steps, self.scale, **settings) for c in curves]
+        self.parts = parts
+        self.loss = np.concatenate([c.loss for c in curves])
+        self.log_loss = np.log(self.loss)
+        self.curve_of = np.concatenate([np.full(len(c.steps), j) for j, c in enumerate(curves)])
+
+    def predict(self, z: np.ndarray, jac: bool = False):
+        out = [self.law.model(z, t, jac=jac) for t in self.parts]
+        if not jac:
+            return np.concatenate(out)
+        return np.concatenate([p for p, _ in out]), np.concatenate([d for _, d in out])
+
+    def objective(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        pred, d = self.predict(z, jac=True)
+        if not np.all(pred > 0) or not np.all(np.isfinite(d)):
+            return 1e30, np.zeros_like(z)
+        h, psi = _huber(np.log(pred) - self.log_loss, self.delta)
+        scale = self.delta**-2
+        return float(h.sum() * scale), (psi / pred) @ d * scale
+
+    def huber(self, z: np.ndarray) -> float:
+        pred = self.predict(z)
+        return float(_huber(np.log(pred) - self.log_loss, self.delta)[0].sum()) if np.all(pred > 0) else np.inf
+
+
+def _grid_starts(problem: _Problem) -> list[np.ndarray]:
+    """Internal starting points: distinct local minima of the least-squares grid, best first."""
+    law = problem.law
+    i = law.index
+    shapes = [_SHAPE_GRID[name] for name in law.shape]
+    shape_points = list(itertools.product(*shapes))  # in the order of drop_grid's flattened axes
+    n_shapes = len(shape_points)
+    drops = np.concatenate([np.reshape(law.drop_grid(t, shapes), (n_shapes, -1)) for t in problem.parts], axis=1)
+    s1 = np.concatenate([t.s1 for t in problem.parts])
+    # relative residual (L̂ − L)/L is linear in (L0, Ã, W̃): columns 1/L, s1^(−α)/L, −drop/L
+    forward = s1[None, :] ** -_ALPHA_GRID[:, None] / problem.loss  # (alpha, n)
+    ones = 1.0 / problem.loss
+    drop = -drops / problem.loss  # (shape, n)
+    gram = np.empty((n_shapes, len(_ALPHA_GRID), 3, 3))
+    gram[..., 0, 0] = ones @ ones
+    gram[..., 0, 1] = gram[..., 1, 0] = forward @ ones
+    gram[..., 1, 1] = np.einsum("an,an->a", forward, forward)
+    gram[..., 0, 2] = gram[..., 2, 0] = (drop @ ones)[:, None]
+    gram[..., 1, 2] = gram[..., 2, 1] = drop @ forward.T
+    gram[..., 2, 2] = np.einsum("sn,sn->s", drop, drop)[:, None]
+    rhs = np.stack(np.broadcast_arrays(ones.sum(), forward.sum(axis=1)[None, :], drop.sum(axis=1)[:, None]), axis=-1)
+    ok = np.abs(np.linalg.det(gram)) > 1e-300
+    coefs = np.zeros((n_shapes, len(_ALPHA_GRID), 3))
+    coefs[ok] = np.linalg.solve(gram[ok], rhs[ok][..., None])[..., 0]
+    # sum of squares = c'Gc − 2c'b + n
+    sse = np.einsum("sai,saij,saj->sa", coefs, gram, coefs) - 2 * np.einsum("sai,sai->sa", coefs, rhs) + len(ones)
+    ok &= (coefs[..., 0] >= 0) & (coefs[..., 1] > 0) & (coefs[..., 2] > 0)
+    F = np.where(ok, sse, np.inf).reshape(*[len(g) for g in shapes], len(_ALPHA_GRID))
+    flat = F.ravel()
+    minima = np.nonzero((minimum_filter(F, size=3, mode="nearest") == F).ravel() & np.isfinite(flat))[0]
+    starts = []
+    for m in minima[np.argsort(flat[minima])][:POLISH_STARTS]:
+        k, a = divmod(int(m), len(_ALPHA_GRID))
+        z = np.zeros(len(law.params))
+        z[i("L0")], z[i("A")], z[i(law.weight)] = coefs[k, a, 0], np.log(coefs[k, a, 1]), np.log(coefs[k, a, 2])
+        z[i("alpha")] = _ALPHA_GRID[a]
+        for name, value in zip(law.shape, shape_points[k]):
+            z[i(name)] = value
+        starts.append(z)
+    return starts
+
+
+def _intervals(problem: _Problem, z: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
+    """Sandwich intervals (module docstring); NaN where the Hessian is singular."""
+    law = problem.law
+    pred, d = problem.predict(z, jac=True)
+    r = np.log(pred) - problem.log_loss
+    J = d / pred[:, None]  # ∂r/∂z
+    inside = np.abs(r) <= problem.delta
+    H = J[inside].T @ J[inside]
+    scores = np.clip(r, -problem.delta, problem.delta)[:, None] * J
+    first = np.searchsorted(problem.curve_of, problem.curve_of)  # index of each point's curve's first point
+    _, block = np.unique(problem.curve_of * len(r) + (np.arange(len(r)) - first) // INTERVAL_BLOCK,
+                         return_inverse=True)
+    S = np.zeros((block.max() + 1, J.shape[1]))
+    np.add.at(S, block, scores)
+    nan = {name: (float("nan"), float("nan")) for name in law.params}
+    if np.linalg.matrix_rank(H) < H.shape[0]:
+        return nan
+    Hinv = np.linalg.inv(H)
+    cov = Hinv @ (S.T @ S) @ Hinv
+    # reported on the log scale (all but L0, which is positive by constraint only), by the delta method
+    log_scale = [name != "L0" for name in law.params]
+
+    def report(zz: np.ndarray) -> np.ndarray:
+        p = np.array(list(law.from_internal(zz, problem.scale).values()))
+        return np.where(log_scale, np.log(np.abs(p)), p)
+
+    y0 = report(z)
+    h = 1e-6
+    T = np.column_stack([(report(z + h * e) - report(z - h * e)) / (2 * h) for e in np.eye(len(z))])
+    se = np.sqrt(np.maximum(np.diag(T @ cov @ T.T), 0.0))
+    q = norm.ppf(0.5 + level / 2)
+    lo, hi = y0 - q * se, y0 + q * se
+    return {name: (float(np.exp(lo[j])), float(np.exp(hi[j]))) if log_scale[j] else (float(lo[j]), float(hi[j]))
+            for j, name in enumerate(law.params)}
+
+
+def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DELTA, level: float = 0.95,
+               **settings: Any) -> CurveFit:
+    """Fit the curve law ``form`` (``mpl`` or ``lr_annealing``) to ``curves`` (module docstring).
+    ``settings`` are the law's fixed settings (``decay`` of ``lr_annealing``)."""
+    t0 = time.perf_counter()
+    if form not in CURVE_LAWS:
+        raise CurveError(f"unknown curve law {form!r}; forms: {sorted(CURVE_LAWS)}")
+    law = CURVE_LAWS[form]
+    unknown = set(settings) - set(law.settings_of())
+    if unknown:
+        raise CurveError(f"{form} has no settings {sorted(unknown)} (settings: {sorted(law.settings_of())})")
+    settings = {**law.settings_of(), **settings}
+    if not curves:
+        raise CurveError("no curves to fit")
+    n_points = sum(len(c.steps) for c in curves)
+    if n_points <= len(law.params):
+        raise CurveError(f"{form} has {len(law.params)} parameters; the curves have only {n_points} points")
+    problem = _Problem(law, curves, settings, delta)
+    bounds = [_BOUNDS[name] for name in law.params]
+    low, high = np.array([(lo, np.inf if hi is None else hi) for lo, hi in bounds]).T
+    best = None
+    with threadpool_limits(limits=1, user_api="blas"):  # threaded BLAS makes small L-BFGS-B problems slow
+        for z0 in _grid_starts(problem):
+            res = minimize(problem.objective, np.clip(z0, low, high), jac=True, method="L-BFGS-B", bounds=bounds,
+                           options=_POLISH_OPTIONS)
+            if best is None or res.fun < best.fun:
+                best = res
+    if best is None:
+        raise CurveError(f"{form}: no starting point of the grid predicts positive losses; check the curves")
+    z = best.x
+    params = law.from_internal(z, problem.scale)
+    ci = _intervals(problem, z, level)
+    return CurveFit(form, params, problem.huber(z), time.perf_counter() - t0, n_points, delta,
+                    {k: v for k, v in settings.items()}, ci, level, tuple(n for c in curves for n in c.notes))
