@@ -81,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     curve.add_argument("--predict", type=Path, nargs="+", default=[], metavar="TEST.csv",
                        help="runs to predict with the fitted law")
     curve.add_argument("--schedules", type=Path, metavar="SCHEDULES.json",
-                       help="file stem -> schedule (keys of multipower_curves/schedules.json; that file's list form works too)")
+                       help="file stem -> schedule, with the keys of multipower_curves/schedules.json (whose list "
+                            "form is read too)")
+    curve.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                       help="block-bootstrap refits for 95%% intervals (\"ci\" in the JSON; default 0: none)")
+    curve.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     curve.add_argument("--json", action="store_true", help="print one JSON object")
     curve.set_defaults(func=_cmd_curve_fit)
 
@@ -340,8 +344,11 @@ def _cmd_curve_fit(args: argparse.Namespace) -> int:
     from scaling_pipeline.lib.curves.csv import curve_fit_files
     from scaling_pipeline.lib.curves.schedule import CurveError
 
+    if args.bootstrap < 0:
+        raise UserError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     try:
-        out = curve_fit_files(args.train, args.form, args.predict, args.schedules)
+        out = curve_fit_files(args.train, args.form, args.predict, args.schedules, n_boot=args.bootstrap,
+                              seed=args.seed)
     except CurveError as exc:
         raise UserError(str(exc)) from None
     for note in out.pop("notes"):
@@ -351,8 +358,8 @@ def _cmd_curve_fit(args: argparse.Namespace) -> int:
         return 0
     print(f"form {out['form']}   objective {out['objective']:.6g}   fit time {out['fit_seconds']:.2f} s")
     for name, value in out["params"].items():
-        lo, hi = out["ci"][name]
-        print(f"  {name:<6} {value:>12.6g}  95% interval [{lo:.6g}, {hi:.6g}]")
+        interval = "  95% interval [{:.6g}, {:.6g}]".format(*out["ci"][name]) if "ci" in out else ""
+        print(f"  {name:<6} {value:>12.6g}{interval}")
     for kind in ("train", "predictions"):
         for row in out[kind]:
             print(f"{kind:<11} {row['file']}: mean |L^-L|/L {row['mean_rel_err']:.3%}, max {row['max_rel_err']:.3%}")

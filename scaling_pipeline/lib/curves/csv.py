@@ -76,19 +76,23 @@ def read_curve(path: Path, schedule: Schedule | None = None) -> Curve:
 
 
 def curve_fit_files(train: Sequence[Path], form: str, predict: Sequence[Path] = (),
-                    schedules: Path | None = None) -> dict[str, Any]:
+                    schedules: Path | None = None, *, n_boot: int = 0, seed: int = 0) -> dict[str, Any]:
     """Fit ``form`` to the ``train`` CSVs and score it on them and on the ``predict`` CSVs: ``{"form",
-    "params", "objective", "fit_seconds", "ci", "train": [{"file", "mean_rel_err", "max_rel_err"}],
-    "predictions": [...], "notes"}`` (relative errors |L̂ − L|/L over each file's rows)."""
+    "params", "objective", "fit_seconds", "train": [{"file", "mean_rel_err", "max_rel_err"}],
+    "predictions": [...], "notes"}`` (relative errors |L̂ − L|/L over each file's rows), and ``"ci"``
+    (bootstrap intervals) when ``n_boot`` > 0."""
     described = read_schedules(schedules) if schedules is not None else {}
     curves = {p: read_curve(p, described.get(Path(p).stem)) for p in [*train, *predict]}
-    fit = fit_curves([curves[p] for p in train], form)
+    fit = fit_curves([curves[p] for p in train], form, n_boot=n_boot, seed=seed)
     law = fit.law
 
     def scores(paths: Sequence[Path]) -> list[dict[str, Any]]:
         return [dict(zip(("file", "mean_rel_err", "max_rel_err"), (str(p), *curve_errors(law, curves[p]))))
                 for p in paths]
 
-    return jsonable({"form": fit.form, "params": fit.params, "objective": fit.objective,
-                     "fit_seconds": fit.fit_seconds, "ci": fit.ci, "train": scores(train),
-                     "predictions": scores(predict), "notes": [n for c in curves.values() for n in c.notes]})
+    out = {"form": fit.form, "params": fit.params, "objective": fit.objective, "fit_seconds": fit.fit_seconds,
+           "train": scores(train), "predictions": scores(predict),
+           "notes": [n for c in curves.values() for n in c.notes]}
+    if n_boot > 0:
+        out["ci"] = fit.ci
+    return jsonable(out)

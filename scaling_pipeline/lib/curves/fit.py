@@ -11,15 +11,19 @@ Multi-Power Law paper. The search is global and deterministic:
 
 Fits work in LR units of the largest training LR (``scale``), where the parameters are of order one.
 
-**Intervals** (Hessian-based, no refits): a sandwich covariance ``H⁻¹·M·H⁻¹`` of the Huber M-estimator
-in internal coordinates, ``H`` its Gauss-Newton Hessian and ``M`` the outer products of its scores
-summed over blocks of :data:`INTERVAL_BLOCK` consecutive points of a curve (the residuals of a loss curve
-are correlated along it, so points are not independent); normal intervals on the log scale for every
-parameter but L0 (delta method), on the natural scale for L0.
+**Intervals** (``n_boot`` > 0): a moving-block residual bootstrap. The log residuals of the fit are
+resampled per curve in blocks of :data:`BOOT_BLOCK` consecutive points (the residuals of a loss curve are
+correlated over about that many logged points), added to the fitted log losses, and the law is refitted
+from the fit's optimum (L-BFGS-B only); intervals are percentiles of the refits. Each refit costs less
+than one polish. They are approximate: in known-truth MPL fits (three 12k-step curves, 0.1% noise, 12
+draws, 20 refits) the 95% intervals held the true parameter in 9-10 of 12 draws. (A Hessian sandwich
+was tried first and held it in only 6 of 12: the loss-drop shape parameters are weakly determined and
+the objective is far from quadratic along them.)
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from collections.abc import Mapping, Sequence
@@ -30,16 +34,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.ndimage import minimum_filter
 from scipy.optimize import minimize
-from scipy.stats import norm
 from threadpoolctl import threadpool_limits
 
 from scaling_pipeline.lib.curves.laws import CURVE_LAWS
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule, per_step_lr
 
-__all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA", "INTERVAL_BLOCK"]
+__all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA", "BOOT_BLOCK"]
 
 DELTA = 1e-3  # Huber δ on log loss
-INTERVAL_BLOCK = 10  # points per block of the sandwich covariance's scores
+BOOT_BLOCK = 20  # points per resampled block of residuals (they stay correlated over ~10-20 logged points)
 POLISH_STARTS = 3
 # grid of the global search, internal coordinates (LR in units of the largest training LR)
 _ALPHA_GRID = np.linspace(0.05, 1.5, 30)
@@ -49,6 +52,7 @@ _SHAPE_GRID = {"C": np.log(np.geomspace(1e-3, 10.0, 9)), "beta": np.array([0.3, 
 _BOUNDS = {"L0": (0.0, None), "A": (-30.0, 30.0), "alpha": (1e-3, 3.0), "B": (-30.0, 30.0),
            "C": (-30.0, 30.0), "beta": (1e-3, 5.0), "gamma": (0.0, 3.0)}
 _POLISH_OPTIONS = {"maxiter": 2000, "maxfun": 4000, "ftol": 1e-11, "gtol": 1e-7}
+_REFIT_OPTIONS = {"maxiter": 1000, "maxfun": 2000, "ftol": 1e-9, "gtol": 1e-6}  # bootstrap refits
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,8 @@ class Curve:
 @dataclass(frozen=True)
 class CurveFit:
     """A fitted curve law: parameters in absolute LR units (``params``), the objective (sum of
-    Huber_δ of log residuals), wall time, and per-parameter intervals (``ci``, at ``level``)."""
+    Huber_δ of log residuals), wall time of the fit (without the bootstrap), and per-parameter
+    bootstrap intervals (``ci``, at ``level``, from ``n_boot`` refits; empty without)."""
 
     form: str
     params: dict[str, float]
@@ -114,6 +119,7 @@ class CurveFit:
     settings: dict[str, Any] = field(default_factory=dict)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     level: float = 0.95
+    n_boot: int = 0
     notes: tuple[str, ...] = ()
 
     @property
@@ -146,6 +152,12 @@ class _Problem:
         self.loss = np.concatenate([c.loss for c in curves])
         self.log_loss = np.log(self.loss)
         self.curve_of = np.concatenate([np.full(len(c.steps), j) for j, c in enumerate(curves)])
+
+    def observing(self, log_loss: np.ndarray) -> _Problem:
+        """The same problem with other observed log losses."""
+        other = copy.copy(self)
+        other.loss, other.log_loss = np.exp(log_loss), log_loss
+        return other
 
     def predict(self, z: np.ndarray, jac: bool = False):
         out = [self.law.model(z, t, jac=jac) for t in self.parts]
@@ -208,46 +220,38 @@ def _grid_starts(problem: _Problem) -> list[np.ndarray]:
     return starts
 
 
-def _intervals(problem: _Problem, z: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
-    """Sandwich intervals (module docstring); NaN where the Hessian is singular."""
-    law = problem.law
-    pred, d = problem.predict(z, jac=True)
-    r = np.log(pred) - problem.log_loss
-    J = d / pred[:, None]  # ∂r/∂z
-    inside = np.abs(r) <= problem.delta
-    H = J[inside].T @ J[inside]
-    scores = np.clip(r, -problem.delta, problem.delta)[:, None] * J
-    first = np.searchsorted(problem.curve_of, problem.curve_of)  # index of each point's curve's first point
-    _, block = np.unique(problem.curve_of * len(r) + (np.arange(len(r)) - first) // INTERVAL_BLOCK,
-                         return_inverse=True)
-    S = np.zeros((block.max() + 1, J.shape[1]))
-    np.add.at(S, block, scores)
-    nan = {name: (float("nan"), float("nan")) for name in law.params}
-    if np.linalg.matrix_rank(H) < H.shape[0]:
-        return nan
-    Hinv = np.linalg.inv(H)
-    cov = Hinv @ (S.T @ S) @ Hinv
-    # reported on the log scale (all but L0, which is positive by constraint only), by the delta method
-    log_scale = [name != "L0" for name in law.params]
-
-    def report(zz: np.ndarray) -> np.ndarray:
-        p = np.array(list(law.from_internal(zz, problem.scale).values()))
-        return np.where(log_scale, np.log(np.abs(p)), p)
-
-    y0 = report(z)
-    h = 1e-6
-    T = np.column_stack([(report(z + h * e) - report(z - h * e)) / (2 * h) for e in np.eye(len(z))])
-    se = np.sqrt(np.maximum(np.diag(T @ cov @ T.T), 0.0))
-    q = norm.ppf(0.5 + level / 2)
-    lo, hi = y0 - q * se, y0 + q * se
-    return {name: (float(np.exp(lo[j])), float(np.exp(hi[j]))) if log_scale[j] else (float(lo[j]), float(hi[j]))
-            for j, name in enumerate(law.params)}
+def _polish(problem: _Problem, z0: np.ndarray, options: Mapping[str, Any] = _POLISH_OPTIONS) -> Any:
+    bounds = [_BOUNDS[name] for name in problem.law.params]
+    low, high = np.array([(lo, np.inf if hi is None else hi) for lo, hi in bounds]).T
+    return minimize(problem.objective, np.clip(z0, low, high), jac=True, method="L-BFGS-B", bounds=bounds,
+                    options=options)
 
 
-def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DELTA, level: float = 0.95,
-               **settings: Any) -> CurveFit:
-    """Fit the curve law ``form`` (``mpl`` or ``lr_annealing``) to ``curves`` (module docstring).
-    ``settings`` are the law's fixed settings (``decay`` of ``lr_annealing``)."""
+def _bootstrap(problem: _Problem, z: np.ndarray, n_boot: int, level: float, seed: int) -> dict[str, tuple]:
+    """Percentile intervals from moving-block residual bootstrap refits (module docstring)."""
+    rng = np.random.default_rng(seed)
+    fitted = np.log(problem.predict(z))
+    residual = problem.log_loss - fitted
+    curves = [np.nonzero(problem.curve_of == j)[0] for j in range(problem.curve_of.max() + 1)]
+    samples = []
+    for _ in range(n_boot):
+        resampled = np.empty_like(residual)
+        for idx in curves:
+            block = min(BOOT_BLOCK, len(idx))
+            starts = rng.integers(0, len(idx) - block + 1, size=-(-len(idx) // block))
+            take = (starts[:, None] + np.arange(block)).ravel()[: len(idx)]
+            resampled[idx] = residual[idx][take]
+        res = _polish(problem.observing(fitted + resampled), z, _REFIT_OPTIONS)
+        samples.append(list(problem.law.from_internal(res.x, problem.scale).values()))
+    lo, hi = np.quantile(np.array(samples), [0.5 - level / 2, 0.5 + level / 2], axis=0)
+    return {name: (float(lo[j]), float(hi[j])) for j, name in enumerate(problem.law.params)}
+
+
+def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DELTA, n_boot: int = 0,
+               level: float = 0.95, seed: int = 0, **settings: Any) -> CurveFit:
+    """Fit the curve law ``form`` (``mpl`` or ``lr_annealing``) to ``curves`` (module docstring), with
+    bootstrap intervals when ``n_boot`` > 0. ``settings`` are the law's fixed settings (``decay`` of
+    ``lr_annealing``)."""
     t0 = time.perf_counter()
     if form not in CURVE_LAWS:
         raise CurveError(f"unknown curve law {form!r}; forms: {sorted(CURVE_LAWS)}")
@@ -262,19 +266,11 @@ def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DEL
     if n_points <= len(law.params):
         raise CurveError(f"{form} has {len(law.params)} parameters; the curves have only {n_points} points")
     problem = _Problem(law, curves, settings, delta)
-    bounds = [_BOUNDS[name] for name in law.params]
-    low, high = np.array([(lo, np.inf if hi is None else hi) for lo, hi in bounds]).T
-    best = None
     with threadpool_limits(limits=1, user_api="blas"):  # threaded BLAS makes small L-BFGS-B problems slow
-        for z0 in _grid_starts(problem):
-            res = minimize(problem.objective, np.clip(z0, low, high), jac=True, method="L-BFGS-B", bounds=bounds,
-                           options=_POLISH_OPTIONS)
-            if best is None or res.fun < best.fun:
-                best = res
-    if best is None:
-        raise CurveError(f"{form}: no starting point of the grid predicts positive losses; check the curves")
-    z = best.x
-    params = law.from_internal(z, problem.scale)
-    ci = _intervals(problem, z, level)
-    return CurveFit(form, params, problem.huber(z), time.perf_counter() - t0, n_points, delta,
-                    {k: v for k, v in settings.items()}, ci, level, tuple(n for c in curves for n in c.notes))
+        best = min((_polish(problem, z0) for z0 in _grid_starts(problem)), key=lambda r: r.fun, default=None)
+        if best is None or not np.isfinite(best.fun) or best.fun >= 1e30:
+            raise CurveError(f"{form}: no starting point of the grid predicts positive losses; check the curves")
+        seconds = time.perf_counter() - t0
+        ci = _bootstrap(problem, best.x, n_boot, level, seed) if n_boot > 0 else {}
+    return CurveFit(form, law.from_internal(best.x, problem.scale), problem.huber(best.x), seconds, n_points,
+                    delta, settings, ci, level, n_boot, tuple(n for c in curves for n in c.notes))

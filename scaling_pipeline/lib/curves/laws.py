@@ -178,7 +178,8 @@ class MultiPowerLaw(_CurveLaw):
 class LRAnnealing(_CurveLaw):
     """Scaling law with LR annealing (Tissue et al. 2024, arXiv:2408.11029)::
 
-        L(s) = L0 + A·S1(s)^(−alpha) − C·S2(s),   S2(s) = Σ_{i=1..s} m_i,  m_i = decay·m_{i−1} + (η_{i−1} − η_i)
+        L(s) = L0 + A·S1(s)^(−alpha) − C·S2(s)
+        S2(s) = Σ_{i=1..s} m_i,   m_i = decay·m_{i−1} + (η_{i−1} − η_i)
 
     ``S1`` the forward area (sum of LRs), ``S2`` the annealing area with momentum; ``decay`` (λ) is a
     setting, not fitted (0.999 as in the paper). Sums over all steps from 0, warm-up included.
