@@ -9,7 +9,8 @@ Multi-Power Law paper. The search is global and deterministic:
 2. **polish**: L-BFGS-B with analytic gradients on all parameters from the best distinct local minima of
    that grid (:data:`POLISH_STARTS` at most); the lowest objective wins.
 
-Fits work in LR units of the largest training LR (``scale``), where the parameters are of order one.
+Fits work in the :class:`~scaling_pipeline.lib.curves.laws.Units` of the training runs, where the parameters
+are of order one.
 
 **Intervals** (``n_boot`` > 0): a moving-block residual bootstrap. The log residuals of the fit are
 resampled per curve in blocks of :data:`BOOT_BLOCK` consecutive points (the residuals of a loss curve are
@@ -36,7 +37,7 @@ from scipy.ndimage import minimum_filter
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-from scaling_pipeline.lib.curves.laws import CURVE_LAWS
+from scaling_pipeline.lib.curves.laws import CURVE_LAWS, Units
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule, per_step_lr
 
 __all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA", "BOOT_BLOCK"]
@@ -48,7 +49,7 @@ POLISH_STARTS = 3
 _ALPHA_GRID = np.linspace(0.05, 1.5, 30)
 _SHAPE_GRID = {"C": np.log(np.geomspace(1e-3, 10.0, 9)), "beta": np.array([0.3, 0.6, 1.0, 1.6]),
                "gamma": np.array([0.2, 0.5, 0.8, 1.1])}
-# bounds, internal coordinates (ln of the positive scale parameters, in scaled units)
+# bounds, internal coordinates (ln of the positive scale parameters, in the fit's units)
 _BOUNDS = {"L0": (0.0, None), "A": (-30.0, 30.0), "alpha": (1e-3, 3.0), "B": (-30.0, 30.0),
            "C": (-30.0, 30.0), "beta": (1e-3, 5.0), "gamma": (0.0, 3.0)}
 _POLISH_OPTIONS = {"maxiter": 2000, "maxfun": 4000, "ftol": 1e-11, "gtol": 1e-7}
@@ -146,8 +147,8 @@ class _Problem:
 
     def __init__(self, law: Any, curves: Sequence[Curve], settings: Mapping[str, Any], delta: float):
         self.law, self.delta = law, delta
-        self.scale = max(float(c.lr[: c.steps[-1] + 1].max()) for c in curves)
-        parts = [law.terms(c.lr, c.steps, self.scale, **settings) for c in curves]
+        self.units = Units.of([c.lr[: c.steps[-1] + 1] for c in curves], [c.steps for c in curves])
+        parts = [law.terms(c.lr, c.steps, self.units, **settings) for c in curves]
         self.parts = parts
         self.loss = np.concatenate([c.loss for c in curves])
         self.log_loss = np.log(self.loss)
@@ -242,7 +243,7 @@ def _bootstrap(problem: _Problem, z: np.ndarray, n_boot: int, level: float, seed
             take = (starts[:, None] + np.arange(block)).ravel()[: len(idx)]
             resampled[idx] = residual[idx][take]
         res = _polish(problem.observing(fitted + resampled), z, _REFIT_OPTIONS)
-        samples.append(list(problem.law.from_internal(res.x, problem.scale).values()))
+        samples.append(list(problem.law.from_internal(res.x, problem.units).values()))
     lo, hi = np.quantile(np.array(samples), [0.5 - level / 2, 0.5 + level / 2], axis=0)
     return {name: (float(lo[j]), float(hi[j])) for j, name in enumerate(problem.law.params)}
 
@@ -272,5 +273,5 @@ def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DEL
             raise CurveError(f"{form}: no starting point of the grid predicts positive losses; check the curves")
         seconds = time.perf_counter() - t0
         ci = _bootstrap(problem, best.x, n_boot, level, seed) if n_boot > 0 else {}
-    return CurveFit(form, law.from_internal(best.x, problem.scale), problem.huber(best.x), seconds, n_points,
+    return CurveFit(form, law.from_internal(best.x, problem.units), problem.huber(best.x), seconds, n_points,
                     delta, settings, ci, level, n_boot, tuple(n for c in curves for n in c.notes))

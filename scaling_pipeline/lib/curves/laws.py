@@ -4,12 +4,13 @@ Units: steps are optimizer steps, LRs absolute (as logged), areas in LR·steps, 
 ``predict(steps, lr)`` takes the logged steps and the per-step LR ``lr[0 … max(steps)]`` (see
 ``curves.schedule``) and returns the loss at those steps.
 
-Both laws have the shape ``L = L0 + Ã·S1^(−α) − (a positive weight)·(a schedule term)``, which the fitter
+Both laws have the shape ``L = L0 + A·S1^(−α) − (a positive weight)·(a schedule term)``, which the fitter
 (``curves.fit``) uses: for fixed nonlinear parameters the loss is linear in (``L0``, ``A``, weight). Fits
-work in LR units of ``scale`` (the largest training LR, so that the parameters are of order one); each law
-converts to and from those *scaled* internal coordinates (``internal``/``from_internal``: log of the
-positive scale parameters, the exponents as they are) and evaluates its own model and gradient
-(``model``), so a law is evaluated only by its class. :data:`CURVE_LAWS` is the registry of forms.
+work in :class:`Units` of LR and of LR area chosen from the data (so that the parameters are of order one
+and ``A`` is nearly uncorrelated with ``α``); each law converts to and from those internal coordinates
+(``internal``/``from_internal``: log of the positive scale parameters, the exponents as they are) and
+evaluates its own model and gradient (``model``), so a law is evaluated only by its class.
+:data:`CURVE_LAWS` is the registry of forms.
 """
 
 from __future__ import annotations
@@ -24,13 +25,30 @@ from numpy.typing import ArrayLike
 
 from scaling_pipeline.lib.curves.areas import LossDrop, annealing_area, lr_area
 
-__all__ = ["MultiPowerLaw", "LRAnnealing", "CURVE_LAWS", "Terms"]
+__all__ = ["MultiPowerLaw", "LRAnnealing", "CURVE_LAWS", "Terms", "Units"]
+
+
+@dataclass(frozen=True)
+class Units:
+    """Units of the internal coordinates: ``lr`` (absolute LR: the largest LR of the runs) and ``area``
+    (absolute LR·steps: the geometric mean of the forward area S1 at the runs' points)."""
+
+    lr: float
+    area: float
+
+    @classmethod
+    def of(cls, lrs: list[np.ndarray], steps: list[np.ndarray]) -> Units:
+        """Units for runs with per-step LRs ``lrs`` observed at ``steps``."""
+        areas = np.concatenate([lr_area(lr)[s] for lr, s in zip(lrs, steps)])
+        top = max((float(lr.max()) for lr in lrs if lr.size), default=0.0)
+        positive = areas[areas > 0]
+        return cls(top if top > 0 else 1.0, float(np.exp(np.log(positive).mean())) if positive.size else 1.0)
 
 
 @dataclass(frozen=True)
 class Terms:
-    """What a law needs of one run at its logged steps, in LR units of ``scale``: the forward area
-    ``s1`` and the schedule term (MPL: a :class:`LossDrop`; LR annealing: the annealing area ``s2``)."""
+    """What a law needs of one run at its logged steps, in :class:`Units`: the forward area ``s1``
+    and the schedule term (MPL: a :class:`LossDrop`; LR annealing: the annealing area ``s2``)."""
 
     s1: np.ndarray
     schedule: Any
@@ -49,8 +67,8 @@ class _CurveLaw:
     log_params: ClassVar[tuple[str, ...]]  # positive scale parameters: fitted on a log scale
 
     @classmethod
-    def terms(cls, lr: np.ndarray, steps: np.ndarray, scale: float, **settings: Any) -> Terms:
-        """The run's sums at ``steps`` in LR units of ``scale``."""
+    def terms(cls, lr: np.ndarray, steps: np.ndarray, units: Units, **settings: Any) -> Terms:
+        """The run's sums at ``steps`` in ``units``."""
         raise NotImplementedError
 
     @classmethod
@@ -67,8 +85,8 @@ class _CurveLaw:
         return values.reshape(*[len(g) for g in grids], -1)
 
     @staticmethod
-    def scale_powers(exponents: Mapping[str, float]) -> dict[str, float]:
-        """``p`` such that a log parameter in LR units of ``scale`` is ``value·scale^p``."""
+    def unit_powers(exponents: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+        """``(p, q)`` per log parameter: its internal value is ``value·units.lr^p·units.area^q``."""
         raise NotImplementedError
 
     @classmethod
@@ -100,28 +118,33 @@ class _CurveLaw:
         return {f.name: f.default for f in fields(cls) if f.name not in cls.params}
 
     @classmethod
-    def internal(cls, params: Mapping[str, float], scale: float) -> np.ndarray:
-        """Internal coordinates of ``params`` (absolute LR units) for LR unit ``scale``."""
-        powers = cls.scale_powers(params)
-        return np.array([np.log(params[name]) + powers[name] * np.log(scale) if name in cls.log_params
-                         else float(params[name]) for name in cls.params])
+    def _log_units(cls, exponents: Mapping[str, float], units: Units) -> dict[str, float]:
+        powers = cls.unit_powers(exponents)
+        return {name: p * np.log(units.lr) + q * np.log(units.area) for name, (p, q) in powers.items()}
 
     @classmethod
-    def from_internal(cls, z: np.ndarray, scale: float) -> dict[str, float]:
-        """Parameters (absolute LR units) from internal coordinates ``z``."""
+    def internal(cls, params: Mapping[str, float], units: Units) -> np.ndarray:
+        """Internal coordinates of ``params`` (absolute units) in ``units``."""
+        shift = cls._log_units(params, units)
+        return np.array([np.log(params[name]) + shift[name] if name in cls.log_params else float(params[name])
+                         for name in cls.params])
+
+    @classmethod
+    def from_internal(cls, z: np.ndarray, units: Units) -> dict[str, float]:
+        """Parameters (absolute units) from internal coordinates ``z`` in ``units``."""
         raw = dict(zip(cls.params, map(float, z)))
-        powers = cls.scale_powers(raw)
-        return {name: float(np.exp(raw[name] - powers[name] * np.log(scale))) if name in cls.log_params
-                else raw[name] for name in cls.params}
+        shift = cls._log_units(raw, units)
+        return {name: float(np.exp(raw[name] - shift[name])) if name in cls.log_params else raw[name]
+                for name in cls.params}
 
     def predict(self, steps: ArrayLike, lr: ArrayLike) -> np.ndarray:
         """Loss (nats/token) at ``steps`` of a run whose per-step LR is ``lr`` (steps 0 … max(steps))."""
         lr = np.asarray(lr, dtype=float)
         steps = np.asarray(steps, dtype=np.int64)
-        scale = float(lr.max()) if lr.size and lr.max() > 0 else 1.0
+        units = Units.of([lr], [steps])
         values = {name: getattr(self, name) for name in self.params}
         settings = {name: getattr(self, name) for name in self.settings_of()}
-        return self.model(self.internal(values, scale), self.terms(lr, steps, scale, **settings))
+        return self.model(self.internal(values, units), self.terms(lr, steps, units, **settings))
 
 
 @dataclass(frozen=True)
@@ -156,12 +179,12 @@ class MultiPowerLaw(_CurveLaw):
         _require_positive(self)
 
     @staticmethod
-    def scale_powers(exponents: Mapping[str, float]) -> dict[str, float]:
-        return {"A": -exponents["alpha"], "B": 1.0, "C": 1.0 - exponents["gamma"]}
+    def unit_powers(exponents: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+        return {"A": (0.0, -exponents["alpha"]), "B": (1.0, 0.0), "C": (1.0 - exponents["gamma"], 0.0)}
 
     @classmethod
-    def terms(cls, lr: np.ndarray, steps: np.ndarray, scale: float) -> Terms:
-        return Terms(lr_area(lr)[steps] / scale, LossDrop(lr, steps, scale))
+    def terms(cls, lr: np.ndarray, steps: np.ndarray, units: Units) -> Terms:
+        return Terms(lr_area(lr)[steps] / units.area, LossDrop(lr, steps, units.lr))
 
     @classmethod
     def drop(cls, terms: Terms, shape: np.ndarray, jac: bool = False):
@@ -205,12 +228,12 @@ class LRAnnealing(_CurveLaw):
             raise ValueError(f"decay must be in [0, 1), got {self.decay!r}")
 
     @staticmethod
-    def scale_powers(exponents: Mapping[str, float]) -> dict[str, float]:
-        return {"A": -exponents["alpha"], "C": 1.0}
+    def unit_powers(exponents: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+        return {"A": (0.0, -exponents["alpha"]), "C": (1.0, 0.0)}
 
     @classmethod
-    def terms(cls, lr: np.ndarray, steps: np.ndarray, scale: float, decay: float = 0.999) -> Terms:
-        return Terms(lr_area(lr)[steps] / scale, annealing_area(lr, decay)[steps] / scale)
+    def terms(cls, lr: np.ndarray, steps: np.ndarray, units: Units, decay: float = 0.999) -> Terms:
+        return Terms(lr_area(lr)[steps] / units.area, annealing_area(lr, decay)[steps] / units.lr)
 
     @classmethod
     def drop(cls, terms: Terms, shape: np.ndarray, jac: bool = False):
