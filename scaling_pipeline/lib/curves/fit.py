@@ -45,7 +45,7 @@ __all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA", "BOOT_BLO
 DELTA = 1e-3  # Huber δ on log loss
 BOOT_BLOCK = 20  # points per resampled block of residuals (they stay correlated over ~10-20 logged points)
 POLISH_STARTS = 3
-# grid of the global search, internal coordinates (LR in units of the largest training LR)
+# grid of the global search, internal coordinates
 _ALPHA_GRID = np.linspace(0.05, 1.5, 30)
 _SHAPE_GRID = {"C": np.log(np.geomspace(1e-3, 10.0, 9)), "beta": np.array([0.3, 0.6, 1.0, 1.6]),
                "gamma": np.array([0.2, 0.5, 0.8, 1.1])}
@@ -148,8 +148,7 @@ class _Problem:
     def __init__(self, law: Any, curves: Sequence[Curve], settings: Mapping[str, Any], delta: float):
         self.law, self.delta = law, delta
         self.units = Units.of([c.lr[: c.steps[-1] + 1] for c in curves], [c.steps for c in curves])
-        parts = [law.terms(c.lr, c.steps, self.units, **settings) for c in curves]
-        self.parts = parts
+        self.parts = [law.terms(c.lr, c.steps, self.units, **settings) for c in curves]
         self.loss = np.concatenate([c.loss for c in curves])
         self.log_loss = np.log(self.loss)
         self.curve_of = np.concatenate([np.full(len(c.steps), j) for j, c in enumerate(curves)])
@@ -266,6 +265,9 @@ def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DEL
     n_points = sum(len(c.steps) for c in curves)
     if n_points <= len(law.params):
         raise CurveError(f"{form} has {len(law.params)} parameters; the curves have only {n_points} points")
+    if not any(np.any(np.diff(c.lr[: c.steps[-1] + 1]) != 0) for c in curves):
+        raise CurveError(f"{form}: the learning rate never changes in these runs, so the weight of the schedule "
+                         f"term ({law.weight}) cannot be fitted")
     problem = _Problem(law, curves, settings, delta)
     with threadpool_limits(limits=1, user_api="blas"):  # threaded BLAS makes small L-BFGS-B problems slow
         best = min((_polish(problem, z0) for z0 in _grid_starts(problem)), key=lambda r: r.fun, default=None)

@@ -61,7 +61,7 @@ class _CurveLaw:
 
     form: ClassVar[str]
     params: ClassVar[tuple[str, ...]]  # fitted parameters, in order (also the order of internal z)
-    units: ClassVar[dict[str, str]]
+    param_units: ClassVar[dict[str, str]]  # unit of each parameter (absolute LR, steps, nats/token)
     weight: ClassVar[str]  # the positive parameter that weighs the schedule term
     shape: ClassVar[tuple[str, ...]]  # parameters of the schedule term (internal: ln C̃ for C)
     log_params: ClassVar[tuple[str, ...]]  # positive scale parameters: fitted on a log scale
@@ -168,7 +168,7 @@ class MultiPowerLaw(_CurveLaw):
 
     form: ClassVar[str] = "mpl"
     params: ClassVar[tuple[str, ...]] = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
-    units: ClassVar[dict[str, str]] = {
+    param_units: ClassVar[dict[str, str]] = {
         "L0": "nats/token", "A": "nats/token·(LR·steps)^alpha", "alpha": "1", "B": "nats/token per unit LR",
         "C": "(LR^(1−gamma)·steps)^−1", "beta": "1", "gamma": "1"}
     weight: ClassVar[str] = "B"
@@ -216,7 +216,7 @@ class LRAnnealing(_CurveLaw):
 
     form: ClassVar[str] = "lr_annealing"
     params: ClassVar[tuple[str, ...]] = ("L0", "A", "alpha", "C")
-    units: ClassVar[dict[str, str]] = {
+    param_units: ClassVar[dict[str, str]] = {
         "L0": "nats/token", "A": "nats/token·(LR·steps)^alpha", "alpha": "1", "C": "nats/token per LR·step"}
     weight: ClassVar[str] = "C"
     shape: ClassVar[tuple[str, ...]] = ()
