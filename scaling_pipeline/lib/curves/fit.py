@@ -15,8 +15,9 @@ are of order one.
 **Intervals** (``n_boot`` > 0): a moving-block residual bootstrap. The log residuals of the fit are
 resampled per curve in blocks of :data:`BOOT_BLOCK` consecutive points (the residuals of a loss curve are
 correlated over about that many logged points), added to the fitted log losses, and the law is refitted
-from the fit's optimum (L-BFGS-B only); intervals are percentiles of the refits. Each refit costs less
-than one polish. They are approximate: in known-truth MPL fits (three 12k-step curves, 0.1% noise, 12
+from the fit's optimum (L-BFGS-B only); intervals are percentiles of the refits. A refit costs about one
+polish, up to a few when it runs far along a weakly determined direction (MPL: B large with β small, the
+log limit of G). They are approximate: in known-truth MPL fits (three 12k-step curves, 0.1% noise, 12
 draws, 20 refits) the 95% intervals held the true parameter in 9-10 of 12 draws. (A Hessian sandwich
 was tried first and held it in only 6 of 12: the loss-drop shape parameters are weakly determined and
 the objective is far from quadratic along them.)
