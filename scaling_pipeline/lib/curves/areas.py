@@ -118,8 +118,8 @@ class LossDrop:
         for p in self._parts:
             means = p.means(gamma, False)
             x = np.maximum(means[0] * p.area_t - means[1], 0.0)
-            log1p = np.log1p(np.multiply.outer(Cs, x))  # (len(Cs), blocks)
-            G = p.w * -np.expm1(-np.multiply.outer(betas, log1p).transpose(1, 0, 2))  # (C, β, blocks)
+            log1p = np.log(1.0 + np.multiply.outer(Cs, x))  # (len(Cs), blocks)
+            G = p.w * (1.0 - np.exp(-np.multiply.outer(betas, log1p).transpose(1, 0, 2)))  # (C, β, blocks)
             p.add_by_point(out.T, G.reshape(-1, len(x)).T)
         return out.reshape(len(Cs), len(betas), self.n)
 
