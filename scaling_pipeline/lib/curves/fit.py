@@ -12,15 +12,14 @@ Multi-Power Law paper. The search is global and deterministic:
 Fits work in the :class:`~scaling_pipeline.lib.curves.laws.Units` of the training runs, where the parameters
 are of order one.
 
-**Intervals** (``n_boot`` > 0): a moving-block residual bootstrap. The log residuals of the fit are
-resampled per curve in blocks of :data:`BOOT_BLOCK` consecutive points (the residuals of a loss curve are
-correlated over about that many logged points), added to the fitted log losses, and the law is refitted
-from the fit's optimum (L-BFGS-B only); intervals are percentiles of the refits. A refit costs about one
-polish, up to a few when it runs far along a weakly determined direction (MPL: B large with β small, the
-log limit of G). They are approximate: in known-truth MPL fits (three 12k-step curves, 0.1% noise, 12
-draws, 20 refits) the 95% intervals held the true parameter in 9-10 of 12 draws. (A Hessian sandwich
-was tried first and held it in only 6 of 12: the loss-drop shape parameters are weakly determined and
-the objective is far from quadratic along them.)
+**Intervals** (``n_boot`` > 0): a block wild bootstrap. The log residuals of the fit stay where they are;
+each block of :data:`BOOT_BLOCK` consecutive points of a curve has its residuals' sign flipped with
+probability 1/2 (the residuals of a loss curve are correlated over about that many logged points, and part
+of them is structure the law does not capture, such as the transient right after the warm-up, which
+resampling positions would move about); the law is refitted to the fitted log losses plus those residuals,
+from the fit's optimum (L-BFGS-B only), and the intervals are percentiles of the refits. A refit costs
+about one polish, up to a few when it runs far along a weakly determined direction (MPL: B large with β
+small, the log limit of G). The intervals are approximate (see ``benchmarks/README.md``, "Curve laws").
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ from scaling_pipeline.lib.curves.schedule import CurveError, Schedule, per_step_
 __all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA", "BOOT_BLOCK"]
 
 DELTA = 1e-3  # Huber δ on log loss
-BOOT_BLOCK = 20  # points per resampled block of residuals (they stay correlated over ~10-20 logged points)
+BOOT_BLOCK = 20  # points per sign-flipped block of residuals (they stay correlated over ~10-20 logged points)
 POLISH_STARTS = 3
 # grid of the global search, internal coordinates
 _ALPHA_GRID = np.linspace(0.05, 1.5, 30)
@@ -229,20 +228,17 @@ def _polish(problem: _Problem, z0: np.ndarray, options: Mapping[str, Any] = _POL
 
 
 def _bootstrap(problem: _Problem, z: np.ndarray, n_boot: int, level: float, seed: int) -> dict[str, tuple]:
-    """Percentile intervals from moving-block residual bootstrap refits (module docstring)."""
+    """Percentile intervals from block wild bootstrap refits (module docstring)."""
     rng = np.random.default_rng(seed)
     fitted = np.log(problem.predict(z))
     residual = problem.log_loss - fitted
-    curves = [np.nonzero(problem.curve_of == j)[0] for j in range(problem.curve_of.max() + 1)]
+    first = np.searchsorted(problem.curve_of, problem.curve_of)  # each point's curve's first point
+    _, block = np.unique(problem.curve_of * len(residual) + (np.arange(len(residual)) - first) // BOOT_BLOCK,
+                         return_inverse=True)
     samples = []
     for _ in range(n_boot):
-        resampled = np.empty_like(residual)
-        for idx in curves:
-            block = min(BOOT_BLOCK, len(idx))
-            starts = rng.integers(0, len(idx) - block + 1, size=-(-len(idx) // block))
-            take = (starts[:, None] + np.arange(block)).ravel()[: len(idx)]
-            resampled[idx] = residual[idx][take]
-        res = _polish(problem.observing(fitted + resampled), z, _REFIT_OPTIONS)
+        signs = rng.choice([-1.0, 1.0], size=block.max() + 1)
+        res = _polish(problem.observing(fitted + signs[block] * residual), z, _REFIT_OPTIONS)
         samples.append(list(problem.law.from_internal(res.x, problem.units).values()))
     lo, hi = np.quantile(np.array(samples), [0.5 - level / 2, 0.5 + level / 2], axis=0)
     return {name: (float(lo[j]), float(hi[j])) for j, name in enumerate(problem.law.params)}

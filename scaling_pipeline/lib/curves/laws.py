@@ -141,6 +141,9 @@ class _CurveLaw:
         """Loss (nats/token) at ``steps`` of a run whose per-step LR is ``lr`` (steps 0 … max(steps))."""
         lr = np.asarray(lr, dtype=float)
         steps = np.asarray(steps, dtype=np.int64)
+        if steps.size and (steps.min() < 0 or steps.max() >= len(lr)):
+            raise ValueError(f"lr gives the LR of steps 0 … {len(lr) - 1}; steps run from {steps.min()} to "
+                             f"{steps.max()}")
         units = Units.of([lr], [steps])
         values = {name: getattr(self, name) for name in self.params}
         settings = {name: getattr(self, name) for name in self.settings_of()}
