@@ -250,6 +250,18 @@ def test_a_run_without_lr_or_schedule_gets_no_fit_with_the_reason(tmp_path, caps
     assert json.loads(capsys.readouterr().out)["train"][1]["max_rel_err"] < 1e-3
 
 
+def test_csv_rows_may_log_only_the_lr_or_only_the_loss(tmp_path):
+    schedule = Schedule.from_mapping(SCHEDULES["wsd"], "wsd")
+    steps = np.arange(100, 12000, 100)
+    lr = schedule.lr(int(steps[-1]))
+    loss = np.where(steps % 300 == 0, TRUTH.predict(steps, lr), np.nan)  # the loss every 300 steps
+    pd.DataFrame({"step": steps, "learning_rate": lr[steps], "loss": loss}).to_csv(tmp_path / "run.csv", index=False)
+    curve = read_curve(tmp_path / "run.csv")
+    np.testing.assert_array_equal(curve.steps, steps[steps % 300 == 0])
+    logged = steps[steps <= curve.steps[-1]]  # the LR is rebuilt up to the last loss
+    np.testing.assert_allclose(curve.lr[logged], lr[logged])  # every logged LR is used, loss or not
+
+
 def test_bad_csv_cells_and_columns_name_the_file_and_line(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("step,lr,loss\n100,1e-4,3.5\n200,1e-4,oops\n")
     assert main(["curve-fit", str(tmp_path / "bad.csv")]) == 2
