@@ -92,6 +92,27 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(func=_cmd_fit)
 
+    curve = sub.add_parser(
+        "curve-fit", help="fit a schedule-aware loss-curve law to (step, lr, loss) CSVs and predict other schedules",
+        description="Fit a loss-curve law to training runs, each a CSV with columns step, loss and lr (aliases as in "
+                    "ingest; loss in nats/token), and score it on other runs. Forms: mpl, the Multi-Power Law (Luo et "
+                    "al. 2025: L0, A, alpha, B, C, beta, gamma); lr_annealing (Tissue et al. 2024: L0, A, alpha, C; "
+                    "momentum decay 0.999). Objective: sum of Huber(1e-3) of log residuals, global search. The LR "
+                    "of every step comes from the run's schedule in SCHEDULES.json (keyed by file stem), else from "
+                    "its logged lr; a run with neither gets no fit (exit 2).")
+    curve.add_argument("train", type=Path, nargs="+", metavar="TRAIN.csv", help="runs to fit")
+    curve.add_argument("--form", default="mpl", choices=["mpl", "lr_annealing"], help="curve law (default mpl)")
+    curve.add_argument("--predict", type=Path, nargs="+", default=[], metavar="TEST.csv",
+                       help="runs to predict with the fitted law")
+    curve.add_argument("--schedules", type=Path, metavar="SCHEDULES.json",
+                       help="file stem -> schedule, with the keys of multipower_curves/schedules.json (whose list "
+                            "form is read too)")
+    curve.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                       help="block-bootstrap refits for 95%% intervals (\"ci\" in the JSON; default 0: none)")
+    curve.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    curve.add_argument("--json", action="store_true", help="print one JSON object")
+    curve.set_defaults(func=_cmd_curve_fit)
+
     alloc = sub.add_parser(
         "allocate", help="compute-optimal plans (N parameters, D tokens) from a fit",
         description="Plan N and D for budgets C = 6·N·D FLOPs from `scaling-pipeline fit --json` output (form "
@@ -352,6 +373,32 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     print(f"objective {out['objective']:.10g}   fit time {out['fit_seconds'] * 1e3:.1f} ms")
     for w in out.get("diagnostics", {}).get("warnings", []):
         print(f"warning: {w}")
+    return 0
+
+
+def _cmd_curve_fit(args: argparse.Namespace) -> int:
+    from scaling_pipeline.lib.curves.csv import curve_fit_files
+    from scaling_pipeline.lib.curves.schedule import CurveError
+
+    if args.bootstrap < 0:
+        raise UserError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    try:
+        out = curve_fit_files(args.train, args.form, args.predict, args.schedules, n_boot=args.bootstrap,
+                              seed=args.seed)
+    except CurveError as exc:
+        raise UserError(str(exc)) from None
+    for note in out.pop("notes"):
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"form {out['form']}   objective {out['objective']:.6g}   fit time {out['fit_seconds']:.2f} s")
+    for name, value in out["params"].items():
+        interval = "  95% interval [{:.6g}, {:.6g}]".format(*out["ci"][name]) if "ci" in out else ""
+        print(f"  {name:<6} {value:>12.6g}{interval}")
+    for kind in ("train", "predictions"):
+        for row in out[kind]:
+            print(f"{kind:<11} {row['file']}: mean |L^-L|/L {row['mean_rel_err']:.3%}, max {row['max_rel_err']:.3%}")
     return 0
 
 
