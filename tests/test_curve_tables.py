@@ -182,3 +182,19 @@ def test_a_large_token_only_csv_reads_the_same_fast_and_exact(tmp_path: Path, mo
             got[fast] = con.execute("SELECT * FROM raw.metrics ORDER BY record").fetchall()
     assert got[True] == got[False] and len(got[True]) == n
     assert got[True][-1][2:5] == (6_000_000_000, 6e9, 3.000017)
+
+
+@pytest.mark.parametrize(("cut", "kept"), [(0, True), (1, False), (5, False), (6, False)])
+def test_wandb_export_without_a_final_newline(tmp_path: Path, con: duckdb.DuckDBPyConnection, cut: int,
+                                              kept: bool) -> None:
+    """A last record whose closing quote ends the file is complete; one cut inside or between its
+    quoted fields is rejected (a cut-off number never passes for a whole one)."""
+    write_export(tmp_path / "chart.csv", "Step", "loss", [(1, 3.0, 3.0, 3.0, 2.0, 2.0, 2.0),
+                                                         (2, 2.5, 2.5, 2.5, 1.75, 1.5, 2.0)])
+    data = (tmp_path / "chart.csv").read_bytes()
+    (tmp_path / "chart.csv").write_bytes(data[:len(data) - 1 - cut])  # without the newline, and `cut` more bytes
+    ingest(tmp_path, con)
+    steps = con.execute("SELECT run_id, step, train_loss FROM raw.metrics ORDER BY ALL").fetchall()
+    assert steps == [(RUNS[0], 1, 3.0), *([(RUNS[0], 2, 2.5)] if kept else []),
+                     (RUNS[1], 1, 2.0), *([(RUNS[1], 2, 1.75)] if kept else [])]
+    assert con.execute("SELECT location FROM raw.quarantine").fetchall() == ([] if kept else [("line 3",)])

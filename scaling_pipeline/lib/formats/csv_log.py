@@ -134,7 +134,7 @@ def stage_csv(
 def _cells(names: list[str], resolved: dict[str, list[str]], column: str) -> list[str]:
     """Canonical metric cells; ``column``: format string of a source field given its index."""
     return [
-        f"coalesce({', '.join(_cell(column.format(names.index(s) + 1)) for s in resolved[name])})"
+        f"coalesce({', '.join(blank_to_null(column.format(names.index(s) + 1)) for s in resolved[name])})"
         f" AS {name}"
         for name, _ in METRIC_FIELDS
         if name in resolved
@@ -194,7 +194,7 @@ def native_groups(
         for name, typ in METRIC_FIELDS:
             if name in resolved:
                 fields = [f"c{names.index(s) + 1}" for s in resolved[name]]
-                wrapped = fields if typ == "DOUBLE" else [_cell(f) for f in fields]
+                wrapped = fields if typ == "DOUBLE" else [blank_to_null(f) for f in fields]
                 cells.append(f"coalesce({', '.join(wrapped)}) AS {name}")
         columns = ", ".join(f"'c{i}': '{t}'" for i, t in read_types.items())
         sql = (
@@ -251,8 +251,8 @@ def _stage_records(
         )
 
 
-def _cell(field: str) -> str:
-    """A source field (e.g. ``f[3]``); blank -> NULL."""
+def blank_to_null(field: str) -> str:
+    """SQL: a source field (e.g. ``f[3]``), NULL when blank."""
     return f"CASE WHEN trim({field}) = '' THEN NULL ELSE {field} END"
 
 

@@ -13,12 +13,14 @@ dropped. Each run becomes its own run (run id = the run name as W&B shows it; a 
 to its family and size), each metric maps through METRIC_ALIASES (``train/loss``, ``eval/loss``,
 ``loss``, ...; others are ignored). A row gives a metric row for each run with a value in it;
 empty cells (runs not logged at that step) are skipped. Records are read and typed as on the csv
-reader's exact path (``line N`` locations; a bad cell names its column).
+reader's exact path (``line N`` locations; a bad cell names its column), except that a final line
+without newline is complete when it ends in a closing quote and has every field: with every field
+quoted, a record cut short cannot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import duckdb
 
@@ -33,9 +35,9 @@ from .common import (
     file_rejection,
     resolve_aliases,
 )
-from .csv_log import read_header, split_records
+from .csv_log import blank_to_null, read_header, split_records
 from .metric_sql import Cells, stage_metric_cells
-from .text import csv_records, iter_lines
+from .text import TextLine, csv_records, iter_lines
 
 READER = "wandb_export"
 SEPARATOR = " - "
@@ -90,9 +92,11 @@ def _columns(names: list[str]) -> tuple[str, dict[str, dict[str, list[int]]]]:
     return x_field, runs
 
 
-def _cell(index: int) -> str:
-    """Field ``index`` (1-based) of ``f``; blank -> NULL."""
-    return f"CASE WHEN trim(f[{index}]) = '' THEN NULL ELSE f[{index}] END"
+def _quoted_ends(lines: Iterator[TextLine]) -> Iterator[TextLine]:
+    """``lines`` with a final line that lacks its newline but ends in a closing quote counted as
+    complete (a cut-off quoted record either misses its closing quote or some fields)."""
+    for line in lines:
+        yield line if line.terminated or not (line.text or "").endswith('"') else line._replace(terminated=True)
 
 
 def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
@@ -102,13 +106,13 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     try:
         names, _ = read_header(lines, "line")
         x_field, runs = _columns(names)
-        with split_records(csv_records(lines, width=len(names)), con, log, width=len(names),
+        with split_records(csv_records(_quoted_ends(lines), width=len(names)), con, log, width=len(names),
                            label="line") as records:
             for run, fields in runs.items():
                 if not fields:
                     continue
-                cells = [f"{_cell(1)} AS {x_field}"] + [
-                    f"coalesce({', '.join(_cell(i) for i in columns)}) AS {field}"
+                cells = [f"{blank_to_null('f[1]')} AS {x_field}"] + [
+                    f"coalesce({', '.join(blank_to_null(f'f[{i}]') for i in columns)}) AS {field}"
                     for field, columns in fields.items()
                 ]
                 logged = " OR ".join(f"trim(f[{i}]) <> ''" for columns in fields.values() for i in columns)
