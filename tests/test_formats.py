@@ -298,8 +298,8 @@ def test_aliases_all_formats(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> 
     assert got[("pq", 7)] == ("pq", None, 7, 7000.0, 1.25, None, None, None)
     assert got[("ml-run", 1)] == ("ml-run", None, 1, None, 2.0, None, None, 0.0)
     assert got[("ml-run", 2)] == ("ml-run", None, 2, None, 1.0, 1.5, None, 2.5)
-    assert got[("run-20240101-xyz", 0)] == (
-        "run-20240101-xyz",
+    assert got[("wandb/run-20240101-xyz", 0)] == (  # no run id in its config: its path under the root
+        "wandb/run-20240101-xyz",
         "wbfam",
         0,
         None,
@@ -323,9 +323,9 @@ def test_aliases_all_formats(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> 
     assert run_rows["ml-run"]["n_params"] == 3000.0 and run_rows["ml-run"]["schedule"] == "cosine"
     assert json.loads(run_rows["ml-run"]["extra"]) == {"seed": 7, "team": "x"}
     assert run_rows["tb-run"]["family"] == "tbfam"
-    assert run_rows["run-20240101-xyz"]["n_params"] == 1234.0
-    assert run_rows["run-20240101-xyz"]["family"] == "wbfam"
-    assert json.loads(run_rows["run-20240101-xyz"]["extra"]) == {"optimizer": "adamw"}
+    assert run_rows["wandb/run-20240101-xyz"]["n_params"] == 1234.0
+    assert run_rows["wandb/run-20240101-xyz"]["family"] == "wbfam"
+    assert json.loads(run_rows["wandb/run-20240101-xyz"]["extra"]) == {"optimizer": "adamw"}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ Tables (created if absent):
 * ``raw.quarantine``: QUARANTINE_COLUMNS + quarantined_at (UTC): every rejected row or unit.
 
 ``source_path`` is the unit's path relative to the root (posix), so a moved root re-ingests as a
-no-op. A unit is re-read only when the sha256 over its members' relative paths and bytes changed;
-its old rows are replaced in the same transaction that stores its new ones. Plain csv/jsonl/parquet
-files (:mod:`scaling_pipeline.lib.formats.native`) are read natively many at a time, up to
-``batch_bytes`` of source per batch, and a batch's accepted files are stored in one transaction
-(a killed ingest loses at most the batch in flight, and the next run reads it again): straight
+no-op. A unit is re-read only when the sha256 over its members' relative paths and bytes (and the
+readers' version, READERS_VERSION) changed; its old rows are replaced in the same transaction that
+stores its new ones. Plain csv/jsonl/parquet files (:mod:`scaling_pipeline.lib.formats.native`) are
+read natively many at a time, up to ``batch_bytes`` of source per batch, and a batch's accepted
+files are stored in one transaction (a killed ingest loses at most the batch in flight, and the
+next run reads it again): straight
 into ``raw.metrics`` in one pass, which is kept only if every file of the batch gave exactly its
 promised clean rows; otherwise rolled back and read again with each file's rows held apart until
 it has typed cleanly. Every other unit, and every file a batch rejected, is read alone and stored
@@ -39,6 +40,7 @@ import duckdb
 import pyarrow as pa
 
 from scaling_pipeline.lib.formats import (
+    READERS_VERSION,
     SCANNED_READERS,
     ReadReport,
     Rejection,
@@ -128,6 +130,7 @@ def fingerprint(root: Path, unit: SourceUnit) -> Fingerprint:
     """Hash the members of ``unit`` (and scan a one-file text unit's bytes in the same pass)."""
     digest, total, scan = hashlib.sha256(), 0, None
     digest.update((unit.skipped or "").encode())  # a skipped entry has no members: its reason is its content
+    digest.update(f"\0readers {READERS_VERSION}\0".encode())  # rows of unchanged files change with the readers
     text = len(unit.members) == 1 and unit.reader in SCANNED_READERS
     for rel, member in sorted((relative_path(root, m), m) for m in unit.members):
         size = member.stat().st_size

@@ -42,7 +42,7 @@ import pandas as pd
 
 from scaling_pipeline.lib.schema import RUN_COLUMNS
 
-from . import csv_log, jsonl_log, manifest, mlflow_log, parquet_log, tensorboard_log, wandb_log
+from . import csv_log, jsonl_log, manifest, mlflow_log, parquet_log, tensorboard_log, wandb_export, wandb_log
 from .common import (
     STAGE_METRICS,
     STAGE_RUNS,
@@ -51,6 +51,7 @@ from .common import (
     SourceUnit,
     create_staging,
     frame_records,
+    path_run_id,
 )
 from .discovery import SKIPPED, discover, read_skipped
 from .metric_sql import METRIC_FIELDS
@@ -58,12 +59,13 @@ from .native import NativeFile, NativeRead
 from .native import insert_native as _insert_native
 from .native import insertion_order
 from .native import read_native as _read_native
-from .text import ByteScan, log_stem
+from .text import ByteScan
 
 __all__ = [
     "FORMATS",
     "SCANNED_READERS",
     "READERS",
+    "READERS_VERSION",
     "ReadReport",
     "Rejection",
     "SourceUnit",
@@ -77,6 +79,9 @@ __all__ = [
     "write_logs",
 ]
 
+# Bumped when the readers make other rows of unchanged files (2: run ids relative to the log root,
+# token-only tables, W&B chart exports): ingest hashes it with each unit, so every unit is read again.
+READERS_VERSION = 2
 FORMATS = ("csv", "jsonl", "parquet", "tensorboard", "mlflow", "wandb")
 READERS: dict[str, Callable[[SourceUnit, duckdb.DuckDBPyConnection], ReadReport]] = {
     "manifest": manifest.read,
@@ -86,6 +91,7 @@ READERS: dict[str, Callable[[SourceUnit, duckdb.DuckDBPyConnection], ReadReport]
     "tensorboard": tensorboard_log.read,
     "mlflow": mlflow_log.read,
     "wandb": wandb_log.read,
+    "wandb_export": wandb_export.read,
     SKIPPED: read_skipped,  # entries discover lists but does not read (links leaving the root, ...)
 }
 _NATIVE = {"csv": csv_log, "jsonl": jsonl_log, "parquet": parquet_log}  # readers with a fast path
@@ -113,13 +119,13 @@ def read_unit(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
 
 
 def native_file(unit: SourceUnit, scan: ByteScan | None, source: str) -> NativeFile | None:
-    """``unit`` as a candidate for a batched native read (:mod:`.native`; run id defaults to the file
-    stem, ``source`` is carried to its rows), or None when its reader must read it alone. ``scan``:
+    """``unit`` as a candidate for a batched native read (:mod:`.native`; run id defaults to its path
+    relative to the log root, :func:`.common.path_run_id`; ``source`` is carried to its rows), or None when its reader must read it alone. ``scan``:
     the byte scan csv/jsonl candidates need (None: not a candidate)."""
     module = _NATIVE.get(unit.reader)
     if module is None or len(unit.members) != 1:
         return None
-    return module.native_file(unit.path, scan, run_id=log_stem(unit.path), source=source)
+    return module.native_file(unit.path, scan, run_id=path_run_id(unit), source=source)
 
 
 def read_native(files: list[NativeFile], con: duckdb.DuckDBPyConnection | None = None

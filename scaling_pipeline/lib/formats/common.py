@@ -37,6 +37,8 @@ from scaling_pipeline.lib.schema import (
     out_of_range,
 )
 
+from .text import log_stem
+
 STAGE_METRICS = "stage_metrics"
 STAGE_RUNS = "stage_runs"
 MAX_LISTED_REJECTIONS = 1000  # per unit; further bad rows are summarised in one rejection
@@ -52,12 +54,30 @@ ARROW_TYPES = {
 @dataclass(frozen=True)
 class SourceUnit:
     """A file or run directory read as one unit; ``members``: the files hashed to detect changes.
-    Reader 'skipped': an entry listed but never opened (no members), ``skipped`` says why."""
+    Reader 'skipped': an entry listed but never opened (no members), ``skipped`` says why.
+    ``root``: the log root it was found under (None: a unit made by hand), see :func:`path_run_id`."""
 
     path: Path
     reader: str
     members: tuple[Path, ...]
     skipped: str | None = None
+    root: Path | None = None
+
+
+def path_run_id(unit: SourceUnit, folder: Path | None = None) -> str:
+    """The run id of data that names none: the unit's path (or ``folder``, its run directory) relative
+    to the log root, posix, a file's without its format suffix (``large/train``,
+    ``csv/atlas-10M-tpp12`` for ``csv/atlas-10M-tpp12.csv.gz``), so it is unique within the root.
+    The name alone for the root itself or a unit without a root."""
+    path = unit.path if folder is None else folder
+    name = log_stem(path) if path in unit.members else path.name
+    if unit.root is None or path == unit.root:
+        return name
+    try:
+        parent = path.parent.relative_to(unit.root)
+    except ValueError:
+        return name
+    return (parent / name).as_posix()
 
 
 @dataclass(frozen=True)
@@ -211,11 +231,13 @@ def missing_metric_columns(
     need_step: bool = True,
     what: str = "column",
 ) -> str | None:
-    """Why a metric source without a step or loss ``what`` cannot be read (None when it can)."""
+    """Why a metric source without a step (or tokens: the step is then derived from them, see
+    :mod:`.metric_sql`) or loss ``what`` cannot be read (None when it can)."""
     shown = excerpt(", ".join(found)) if found else "none"
-    if need_step and "step" not in resolved:
+    if need_step and "step" not in resolved and "tokens" not in resolved:
         return (
-            f"expected a step {what} (one of {alias_list(METRIC_ALIASES, 'step')}), found: {shown}"
+            f"expected a step {what} (one of {alias_list(METRIC_ALIASES, 'step')}) or a tokens {what} "
+            f"(one of {alias_list(METRIC_ALIASES, 'tokens')}), found: {shown}"
         )
     if "train_loss" not in resolved and "eval_loss" not in resolved:
         return (

@@ -5,7 +5,8 @@ labelled with its first line); a record over several lines that is not well-form
 number of fields than the header, costs only its first line (see :func:`.text.csv_records`), so a
 damaged line costs only itself. A final line without newline is rejected as truncated: a cut-off
 number can still parse. Empty cells are null; 'nan'/'inf' are the logged NaN/inf. Unknown columns
-are ignored. Without a run-id column the file stem is the run id. ``*.csv.gz`` files are read
+are ignored. Without a run-id column the run id is the file's path relative to the log root without
+its suffix (:func:`.common.path_run_id`). ``*.csv.gz`` files are read
 decompressed, by the exact path.
 
 Two ways in, same staged rows:
@@ -23,6 +24,7 @@ Two ways in, same staged rows:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from .common import (
     RejectionLog,
     SourceUnit,
     file_rejection,
+    path_run_id,
     missing_metric_columns,
     resolve_aliases,
     row_rejection,
@@ -53,7 +56,6 @@ from .text import (
     csv_records,
     is_gzip,
     iter_lines,
-    log_stem,
     scan_bytes,
 )
 
@@ -63,7 +65,7 @@ _LINES = "_fmt_csv_lines"
 SMALL_FILE_BYTES = 1 << 20  # smaller files are split in SQL (see native_groups); < MAX_LINE_BYTES
 
 
-def _header(lines: Iterator[TextLine], label: str) -> tuple[list[str], int]:
+def read_header(lines: Iterator[TextLine], label: str) -> tuple[list[str], int]:
     """Column names and line number of the first record; ValueError when there is none."""
     header = next(csv_records(lines), None)
     if header is None:
@@ -110,7 +112,7 @@ def stage_csv(
     """Stage a CSV metric table; returns (rows staged, method 'fast' or 'exact', see the module doc).
     Raises ValueError (-> file rejection) when the file cannot be read at all."""
     lines = iter_lines(path)
-    names, header_line = _header(lines, label)
+    names, header_line = read_header(lines, label)
     resolved = resolve_aliases(names, METRIC_ALIASES)
     if problem := missing_metric_columns(resolved, names):
         lines.close()
@@ -121,7 +123,7 @@ def stage_csv(
         if native and (rows := stage_native(con, native, native_groups)) is not None:
             return rows, count_method(READER, "fast")
         lines = iter_lines(path)
-        _header(lines, label)
+        read_header(lines, label)
     records = csv_records(lines, width=len(names), split=False)
     return (
         _stage_records(records, con, log, names, resolved, label=label, run_id=run_id, family=family),
@@ -132,7 +134,7 @@ def stage_csv(
 def _cells(names: list[str], resolved: dict[str, list[str]], column: str) -> list[str]:
     """Canonical metric cells; ``column``: format string of a source field given its index."""
     return [
-        f"coalesce({', '.join(_cell(column.format(names.index(s) + 1)) for s in resolved[name])})"
+        f"coalesce({', '.join(blank_to_null(column.format(names.index(s) + 1)) for s in resolved[name])})"
         f" AS {name}"
         for name, _ in METRIC_FIELDS
         if name in resolved
@@ -192,7 +194,7 @@ def native_groups(
         for name, typ in METRIC_FIELDS:
             if name in resolved:
                 fields = [f"c{names.index(s) + 1}" for s in resolved[name]]
-                wrapped = fields if typ == "DOUBLE" else [_cell(f) for f in fields]
+                wrapped = fields if typ == "DOUBLE" else [blank_to_null(f) for f in fields]
                 cells.append(f"coalesce({', '.join(wrapped)}) AS {name}")
         columns = ", ".join(f"'c{i}': '{t}'" for i, t in read_types.items())
         sql = (
@@ -203,6 +205,29 @@ def native_groups(
         )
         groups.append(NativeGroup(sql, sources, large))
     return groups, []
+
+
+@contextmanager
+def split_records(
+    records: Iterator[CsvRecord], con: duckdb.DuckDBPyConnection, log: RejectionLog, *, width: int, label: str
+) -> Iterator[str]:
+    """``records`` (after the header) streamed into DuckDB; yields a relation (``record``, ``f``: its
+    fields, 1-based) of the records with ``width`` fields, valid inside the block. The others are
+    rejected into ``log``."""
+    columns = [("record", "BIGINT"), ("text", "VARCHAR"), ("fields", "VARCHAR[]")]
+    with TempTable(con, _LINES, columns) as table:
+        _load_records(records, table, log, label)
+        table.flush()
+        split = f"SELECT record, coalesce(fields, string_split(text, ',')) AS f FROM {_LINES}"
+        wrong = con.execute(
+            f"SELECT record, len(f) FROM ({split}) WHERE len(f) <> ? ORDER BY record LIMIT ?",
+            [width, log.room],
+        ).fetchall()
+        n_wrong = con.execute(f"SELECT count(*) FROM ({split}) WHERE len(f) <> ?", [width]).fetchone()[0]
+        for record, count in wrong:
+            log.add(row_rejection(f"{label} {record}", None, f"expected {width} fields as in the header, got {count}"))
+        log.unlisted += n_wrong - len(wrong)
+        yield f"(SELECT * FROM ({split}) WHERE len(f) = {int(width)})"
 
 
 def _stage_records(
@@ -217,45 +242,25 @@ def _stage_records(
     family: str | None,
 ) -> int:
     """The exact path: ``records`` (after the header) streamed into DuckDB."""
-    columns = [("record", "BIGINT"), ("text", "VARCHAR"), ("fields", "VARCHAR[]")]
-    with TempTable(con, _LINES, columns) as table:
-        _load_records(records, table, log, label)
-        table.flush()
-        split = f"SELECT record, coalesce(fields, string_split(text, ',')) AS f FROM {_LINES}"
-        wrong = con.execute(
-            f"SELECT record, len(f) FROM ({split}) WHERE len(f) <> ? ORDER BY record LIMIT ?",
-            [len(names), log.room],
-        ).fetchall()
-        n_wrong = con.execute(
-            f"SELECT count(*) FROM ({split}) WHERE len(f) <> ?", [len(names)]
-        ).fetchone()[0]
-        for record, count in wrong:
-            log.add(
-                row_rejection(
-                    f"{label} {record}",
-                    None,
-                    f"expected {len(names)} fields as in the header, got {count}",
-                )
-            )
-        log.unlisted += n_wrong - len(wrong)
+    with split_records(records, con, log, width=len(names), label=label) as rows:
         cells = ", ".join(_cells(names, resolved, "f[{}]"))
-        sql = f"SELECT record, {cells} FROM ({split}) WHERE len(f) = ?"
         sources = {name: found[0] for name, found in resolved.items()}
         return stage_metric_cells(
-            con, Cells(sql, [len(names)], sources), log, label=label, run_id=run_id, family=family
+            con, Cells(f"SELECT record, {cells} FROM {rows}", [], sources), log, label=label, run_id=run_id,
+            family=family
         )
 
 
-def _cell(field: str) -> str:
-    """A source field (e.g. ``f[3]``); blank -> NULL."""
+def blank_to_null(field: str) -> str:
+    """SQL: a source field (e.g. ``f[3]``), NULL when blank."""
     return f"CASE WHEN trim({field}) = '' THEN NULL ELSE {field} END"
 
 
 def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
-    """Stage one CSV metric log (run id defaults to the file stem)."""
+    """Stage one CSV metric log (run id defaults to its path relative to the log root)."""
     log = RejectionLog()
     try:
-        rows, method = stage_csv(unit.path, con, log, label="line", run_id=log_stem(unit.path))
+        rows, method = stage_csv(unit.path, con, log, label="line", run_id=path_run_id(unit))
     except ValueError as exc:
         return file_rejection(READER, str(exc))
     return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list(), method=method)

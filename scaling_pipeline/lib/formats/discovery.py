@@ -9,8 +9,9 @@ Rules, checked per directory top-down (hidden files and directories, '.'-prefixe
 3. A directory with ``wandb-history.jsonl``, or ``history.csv`` next to ``config.yaml``, is a W&B
    run.
 4. Otherwise each file is a unit: ``runs.csv``/``runs.yaml``/``runs.yml`` -> manifest;
-   ``*.csv`` -> csv, or manifest when its header has run-id and n_params columns but no step
-   column; ``*.jsonl`` -> jsonl; ``*.parquet`` -> parquet (``*.csv.gz``/``*.jsonl.gz``: the same,
+   ``*.csv`` -> wandb_export when its header is a W&B chart export's (``Step``, then
+   ``<run> - <metric>`` columns), csv when it has a step column or a tokens and a loss column,
+   else manifest when it has run-id and n_params columns, else csv; ``*.jsonl`` -> jsonl; ``*.parquet`` -> parquet (``*.csv.gz``/``*.jsonl.gz``: the same,
    gzip-compressed); anything else is ignored.
 
 A run directory is claimed whole: nothing below it is discovered again.
@@ -41,6 +42,7 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES, RUN_ALIASES
 from .common import ReadReport, SourceUnit, file_rejection, resolve_aliases
 from .tensorboard_log import CONFIG_NAMES, EVENTS_PREFIX
 from .text import GZIP_SUFFIX, csv_records, iter_lines
+from .wandb_export import is_export
 from .wandb_log import CONFIG_NAME, HISTORY_NAMES
 
 MANIFEST_NAMES = ("runs.csv", "runs.yaml", "runs.yml")
@@ -92,7 +94,7 @@ class _Walker:
 
     def skip(self, path: Path, code: str, detail: str = "") -> None:
         reason = f"skipped ({code}): {SKIP_REASONS[code]}{detail}; not read"
-        self.skipped.append(SourceUnit(path, SKIPPED, (), reason))
+        self.skipped.append(SourceUnit(path, SKIPPED, (), reason, self.root))
 
     def walk(self) -> Iterator[tuple[Path, str, list[str], list[str]]]:
         """(directory, its real path, sub-directories, files), sorted, top-down: the tree reached
@@ -200,20 +202,21 @@ def _run_directory(walker: _Walker, here: Path, real: str, dirs: list[str], file
     if any(f.startswith(EVENTS_PREFIX) for f in files):
         members = [p for p in walker.files_under(here, real, dirs, files) if p.name.startswith(EVENTS_PREFIX)]
         members += [here / f for f in files if f in CONFIG_NAMES]
-        return SourceUnit(here, "tensorboard", tuple(sorted(members)))
+        return SourceUnit(here, "tensorboard", tuple(sorted(members)), root=walker.root)
     if "meta.yaml" in files and "metrics" in dirs:
         parts = [d for d in ("metrics", "params", "tags") if d in dirs]
         members = [here / "meta.yaml", *walker.files_under(here, real, parts, [])]
-        return SourceUnit(here, "mlflow", tuple(sorted(members)))
+        return SourceUnit(here, "mlflow", tuple(sorted(members)), root=walker.root)
     if HISTORY_NAMES[0] in files or (HISTORY_NAMES[1] in files and CONFIG_NAME in files):
         history = HISTORY_NAMES[0] if HISTORY_NAMES[0] in files else HISTORY_NAMES[1]
         members = [here / history] + ([here / CONFIG_NAME] if CONFIG_NAME in files else [])
-        return SourceUnit(here, "wandb", tuple(sorted(members)))
+        return SourceUnit(here, "wandb", tuple(sorted(members)), root=walker.root)
     return None
 
 
 def _csv_reader(path: Path) -> str:
-    """'manifest' for a CSV whose header has run-id and n_params columns but no step column."""
+    """'wandb_export' for a W&B chart export's header; 'csv' for a metric table's (a step column, or
+    a tokens and a loss column); 'manifest' for one with run-id and n_params columns; else 'csv'."""
     lines = iter_lines(path)
     try:
         header = next(csv_records(lines), None)
@@ -222,17 +225,20 @@ def _csv_reader(path: Path) -> str:
         names = []
     finally:
         lines.close()
-    if "step" in resolve_aliases(names, METRIC_ALIASES):
+    if is_export(names):
+        return "wandb_export"
+    metrics = resolve_aliases(names, METRIC_ALIASES)
+    if "step" in metrics or ("tokens" in metrics and ("train_loss" in metrics or "eval_loss" in metrics)):
         return "csv"
     run_columns = resolve_aliases(names, RUN_ALIASES)
     return "manifest" if "run_id" in run_columns and "n_params" in run_columns else "csv"
 
 
-def _file_unit(path: Path) -> SourceUnit | None:
+def _file_unit(path: Path, root: Path) -> SourceUnit | None:
     reader = _by_name(path.name)
     if reader is None:
         return None
-    return SourceUnit(path, _csv_reader(path) if reader == "csv" else reader, (path,))
+    return SourceUnit(path, _csv_reader(path) if reader == "csv" else reader, (path,), root=root)
 
 
 def discover(root: Path) -> list[SourceUnit]:
@@ -244,5 +250,5 @@ def discover(root: Path) -> list[SourceUnit]:
             units.append(unit)
             dirs[:] = []
             continue
-        units += [unit for f in files if (unit := _file_unit(here / f))]
+        units += [unit for f in files if (unit := _file_unit(here / f, walker.root))]
     return sorted(walker.once(units) + walker.skipped, key=lambda unit: unit.path)

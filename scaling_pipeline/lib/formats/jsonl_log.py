@@ -15,7 +15,8 @@ literals (what Python's json writes) are the logged NaN/inf; ``null`` is null. L
 JSON objects are rejected; a file with no JSON object at all is quarantined, saying what its first
 bad line is (e.g. longer than MAX_LINE_BYTES, which is measured without holding the line in
 memory). A final line without newline is kept if it is a complete object (a cut-off object is
-never valid JSON). Unknown keys are ignored; without a run-id key the file stem is the run id.
+never valid JSON). Unknown keys are ignored; without a run-id key the run id is
+the file's path relative to the log root without its suffix (:func:`.common.path_run_id`).
 ``*.jsonl.gz`` files are read decompressed, by the exact path.
 """
 
@@ -40,6 +41,7 @@ from .common import (
     RejectionLog,
     SourceUnit,
     file_rejection,
+    path_run_id,
     missing_metric_columns,
     resolve_aliases,
     row_rejection,
@@ -48,7 +50,7 @@ from .common import (
 from .manifest import write_tables
 from .metric_sql import METRIC_FIELDS, Cells, TempTable, stage_metric_cells
 from .native import TEXT_LINES, NativeFile, NativeGroup, bisect, paths, plain_path, stage_native
-from .text import MAX_LINE_BYTES, ByteScan, is_gzip, iter_lines, log_stem, scan_bytes
+from .text import MAX_LINE_BYTES, ByteScan, is_gzip, iter_lines, scan_bytes
 
 READER = "jsonl"
 SUFFIX = ".jsonl"
@@ -319,10 +321,10 @@ def _literal(text: str) -> str:
 
 
 def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
-    """Stage one JSON-lines metric log (run id defaults to the file stem)."""
+    """Stage one JSON-lines metric log (run id defaults to its path relative to the log root)."""
     log = RejectionLog()
     try:
-        rows, method = stage_jsonl(unit.path, con, log, label="line", run_id=log_stem(unit.path))
+        rows, method = stage_jsonl(unit.path, con, log, label="line", run_id=path_run_id(unit))
     except ValueError as exc:
         return file_rejection(READER, str(exc))
     return ReadReport(READER, n_metric_rows=rows, rejections=log.to_list(), method=method)

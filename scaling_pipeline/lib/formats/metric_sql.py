@@ -2,10 +2,13 @@
 
 Two shapes reach ``stage_metrics``:
 
-* **cells** (csv, jsonl, parquet, W&B history): one row per logged step, one column per canonical
-  metric field found in the source, any type. :func:`stage_metric_cells` casts them vectorised
-  and rejects rows whose step is not an integer, whose numbers are not numbers, or whose run id
-  is empty, naming the record and field.
+* **cells** (csv, jsonl, parquet, W&B history and chart exports): one row per logged step, one
+  column per canonical metric field found in the source, any type. :func:`stage_metric_cells` casts
+  them vectorised and rejects rows whose step is not an integer, whose numbers are not numbers, or
+  whose run id is empty, naming the record and field. A table with tokens but no step column
+  (digitised or exported curves) gets the step derived from its tokens: ``step`` = tokens seen,
+  rounded to an integer (:func:`derives_step`), so its rows are ordered and deduplicated by tokens
+  downstream exactly as logged steps are; a row without finite tokens is rejected.
 * **events** (tensorboard, MLflow): one row per logged (tag, step, value).
   :func:`stage_metric_events` pivots them to one row per step; a step logged twice for a tag
   (a resumed run) gives two rows, matched by occurrence order.
@@ -27,6 +30,8 @@ from .common import ARROW_TYPES, STAGE_METRICS, RejectionLog, insert_arrow, row_
 
 METRIC_FIELDS = [(name, typ) for name, typ in METRIC_COLUMNS if name != "record"]
 _EXPECTED = {"run_id": "a non-empty run id", "step": "an integer"}
+_DERIVED_STEP = ("a finite number of tokens (the table has no step column: the step is the tokens "
+                 "seen, rounded)")
 _TYPED = "_fmt_typed"
 
 
@@ -86,6 +91,30 @@ class Cells:
     sources: Mapping[str, str] = field(default_factory=dict)
 
 
+def derives_step(sources: Mapping[str, str]) -> bool:
+    """Whether cells with these canonical fields get their step from their tokens (no step column)."""
+    return "step" not in sources and "tokens" in sources
+
+
+def _typed(sources: Mapping[str, str]) -> list[tuple[str, str, str | None, str | None]]:
+    """(field, value expression, bad-row predicate, cell column holding the bad value) per
+    METRIC_FIELDS entry for cells with the canonical fields in ``sources`` (NULL for the others; the
+    step derived from tokens, see :func:`derives_step`)."""
+    out = []
+    for name, typ in METRIC_FIELDS:
+        if name == "step" and derives_step(sources):
+            tokens = 'TRY_CAST(c."tokens" AS DOUBLE)'
+            value = f"TRY_CAST(round({tokens}) AS BIGINT)"
+            out.append((name, value, f"NOT coalesce(isfinite({tokens}) AND {value} IS NOT NULL, false)",
+                        'c."tokens"'))
+        elif name in sources:
+            value, bad = _typing(name, typ)
+            out.append((name, value, bad, f'c."{name}"'))
+        else:
+            out.append((name, f"NULL::{typ}", None, None))
+    return out
+
+
 def _typing(name: str, typ: str) -> tuple[str, str | None]:
     """(value expression, bad-row predicate) for cell column ``name`` cast to ``typ``."""
     col = f'c."{name}"'
@@ -104,17 +133,11 @@ def _typing(name: str, typ: str) -> tuple[str, str | None]:
 
 def typing_sql(sources: Mapping[str, str]) -> tuple[str, str]:
     """(select list typing the cell columns ``c."<field>"`` of the canonical fields in ``sources``
-    into METRIC_FIELDS, NULL for the others; predicate of a row with a cell that fails typing)."""
-    select, bad = [], []
-    for name, typ in METRIC_FIELDS:
-        if name not in sources:
-            select.append(f"NULL::{typ} AS {name}")
-            continue
-        value, problem = _typing(name, typ)
-        select.append(f"{value} AS {name}")
-        if problem:
-            bad.append(problem)
-    return ", ".join(select), f"({' OR '.join(bad) or 'false'})"
+    into METRIC_FIELDS, NULL for the others, the step derived from tokens where
+    :func:`derives_step`; predicate of a row with a cell that fails typing)."""
+    typed = _typed(sources)
+    bad = [problem for _, _, problem, _ in typed if problem]
+    return ", ".join(f"{value} AS {name}" for name, value, _, _ in typed), f"({' OR '.join(bad) or 'false'})"
 
 
 def stage_metric_cells(
@@ -133,15 +156,11 @@ def stage_metric_cells(
     if "run_id" not in cells.sources and run_id is None:
         raise ValueError("a source without a run-id column needs a default run_id")
     select, bad_when, got_when = ["c.record AS record"], [], []
-    for name, typ in METRIC_FIELDS:
-        if name not in cells.sources:
-            select.append(f"NULL::{typ} AS {name}")
-            continue
-        value, bad = _typing(name, typ)
+    for name, value, bad, column in _typed(cells.sources):
         select.append(f"{value} AS {name}")
         if bad:
             bad_when.append(f"WHEN {bad} THEN '{name}'")
-            got_when.append(f'WHEN {bad} THEN CAST(c."{name}" AS VARCHAR)')
+            got_when.append(f"WHEN {bad} THEN CAST({column} AS VARCHAR)")
     bad_field = f"CASE {' '.join(bad_when)} END" if bad_when else "NULL::VARCHAR"
     bad_value = f"CASE {' '.join(got_when)} END" if got_when else "NULL::VARCHAR"
     con.execute(
@@ -166,10 +185,13 @@ def stage_metric_cells(
         ).fetchall()
     finally:
         con.execute(f"DROP TABLE IF EXISTS {_TYPED}")
+    derived = derives_step(cells.sources)
     for record, name, got in listed:
-        expected = _EXPECTED.get(name, "a number")
-        source = cells.sources[name]
-        what = expected if source == name else f"{expected} for {name}"
+        if name == "step" and derived:
+            source, what = cells.sources["tokens"], _DERIVED_STEP
+        else:
+            expected, source = _EXPECTED.get(name, "a number"), cells.sources[name]
+            what = expected if source == name else f"{expected} for {name}"
         log.add(
             row_rejection(
                 f"{label} {record}",

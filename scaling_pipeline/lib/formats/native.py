@@ -73,7 +73,7 @@ class NativeFile:
     layout: Hashable
     rows: int  # data rows the file's bytes (or Parquet footer) promise
     first_record: int  # record of the first data row (csv: 2, after the header; jsonl/parquet: 1)
-    run_id: str | None = None  # for rows without a run id (the file stem)
+    run_id: str | None = None  # for rows without a run id (its path relative to the log root)
     family: str | None = None  # for rows without a family
     source: str = ""  # carried to the output rows as source_path (ingest: the unit's relative path)
     size: int = 0  # bytes

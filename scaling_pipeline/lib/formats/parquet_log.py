@@ -25,6 +25,7 @@ from .common import (
     arrow_table,
     excerpt,
     file_rejection,
+    path_run_id,
     missing_metric_columns,
     quote_ident,
     resolve_aliases,
@@ -105,7 +106,7 @@ def _load(path: Path, con: duckdb.DuckDBPyConnection) -> None:
 
 
 def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
-    """Stage one Parquet metric log (run id defaults to the file stem)."""
+    """Stage one Parquet metric log (run id defaults to its path relative to the log root)."""
     try:
         _load(unit.path, con)
     except duckdb.Error as exc:
@@ -130,7 +131,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
         log = RejectionLog()
         try:
             rows = stage_metric_cells(
-                con, Cells(sql, [], sources), log, label="row", run_id=unit.path.stem
+                con, Cells(sql, [], sources), log, label="row", run_id=path_run_id(unit)
             )
         except duckdb.Error as exc:
             reraise_interrupt(exc)

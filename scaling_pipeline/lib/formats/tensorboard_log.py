@@ -9,7 +9,8 @@ rows keyed by event step; ``record`` is the 1-based event index over the run's e
 path order. Without a wall-time tag, wall_time is event time minus the run's first scalar event.
 
 Run metadata: ``config.yaml``/``hparams.yaml`` beside the events, overridden by hparams-plugin
-session-start info. run_id = the metadata's run id, else the directory name.
+session-start info. run_id = the metadata's run id, else the directory's path relative to the log
+root (``large/train``; see :func:`.common.path_run_id`).
 
 Precision: ``SummaryWriter.add_scalar`` stores float32 (``simple_value``), so the writer is exact
 for values representable in float32 (step counts, token counts below 2**24 times a power of two,
@@ -41,6 +42,7 @@ from .common import (
     SourceUnit,
     file_rejection,
     iter_runs,
+    path_run_id,
     row_rejection,
     run_row,
     safe_name,
@@ -183,7 +185,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
             return file_rejection(READER, problem)
         where = "hparams" if scan.hparams else " + ".join(config_names) or "hparams"
         run, rejection = run_row(
-            {**meta, **scan.hparams}, where, untyped=False, fallback_run_id=unit.path.name
+            {**meta, **scan.hparams}, where, untyped=False, fallback_run_id=path_run_id(unit)
         )
         rows = stage_metric_events(
             con, _EVENTS, mapping, run_id=run["run_id"], family=run.get("family")

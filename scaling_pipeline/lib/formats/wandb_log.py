@@ -4,8 +4,9 @@
 The history is read like a jsonl/csv metric table (``_step`` is the step, ``_runtime`` the wall
 time; labels "wandb-history.jsonl line N"), its rows labelled with the config's run id and family.
 ``config.yaml`` is W&B's format (``key: {value: ..., desc: ...}``, plus ``wandb_version`` and
-``_wandb`` which are skipped) or plain ``key: value``. run_id = config run id, else the directory
-name (its parent's name for W&B's ``files/`` directory).
+``_wandb`` which are skipped) or plain ``key: value``. run_id = config run id, else the directory's
+path relative to the log root (its parent's for W&B's ``files/`` directory; see
+:func:`.common.path_run_id`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .common import (
     SourceUnit,
     file_rejection,
     iter_runs,
+    path_run_id,
     run_row,
     safe_name,
 )
@@ -71,7 +73,7 @@ def read(unit: SourceUnit, con: duckdb.DuckDBPyConnection) -> ReadReport:
     except ValueError as exc:
         return file_rejection(READER, str(exc), CONFIG_NAME)
     folder = unit.path.parent if unit.path.name == "files" else unit.path
-    run, rejection = run_row(meta, CONFIG_NAME, untyped=False, fallback_run_id=folder.name)
+    run, rejection = run_row(meta, CONFIG_NAME, untyped=False, fallback_run_id=path_run_id(unit, folder))
     stage = stage_jsonl if history.suffix == ".jsonl" else stage_csv
     log = RejectionLog()
     try:
