@@ -68,12 +68,12 @@ def write_wandb(root: Path) -> None:
 
 
 def write_tables(root: Path) -> None:
-    """``<model>/metrics.csv`` (no run-id column) and a manifest naming the runs by full id (their path
-    relative to the log root, without the suffix)."""
+    """``<model>/metrics.csv`` (no run-id column) and a manifest naming the runs by a unique suffix of their
+    id (``base/metrics`` for ``csv/base/metrics``, the path relative to the log root without the suffix)."""
     for folder, n in MODELS.items():
         (root / folder).mkdir(parents=True)
         write_csv(root / folder / "metrics.csv", ["step", "tokens", "train_loss", "eval_loss"], curve(n, "csv"))
-    pd.DataFrame([{"run_id": f"{root.name}/{folder}/metrics", **meta(n, "csv")} for folder, n in MODELS.items()]).to_csv(
+    pd.DataFrame([{"run_id": f"{folder}/metrics", **meta(n, "csv")} for folder, n in MODELS.items()]).to_csv(
         root / "runs.csv", index=False)
 
 
@@ -176,3 +176,23 @@ def test_wandb_chart_export_gives_a_point_per_run(same_names: Materialized) -> N
         rows = [(r["step"], r["train_loss"]) for r in curve(n, "wbexport") if folder != "xxl" or r["step"] % 20 == 0]
         got = points[f"gpt {folder} - lr=3e-4"]
         assert got == pytest.approx((n, TOTAL_STEPS * BATCH_TOKENS, last_five(rows)))
+
+
+def test_a_manifest_id_ending_several_runs_is_a_reported_conflict(tmp_path: Path) -> None:
+    """`train` names both `a/train` and `b/train`: never a silent pick, reported with the candidates."""
+    import duckdb
+
+    from scaling_pipeline.lib.cleaning import clean
+    from scaling_pipeline.lib.ingest import ingest
+
+    logs = tmp_path / "logs"
+    for folder in ("a", "b"):
+        (logs / folder).mkdir(parents=True)
+        write_csv(logs / folder / "train.csv", ["step", "tokens", "train_loss", "eval_loss"], curve(1e8, "csv"))
+    pd.DataFrame([{"run_id": "train", **meta(1e8, "csv")}]).to_csv(logs / "runs.csv", index=False)
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        ingest(logs, con)
+        clean(con)
+        rows = con.execute("SELECT run_id, reason, detail FROM clean.exclusions WHERE run_id = 'train'").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("train", "conflicting_metadata")]
+    assert "ends 2 logged runs (a/train, b/train)" in rows[0][2]

@@ -98,12 +98,13 @@ def overshoot(run, st, opts: FamilyOptions) -> str | None:
 
 def rejected_at_ingest(con: duckdb.DuckDBPyConnection, fields: tuple[str, ...]) -> dict[str, str]:
     """run_id -> "<key> = <value> in <source>" for runs without any of ``fields`` whose metadata gave a
-    value that ingest rejected (a rejected value stays in ``extra`` under its source key)."""
+    value that ingest rejected (a rejected value stays in ``extra`` under its source key). Reads the
+    TEMP table ``run_meta`` of :func:`merge_sources` (metadata under the logged run ids)."""
     aliases = {alias for field in fields for alias in RUN_ALIASES[field]}
     missing = " AND ".join(f"{field} IS NULL" for field in fields)
     out: dict[str, list[str]] = defaultdict(list)
     for run_id, source, extra in con.execute(
-            f"""SELECT run_id, concat_ws(' ', source_path, location), extra FROM raw.runs
+            f"""SELECT run_id, concat_ws(' ', source_path, location), extra FROM run_meta
                 WHERE {missing} ORDER BY ALL""").fetchall():
         given = [f"{key} = {value!r}" for key, value in json.loads(extra or "{}").items()
                  if key.strip().lower() in aliases]

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import duckdb
 
+from scaling_pipeline.lib.identity import resolve_run_ids
 from scaling_pipeline.lib.schema import RUN_COLUMNS
 
 from .config import CONFLICTING_LOGS, CONFLICTING_METADATA
@@ -29,14 +30,14 @@ CREATE OR REPLACE TABLE clean.runs AS
 WITH meta AS (
     SELECT run_id, {", ".join(f"{_agreed(f)} AS {f}" for f in META_FIELDS if f != "family")},
            count(DISTINCT source_path) AS n_meta_sources
-    FROM raw.runs GROUP BY run_id
+    FROM run_meta GROUP BY run_id
 ),
 logged AS (
     SELECT run_id, count(DISTINCT source_path) AS n_metric_sources FROM raw.metrics GROUP BY run_id
 ),
 families AS (  -- the family named by manifests/configs and by the logged rows
     SELECT run_id, {_agreed("family")} AS family, {_differ("family")} AS conflict
-    FROM (SELECT run_id, family FROM raw.runs UNION ALL SELECT DISTINCT run_id, family FROM raw.metrics)
+    FROM (SELECT run_id, family FROM run_meta UNION ALL SELECT DISTINCT run_id, family FROM raw.metrics)
     GROUP BY run_id
 )
 SELECT f.run_id,
@@ -78,7 +79,7 @@ SELECT run_id, field, value, list(DISTINCT source ORDER BY source) AS sources
 FROM (
     SELECT run_id, concat_ws(' ', source_path, location) AS source,
            {", ".join(f"CAST({f} AS VARCHAR) AS {f}" for f in META_FIELDS)}
-    FROM raw.runs
+    FROM run_meta
     UNION ALL BY NAME
     SELECT DISTINCT run_id, source_path AS source, family FROM raw.metrics WHERE family IS NOT NULL
 ) UNPIVOT (value FOR field IN ({", ".join(META_FIELDS)}))
@@ -102,7 +103,10 @@ def merge_sources(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, i
     returns the runs whose sources contradict each other: run_id -> (reason, detail naming the
     sources and their values, first conflicting step, number of conflicting steps). Conflicting
     steps are left out of ``deduped``. Equal duplicates, and a value only one source gives, are no
-    conflict."""
+    conflict. Run metadata names its run by full id or by a unique suffix of it (``large/train`` or
+    ``train`` when only one logged run ends so): the TEMP table ``run_meta`` is ``raw.runs`` with the
+    logged ids; a suffix that ends several logged runs is a conflict of that metadata."""
+    matches = resolve_run_ids(con, "raw.runs", "raw.metrics", "run_meta")
     con.execute(_RUNS_SQL)
     con.execute(_LAST_WRITES_SQL)
     con.execute(_DEDUPED_SQL)
@@ -127,4 +131,9 @@ def merge_sources(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, i
         conflicts[run_id] = (CONFLICTING_METADATA if parts else CONFLICTING_LOGS,
                              "; ".join([*parts, *([detail] if detail else [])]) + "; excluded until the sources agree",
                              step, n_steps)
+    for meta_id, candidates in sorted(matches.ambiguous.items()):
+        conflicts[meta_id] = (CONFLICTING_METADATA,
+                              f"run metadata names run {meta_id!r}, which ends {len(candidates)} logged runs "
+                              f"({', '.join(candidates[:5])}{', ...' if len(candidates) > 5 else ''}): "
+                              "name one by its full id (its path under the log root)", None, None)
     return conflicts
