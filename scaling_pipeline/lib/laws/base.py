@@ -89,7 +89,7 @@ class Law:
         if missing or extra:
             raise ValueError(f"{cls.__name__} needs params {list(cls.params)}; "
                              f"missing {sorted(missing)}, unexpected {sorted(extra)}")
-        return cls(**{k: _value(params[k]) for k in cls.params})
+        return cls(**{k: out(params[k]) for k in cls.params})
 
     def to_params(self) -> dict[str, Any]:
         """``{name: value}`` of the parameters, as :meth:`from_params` takes them."""
@@ -107,6 +107,3 @@ class Law:
                              f"got shape {rows.shape}")
         return cls.from_params({k: rows[:, i:i + 1] for i, k in enumerate(names)})
 
-
-def _value(v: Any) -> float | np.ndarray:
-    return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=float)
