@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Fit a law form to a runs CSV with columns n_params, n_tokens, loss (optional flops, unique_tokens, "
                     "family; n_tokens = flops/(6·n_params) and flops = 6·n_params·n_tokens are derived when needed). "
                     "Losses in nats/token, C in FLOPs. Forms: " + "; ".join(
-                        f"{name}: {law.formula} ({', '.join(law.params)})" for name, law in FORMS.items()) + ".")
+                        f"{name}: {law.formula} ({', '.join(law.units)})" for name, law in FORMS.items()) + ".")
     fit.add_argument("csv", type=Path, help="runs CSV")
     fit.add_argument("--form", default="chinchilla", choices=list(FORMS))
     fit.add_argument("--x", metavar="COLUMN",

@@ -39,7 +39,7 @@ class Law:
     * ``name``: the form's name (registry key, ``scaling-pipeline fit --form``);
     * ``formula``: one line for help texts, e.g. ``"L = E + A/N^alpha + B/D^beta"``;
     * ``params``: the fitted parameters, in field order (what ``fit --json`` prints under ``params``);
-    * ``units``: parameter name -> unit;
+    * ``units``: parameter name -> unit, for every parameter (help texts list these names);
     * ``variables``: ``predict`` keyword -> default column of a runs CSV (``n_params`` parameters,
       ``n_tokens`` tokens, ``unique_tokens``, ``flops`` FLOPs);
     * ``optimal_allocation``: a method ``(C FLOPs) -> (N*, D*)`` where the form defines a
