@@ -29,6 +29,16 @@ class Kaplan(Law):
 
     variable: ClassVar[str]
     params: ClassVar[tuple[str, ...]] = ("xc", "alpha")
+    _INPUT: ClassVar[Mapping[str, tuple[str, str]]] = {  # variable -> (unit, runs-CSV column)
+        "N": ("parameters", "n_params"), "D": ("tokens", "n_tokens"), "C": ("FLOPs", "flops")}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """A subclass names its ``variable``; its formula, units and default input column follow."""
+        super().__init_subclass__(**kwargs)
+        unit, column = cls._INPUT[cls.variable]
+        cls.formula = f"L = (xc/{cls.variable})^alpha"
+        cls.units = {"xc": unit, "alpha": "1"}
+        cls.variables = {"x": column}
 
     xc: float
     alpha: float
@@ -52,10 +62,7 @@ class KaplanN(Kaplan):
     """``L(N) = (Nc/N)^alpha_N``, ``N`` in parameters."""
 
     name: ClassVar[str] = "kaplan_n"
-    formula: ClassVar[str] = "L = (xc/N)^alpha"
     variable: ClassVar[str] = "N"
-    units: ClassVar[Mapping[str, str]] = {"xc": "parameters", "alpha": "1"}
-    variables: ClassVar[Mapping[str, str]] = {"x": "n_params"}
 
 
 @register
@@ -64,10 +71,7 @@ class KaplanD(Kaplan):
     """``L(D) = (Dc/D)^alpha_D``, ``D`` in tokens."""
 
     name: ClassVar[str] = "kaplan_d"
-    formula: ClassVar[str] = "L = (xc/D)^alpha"
     variable: ClassVar[str] = "D"
-    units: ClassVar[Mapping[str, str]] = {"xc": "tokens", "alpha": "1"}
-    variables: ClassVar[Mapping[str, str]] = {"x": "n_tokens"}
 
 
 @register
@@ -76,7 +80,4 @@ class KaplanC(Kaplan):
     """``L(C) = (C/C0)^(-alpha_C)`` (``xc`` = ``C0``), ``C`` in FLOPs."""
 
     name: ClassVar[str] = "kaplan_c"
-    formula: ClassVar[str] = "L = (xc/C)^alpha"
     variable: ClassVar[str] = "C"
-    units: ClassVar[Mapping[str, str]] = {"xc": "FLOPs", "alpha": "1"}
-    variables: ClassVar[Mapping[str, str]] = {"x": "flops"}
