@@ -37,6 +37,7 @@ def test_registry_names_every_form():
     for name, law in FORMS.items():
         assert law.name == name and get(name) is law
         assert law.formula and set(law.params) <= set(law.units)
+    assert FORMS["chinchilla"].optimal_allocation is not None and FORMS["power_law"].optimal_allocation is None
     with pytest.raises(ValueError, match="form must be one of"):
         get("cubic")
 
