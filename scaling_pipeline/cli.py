@@ -45,11 +45,21 @@ def _bootstrap_count(text: str) -> int:
     return value
 
 
+def _columns(text: str) -> list[str]:
+    """argparse type of --vars: comma-separated column names."""
+    names = [c.strip() for c in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
 class UserError(Exception):
     """A problem the user can fix (bad path, locked database, bad input): printed without a trace."""
 
 
 def _parser() -> argparse.ArgumentParser:
+    from scaling_pipeline.lib.laws import FORMS
+
     p = argparse.ArgumentParser(prog="scaling-pipeline", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -69,15 +79,19 @@ def _parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser(
         "fit", help="fit a law to a CSV of runs and print the result",
-        description="Fit a law to a runs CSV with columns n_params, n_tokens, loss (optional flops, unique_tokens, "
-                    "family). Forms and their parameters: chinchilla L = E + A/N^alpha + B/D^beta (E, A, B, alpha, "
-                    "beta); data_constrained: chinchilla with effective data/params (rd_star, rn_star fitted, "
-                    "Muennighoff et al. 2023 constants for the rest; all seven with --free-all); "
-                    "kaplan_n / kaplan_d / kaplan_c: L = (Xc/X)^alpha (xc, alpha) in N, D or C. Losses in nats/token, "
-                    "C in FLOPs.")
+        description="Fit a law form to a runs CSV with columns n_params, n_tokens, loss (optional flops, unique_tokens, "
+                    "family; n_tokens = flops/(6·n_params) and flops = 6·n_params·n_tokens are derived when needed). "
+                    "Losses in nats/token, C in FLOPs. Forms: " + "; ".join(
+                        f"{name}: {law.formula} ({', '.join(law.units)})" for name, law in FORMS.items()) + ".")
     fit.add_argument("csv", type=Path, help="runs CSV")
-    fit.add_argument("--form", default="chinchilla",
-                     choices=["chinchilla", "data_constrained", "kaplan_n", "kaplan_d", "kaplan_c"])
+    fit.add_argument("--form", default="chinchilla", choices=list(FORMS))
+    fit.add_argument("--x", metavar="COLUMN",
+                     help="input column of a one-variable form (default: " + ", ".join(
+                         f"{law.variables['x']} for {name}" for name, law in FORMS.items()
+                         if list(law.variables) == ["x"]) + ")")
+    fit.add_argument("--y", default="loss", metavar="COLUMN", help="column to fit (default loss)")
+    fit.add_argument("--vars", type=_columns, metavar="COL,COL,...",
+                     help="input columns of a form whose inputs you name (default: the form's)")
     fit.add_argument("--loss", default="huber", choices=["huber", "huber_loss_space", "mse"],
                      help="objective: huber = sum of Huber(delta) of log residuals (Epoch/Hoffmann; default)")
     fit.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
@@ -357,7 +371,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     try:
         out = fit_csv(args.csv, form=args.form, loss=args.loss, delta=args.delta, family=args.family,
-                      bootstrap=args.bootstrap, seed=args.seed, joint=args.joint, free_all=args.free_all)
+                      bootstrap=args.bootstrap, seed=args.seed, joint=args.joint, free_all=args.free_all,
+                      x=args.x, y=args.y, vars=args.vars)
     except FitError as exc:
         raise UserError(str(exc)) from None
     if args.json:

@@ -14,6 +14,7 @@ from scaling_pipeline.lib.fitting.common import FitError
 from scaling_pipeline.lib.fitting.csv import fit_csv
 from scaling_pipeline.lib.fitting.data_constrained import fit_data_constrained
 from scaling_pipeline.lib.fitting.isoflop import isoflop_approach2
+from scaling_pipeline.lib.fitting.log_linear import fit_log_linear
 from scaling_pipeline.lib.fitting.one_variable import fit_kaplan, fit_power_law, fit_saturating
 from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
 from scaling_pipeline.lib.laws import FORMS, MUENNIGHOFF, Chinchilla, DataConstrained, Kaplan
@@ -310,6 +311,31 @@ def test_backtest_holds_out_largest_compute():
 
 
 # ------------------------------------------------------------------ other forms
+
+
+def test_log_linear_fit_and_its_refusals():
+    """Several log inputs: exact exponents when they vary independently; a power-law relation among them or a
+    constant input is refused with the relation written out, whatever its coefficient and exponents."""
+    rng = np.random.default_rng(3)
+    a, b, c = rng.uniform(1.0, 1e3, (3, 12))
+    params = lambda log_k, e: {"k": math.exp(log_k), **e}  # noqa: E731
+    fit = fit_log_linear({"a": a, "b": b, "c": c}, 2.5 * a**0.3 * b**-0.7 * c**1.2, form="multiplicative",
+                         params=params)
+    assert fit.params == pytest.approx({"k": 2.5, "a": 0.3, "b": -0.7, "c": 1.2}, rel=1e-10)
+    assert fit.loss == "mse" and fit.objective < 1e-25 and fit.diagnostics["condition"] < 10
+    with pytest.raises(FitError, match=r"^c = a\^0\.5·b\^2 exactly: the exponents of c, a and b are not "
+                                        r"identifiable; drop one of them or use data where c varies "
+                                        r"independently of a and b$"):
+        fit_log_linear({"a": a, "b": b, "c": a**0.5 * b**2}, c, form="multiplicative", params=params)
+    with pytest.raises(FitError, match=r"^b = 3·a\^-1 exactly: .* where b varies independently of a$"):
+        fit_log_linear({"a": a, "b": 3.0 / a, "c": c}, c, form="multiplicative", params=params)
+    noisy = a**2 * np.exp(rng.normal(0, 1e-8, a.size))
+    with pytest.raises(FitError, match=r"^b = a\^2 up to a relative deviation of [0-9.]+e-08: "):
+        fit_log_linear({"a": a, "b": noisy}, c, form="multiplicative", params=params)
+    with pytest.raises(FitError, match=r"^b = 7 in every run: its exponent is not identifiable"):
+        fit_log_linear({"a": a, "b": np.full(a.size, 7.0)}, c, form="multiplicative", params=params)
+    with pytest.raises(FitError, match="need at least 4 points to fit 4 parameters, got 3"):
+        fit_log_linear({"a": a[:3], "b": b[:3], "c": c[:3]}, c[:3], form="multiplicative", params=params)
 
 
 def test_power_law_and_kaplan():

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling_pipeline.lib.laws import RD_STAR, RN_STAR, Chinchilla
+from scaling_pipeline.lib.laws import RD_STAR, RN_STAR, Chinchilla, DataConstrained
 from scaling_pipeline.lib.jsonutil import jsonable
 
 __all__ = [
@@ -156,61 +156,15 @@ class Plan:
 
 
 # --------------------------------------------------------------------------------------------
-# Vectorised laws: row 0 is the point estimate, rows 1… the bootstrap samples
-
-
-@dataclass(frozen=True)
-class _Laws:
-    """Chinchilla parameters of S laws as ``(S, 1)`` columns (broadcast against ``(S, K)`` grids)."""
-
-    E: np.ndarray
-    A: np.ndarray
-    B: np.ndarray
-    al: np.ndarray
-    be: np.ndarray
-
-    @classmethod
-    def of(cls, params: np.ndarray) -> _Laws:
-        return cls(*(params[:, i:i + 1] for i in range(5)))
-
-    @property
-    def G(self) -> np.ndarray:
-        return (self.al * self.A / (self.be * self.B)) ** (1.0 / (self.al + self.be))
-
-    @property
-    def a(self) -> np.ndarray:
-        return self.be / (self.al + self.be)
-
-    def loss(self, N: Any, D: Any) -> np.ndarray:
-        """Chinchilla loss (nats/token)."""
-        return self.E + self.A * N ** -self.al + self.B * D ** -self.be
-
-    def optimum(self, C: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Closed-form unconstrained optimum ``(N*, D*)`` for ``C`` FLOPs."""
-        n = self.G * (C / 6.0) ** self.a
-        return n, C / 6.0 / n
-
-    def n_opt_for_data(self, U: Any) -> np.ndarray:
-        """``N_opt(U) = G·(G·U)^(β/α)``: compute-optimal parameters when ``U`` tokens is the optimal data."""
-        return self.G * (self.G * U) ** (self.be / self.al)
-
-    def loss_dc(self, N: Any, D: Any, U: float, rd_star: float, rn_star: float) -> np.ndarray:
-        """Data-constrained loss (Muennighoff et al. 2023, Eq. 5) with ``U_D = min(U, D)`` unique tokens seen."""
-        u = np.minimum(U, D)
-        u_n = np.minimum(N, self.n_opt_for_data(u))
-        r_d = np.maximum(D / u - 1.0, 0.0)
-        r_n = np.maximum(N / u_n - 1.0, 0.0)
-        d_eff = u + u * rd_star * -np.expm1(-r_d / rd_star)
-        n_eff = u_n + u_n * rn_star * -np.expm1(-r_n / rn_star)
-        return self.E + self.A * n_eff ** -self.al + self.B * d_eff ** -self.be
+# Every law at once: a stacked Chinchilla law, row 0 the point estimate, rows 1… the bootstrap samples
 
 
 def _params(law: Chinchilla, samples: Sequence[Chinchilla] | np.ndarray | None) -> tuple[np.ndarray, int]:
-    """``(1 + S, 5)`` parameter rows (point law first) and the number S of samples."""
-    rows = [[law.E, law.A, law.B, law.alpha, law.beta]]
+    """``(1 + S, 5)`` parameter rows (point law first, columns ``Chinchilla.params``) and the number S of samples."""
+    rows = [[*law.to_params().values()]]
     if samples is not None:
         laws = laws_from_samples(samples) if isinstance(samples, (np.ndarray, pd.DataFrame)) else samples
-        rows += [[s.E, s.A, s.B, s.alpha, s.beta] for s in laws]
+        rows += [[*s.to_params().values()] for s in laws]
     arr = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float)
     return arr, arr.shape[0] - 1
 
@@ -219,7 +173,7 @@ def laws_from_samples(samples: np.ndarray | pd.DataFrame) -> list[Chinchilla]:
     """Bootstrap laws from an ``(S, 5)`` array (columns E, A, B, alpha, beta, e.g. ``Bootstrap.samples``)
     or a DataFrame with those columns (e.g. the ``fits.bootstrap`` table)."""
     if isinstance(samples, pd.DataFrame):
-        arr = samples[["E", "A", "B", "alpha", "beta"]].to_numpy(dtype=float)
+        arr = samples[list(Chinchilla.params)].to_numpy(dtype=float)
     else:
         arr = np.asarray(samples, dtype=float)
     if arr.ndim != 2 or arr.shape[1] != 5:
@@ -305,53 +259,54 @@ class _Limits:
                 f"budget {compute:.4g} FLOPs cannot be spent with at most {self.max_params:.4g} parameters and "
                 f"{self.max_tokens:.4g} tokens: 6·max_params·max_tokens = {self.c_max:.4g} FLOPs < {compute:.4g}")
 
-    def best_loss(self, p: _Laws) -> np.ndarray:
+    def best_loss(self, p: Chinchilla) -> np.ndarray:
         """Infimum of the loss (nats/token) over every feasible ``(N, D)`` at any budget, per law: the loss is
         non-increasing in both N and D, so it is the loss at the caps (or at N, D -> ∞)."""
         n = self.max_params if self.max_params is not None else _HUGE
         d = self.max_tokens if self.max_tokens is not None else _HUGE
         return _loss_of(p, n, d, self)
 
-    def reachable(self, p: _Laws, target: float) -> np.ndarray:
+    def reachable(self, p: Chinchilla, target: float) -> np.ndarray:
         """Whether some feasible plan reaches ``target`` (nats/token), per law."""
         best = self.best_loss(p)
         attained = self.max_params is not None and self.max_tokens is not None
         return (target > p.E) & ((target > best) | ((target == best) & attained))
 
 
-def _solve_budget(p: _Laws, C: Any, lim: _Limits) -> tuple[np.ndarray, np.ndarray]:
+def _solve_budget(p: Chinchilla, C: Any, lim: _Limits) -> tuple[np.ndarray, np.ndarray]:
     """Loss-minimising ``N`` (parameters) and its loss (nats/token) per law for budget ``C`` (FLOPs, scalar or
     ``(S, 1)``), honouring ``lim``; NaN where no plan exists."""
     C = np.broadcast_to(np.asarray(C, dtype=float), p.E.shape)
     n_lo, n_hi = lim.n_bounds(C)
     feasible = n_lo <= n_hi * (1 + 1e-12)
     n_lo = np.minimum(n_lo, n_hi)
-    n_star, _ = p.optimum(C)
+    n_star, _ = p.optimal_allocation(C)
     if lim.unique_tokens is None:
         n = np.clip(n_star, n_lo, n_hi)
-        loss = p.loss(n, C / (6.0 * n))
+        loss = p.predict(n, C / (6.0 * n))
     else:
-        U, rd, rn = lim.unique_tokens, lim.rd_star, lim.rn_star
-        ln_star, ln_u = np.log(n_star), np.log(p.n_opt_for_data(U))
+        ln_star, ln_u = np.log(n_star), np.log(p.n_opt_for_data(lim.unique_tokens))
         wl = np.maximum(np.fmin(ln_star, ln_u) - _WINDOW, ln_star - _MAX_SPAN)
         wh = np.minimum(np.fmax(ln_star, ln_u) + _WINDOW, ln_star + _MAX_SPAN)
         lo, hi = _window(wl, wh, np.log(n_lo), np.log(n_hi))
-        x, loss = _minimise(lambda x: p.loss_dc(np.exp(x), C / (6.0 * np.exp(x)), U, rd, rn), lo, hi)
+        x, loss = _minimise(lambda x: _loss_of(p, np.exp(x), C / (6.0 * np.exp(x)), lim), lo, hi)
         n = np.exp(x)
     return np.where(feasible, n, np.nan), np.where(feasible, loss, np.nan)
 
 
-def _loss_of(p: _Laws, n: Any, d: Any, lim: _Limits) -> np.ndarray:
-    return p.loss(n, d) if lim.unique_tokens is None else p.loss_dc(n, d, lim.unique_tokens, lim.rd_star, lim.rn_star)
+def _loss_of(p: Chinchilla, n: Any, d: Any, lim: _Limits) -> np.ndarray:
+    """Loss (nats/token) of ``(n, d)`` per law; with unique data, the data-constrained law (Muennighoff et al.
+    2023) with ``U_D = min(U, D)`` unique tokens seen."""
+    if lim.unique_tokens is None:
+        return p.predict(n, d)
+    return DataConstrained.of(p, lim.rd_star, lim.rn_star).predict(n, d, lim.unique_tokens, cap_unique=True)
 
 
-def _cheapest_budget(p: _Laws, target: float, lim: _Limits) -> np.ndarray:
+def _cheapest_budget(p: Chinchilla, target: float, lim: _Limits) -> np.ndarray:
     """Smallest budget (FLOPs, ``(S, 1)``) whose constrained optimum reaches ``target`` (nats/token); NaN where
     unreachable. The unconstrained closed form bounds it from below; bracket by ×1000 steps, then bisect."""
-    gam = p.al * p.be / (p.al + p.be)
-    K = p.A * p.G ** -p.al + p.B * p.G ** p.be
     l_max = math.log(min(lim.c_max, _HUGE))
-    llo = np.minimum(math.log(6.0) - np.log((target - p.E) / K) / gam + math.log1p(-1e-9), l_max)
+    llo = np.minimum(math.log(6.0) - np.log((target - p.E) / p.K) / p.gamma + math.log1p(-1e-9), l_max)
     llo = np.where(lim.reachable(p, target), llo, np.nan)
     lhi = llo.copy()
 
@@ -377,37 +332,32 @@ def _cheapest_budget(p: _Laws, target: float, lim: _Limits) -> np.ndarray:
     return np.exp(lhi)
 
 
-def _inference_solve(p: _Laws, target: float, t_inf: float, lim: _Limits) -> tuple[np.ndarray, np.ndarray]:
+def _inference_solve(p: Chinchilla, target: float, t_inf: float, lim: _Limits) -> tuple[np.ndarray, np.ndarray]:
     """``(N, D)`` per law minimising ``6·N·D + 2·N·t_inf`` FLOPs subject to ``L(N, D) = target``, within the caps.
 
     Parametrised by ``t = logit φ`` with ``A/N^α = φ·(L - E)`` and ``B/D^β = (1 - φ)·(L - E)``.
     """
     ln_le = np.log(target - p.E)
-    ln_a, ln_b = np.log(p.A), np.log(p.B)
     ln_t = math.log(t_inf) if t_inf > 0 else -math.inf
 
-    def ln_n(t: np.ndarray) -> np.ndarray:
-        return (ln_a + np.logaddexp(0.0, -t) - ln_le) / p.al
-
-    def ln_d(t: np.ndarray) -> np.ndarray:
-        return (ln_b + np.logaddexp(0.0, t) - ln_le) / p.be
-
     def ln_cost(t: np.ndarray) -> np.ndarray:
-        return ln_n(t) + np.logaddexp(math.log(6.0) + ln_d(t), math.log(2.0) + ln_t)
+        ln_n, ln_d = p.log_inputs_for(target, t)
+        return ln_n + np.logaddexp(math.log(6.0) + ln_d, math.log(2.0) + ln_t)
 
     fl = np.full_like(ln_le, -np.inf)
     fh = np.full_like(ln_le, np.inf)
     if lim.max_params is not None:  # φ ≥ φ_lo = A/(max_params^α·(L - E))
-        ln_phi = ln_a - p.al * math.log(lim.max_params) - ln_le
+        ln_phi = p.log_n_term(lim.max_params) - ln_le
         fl = np.where(ln_phi < 0, ln_phi - np.log(-np.expm1(ln_phi)), np.nan)
     if lim.max_tokens is not None:  # 1 - φ ≥ ψ = B/(max_tokens^β·(L - E))
-        ln_psi = ln_b - p.be * math.log(lim.max_tokens) - ln_le
+        ln_psi = p.log_d_term(lim.max_tokens) - ln_le
         fh = np.where(ln_psi < 0, np.log(-np.expm1(ln_psi)) - ln_psi, np.nan)
     fl = np.where(fl <= fh + 1e-9, np.minimum(fl, fh), np.nan)  # (equal when the caps exactly attain the target)
-    t_c = np.log(p.be / p.al)  # Chinchilla split φ = β/(α+β); inference only pushes t upwards
+    t_c = np.log(p.beta / p.alpha)  # Chinchilla split φ = β/(α+β); inference only pushes t upwards
     lo, hi = _window(t_c - 10.0, t_c + 60.0, fl, fh)
     t, _ = _minimise(ln_cost, lo, hi)
-    return np.exp(ln_n(t)), np.exp(ln_d(t))
+    ln_n, ln_d = p.log_inputs_for(target, t)
+    return np.exp(ln_n), np.exp(ln_d)
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,7 +407,7 @@ def _check_reachable(law: Chinchilla, target: float, lim: _Limits) -> None:
     if not target > law.E:
         raise ValueError(f"target loss {target:.6g} nats/token is unreachable: it must exceed the irreducible "
                          f"loss E = {law.E:.6g} nats/token of this law")
-    p = _Laws.of(_params(law, None)[0])
+    p = Chinchilla.stack(_params(law, None)[0])
     with np.errstate(all="ignore"):
         best, ok = float(lim.best_loss(p)[0, 0]), bool(lim.reachable(p, target)[0, 0])
     if not ok:
@@ -509,11 +459,11 @@ def allocate(law: Chinchilla, compute: float, *, max_params: float | None = None
     arr, n_samples = _params(law, samples)
     if n_samples:
         level = _check_level(level)
-    p = _Laws.of(arr)
+    p = Chinchilla.stack(arr)
     with np.errstate(all="ignore"):
         n, loss = _solve_budget(p, c, lim)
         d = c / (6.0 * n)
-        best = p.loss(*p.optimum(c))
+        best = p.loss_at_optimum(c)
     n0, d0, l0 = float(n[0, 0]), float(d[0, 0]), float(loss[0, 0])
     ci, used = (_intervals({"n_params": n[1:], "n_tokens": d[1:], "loss": loss[1:]}, level)
                 if n_samples else (None, None))
@@ -527,8 +477,7 @@ def compute_for_loss(law: Chinchilla, target_loss: float) -> float:
     ``C = 6·((L - E)/K)^(-(α+β)/(αβ))`` with ``K = A·G^(-α) + B·G^β``."""
     L = _positive("target_loss", target_loss, "nats/token")
     _check_reachable(law, L, _Limits())
-    K = law.A * law.G ** -law.alpha + law.B * law.G ** law.beta
-    return 6.0 * ((L - law.E) / K) ** (-(law.alpha + law.beta) / (law.alpha * law.beta))
+    return float(law.compute_for_loss(L))
 
 
 def plan_for_loss(law: Chinchilla, target_loss: float, *, max_params: float | None = None,
@@ -549,12 +498,12 @@ def plan_for_loss(law: Chinchilla, target_loss: float, *, max_params: float | No
     arr, n_samples = _params(law, samples)
     if n_samples:
         level = _check_level(level)
-    p = _Laws.of(arr)
+    p = Chinchilla.stack(arr)
     with np.errstate(all="ignore"):
         C = _cheapest_budget(p, L, lim)
         n, loss = _solve_budget(p, C, lim)
         d = C / (6.0 * n)
-        best = p.loss(*p.optimum(C))
+        best = p.loss_at_optimum(C)
         c0, n0, d0, l0 = float(C[0, 0]), float(n[0, 0]), float(d[0, 0]), float(loss[0, 0])
         under_samples = _loss_of(p, n0, d0, lim)
     if not (math.isfinite(c0) and math.isfinite(l0)):
@@ -587,16 +536,16 @@ def inference_plan(law: Chinchilla, target_loss: float, inference_tokens: float,
     arr, n_samples = _params(law, samples)
     if n_samples:
         level = _check_level(level)
-    p = _Laws.of(arr)
+    p = Chinchilla.stack(arr)
     with np.errstate(all="ignore"):
         n, d = _inference_solve(p, L, t_inf, lim)
-        n_ref, d_ref = _inference_solve(_Laws.of(arr[:1]), L, 0.0, lim)
+        n_ref, d_ref = _inference_solve(Chinchilla.stack(arr[:1]), L, 0.0, lim)
         C = 6.0 * n * d
         total = C + 2.0 * n * t_inf
         n0, d0 = float(n[0, 0]), float(d[0, 0])
         c0 = 6.0 * n0 * d0
-        under_samples = p.loss(n0, d0)
-        best = float(p.loss(*p.optimum(c0))[0, 0])
+        under_samples = p.predict(n0, d0)
+        best = float(p.loss_at_optimum(c0)[0, 0])
         nr, dr = float(n_ref[0, 0]), float(d_ref[0, 0])
     if not all(math.isfinite(v) and v > 0 for v in (n0, d0, nr, dr)):
         raise ValueError(f"no inference-aware plan found for target loss {L:.6g} nats/token ({lim.describe()})")
@@ -651,11 +600,11 @@ def law_from_fit(fit: Mapping[str, Any]) -> Chinchilla:
     params = fit.get("params")
     if not isinstance(params, Mapping):
         raise ValueError("fit JSON has no 'params' object")
-    missing = [k for k in ("E", "A", "B", "alpha", "beta") if k not in params]
+    missing = [k for k in Chinchilla.params if k not in params]
     if missing:
         raise ValueError(f"fit JSON params lack {missing} (has {sorted(params)})")
     vals = {}
-    for k in ("E", "A", "B", "alpha", "beta"):
+    for k in Chinchilla.params:
         v = params[k]
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         if not ok or (k == "E" and v < 0) or (k != "E" and v <= 0):

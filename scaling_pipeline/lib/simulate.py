@@ -60,6 +60,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from scaling_pipeline.lib.laws import Chinchilla
+
 __all__ = ["DEFAULT_TRUTHS", "DemoSummary", "FamilyTruth", "Ladder", "SimConfig",
            "lr_optimum", "simulate_ladder", "write_demo"]
 
@@ -84,8 +86,7 @@ class FamilyTruth:
 
     def loss(self, n_params: Any, tokens: Any) -> Any:
         """Loss (nats/token) of a schedule-complete run with ``n_params`` trained on ``tokens``."""
-        return (self.E + self.A / np.power(n_params, self.alpha)
-                + self.B / np.power(tokens, self.beta))
+        return Chinchilla(self.E, self.A, self.B, self.alpha, self.beta).predict(n_params, tokens)
 
 
 DEFAULT_TRUTHS: tuple[FamilyTruth, ...] = (

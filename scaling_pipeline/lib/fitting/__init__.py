@@ -4,7 +4,7 @@ Units: ``N`` parameters, ``D`` training tokens, ``U`` unique tokens, ``C`` FLOPs
 ``L`` final loss in nats/token. Bad input raises :class:`~.common.FitError` (a ``ValueError``)
 with a message meant for people.
 
-Modules (import from them directly):
+Modules (import from them directly; each law class of :mod:`scaling_pipeline.lib.laws` reaches its fitter):
 
 * :mod:`.common`: :class:`FitResult`, :class:`FitError`, input checks shared by the fitters;
 * :mod:`.chinchilla`: :func:`fit_chinchilla` (the Epoch AI protocol) and :func:`chinchilla_objective`,
@@ -14,6 +14,8 @@ Modules (import from them directly):
 * :mod:`.resample`: :func:`bootstrap_chinchilla` and :func:`backtest_chinchilla`;
 * :mod:`.data_constrained`: :func:`fit_data_constrained` (Muennighoff et al. 2023);
 * :mod:`.one_variable`: :func:`fit_power_law`, :func:`fit_saturating`, :func:`fit_kaplan`;
+* :mod:`.log_linear`: :func:`fit_log_linear`, least squares of ``log y`` on several ``log x`` (multiplicative
+  power laws), refusing inputs that are power-law functions of each other;
 * :mod:`.isoflop`: :func:`isoflop_approach2` (Hoffmann et al. Approach 2);
 * :mod:`.csv`: :func:`fit_csv`, the front end of ``scaling-pipeline fit``.
 """

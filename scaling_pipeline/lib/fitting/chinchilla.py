@@ -28,10 +28,11 @@ from scaling_pipeline.lib.fitting.common import (
 )
 from scaling_pipeline.lib.fitting.objective import _Data, _hessian, _log_pred, _objective
 from scaling_pipeline.lib.fitting.search import _GRID, _POLISH_OPTIONS, _global_fit, _internal_bounds
+from scaling_pipeline.lib.laws import Chinchilla
 
 __all__ = ["CHINCHILLA_PARAMS", "fit_chinchilla", "chinchilla_objective"]
 
-CHINCHILLA_PARAMS: tuple[str, ...] = ("E", "A", "B", "alpha", "beta")
+CHINCHILLA_PARAMS: tuple[str, ...] = Chinchilla.params
 _NEGLIGIBLE = 1e-6  # nats/token: a term this small at the data's geometric centre has vanished
 
 
@@ -138,7 +139,7 @@ def _chinchilla_diagnostics(
         ),
         "at_bounds": at_bounds,
         "bounds": {k: list(v) for k, v in natural.items()},
-        "a": params["beta"] / (params["alpha"] + params["beta"]),
+        "a": Chinchilla.from_params(params).a,
         "optimizer": info,
         "warnings": warnings,
     }

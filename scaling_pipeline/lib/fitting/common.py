@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike
 from threadpoolctl import ThreadpoolController
 
 from scaling_pipeline.lib.jsonutil import jsonable
-from scaling_pipeline.lib.laws import FORMS
+from scaling_pipeline.lib.laws import get
 
 __all__ = ["FitError", "FitResult", "LOSSES"]
 
@@ -32,10 +32,10 @@ class FitError(ValueError):
 class FitResult:
     """Outcome of a fit.
 
-    ``params`` are in natural units (see :mod:`scaling_pipeline.lib.laws`); ``objective`` is the
-    value of the minimised objective at ``params`` (for the default Chinchilla fit: the sum over
-    points of ``Huber_delta(log L̂ - log L)``); ``fit_seconds`` is wall time; ``ci`` maps a name
-    to a ``(lo, hi)`` bootstrap interval when one was computed.
+    ``form`` names a form of :data:`scaling_pipeline.lib.laws.FORMS`; ``params`` are in natural
+    units; ``objective`` is the value of the minimised objective at ``params`` (for the default
+    Chinchilla fit: the sum over points of ``Huber_delta(log L̂ - log L)``); ``fit_seconds`` is wall
+    time; ``ci`` maps a name to a ``(lo, hi)`` bootstrap interval when one was computed.
     """
 
     form: str
@@ -50,8 +50,8 @@ class FitResult:
 
     @property
     def law(self) -> Any:
-        """The fitted law object (e.g. :class:`~scaling_pipeline.lib.laws.Chinchilla`)."""
-        return FORMS[self.form].build(self.params)
+        """The fitted law (an instance of the form's class, e.g. :class:`~scaling_pipeline.lib.laws.Chinchilla`)."""
+        return get(self.form).from_params(self.params)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``ci`` only when present; non-finite floats become ``None``)."""

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from scaling_pipeline.lib.fitting.chinchilla import fit_chinchilla
 from scaling_pipeline.lib.fitting.common import FitError
-from scaling_pipeline.lib.fitting.data_constrained import fit_data_constrained
 from scaling_pipeline.lib.fitting.joint import fit_chinchilla_joint
-from scaling_pipeline.lib.fitting.one_variable import fit_kaplan
-from scaling_pipeline.lib.fitting.resample import bootstrap_chinchilla
+from scaling_pipeline.lib.laws import get
 
 __all__ = ["fit_csv"]
 
-_CSV_FORMS: dict[str, tuple[str, ...]] = {
-    "chinchilla": ("n_params", "n_tokens", "loss"),
-    "data_constrained": ("n_params", "n_tokens", "unique_tokens", "loss"),
-    "kaplan_n": ("n_params", "loss"),
-    "kaplan_d": ("n_tokens", "loss"),
-    "kaplan_c": ("flops", "loss"),
-}
+
+def _derive(df: Any, need: list[str], notes: list[str]) -> Any:
+    """Add a needed ``n_tokens`` (= flops/(6·n_params)) or ``flops`` (= 6·n_params·n_tokens) the CSV lacks."""
+    if "n_tokens" in need and "n_tokens" not in df.columns and {"flops", "n_params"} <= set(df.columns):
+        df = df.assign(n_tokens=_csv_column(df, "flops") / (6.0 * _csv_column(df, "n_params")))
+        notes.append("n_tokens derived as flops / (6·n_params)")
+    if "flops" in need and "flops" not in df.columns and {"n_params", "n_tokens"} <= set(df.columns):
+        df = df.assign(flops=6.0 * _csv_column(df, "n_params") * _csv_column(df, "n_tokens"))
+        notes.append("flops derived as 6·n_params·n_tokens")
+    return df
 
 
 def _csv_column(df: Any, name: str) -> np.ndarray:
@@ -50,24 +51,33 @@ def fit_csv(
     seed: int = 0,
     joint: bool = False,
     free_all: bool = False,
+    x: str | None = None,
+    y: str = "loss",
+    vars: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Fit a law to a runs CSV and return the JSON-ready result dict.
+    """Fit a law form of :data:`~scaling_pipeline.lib.laws.FORMS` to a runs CSV; return the JSON-ready dict.
+
+    The form's inputs come from its default columns (``n_params`` parameters, ``n_tokens`` tokens,
+    ``unique_tokens``, ``flops`` FLOPs; see each class's ``variables``), ``x`` renames the input of a
+    one-variable form, ``vars`` lists the inputs of a form whose inputs the user names; ``y`` is the
+    fitted column (default ``loss``, nats/token). ``n_tokens = flops/(6·n_params)`` and
+    ``flops = 6·n_params·n_tokens`` are derived when needed and absent. ``family`` keeps only that
+    family's rows (``family`` column); other columns are ignored. ``bootstrap`` (with ``seed``) applies
+    to ``chinchilla``; ``free_all`` to ``data_constrained`` (fit all seven parameters instead of
+    ``rd_star``, ``rn_star`` with Muennighoff et al.'s published values for the rest). Returns
+    ``{"form", "loss", "delta", "n_points", "params", "objective", "fit_seconds", "ci" (with
+    ``bootstrap > 0``), "diagnostics"}``; ``diagnostics["source"]`` names the file and the columns used.
 
     ``joint=True`` fits every family of the CSV's ``family`` column at once with shared exponents
     (:func:`fit_chinchilla_joint`) and returns ``{"form": "chinchilla_joint", ..., "params": {"alpha",
     "beta"}, "families": {name: {"E", "A", "B", "n_points", "objective"}}}``.
-
-    Columns: ``n_params`` (parameters), ``n_tokens`` (tokens), ``loss`` (nats/token); optional
-    ``flops`` (used for ``n_tokens = flops/(6·n_params)`` when ``n_tokens`` is absent and for
-    ``kaplan_c``), ``unique_tokens`` (``data_constrained``), ``family`` (filter); others are
-    ignored. ``data_constrained`` fits ``rd_star`` and ``rn_star`` with Muennighoff et al.'s
-    published values for the rest, or all seven parameters with ``free_all=True``. Returns ``{"form", "loss", "delta", "n_points", "params", "objective",
-    "fit_seconds", "ci" (only with ``bootstrap > 0``; Chinchilla only), "diagnostics"}``.
     """
     import pandas as pd
 
-    if form not in _CSV_FORMS:
-        raise FitError(f"form must be one of {sorted(_CSV_FORMS)}, got {form!r}")
+    try:
+        law = get(form)
+    except ValueError as exc:
+        raise FitError(str(exc)) from None
     if bootstrap and form != "chinchilla":
         raise FitError("bootstrap is only implemented for form 'chinchilla'")
     if bootstrap < 0:
@@ -76,6 +86,7 @@ def fit_csv(
         raise FitError("free_all applies only to form 'data_constrained'")
     if joint and (form != "chinchilla" or bootstrap or family is not None):
         raise FitError("a joint fit is form 'chinchilla' over all families, without --family or --bootstrap")
+    columns = law.columns(x=x, vars=None if vars is None else list(vars))
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError) as exc:
@@ -97,47 +108,33 @@ def fit_csv(
         notes.append(
             f"CSV holds {len(fams)} families {fams} and no family was selected: fitted them pooled"
         )
-    if "n_tokens" not in df.columns and {"flops", "n_params"} <= set(df.columns):
-        df = df.assign(n_tokens=_csv_column(df, "flops") / (6.0 * _csv_column(df, "n_params")))
-        notes.append("n_tokens derived as flops / (6·n_params)")
-    has_nd = {"n_params", "n_tokens"} <= set(df.columns)
-    if form == "kaplan_c" and "flops" not in df.columns and has_nd:
-        df = df.assign(flops=6.0 * _csv_column(df, "n_params") * _csv_column(df, "n_tokens"))
-        notes.append("flops derived as 6·n_params·n_tokens")
-    missing = [c for c in _CSV_FORMS[form] if c not in df.columns]
+    need = [*columns.values(), y]
+    df = _derive(df, need, notes)
+    missing = [c for c in need if c not in df.columns]
     if missing:
         raise FitError(
             f"{os.fspath(path)!r} lacks required column(s) {missing} for form {form!r} "
             f"(has {list(df.columns)})"
         )
-    cols = {c: _csv_column(df, c) for c in _CSV_FORMS[form]}
+    inputs = {v: _csv_column(df, c) for v, c in columns.items()}
+    target = _csv_column(df, y)
     if joint:
         if "family" not in df.columns:
             raise FitError(f"a joint fit needs a 'family' column in {os.fspath(path)!r}")
-        return fit_chinchilla_joint(cols["n_params"], cols["n_tokens"], cols["loss"],
-                                    df["family"].astype(str).to_numpy(), loss=loss, delta=delta).to_dict()
-    if form == "chinchilla":
-        args = (cols["n_params"], cols["n_tokens"], cols["loss"])
-        if bootstrap:
-            boot = bootstrap_chinchilla(*args, n_boot=bootstrap, seed=seed, loss=loss, delta=delta)
-            result = boot.fit
-            extra = {"bootstrap": {"n_boot": bootstrap, "seed": seed, "level": boot.level,
-                                   "seconds": boot.seconds, "n_jobs": boot.n_jobs}}
-        else:
-            result, extra = fit_chinchilla(*args, loss=loss, delta=delta), {}
-    elif form == "data_constrained":
-        result, extra = fit_data_constrained(
-            cols["n_params"], cols["n_tokens"], cols["unique_tokens"], cols["loss"], delta=delta, free_all=free_all
-        ), {}
-    else:
-        x = cols[_CSV_FORMS[form][0]]
-        result, extra = fit_kaplan(x, cols["loss"], form[-1].upper()), {}
+        return fit_chinchilla_joint(inputs["N"], inputs["D"], target, df["family"].astype(str).to_numpy(),
+                                    loss=loss, delta=delta).to_dict()
+    options: dict[str, Any] = {}
+    if bootstrap:
+        options.update(bootstrap=bootstrap, seed=seed)
+    if free_all:
+        options["free_all"] = True
+    result = law.fit(inputs, target, loss=loss, delta=delta, **options)
     if result.loss != loss:
         notes.append(f"loss {loss!r} is not available for form {form!r}: used {result.loss!r}")
     diagnostics = {
         **result.diagnostics,
-        **extra,
-        "source": {"path": os.fspath(path), "family": family, "rows_read": n_rows},
+        "source": {"path": os.fspath(path), "family": family, "rows_read": n_rows,
+                   "columns": {**columns, "y": y}},
         "warnings": notes + list(result.diagnostics.get("warnings", [])),
     }
     return replace(result, diagnostics=diagnostics).to_dict()

@@ -21,11 +21,11 @@ from scaling_pipeline.lib.fitting.common import (
     _same_length,
 )
 from scaling_pipeline.lib.fitting.search import _LOG_BOUND
-from scaling_pipeline.lib.laws import FORMS, MUENNIGHOFF
+from scaling_pipeline.lib.laws import MUENNIGHOFF, DataConstrained
 
 __all__ = ["fit_data_constrained"]
 
-_DC_PARAMS = FORMS["data_constrained"].params
+_DC_PARAMS = DataConstrained.params
 _DC_LOG = ("E", "A", "B")  # optimised in log space
 _DC_BOUNDS = {
     "E": (-_LOG_BOUND, _LOG_BOUND),
@@ -93,7 +93,7 @@ def fit_data_constrained(
             warnings.append("too few single-epoch runs: Chinchilla start fitted on all runs")
             start = fit_chinchilla(N, D, L)
         base = {**start.params, **fixed}
-    spec, logL = FORMS["data_constrained"], np.log(L)
+    logL = np.log(L)
 
     def unpack(z: np.ndarray) -> dict[str, float]:
         vals = dict(base)
@@ -103,7 +103,7 @@ def fit_data_constrained(
 
     def objective(z: np.ndarray) -> float:
         try:
-            pred = spec.build(unpack(z)).predict(N, D, U)
+            pred = DataConstrained.from_params(unpack(z)).predict(N, D, U)
         except OverflowError:  # free exponents/coefficients so extreme that N_opt(U) leaves float range
             return math.inf
         r = np.log(pred) - logL
@@ -140,7 +140,7 @@ def fit_data_constrained(
     params = unpack(best.x)
     at_bounds = [k for k, v, (a, b) in zip(free, best.x, bounds) if min(v - a, b - v) <= 1e-6]
     warnings += [f"{k} is at its bound {_DC_BOUNDS[k]} (internal units)" for k in at_bounds]
-    pred = np.log(spec.build(params).predict(N, D, U))
+    pred = np.log(DataConstrained.from_params(params).predict(N, D, U))
     return FitResult(
         form="data_constrained",
         params=params,

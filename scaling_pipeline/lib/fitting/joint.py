@@ -23,7 +23,7 @@ from scaling_pipeline.lib.fitting.search import (
     _profile,
 )
 from scaling_pipeline.lib.jsonutil import jsonable
-from scaling_pipeline.lib.laws import FORMS
+from scaling_pipeline.lib.laws import Chinchilla
 
 __all__ = ["JointFit", "fit_chinchilla_joint"]
 
@@ -42,10 +42,10 @@ class JointFit:
     objective: float
     fit_seconds: float
 
-    def law(self, family: str) -> Any:
+    def law(self, family: str) -> Chinchilla:
         """The :class:`~scaling_pipeline.lib.laws.Chinchilla` law of one family."""
         f = self.families[family]
-        return FORMS["chinchilla"].build({"E": f["E"], "A": f["A"], "B": f["B"], "alpha": self.alpha, "beta": self.beta})
+        return Chinchilla(E=f["E"], A=f["A"], B=f["B"], alpha=self.alpha, beta=self.beta)
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({"form": "chinchilla_joint", "loss": self.loss, "delta": self.delta, "n_points": self.n_points,

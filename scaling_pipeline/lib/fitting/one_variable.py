@@ -10,14 +10,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import minimize_scalar
 
-from scaling_pipeline.lib.fitting.common import (
-    FitError,
-    FitResult,
-    _one_blas_thread,
-    _positive,
-    _residual_summary,
-    _same_length,
-)
+from scaling_pipeline.lib.fitting.common import FitError, FitResult, _one_blas_thread, _positive, _same_length
+from scaling_pipeline.lib.fitting.log_linear import fit_log_linear, least_squares_result
 
 __all__ = ["fit_power_law", "fit_saturating", "fit_kaplan"]
 
@@ -33,43 +27,15 @@ def _xy(x: ArrayLike, y: ArrayLike, n_params: int) -> tuple[np.ndarray, np.ndarr
     return x, y
 
 
-def _result(form: str, params: dict, objective: float, t0: float, log_pred, log_y, warnings):
-    n = log_y.size
-    ss_tot = float(np.sum((log_y - log_y.mean()) ** 2))
-    r2 = 1.0 - float(np.sum((log_pred - log_y) ** 2)) / ss_tot if ss_tot > 0 else math.nan
-    return FitResult(
-        form=form,
-        params=params,
-        loss="mse",
-        delta=None,
-        n_points=n,
-        objective=objective,
-        fit_seconds=time.perf_counter() - t0,
-        diagnostics={**_residual_summary(log_pred, log_y), "r2_log": r2, "warnings": warnings},
-    )
-
-
 def fit_power_law(x: ArrayLike, y: ArrayLike) -> FitResult:
     """Fit ``y = f·x^(-alpha)`` by least squares on ``log y`` vs ``log x``.
 
     ``objective`` is the mean squared log residual. Units are the caller's (``f`` carries the
     units of ``y`` times ``x^alpha``).
     """
-    t0 = time.perf_counter()
     x, y = _xy(x, y, 2)
-    lx, ly = np.log(x), np.log(y)
-    slope, intercept = np.polyfit(lx, ly, 1)
-    pred = intercept + slope * lx
-    warnings = ["2 distinct x values: the fit interpolates"] if np.unique(x).size == 2 else []
-    return _result(
-        "power_law",
-        {"f": math.exp(intercept), "alpha": -float(slope)},
-        float(np.mean((pred - ly) ** 2)),
-        t0,
-        pred,
-        ly,
-        warnings,
-    )
+    return fit_log_linear({"x": x}, y, form="power_law",
+                          params=lambda log_f, slope: {"f": math.exp(log_f), "alpha": -slope["x"]})
 
 
 def fit_saturating(x: ArrayLike, y: ArrayLike) -> FitResult:
@@ -118,14 +84,14 @@ def fit_saturating(x: ArrayLike, y: ArrayLike) -> FitResult:
         warnings.append(f"alpha at the edge of the search range [{grid[0]}, {grid[-1]}]")
     if l0 <= 1e-6 * y.min():
         warnings.append("L0 is ~0 (its bound): the data show no saturation")
-    return _result(
+    return least_squares_result(
         "saturating",
         {"L0": float(l0), "k": float(kc * math.exp(al * xm)), "alpha": float(al)},
-        obj,
         t0,
         np.log(l0 + kc * np.exp(-al * (lx - xm))),
         ly,
         warnings,
+        objective=obj,
     )
 
 

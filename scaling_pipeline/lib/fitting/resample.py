@@ -27,6 +27,7 @@ from scaling_pipeline.lib.fitting.common import (
 from scaling_pipeline.lib.fitting.objective import _Data
 from scaling_pipeline.lib.fitting.search import _BOOT_GRID, _BOOT_OPTIONS, _global_fit, _internal_bounds
 from scaling_pipeline.lib.jsonutil import jsonable
+from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.process import exit_with
 
 __all__ = ["Bootstrap", "bootstrap_chinchilla", "backtest_chinchilla"]
@@ -58,11 +59,9 @@ class Bootstrap:
         C = np.atleast_1d(np.asarray(C, dtype=float))
         if np.any(~np.isfinite(C) | (C <= 0)):
             raise FitError("compute budgets C must be finite and > 0 FLOPs")
-        E, A, B, al, be = (self.samples[:, i, None] for i in range(5))
-        G = (al * A / (be * B)) ** (1.0 / (al + be))
-        n_opt = G * (C / 6.0) ** (be / (al + be))
-        d_opt = C / 6.0 / n_opt
-        loss = E + A * n_opt**-al + B * d_opt**-be
+        laws = Chinchilla.stack(self.samples)
+        n_opt, d_opt = laws.optimal_allocation(C)
+        loss = laws.predict(n_opt, d_opt)
         q = _quantiles(self.level if level is None else level)
         return {
             name: np.nanquantile(v, q, axis=0).T
@@ -159,7 +158,7 @@ def bootstrap_chinchilla(
     objectives = np.concatenate([o for _, o, _ in parts])
     hits = np.concatenate([b for _, _, b in parts]).sum(axis=0)
     at_bounds = {name: int(k) for name, k in zip(_INTERNAL_NAMES, hits) if k}
-    derived = {"a": samples[:, 4] / (samples[:, 3] + samples[:, 4])}
+    derived = {"a": Chinchilla.stack(samples).a[:, 0]}
     ci = {
         name: tuple(float(v) for v in np.quantile(col, q))
         for name, col in [*zip(CHINCHILLA_PARAMS, samples.T), *derived.items()]

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.quality import Assessment, Reason, beyond_limit
 
 from .formatting import loads_or, num, plural, slugs
@@ -21,28 +22,19 @@ from .inputs import PARAMS, ReportInputs
 ISO_TOLERANCE = 0.15  # runs within ±15% of a budget count as "at" that budget (IsoFLOP slices)
 
 
-def _cols(P: np.ndarray) -> tuple[np.ndarray, ...]:
-    return tuple(P[:, i][:, None] for i in range(5))
-
-
 def predict(P: np.ndarray, N, D) -> np.ndarray:
     """(S, K) losses for S parameter rows at K points (N, D broadcast to length K)."""
-    E, A, B, al, be = _cols(P)
     N, D = np.broadcast_arrays(np.atleast_1d(np.asarray(N, float)), np.atleast_1d(np.asarray(D, float)))
     with np.errstate(all="ignore"):
-        return E + A * N[None, :] ** -al + B * D[None, :] ** -be
+        return Chinchilla.stack(P).predict(N[None, :], D[None, :])
 
 
 def optimum(P: np.ndarray, C) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(S, K) arrays of N*, D*, L* for S parameter rows at K budgets (closed form, C = 6·N·D)."""
-    E, A, B, al, be = _cols(P)
-    C = np.atleast_1d(np.asarray(C, float))[None, :]
+    law = Chinchilla.stack(P)
     with np.errstate(all="ignore"):
-        G = (al * A / (be * B)) ** (1.0 / (al + be))
-        n = G * (C / 6.0) ** (be / (al + be))
-        d = C / 6.0 / n
-        loss = E + A * n ** -al + B * d ** -be
-    return n, d, loss
+        n, d = law.optimal_allocation(np.atleast_1d(np.asarray(C, float))[None, :])
+        return n, d, law.predict(n, d)
 
 
 def interval(v: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
