@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_fit import machine  # the same machine description as the fit benchmark
+from bench_fit import machine, write_block  # the fit benchmark's machine description and README writer
 from scaling_pipeline.lib.curves.csv import read_curve, read_schedules
 from scaling_pipeline.lib.curves.fit import curve_errors, fit_curves
 
@@ -95,10 +95,7 @@ def main() -> None:
              + "\n".join(lines) + f"\n\nFitted parameters (absolute LR units):\n\n{params}\n{END}")
     print(block)
     if args.write:
-        text = README.read_text()
-        head, rest = text.split(START, 1)
-        README.write_text(head + block + rest.split(END, 1)[1])
-        print(f"wrote {README}", file=sys.stderr)
+        write_block(README, START, END, block)
 
 
 if __name__ == "__main__":

@@ -164,10 +164,14 @@ def main() -> None:
     )
     print(block)
     if args.write:
-        text = README.read_text()
-        head, rest = text.split(START, 1)
-        README.write_text(head + block + rest.split(END, 1)[1])
-        print(f"wrote {README}", file=sys.stderr)
+        write_block(README, START, END, block)
+
+
+def write_block(readme: Path, start: str, end: str, block: str) -> None:
+    """Replace the text from ``start`` to ``end`` in ``readme`` by ``block`` (which carries both markers)."""
+    head, rest = readme.read_text().split(start, 1)
+    readme.write_text(head + block + rest.split(end, 1)[1])
+    print(f"wrote {readme}", file=sys.stderr)
 
 
 if __name__ == "__main__":
