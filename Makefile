@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_e2e.py
 	$(BIN)/python benchmarks/bench_fit_families.py --families 1000
 	$(BIN)/python benchmarks/bench_curves.py
+	$(BIN)/python benchmarks/bench_ui.py --repeat 3
 
 clean-data:
 	rm -rf $(DEMO) data/warehouse.duckdb data/warehouse.duckdb.wal reports/20* reports/latest

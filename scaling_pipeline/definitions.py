@@ -11,6 +11,10 @@ ASSETS = [ingest.raw_logs, clean.clean_tables, fit.chinchilla_fits, allocate.all
 CHECKS = [clean.steps_unique, clean.steps_finite, clean.points_valid, fit.fits_finite, fit.fits_publishable,
           allocate.plans_consistent]
 
+# Steps run one after another in the run's own process: every asset holds the one `duckdb_writer` slot and
+# the checks are short queries on the same DuckDB file, so little could overlap, while a process per step
+# paid the imports of Dagster and this package 11 times per run (benchmarks/README.md, "Nightly path through
+# the UI"). The fit step still fits families across worker processes.
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
@@ -18,4 +22,5 @@ defs = dg.Definitions(
     schedules=[automation.nightly],
     sensors=[automation.new_logs_sensor, pool.stale_pool_slots],
     resources=build_resources(),
+    executor=dg.in_process_executor,
 )

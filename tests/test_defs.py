@@ -42,6 +42,16 @@ def test_definitions_graph_snapshot():
     defs.resolve_implicit_global_asset_job_def()  # the whole graph is one valid job
 
 
+def test_steps_run_in_the_run_process():
+    """The job (schedule, sensor, Launchpad) and "Materialize all" run every step in the run's own process:
+    a process per step paid the package's imports once per step (benchmarks/README.md)."""
+    from scaling_pipeline.definitions import defs
+
+    executors = {job.name: job.executor_def.name
+                 for job in (defs.resolve_job_def("scaling_pipeline"), defs.resolve_implicit_global_asset_job_def())}
+    assert executors == {"scaling_pipeline": "in_process", "__ASSET_JOB": "in_process"}
+
+
 def test_full_materialization(demo_run: Materialized):
     r = demo_run.result
     assert r.success
