@@ -330,7 +330,7 @@ def _open(db: str, *, read_only: bool):
     errors as UserError."""
     import duckdb
 
-    from scaling_pipeline.defs.resources import WarehouseLocked, connect_waiting
+    from scaling_pipeline.lib.tables import WarehouseLocked, connect_waiting
 
     try:
         return connect_waiting(db, read_only=read_only)
@@ -490,6 +490,7 @@ def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list | None, Asse
     largest run (FLOPs), from the warehouse."""
     from scaling_pipeline.lib.allocate import laws_from_samples
     from scaling_pipeline.lib.quality import Assessment
+    from scaling_pipeline.lib.tables import intervals
 
     path = _existing_warehouse(db)
     with _open(path, read_only=True) as con:
@@ -504,7 +505,7 @@ def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list | None, Asse
         raise UserError(f"the fit of family {family!r} failed: {r.error}")
     fit = {"form": "chinchilla", "loss": r.loss, "delta": r.delta, "n_points": int(r.n_points),
            "params": {k: float(r[k]) for k in ("E", "A", "B", "alpha", "beta")}, "objective": float(r.objective),
-           "ci": json.loads(r.ci or "{}"), "diagnostics": json.loads(r.diagnostics or "{}")}
+           "ci": {k: list(v) for k, v in intervals(r).items()}, "diagnostics": json.loads(r.diagnostics or "{}")}
     assessment = Assessment.from_columns(r.verdict, r.reasons, r.reason_messages)
     return fit, (laws_from_samples(boot) if len(boot) else None), assessment, float(r.max_observed_flops)
 

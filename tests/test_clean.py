@@ -8,13 +8,12 @@ import duckdb
 import pytest
 
 from scaling_pipeline.lib import cleaning as C
-from scaling_pipeline.lib.schema import METRIC_COLUMNS, RUN_COLUMNS, ddl
+from scaling_pipeline.lib.schema import METRIC_COLUMNS, RUN_COLUMNS
+from scaling_pipeline.lib.tables import RAW_METRICS, RAW_RUNS, create
 
 
 def _raw(con, runs: list[dict], metrics: list[dict]) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    con.execute(ddl("raw.runs", RUN_COLUMNS, "source_path VARCHAR"))
-    con.execute(ddl("raw.metrics", METRIC_COLUMNS, "source_path VARCHAR"))
+    create(con, RAW_RUNS, RAW_METRICS)
     # executemany, not a DataFrame scan: DuckDB reads a pandas NaN as NULL, and NaN must stay NaN here
     for table, cols, rows in (("raw.runs", RUN_COLUMNS, runs), ("raw.metrics", METRIC_COLUMNS, metrics)):
         names = [c for c, _ in cols] + ["source_path"]

@@ -25,6 +25,7 @@ from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.reporting import STANDARD_BUDGETS, load_inputs, render_report
 from scaling_pipeline.lib.reporting.quarantine import EXCERPT_CHARS, QUARANTINE_ROWS
 from scaling_pipeline.lib.simulate import write_demo
+from scaling_pipeline.lib.tables import intervals
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families, plan_families
 
 SETTINGS = FitSettings(n_boot=20)
@@ -144,7 +145,8 @@ def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
         s, fit = summary["families"][fam], fit_row(con, fam)
         assert s["status"] == "ok" and s["verdict"] == "ok"
         assert s["params"] == {p: fit[p] for p in ("E", "A", "B", "alpha", "beta")}
-        assert s["ci"] == json.loads(fit["ci"])
+        assert s["ci"] == {k: list(v) for k, v in intervals(fit).items()}
+        assert set(s["ci"]) == {"E", "A", "B", "alpha", "beta", "a"}
         assert s["n_points"] == fit["n_points"]
         ids = sorted(r[0] for r in con.execute("SELECT run_id FROM clean.points WHERE family = ?", [fam]).fetchall())
         assert s["run_ids"] == ids
@@ -231,8 +233,8 @@ def test_failed_fit_odd_names_and_missing_pieces_render(con, tmp_path):
     con.execute("DELETE FROM clean.exclusions")
     fit_families(con, SETTINGS)
     con.execute("DELETE FROM fits.bootstrap WHERE family = ?", [evil])
-    con.execute("""UPDATE fits.chinchilla SET ci = '{"E": [NaN, NaN], "alpha": [NaN, 0.3], "a": [0.4, NaN]}'
-                   WHERE family = ?""", [odd])
+    con.execute("""UPDATE fits.chinchilla SET E_lo = 'NaN', E_hi = 'NaN', alpha_lo = 'NaN', alpha_hi = 0.3,
+                   a_exponent_lo = 0.4, a_exponent_hi = 'NaN' WHERE family = ?""", [odd])
     plan_families(con)
     assert fit_row(con, failing)["status"] == "failed"
 
@@ -263,7 +265,9 @@ def test_failed_fit_odd_names_and_missing_pieces_render(con, tmp_path):
     assert set(summary["families"]) == {odd, evil, failing}
     assert summary["families"][failing]["status"] == "failed"
     assert summary["families"][evil]["bootstrap"] == []
-    assert summary["families"][odd]["ci"]["E"] == [None, None]
+    assert "E" not in summary["families"][odd]["ci"]  # no bound known: no interval
+    assert summary["families"][odd]["ci"]["alpha"] == [None, 0.3]
+    assert summary["families"][odd]["ci"]["a"] == [0.4, None]
 
 
 def test_bidi_controls_and_markup_in_names_are_neutralised_on_the_page_and_in_figures(con, tmp_path, monkeypatch):

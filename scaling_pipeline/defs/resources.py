@@ -7,8 +7,6 @@ overridden with environment variables or the CLI (``scaling-pipeline run --db/--
 from __future__ import annotations
 
 import os
-import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -19,6 +17,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from scaling_pipeline.lib.cleaning import CleanConfig, FamilyOptions
+from scaling_pipeline.lib.tables import LOCK_WAIT_SECONDS, WarehouseLocked, connect_waiting
 
 DEFAULT_LOGS = "data"
 DEFAULT_DB = "data/warehouse.duckdb"
@@ -89,50 +88,6 @@ def build_resources(logs: str | os.PathLike | None = None, db: str | os.PathLike
             **{k: v for k, v in settings.items() if v is not None},
         ),
     }
-
-
-LOCK_WAIT_SECONDS = 5.0  # how long a locked warehouse is waited for before failing
-
-
-def _holder(exc: Exception) -> str:
-    """'process 123 (`command line`)' from DuckDB's lock error, or a generic phrase."""
-    match = re.search(r"\(PID (\d+)\)", str(exc))
-    if not match:
-        return "another process"
-    pid = int(match.group(1))
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        cmd = " ".join(a.decode(errors="replace") for a in argv if a)
-    except OSError:
-        cmd = ""
-    cmd = cmd if len(cmd) <= 160 else cmd[:157] + "..."
-    return f"process {pid} (`{cmd}`)" if cmd else f"process {pid}"
-
-
-def locked_message(db: str, exc: Exception, waited: float) -> str:
-    return (f"the warehouse {db!r} is locked by {_holder(exc)} (waited {waited:.0f} s); wait for it to finish "
-            f"or use another --db. DuckDB said: {exc}")
-
-
-class WarehouseLocked(Exception):
-    """The warehouse file is locked by another process."""
-
-
-def connect_waiting(db: str, config: dict | None = None, *, read_only: bool = False,
-                    wait_seconds: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
-    """Open ``db``; a lock held by another process is waited for up to ``wait_seconds``, then raised as
-    :class:`WarehouseLocked` naming the file and the holding process."""
-    deadline = time.monotonic() + wait_seconds
-    t0 = time.monotonic()
-    while True:
-        try:
-            return duckdb.connect(db, read_only=read_only, config=dict(config or {}))
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
-            if time.monotonic() > deadline:
-                raise WarehouseLocked(locked_message(db, exc, time.monotonic() - t0)) from None
-            time.sleep(0.25)
 
 
 @contextmanager

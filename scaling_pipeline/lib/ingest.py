@@ -1,12 +1,9 @@
 """Ingest training-run logs under a root directory into the warehouse's ``raw`` schema.
 
-Tables (created if absent):
-
-* ``raw.files``: one row per source unit (file or run directory) -- reader, size in bytes, sha256,
-  row/rejection counts, status 'ok' | 'partial' | 'quarantined', ingested_at (UTC).
-* ``raw.metrics`` / ``raw.runs``: METRIC_COLUMNS / RUN_COLUMNS + source_path. Raw: duplicates,
-  NaN/inf losses and runs listed by several sources are kept; cleaning happens downstream.
-* ``raw.quarantine``: QUARANTINE_COLUMNS + quarantined_at (UTC): every rejected row or unit.
+Tables (created if absent; columns in :mod:`scaling_pipeline.lib.tables`): ``raw.files``, one row
+per source unit (file or run directory) and how its ingest went; ``raw.metrics`` / ``raw.runs``, the
+readers' rows + source_path (raw: duplicates, NaN/inf losses and runs listed by several sources are
+kept; cleaning happens downstream); ``raw.quarantine``, every rejected field, row or unit.
 
 ``source_path`` is the unit's path relative to the root (posix), so a moved root re-ingests as a
 no-op. A unit is re-read only when the sha256 over its members' relative paths and bytes (and the
@@ -30,7 +27,6 @@ import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,25 +53,16 @@ from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count
 from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile, one_pass_pays
 from scaling_pipeline.lib.formats.text import ByteScan, read_chunks, scan_bytes
 from scaling_pipeline.lib.interrupts import reraise_interrupt
-from scaling_pipeline.lib.schema import METRIC_COLUMNS, QUARANTINE_COLUMNS, RUN_COLUMNS, ddl
+from scaling_pipeline.lib.tables import RAW_FILES as FILES_TABLE
+from scaling_pipeline.lib.tables import RAW_METRICS as METRICS_TABLE
+from scaling_pipeline.lib.tables import RAW_QUARANTINE as QUARANTINE_TABLE
+from scaling_pipeline.lib.tables import RAW_RUNS as RUNS_TABLE
+from scaling_pipeline.lib.tables import create, transaction
 
 INSPECT_AHEAD = 4096  # units fingerprinted ahead of the one being stored (about a batch) ...
 INSPECT_CHUNK = 64  # ... a chunk of units per task
-RAW_FILES = "raw.files"
-RAW_METRICS = "raw.metrics"
-RAW_RUNS = "raw.runs"
-RAW_QUARANTINE = "raw.quarantine"
-FILE_COLUMNS: list[tuple[str, str]] = [
-    ("source_path", "VARCHAR PRIMARY KEY"),
-    ("reader", "VARCHAR"),
-    ("size_bytes", "BIGINT"),
-    ("sha256", "VARCHAR"),
-    ("n_metric_rows", "BIGINT"),
-    ("n_run_rows", "BIGINT"),
-    ("n_rejections", "BIGINT"),
-    ("status", "VARCHAR"),
-    ("ingested_at", "TIMESTAMP"),
-]
+RAW_FILES, RAW_METRICS, RAW_RUNS, RAW_QUARANTINE = (
+    t.name for t in (FILES_TABLE, METRICS_TABLE, RUNS_TABLE, QUARANTINE_TABLE))
 
 
 @dataclass
@@ -103,15 +90,8 @@ class IngestSummary:
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create schema ``raw`` and its four tables if absent."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    con.execute(ddl(RAW_FILES, FILE_COLUMNS))
-    con.execute(ddl(RAW_METRICS, METRIC_COLUMNS, '"source_path" VARCHAR'))
-    con.execute(ddl(RAW_RUNS, RUN_COLUMNS, '"source_path" VARCHAR'))
-    # a warehouse from before a run column existed gets it (run rows are inserted by name)
-    for name, typ in RUN_COLUMNS:
-        con.execute(f'ALTER TABLE {RAW_RUNS} ADD COLUMN IF NOT EXISTS "{name}" {typ}')
-    con.execute(ddl(RAW_QUARANTINE, QUARANTINE_COLUMNS, '"quarantined_at" TIMESTAMP'))
+    """Create schema ``raw`` and its four tables if absent (an older layout gains the columns it lacks)."""
+    create(con, FILES_TABLE, METRICS_TABLE, RUNS_TABLE, QUARANTINE_TABLE)
 
 
 def relative_path(root: Path, path: Path) -> str:
@@ -150,17 +130,6 @@ def _crashed(reader: str, exc: BaseException) -> ReadReport:
     return ReadReport(reader, rejections=[Rejection("file", None, reason, "file")])
 
 
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.begin()
-    try:
-        yield
-    except BaseException:
-        con.rollback()
-        raise
-    con.commit()
-
-
 def _delete(con: duckdb.DuckDBPyConnection, rels: list[str]) -> None:
     for table in (RAW_METRICS, RAW_RUNS, RAW_QUARANTINE, RAW_FILES):
         con.execute(f"DELETE FROM {table} WHERE source_path IN (SELECT unnest(?::VARCHAR[]))", [rels])
@@ -197,10 +166,10 @@ def _store(
     """Replace ``rel``'s rows (if ``known``) by the staged ones and its report, in one
     transaction."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    with _transaction(con):
+    with transaction(con):
         if known:
             _delete(con, [rel])
-        con.execute(f"INSERT INTO {RAW_METRICS} SELECT *, ? FROM {STAGE_METRICS}", [rel])
+        con.execute(f"INSERT INTO {RAW_METRICS} BY NAME SELECT *, ? AS source_path FROM {STAGE_METRICS}", [rel])
         con.execute(f"INSERT INTO {RAW_RUNS} BY NAME SELECT *, ? AS source_path FROM {STAGE_RUNS}", [rel])
         if report.rejections:
             insert_arrow(
@@ -288,7 +257,7 @@ class _Ingest:
         create_staging(self.con)
         current = {relative_path(self.root, unit.path) for unit in self.units}
         for rel in sorted(set(self.known) - current):
-            with _transaction(self.con):
+            with transaction(self.con):
                 _delete(self.con, [rel])
             self.summary.units_removed += 1
             self.summary.removed_paths.append(rel)
@@ -390,7 +359,7 @@ class _Ingest:
             return True
         now = datetime.now(UTC).replace(tzinfo=None)
         try:
-            with _transaction(self.con):
+            with transaction(self.con):
                 if replaced := [p.rel for p in done if p.rel in self.known]:
                     _delete(self.con, replaced)
                 if insert() is None:

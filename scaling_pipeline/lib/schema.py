@@ -1,7 +1,8 @@
-"""Canonical table layouts shared by ingest, clean, fit and report.
+"""What the readers produce: staging layouts, column aliases and plausible ranges.
 
 Every reader in :mod:`scaling_pipeline.lib.formats` produces rows in the *staging* layouts below
-(``METRIC_COLUMNS``, ``RUN_COLUMNS``); ingest adds ``source_path`` and stores them in the ``raw``
+(``METRIC_COLUMNS``, ``RUN_COLUMNS``: the columns of ``raw.metrics``/``raw.runs`` in
+:mod:`scaling_pipeline.lib.tables`); ingest adds ``source_path`` and stores them in the ``raw``
 schema of the warehouse. Units: tokens are counted in tokens, losses in nats per token, FLOPs in
 floating-point operations, ``wall_time`` in seconds since the run's first launch.
 """
@@ -10,36 +11,11 @@ from __future__ import annotations
 
 import math
 
-# (name, DuckDB type) — order matters: staging tables and raw tables use this column order.
-METRIC_COLUMNS: list[tuple[str, str]] = [
-    ("run_id", "VARCHAR"),  # never NULL
-    ("family", "VARCHAR"),  # NULL when the log does not say; filled from run metadata in clean
-    ("step", "BIGINT"),  # optimizer steps done; never NULL
-    ("tokens", "DOUBLE"),  # tokens seen at this step (NULL: derive from step x batch_tokens)
-    ("train_loss", "DOUBLE"),  # nats/token; NULL when not logged; NaN/inf kept as logged
-    ("eval_loss", "DOUBLE"),  # nats/token; NULL when not evaluated at this step
-    ("lr", "DOUBLE"),
-    ("wall_time", "DOUBLE"),  # seconds
-    ("record", "BIGINT"),  # 1-based line (text formats) or record/event index in the source
-]
+from scaling_pipeline.lib.tables import RAW_METRICS, RAW_RUNS
 
-RUN_COLUMNS: list[tuple[str, str]] = [
-    ("run_id", "VARCHAR"),
-    ("family", "VARCHAR"),
-    ("n_params", "DOUBLE"),  # parameters N, as the run names them (total or non-embedding: unsaid)
-    ("n_params_total", "DOUBLE"),  # all parameters, embeddings included
-    ("n_params_non_embedding", "DOUBLE"),  # parameters without the (input/output) embeddings
-    ("tokens_planned", "DOUBLE"),  # tokens the LR schedule was planned for (D of a completed run)
-    ("batch_tokens", "DOUBLE"),  # tokens per optimizer step
-    ("total_steps", "BIGINT"),  # steps the schedule was planned for
-    ("warmup_steps", "BIGINT"),
-    ("schedule", "VARCHAR"),  # e.g. cosine, linear, constant, wsd
-    ("status", "VARCHAR"),  # as logged by the trainer (completed/diverged/...); informative only
-    ("unique_tokens", "DOUBLE"),  # unique tokens U in the data (data-constrained runs)
-    ("lr", "DOUBLE"),  # peak learning rate
-    ("extra", "VARCHAR"),  # JSON object with every other metadata field, as strings/numbers
-    ("location", "VARCHAR"),  # where in the source: "line 3", "record 2", "config.yaml", "params", ...
-]
+# (name, DuckDB type) of the staging layouts: the raw tables' columns (lib/tables.py) without source_path.
+METRIC_COLUMNS: list[tuple[str, str]] = RAW_METRICS.pairs(without=("source_path",))
+RUN_COLUMNS: list[tuple[str, str]] = RAW_RUNS.pairs(without=("source_path",))
 
 # Plausible run metadata: closed ranges in the units of RUN_COLUMNS. A value outside its range, or not
 # finite, is rejected at ingest (raw.quarantine) and left out of the run's metadata.
@@ -60,16 +36,6 @@ RUN_RANGES: dict[str, tuple[float, float]] = {
 # log(vocabulary size) (20 nats = log of a 4.9e8-token vocabulary). A loss outside is in other units
 # (summed over a batch or sequence, a log-likelihood, ...) and is never fitted.
 LOSS_RANGE = (1e-6, 20.0)
-
-QUARANTINE_COLUMNS: list[tuple[str, str]] = [
-    ("source_path", "VARCHAR"),  # the file or run directory
-    ("reader", "VARCHAR"),
-    ("location", "VARCHAR"),  # "line 17", "record 3", "file", "metrics/train_loss line 4", ...
-    ("field", "VARCHAR"),  # column/key at fault, NULL when the whole record/file is bad
-    ("reason", "VARCHAR"),  # human-readable, says what was expected
-    ("scope", "VARCHAR"),  # 'field' (that field left out, rest of the row kept), 'row' (row dropped,
-                           # rest of file kept) or 'file' (nothing kept)
-]
 
 # Recognised column aliases (lower-cased, exact match) -> canonical metric column.
 METRIC_ALIASES: dict[str, list[str]] = {
@@ -103,14 +69,6 @@ RUN_ALIASES: dict[str, list[str]] = {
     "unique_tokens": ["unique_tokens", "unique", "u"],
     "lr": ["lr", "peak_lr", "learning_rate", "max_lr"],
 }
-
-
-def ddl(table: str, columns: list[tuple[str, str]], extra: str = "") -> str:
-    """CREATE TABLE IF NOT EXISTS statement for ``columns`` (+ ``extra`` column definitions)."""
-    cols = ", ".join(f'"{name}" {typ}' for name, typ in columns)
-    if extra:
-        cols = f"{cols}, {extra}"
-    return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
 
 
 def out_of_range(value: float, bounds: tuple[float, float]) -> str | None:

@@ -33,6 +33,8 @@ from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.process import exit_with
 from scaling_pipeline.lib.quality import assess, beyond_limit, plan_verdict
 from scaling_pipeline.lib.settings import N_BOOT
+from scaling_pipeline.lib.tables import (FITS_BOOTSTRAP, FITS_CHINCHILLA, PLANS_ALLOCATIONS, create, insert_frame,
+                                         interval_columns, intervals, replace, transaction)
 
 PARAMS = CHINCHILLA_PARAMS
 
@@ -61,45 +63,9 @@ class FitStageSummary:
         return asdict(self)
 
 
-_FITS_DDL = """
-CREATE TABLE IF NOT EXISTS fits.chinchilla (
-    family VARCHAR PRIMARY KEY, status VARCHAR, error VARCHAR,
-    publishable BOOLEAN, verdict VARCHAR, reasons VARCHAR[], reason_messages VARCHAR[],
-    E DOUBLE, A DOUBLE, B DOUBLE, alpha DOUBLE, beta DOUBLE, a_exponent DOUBLE, G DOUBLE,
-    objective DOUBLE, loss VARCHAR, delta DOUBLE, n_points BIGINT, fit_seconds DOUBLE,
-    max_observed_flops DOUBLE, ci VARCHAR, diagnostics VARCHAR, backtest VARCHAR, warnings VARCHAR,
-    settings VARCHAR, input_hash VARCHAR, fitted_at TIMESTAMP DEFAULT current_timestamp)
-"""
-_BOOT_DDL = """
-CREATE TABLE IF NOT EXISTS fits.bootstrap (
-    family VARCHAR, sample INTEGER, E DOUBLE, A DOUBLE, B DOUBLE, alpha DOUBLE, beta DOUBLE)
-"""
-
-
-def _drop_if_layout_changed(con: duckdb.DuckDBPyConnection, schema: str, tables: dict[str, str]) -> None:
-    """Fits are derived data: tables written by an older version with another column layout are
-    dropped (and every family refit) instead of failing on insert."""
-    probe = duckdb.connect()
-    probe.execute(f"CREATE SCHEMA {schema}")
-    for table, ddl in tables.items():
-        probe.execute(ddl)
-        want = [d[0] for d in probe.execute(f"SELECT * FROM {schema}.{table} LIMIT 0").description]
-        have = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            "ORDER BY ordinal_position", [schema, table]).fetchall()]
-        if have and have != want:
-            for t in tables:
-                con.execute(f"DROP TABLE IF EXISTS {schema}.{t}")
-            break
-    probe.close()
-
-
 def ensure_fit_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``fits.chinchilla`` and ``fits.bootstrap`` (dropping tables of an older layout)."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS fits")
-    _drop_if_layout_changed(con, "fits", {"chinchilla": _FITS_DDL, "bootstrap": _BOOT_DDL})
-    con.execute(_FITS_DDL)
-    con.execute(_BOOT_DDL)
+    """Create ``fits.chinchilla`` and ``fits.bootstrap`` (dropping both when either has an older layout)."""
+    create(con, FITS_CHINCHILLA, FITS_BOOTSTRAP)
 
 
 def input_hash(points: pd.DataFrame, settings: FitSettings) -> str:
@@ -225,9 +191,7 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
         row = dict(**ident, status="failed", error=str(exc), n_points=len(pts), loss=s.loss, delta=s.delta)
         return {**row, **assessment_columns(row, pts)}, None
     boot_df = None
-    ci: dict = {}
     if boot:
-        ci = {k: [float(v[0]), float(v[1])] for k, v in boot.ci.items()}
         boot_df = pd.DataFrame(boot.samples, columns=list(CHINCHILLA_PARAMS))
         boot_df.insert(0, "sample", np.arange(len(boot_df), dtype=np.int32))
         boot_df.insert(0, "family", family)
@@ -241,8 +205,8 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
                **{p: float(fit.params[p]) for p in PARAMS}, a_exponent=law.a, G=law.G,
                objective=fit.objective, loss=fit.loss, delta=fit.delta, n_points=fit.n_points,
                fit_seconds=fit.fit_seconds, max_observed_flops=float(np.max(6 * n * d)),
-               ci=json.dumps(ci), diagnostics=json.dumps(diag, default=float), backtest=json.dumps(backtest, default=float),
-               warnings=json.dumps(list(diag.get("warnings", []))))
+               **interval_columns(boot.ci if boot else None), diagnostics=json.dumps(diag, default=float),
+               backtest=json.dumps(backtest, default=float), warnings=[str(w) for w in diag.get("warnings", [])])
     return {**row, **assessment_columns(row, pts)}, boot_df
 
 
@@ -255,7 +219,7 @@ def assessment_columns(row: dict, pts: pd.DataFrame) -> dict:
     ok = row.get("status") == "ok"
     return assess(pts.n_params, pts.n_tokens, pts.loss, params={p: row[p] for p in PARAMS} if ok else None,
                   error=row.get("error"), diagnostics=loads(row.get("diagnostics")),
-                  backtest=loads(row.get("backtest")), ci=loads(row.get("ci")),
+                  backtest=loads(row.get("backtest")), ci=intervals(row),
                   n_boot=int(loads(row.get("settings")).get("n_boot", 0))).to_columns()
 
 
@@ -275,21 +239,15 @@ def _reassess(con: duckdb.DuckDBPyConnection, families: list[str], points: pd.Da
             changed.append([new["publishable"], new["verdict"], new["reasons"], new["reason_messages"], row["family"]])
     if not changed:
         return
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.executemany("UPDATE fits.chinchilla SET publishable = ?, verdict = ?, reasons = ?, reason_messages = ? "
                         "WHERE family = ?", changed)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None) -> None:
     """Replace family ``fam``'s rows of ``fits.chinchilla`` (``row``: column -> value) and
     ``fits.bootstrap`` (``boot``: its columns) in one transaction; ``None`` removes them."""
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM fits.chinchilla WHERE family = ?", [fam])
         con.execute("DELETE FROM fits.bootstrap WHERE family = ?", [fam])
         if row is not None:
@@ -297,12 +255,7 @@ def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, b
             con.execute(f"INSERT INTO fits.chinchilla ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                         [row[c] for c in cols])
         if boot is not None and len(boot):
-            boot_rows = boot[["family", "sample", *PARAMS]]  # noqa: F841 (used by SQL)
-            con.execute("INSERT INTO fits.bootstrap SELECT * FROM boot_rows")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            insert_frame(con, FITS_BOOTSTRAP, boot[FITS_BOOTSTRAP.names])
 
 
 def plan_budgets(max_observed_flops: float) -> list[float]:
@@ -331,17 +284,11 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
         t["verdict"] = [plan_verdict(f.verdict, far) for far in t.beyond_limit]
         t["publishable"] = ~t.beyond_limit
         tables.append(t)
-    cols = ["family", "compute", "n_params", "n_tokens", "tokens_per_param", "loss", "constraint", "efficiency",
-            "n_params_lo", "n_params_hi", "n_tokens_lo", "n_tokens_hi", "loss_lo", "loss_hi", "extrapolation",
-            "beyond_limit", "verdict", "publishable"]
+    cols = PLANS_ALLOCATIONS.names
     plans = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=cols)
     plans = plans.reindex(columns=cols)
-    con.execute("CREATE SCHEMA IF NOT EXISTS plans")
-    con.execute("BEGIN")
-    try:
-        con.execute("CREATE OR REPLACE TABLE plans.allocations AS SELECT * FROM plans")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    with transaction(con):
+        replace(con, PLANS_ALLOCATIONS)
+        if len(plans):
+            insert_frame(con, PLANS_ALLOCATIONS, plans)
     return plans

@@ -8,6 +8,7 @@ import duckdb
 
 from scaling_pipeline.lib.identity import resolve_run_ids
 from scaling_pipeline.lib.schema import RUN_COLUMNS
+from scaling_pipeline.lib.tables import CLEAN_RUNS, replace
 
 from .config import CONFLICTING_LOGS, CONFLICTING_METADATA
 
@@ -26,7 +27,7 @@ def _agreed(field: str) -> str:
 
 
 _RUNS_SQL = f"""
-CREATE OR REPLACE TABLE clean.runs AS
+INSERT INTO clean.runs BY NAME
 WITH meta AS (
     SELECT run_id, {", ".join(f"{_agreed(f)} AS {f}" for f in META_FIELDS if f != "family")},
            count(DISTINCT source_path) AS n_meta_sources
@@ -107,6 +108,7 @@ def merge_sources(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str, i
     ``train`` when only one logged run ends so): the TEMP table ``run_meta`` is ``raw.runs`` with the
     logged ids; a suffix that ends several logged runs is a conflict of that metadata."""
     matches = resolve_run_ids(con, "raw.runs", "raw.metrics", "run_meta")
+    replace(con, CLEAN_RUNS)
     con.execute(_RUNS_SQL)
     con.execute(_LAST_WRITES_SQL)
     con.execute(_DEDUPED_SQL)

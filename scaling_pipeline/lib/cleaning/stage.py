@@ -5,6 +5,8 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from scaling_pipeline.lib.tables import CLEAN_EXCLUSIONS, CLEAN_POINTS, insert_frame, replace, transaction
+
 from .completion import Verdict, overshoot, rejected_at_ingest, run_verdict
 from .config import (BELOW_MIN_BUDGET, DOMINATED, DUPLICATE_SERIES, DUPLICATE_STEPS, IMPLAUSIBLE_LOSS_SCALE,
                      IMPLAUSIBLE_POINT, NO_LOSS, NO_METADATA, NONFINITE_ROWS, NOT_BEST_HPARAMS, OVERSHOOT,
@@ -15,27 +17,14 @@ from .selection import drop_dominated, drop_duplicate_series, select_envelope, s
 from .steps import build_steps, duplicate_steps, final_losses, run_stats
 from .sweeps import write_lr_tables
 
-_EXCLUSION_COLUMNS = ["run_id", "family", "kind", "reason", "detail", "step", "n_rows"]
-# clean.points, in column order: N in the family's param_convention ('non_embedding' or 'total';
-# n_params_source: the run column N came from), D tokens seen, C = 6ND FLOPs, final loss (nats/token),
-# peak LR (run metadata, else the largest logged; NULL when unknown)
-_POINTS_DDL = """CREATE OR REPLACE TABLE clean.points (run_id VARCHAR, family VARCHAR, n_params DOUBLE,
-    n_tokens DOUBLE, flops DOUBLE, loss DOUBLE, loss_source VARCHAR, final_step BIGINT, unique_tokens DOUBLE,
-    lr DOUBLE, param_convention VARCHAR, n_params_source VARCHAR)"""
-_POINT_COLUMNS = ["run_id", "family", "n_params", "n_tokens", "flops", "loss", "loss_source", "final_step",
-                  "unique_tokens", "lr", "param_convention", "n_params_source"]
+_EXCLUSION_COLUMNS = CLEAN_EXCLUSIONS.names
+_POINT_COLUMNS = CLEAN_POINTS.names
 
 
 def clean(con: duckdb.DuckDBPyConnection, config: CleanConfig = CleanConfig()) -> CleanSummary:
     """Rebuild the ``clean`` schema from ``raw`` in one transaction and summarise what was dropped."""
-    con.execute("BEGIN")
-    try:
-        summary = _clean(con, config)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return summary
+    with transaction(con):
+        return _clean(con, config)
 
 
 def _final_loss(run_id: str, st, smoothed: pd.DataFrame, evals: pd.DataFrame) -> tuple[float, str] | None:
@@ -72,7 +61,6 @@ def _point(run, st, n_params: float, final: tuple[float, str] | None, cfg: Clean
 
 
 def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
-    con.execute("CREATE SCHEMA IF NOT EXISTS clean")
     conflicts = merge_sources(con)
     dupes = duplicate_steps(con)
     build_steps(con)
@@ -136,11 +124,10 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
 
     excl_df = pd.DataFrame(exclusions, columns=_EXCLUSION_COLUMNS).astype(
         {"step": "Int64", "n_rows": "Int64"})
-    con.execute(_POINTS_DDL)
-    con.execute("INSERT INTO clean.points SELECT * FROM points_df ORDER BY family, run_id")
-    con.execute("""CREATE OR REPLACE TABLE clean.exclusions (run_id VARCHAR, family VARCHAR, kind VARCHAR,
-                   reason VARCHAR, detail VARCHAR, step BIGINT, n_rows BIGINT)""")
-    con.execute("INSERT INTO clean.exclusions SELECT * FROM excl_df ORDER BY family, run_id, kind, reason")
+    replace(con, CLEAN_POINTS)
+    insert_frame(con, CLEAN_POINTS, points_df, order_by="family, run_id")
+    replace(con, CLEAN_EXCLUSIONS)
+    insert_frame(con, CLEAN_EXCLUSIONS, excl_df, order_by="family, run_id, kind, reason")
     con.execute("DROP TABLE deduped")
 
     dropped_rows = {r: int(excl_df.loc[excl_df.reason == r, "n_rows"].sum())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from scaling_pipeline.lib.tables import CLEAN_STEPS, replace
+
 _DUPLICATES_SQL = """
 SELECT run_id, sum(n - 1) AS dropped, min(step) AS first_step FROM (
     SELECT run_id, step, count(*) AS n FROM raw.metrics GROUP BY run_id, step HAVING n > 1)
@@ -13,7 +15,7 @@ GROUP BY run_id ORDER BY run_id
 """
 
 _STEPS_SQL = """
-CREATE OR REPLACE TABLE clean.steps AS
+INSERT INTO clean.steps BY NAME
 SELECT d.run_id, r.family, d.step,
        coalesce(d.tokens, d.step * r.batch_tokens) AS tokens,
        CASE WHEN isfinite(d.train_loss) THEN d.train_loss END AS train_loss,
@@ -85,6 +87,7 @@ def duplicate_steps(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]
 
 def build_steps(con: duckdb.DuckDBPyConnection) -> None:
     """``clean.steps``: the deduplicated rows after warm-up with a finite loss."""
+    replace(con, CLEAN_STEPS)
     con.execute(_STEPS_SQL)
 
 

@@ -12,30 +12,19 @@ Tables (rebuilt with the rest of ``clean``):
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import duckdb
 import pandas as pd
 
-from scaling_pipeline.lib.hparams import OK, LrOptimum, LrScaling, lr_optimum, lr_scaling
-
-_SQL_TYPES = {"float": "DOUBLE", "int": "BIGINT", "str": "VARCHAR", "bool": "BOOLEAN"}
-_SWEEP_COLUMNS = [("family", "str"), ("n_params", "float"), ("n_tokens", "float"), ("run_id", "str"),
-                  ("lr", "float"), ("loss", "float"), ("best", "bool")]
-_SIZE_COLUMNS = [("family", "str"), ("n_params", "float"), ("n_tokens", "float")]
+from scaling_pipeline.lib.hparams import OK, lr_optimum, lr_scaling
+from scaling_pipeline.lib.tables import CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS, Table, insert_frame, replace
 
 
-def _replace_table(con: duckdb.DuckDBPyConnection, table: str, columns: list[tuple[str, str]],
-                   rows: list[dict]) -> None:
-    con.execute(f"CREATE OR REPLACE TABLE {table} ("
-                + ", ".join(f"{name} {_SQL_TYPES[typ]}" for name, typ in columns) + ")")
+def _replace_table(con: duckdb.DuckDBPyConnection, table: Table, rows: list[dict]) -> None:
+    replace(con, table)
     if rows:
-        frame = pd.DataFrame(rows, columns=[name for name, _ in columns])  # noqa: F841 - scanned by DuckDB
-        con.execute(f"INSERT INTO {table} SELECT * FROM frame")
-
-
-def _columns(cls: type) -> list[tuple[str, str]]:
-    return [(f.name, str(f.type)) for f in fields(cls)]
+        insert_frame(con, table, pd.DataFrame(rows, columns=table.names))
 
 
 def write_lr_tables(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame) -> None:
@@ -57,7 +46,6 @@ def write_lr_tables(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame) ->
         ok = [(size, opt) for size, opt in optima if size["family"] == family and opt.status == OK]
         scaling[family] = lr_scaling([s["n_params"] for s, _ in ok], [o.lr_opt for _, o in ok],
                                      [s["n_tokens"] for s, _ in ok])
-    _replace_table(con, "clean.lr_sweeps", _SWEEP_COLUMNS, sweep_rows)
-    _replace_table(con, "clean.lr_optima", _SIZE_COLUMNS + _columns(LrOptimum), optima_rows)
-    _replace_table(con, "clean.lr_scaling", [("family", "str"), *_columns(LrScaling)],
-                   [{"family": family, **asdict(fit)} for family, fit in scaling.items()])
+    _replace_table(con, CLEAN_LR_SWEEPS, sweep_rows)
+    _replace_table(con, CLEAN_LR_OPTIMA, optima_rows)
+    _replace_table(con, CLEAN_LR_SCALING, [{"family": family, **asdict(fit)} for family, fit in scaling.items()])

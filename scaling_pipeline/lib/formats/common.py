@@ -33,9 +33,9 @@ from scaling_pipeline.lib.schema import (
     RUN_ALIASES,
     RUN_COLUMNS,
     RUN_RANGES,
-    ddl,
     out_of_range,
 )
+from scaling_pipeline.lib.tables import ddl
 
 from .text import log_stem
 
@@ -174,7 +174,7 @@ class RejectionLog:
 def create_staging(con: duckdb.DuckDBPyConnection) -> None:
     """Create (if absent) and empty the TEMP tables ``stage_metrics``/``stage_runs`` on ``con``."""
     for table, columns in ((STAGE_METRICS, METRIC_COLUMNS), (STAGE_RUNS, RUN_COLUMNS)):
-        con.execute(ddl(table, columns).replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+        con.execute(ddl(table, columns, how="CREATE TEMP TABLE IF NOT EXISTS"))
         con.execute(f"DELETE FROM {table}")
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.quality import Assessment, Reason, beyond_limit
+from scaling_pipeline.lib.tables import intervals
 
 from .formatting import loads_or, num, plural, slugs
 from .inputs import PARAMS, ReportInputs
@@ -140,10 +141,11 @@ def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Fami
                    boot=np.empty((0, 5)), plans=inp.plans[inp.plans.family == name].sort_values("compute"),
                    excl=inp.exclusions[inp.exclusions.family == name])
         if fit is not None:
-            f.ci = loads_or(fit.get("ci"), {})
+            f.ci = intervals(fit)
             f.diagnostics = loads_or(fit.get("diagnostics"), {})
             f.backtest = loads_or(fit.get("backtest"), {})
-            f.warnings = [str(w) for w in loads_or(fit.get("warnings"), [])]
+            said = fit.get("warnings")
+            f.warnings = [str(w) for w in said] if isinstance(said, list | tuple | np.ndarray) else []
             f.level = float(loads_or(fit.get("settings"), {}).get("level", 0.95) or 0.95)
             P = np.array([[num(fit.get(p)) for p in PARAMS]])
             if fit.get("status") == "ok" and np.isfinite(P).all():

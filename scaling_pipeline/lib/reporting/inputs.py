@@ -8,20 +8,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-PARAMS = ("E", "A", "B", "alpha", "beta")  # the law's parameters, columns of fits.chinchilla and fits.bootstrap
+from scaling_pipeline.lib.tables import (CLEAN_EXCLUSIONS, CLEAN_POINTS, FITS_BOOTSTRAP, FITS_CHINCHILLA,
+                                         LAW_PARAMS, PLANS_ALLOCATIONS, RAW_QUARANTINE)
 
-COLUMNS = {  # per table: the columns the report reads (a missing one reads as empty)
-    "points": ["run_id", "family", "n_params", "n_tokens", "flops", "loss", "loss_source", "final_step",
-               "unique_tokens"],
-    "fits": ["family", "status", "error", "publishable", "verdict", "reasons", "reason_messages", "E", "A", "B",
-             "alpha", "beta", "a_exponent", "G", "objective", "loss", "delta", "n_points", "fit_seconds",
-             "max_observed_flops", "ci", "diagnostics", "backtest", "warnings", "settings", "input_hash", "fitted_at"],
-    "bootstrap": ["family", "sample", *PARAMS],
-    "plans": ["family", "compute", "n_params", "n_tokens", "tokens_per_param", "loss", "constraint", "n_params_lo",
-              "n_params_hi", "n_tokens_lo", "n_tokens_hi", "loss_lo", "loss_hi", "extrapolation", "beyond_limit",
-              "verdict", "publishable"],
-    "exclusions": ["run_id", "family", "kind", "reason", "detail", "step", "n_rows"],
-    "quarantine": ["source_path", "reader", "location", "field", "reason", "scope", "quarantined_at"],
+PARAMS = LAW_PARAMS  # the law's parameters, columns of fits.chinchilla and fits.bootstrap
+
+COLUMNS = {  # per table: its columns (a missing one reads as empty)
+    kind: table.names for kind, table in (
+        ("points", CLEAN_POINTS), ("fits", FITS_CHINCHILLA), ("bootstrap", FITS_BOOTSTRAP),
+        ("plans", PLANS_ALLOCATIONS), ("exclusions", CLEAN_EXCLUSIONS), ("quarantine", RAW_QUARANTINE))
 }
 
 

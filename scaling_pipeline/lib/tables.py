@@ -1,0 +1,434 @@
+"""Every warehouse table in one place: name, columns (name, DuckDB type, description), primary key and
+DDL; plus the one transaction helper and the lock-waiting connection.
+
+Kinds of table (``Table.kind``):
+
+* ``RAW``: the ingested source data (``raw.*``). Created if absent and never dropped: an older layout
+  only gains the columns it lacks.
+* ``KEPT``: derived tables updated in place (``fits.*``: unchanged families are not refit). Created if
+  absent; when a stored layout differs from the registry's, the tables created together are dropped and
+  rebuilt (derived data, recomputed on the next run).
+* ``REBUILT``: derived tables written from scratch on every run (``clean.*``, ``plans.*``).
+
+Writers call :func:`create` (``RAW``/``KEPT``) or :func:`replace` (``REBUILT``) and never write DDL
+themselves; the Dagster layer builds each asset's column schema from the same :class:`Table`.
+
+Adding a table (about five lines): append ``Table("schema.name", "what a row is", [Column(...), ...],
+key=(...), kind=KEPT)`` to ``TABLES`` below, bind it to a constant (``FITS_X = TABLES["fits.x"]``), and
+call ``create(con, FITS_X)`` / ``replace(con, FITS_X)`` in its writer; write rows with
+``insert_frame(con, FITS_X, frame)``.
+
+Units: tokens in tokens, losses in nats per token, FLOPs in floating-point operations, times in seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+RAW, KEPT, REBUILT = "raw", "kept", "rebuilt"
+
+
+class Column(NamedTuple):
+    name: str
+    type: str  # DuckDB type
+    description: str
+    default: str = ""  # SQL default expression ("": none)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # schema-qualified, e.g. "fits.chinchilla"
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()  # primary key (enforced); () when rows have no unique identity
+    kind: str = REBUILT
+
+    @property
+    def schema(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def pairs(self, *, without: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+        """(name, type) of the columns, in order, leaving out ``without``."""
+        return [(c.name, c.type) for c in self.columns if c.name not in without]
+
+    def ddl(self, how: str = "CREATE TABLE IF NOT EXISTS") -> str:
+        cols = [(c.name, f"{c.type} DEFAULT {c.default}" if c.default else c.type) for c in self.columns]
+        return ddl(self.name, cols, how=how, key=self.key)
+
+
+def ddl(table: str, columns: list[tuple[str, str]], *, how: str = "CREATE TABLE IF NOT EXISTS",
+        key: tuple[str, ...] = ()) -> str:
+    """``<how> table (columns[, PRIMARY KEY (key)])``: the one place a CREATE statement is written."""
+    cols = [f'"{name}" {typ}' for name, typ in columns]
+    if key:
+        cols.append(f"PRIMARY KEY ({', '.join(key)})")
+    return f"{how} {table} ({', '.join(cols)})"
+
+
+def _cols(*spec: tuple[str, ...]) -> tuple[Column, ...]:
+    return tuple(Column(*c) for c in spec)
+
+
+# --- raw: what the readers produced -----------------------------------------------------------------
+_METRICS = _cols(
+    ("run_id", "VARCHAR", "run identifier (never NULL)"),
+    ("family", "VARCHAR", "model family; NULL when the log does not say (filled from run metadata in clean)"),
+    ("step", "BIGINT", "optimizer steps done (never NULL)"),
+    ("tokens", "DOUBLE", "tokens seen at this step (NULL: derived from step x batch_tokens)"),
+    ("train_loss", "DOUBLE", "training loss, nats/token; NULL when not logged; NaN/inf kept as logged"),
+    ("eval_loss", "DOUBLE", "evaluation loss, nats/token; NULL when not evaluated at this step"),
+    ("lr", "DOUBLE", "learning rate at this step"),
+    ("wall_time", "DOUBLE", "seconds since the run's first launch"),
+    ("record", "BIGINT", "1-based line (text formats) or record/event index in the source"),
+)
+_RUNS = _cols(
+    ("run_id", "VARCHAR", "run identifier"),
+    ("family", "VARCHAR", "model family"),
+    ("n_params", "DOUBLE", "parameters N as the run names them (total or non-embedding: unsaid)"),
+    ("n_params_total", "DOUBLE", "all parameters, embeddings included"),
+    ("n_params_non_embedding", "DOUBLE", "parameters without the (input/output) embeddings"),
+    ("tokens_planned", "DOUBLE", "tokens the LR schedule was planned for (D of a completed run)"),
+    ("batch_tokens", "DOUBLE", "tokens per optimizer step"),
+    ("total_steps", "BIGINT", "steps the schedule was planned for"),
+    ("warmup_steps", "BIGINT", "warm-up steps"),
+    ("schedule", "VARCHAR", "LR schedule, e.g. cosine, linear, constant, wsd"),
+    ("status", "VARCHAR", "as logged by the trainer (completed/diverged/...); informative only"),
+    ("unique_tokens", "DOUBLE", "unique tokens U in the data (data-constrained runs)"),
+    ("lr", "DOUBLE", "peak learning rate"),
+    ("extra", "VARCHAR", "JSON object with every other metadata field"),
+    ("location", "VARCHAR", "where in the source: 'line 3', 'record 2', 'config.yaml', 'params', ..."),
+)
+_QUARANTINE = _cols(
+    ("source_path", "VARCHAR", "the file or run directory, relative to the log root"),
+    ("reader", "VARCHAR", "reader (format) that rejected it"),
+    ("location", "VARCHAR", "'line 17', 'record 3', 'file', 'metrics/train_loss line 4', ..."),
+    ("field", "VARCHAR", "column/key at fault; NULL when the whole record/file is bad"),
+    ("reason", "VARCHAR", "what was wrong and what was expected"),
+    ("scope", "VARCHAR", "'field' (field left out), 'row' (row dropped) or 'file' (nothing kept)"),
+)
+_SOURCE = Column("source_path", "VARCHAR", "the source unit (file or run directory), relative to the log root")
+
+# --- fits: intervals are typed columns <column>_lo / <column>_hi --------------------------------------
+LAW_PARAMS = ("E", "A", "B", "alpha", "beta")  # L(N, D) = E + A/N^alpha + B/D^beta
+# bootstrap interval key (as the fitter names it) -> the fits.chinchilla column it bounds
+INTERVALS = {**{p: p for p in LAW_PARAMS}, "a": "a_exponent"}
+_PARAM_DOCS = {"E": "irreducible loss E (nats/token)", "A": "A of the A/N^alpha term", "B": "B of the B/D^beta term",
+               "alpha": "parameter exponent alpha", "beta": "data exponent beta",
+               "a_exponent": "a = beta/(alpha+beta): N* grows as C^a"}
+_INTERVAL_COLUMNS = tuple(Column(f"{col}_{end}", "DOUBLE", f"{'lower' if end == 'lo' else 'upper'} bootstrap "
+                                 f"percentile bound of {col} (NULL without a bootstrap)")
+                          for col in INTERVALS.values() for end in ("lo", "hi"))
+
+_TABLES = [
+    Table("raw.files", "One row per source unit (file or run directory) and how its ingest went.", _cols(
+        ("source_path", "VARCHAR", "the source unit, relative to the log root (posix)"),
+        ("reader", "VARCHAR", "reader (format) used"),
+        ("size_bytes", "BIGINT", "bytes read"),
+        ("sha256", "VARCHAR", "hash of the unit's members and the readers' version; NULL: retried next run"),
+        ("n_metric_rows", "BIGINT", "rows stored in raw.metrics"),
+        ("n_run_rows", "BIGINT", "rows stored in raw.runs"),
+        ("n_rejections", "BIGINT", "rows of raw.quarantine"),
+        ("status", "VARCHAR", "'ok' | 'partial' | 'quarantined'"),
+        ("ingested_at", "TIMESTAMP", "when it was ingested (UTC)"),
+    ), key=("source_path",), kind=RAW),
+    Table("raw.metrics", "One row per logged step, as read from the logs (duplicates, NaN/inf kept).",
+          (*_METRICS, _SOURCE), kind=RAW),
+    Table("raw.runs", "Run metadata (manifests, configs, params, hparams), one row per source that names a run.",
+          (*_RUNS, _SOURCE), kind=RAW),
+    Table("raw.quarantine", "Rows, fields and files that could not be read, with the reason.",
+          (*_QUARANTINE, Column("quarantined_at", "TIMESTAMP", "when it was rejected (UTC)")), kind=RAW),
+    Table("clean.runs", "One row per run: the metadata its sources agree on.", _cols(
+        ("run_id", "VARCHAR", "run identifier"),
+        ("family", "VARCHAR", "model family ('default' when no source names one; NULL when sources disagree)"),
+        *((c.name, c.type, c.description) for c in _RUNS[2:13]),
+        ("n_meta_sources", "BIGINT", "sources with metadata for the run"),
+        ("n_metric_sources", "BIGINT", "sources with logged steps of the run"),
+    ), key=("run_id",)),
+    Table("clean.steps", "One row per (run, step): last write wins, finite losses, warm-up cut.", _cols(
+        ("run_id", "VARCHAR", "run identifier"),
+        ("family", "VARCHAR", "model family"),
+        ("step", "BIGINT", "optimizer steps done"),
+        ("tokens", "DOUBLE", "tokens seen"),
+        ("train_loss", "DOUBLE", "training loss, nats/token (NULL: not logged or not finite)"),
+        ("eval_loss", "DOUBLE", "evaluation loss, nats/token (NULL: not logged or not finite)"),
+        ("lr", "DOUBLE", "learning rate"),
+        ("wall_time", "DOUBLE", "seconds since the run's first launch"),
+    )),
+    Table("clean.points", "One schedule-valid scaling point per completed run.", _cols(
+        ("run_id", "VARCHAR", "run identifier"),
+        ("family", "VARCHAR", "model family"),
+        ("n_params", "DOUBLE", "parameters N in the family's param_convention"),
+        ("n_tokens", "DOUBLE", "tokens seen D"),
+        ("flops", "DOUBLE", "training compute C = 6ND (FLOPs)"),
+        ("loss", "DOUBLE", "final loss (nats/token)"),
+        ("loss_source", "VARCHAR", "'final_eval' or 'train_mean_last_<k>'"),
+        ("final_step", "BIGINT", "last logged step"),
+        ("unique_tokens", "DOUBLE", "unique tokens U (NULL when unknown)"),
+        ("lr", "DOUBLE", "peak learning rate (run metadata, else the largest logged; NULL when unknown)"),
+        ("param_convention", "VARCHAR", "'non_embedding' or 'total'"),
+        ("n_params_source", "VARCHAR", "the run column N came from"),
+    ), key=("run_id",)),
+    Table("clean.exclusions", "Every excluded run, flagged run and dropped row group, with the reason.", _cols(
+        ("run_id", "VARCHAR", "run identifier"),
+        ("family", "VARCHAR", "model family"),
+        ("kind", "VARCHAR", "'run' (excluded), 'rows' (rows dropped) or 'flag' (kept, flagged)"),
+        ("reason", "VARCHAR", "reason code"),
+        ("detail", "VARCHAR", "human-readable detail"),
+        ("step", "BIGINT", "first step concerned (NULL: none)"),
+        ("n_rows", "BIGINT", "rows dropped (kind 'rows')"),
+    )),
+    Table("clean.lr_sweeps", "Every candidate run of a (family, N, D) logged at two or more learning rates.", _cols(
+        ("family", "VARCHAR", "model family"),
+        ("n_params", "DOUBLE", "parameters N"),
+        ("n_tokens", "DOUBLE", "tokens D"),
+        ("run_id", "VARCHAR", "run identifier"),
+        ("lr", "DOUBLE", "peak learning rate"),
+        ("loss", "DOUBLE", "final loss (nats/token)"),
+        ("best", "BOOLEAN", "the lowest loss of its (N, D)"),
+    )),
+    Table("clean.lr_optima", "Per swept (family, N, D): the optimal learning rate.", _cols(
+        ("family", "VARCHAR", "model family"),
+        ("n_params", "DOUBLE", "parameters N (median of the sweep)"),
+        ("n_tokens", "DOUBLE", "tokens D (median of the sweep)"),
+        ("n_lrs", "BIGINT", "distinct learning rates swept"),
+        ("lr_best", "DOUBLE", "the best logged learning rate"),
+        ("loss_best", "DOUBLE", "its final loss (nats/token)"),
+        ("lr_opt", "DOUBLE", "vertex of the parabola in ln LR"),
+        ("loss_opt", "DOUBLE", "the parabola's minimum (nats/token)"),
+        ("curvature", "DOUBLE", "d^2 loss / d(ln LR)^2 (nats)"),
+        ("status", "VARCHAR", "'ok' or why no optimum"),
+        ("detail", "VARCHAR", "how it was placed"),
+    )),
+    Table("clean.lr_scaling", "Per family with swept sizes: LR* = c * N^-gamma (* D^-delta).", _cols(
+        ("family", "VARCHAR", "model family"),
+        ("n_optima", "BIGINT", "optima fitted"),
+        ("n_sizes", "BIGINT", "distinct N among them"),
+        ("c", "DOUBLE", "coefficient c"),
+        ("gamma", "DOUBLE", "N exponent gamma"),
+        ("gamma_lo", "DOUBLE", "lower bound of gamma"),
+        ("gamma_hi", "DOUBLE", "upper bound of gamma"),
+        ("delta", "DOUBLE", "D exponent delta (NaN: D not fitted)"),
+        ("delta_lo", "DOUBLE", "lower bound of delta"),
+        ("delta_hi", "DOUBLE", "upper bound of delta"),
+        ("residual_sd", "DOUBLE", "sd of ln LR* about the fit"),
+        ("level", "DOUBLE", "interval level"),
+        ("status", "VARCHAR", "'ok' or why no fit"),
+        ("detail", "VARCHAR", "how it was fitted"),
+    ), key=("family",)),
+    Table("fits.chinchilla", "Per family: the Chinchilla fit, its bootstrap intervals and quality assessment.", (
+        *_cols(
+            ("family", "VARCHAR", "model family"),
+            ("status", "VARCHAR", "'ok' or 'failed'"),
+            ("error", "VARCHAR", "why the fit failed"),
+            ("publishable", "BOOLEAN", "the quality assessment lets its plans be published"),
+            ("verdict", "VARCHAR", "quality verdict"),
+            ("reasons", "VARCHAR[]", "reason codes of the verdict"),
+            ("reason_messages", "VARCHAR[]", "the reasons, in words"),
+            *((p, "DOUBLE", _PARAM_DOCS[p]) for p in LAW_PARAMS),
+            ("a_exponent", "DOUBLE", _PARAM_DOCS["a_exponent"]),
+            ("G", "DOUBLE", "G = (alpha A / beta B)^(1/(alpha+beta)): N* = G (C/6)^a"),
+            ("objective", "DOUBLE", "minimised objective (sum of Huber losses of log-loss residuals)"),
+            ("loss", "VARCHAR", "objective's loss function ('huber', ...)"),
+            ("delta", "DOUBLE", "Huber delta"),
+            ("n_points", "BIGINT", "points fitted"),
+            ("fit_seconds", "DOUBLE", "wall time of the fit (s)"),
+            ("max_observed_flops", "DOUBLE", "compute of the largest run (FLOPs)"),
+        ),
+        *_INTERVAL_COLUMNS,
+        *_cols(
+            ("diagnostics", "VARCHAR", "JSON: the fitter's free-form diagnostics (residuals, bounds, conditioning)"),
+            ("backtest", "VARCHAR", "JSON: fit without the largest-compute runs and its predictions of them"),
+            ("warnings", "VARCHAR[]", "the fitter's warnings"),
+            ("settings", "VARCHAR", "JSON: the fit settings (a change refits every family)"),
+            ("input_hash", "VARCHAR", "SHA-256 of the family's points and the settings"),
+            ("fitted_at", "TIMESTAMP", "when it was fitted", "current_timestamp"),
+        )), key=("family",), kind=KEPT),
+    Table("fits.bootstrap", "Per family: the law's parameters refitted on each bootstrap resample.", (
+        Column("family", "VARCHAR", "model family"), Column("sample", "INTEGER", "resample number"),
+        *(Column(p, "DOUBLE", _PARAM_DOCS[p]) for p in LAW_PARAMS)), key=("family", "sample"), kind=KEPT),
+    Table("plans.allocations", "Compute-optimal N*, D* and predicted loss per publishable family and budget.", _cols(
+        ("family", "VARCHAR", "model family"),
+        ("compute", "DOUBLE", "budget C (FLOPs)"),
+        ("n_params", "DOUBLE", "compute-optimal parameters N*"),
+        ("n_tokens", "DOUBLE", "compute-optimal tokens D*"),
+        ("tokens_per_param", "DOUBLE", "D*/N*"),
+        ("loss", "DOUBLE", "predicted loss (nats/token)"),
+        ("constraint", "VARCHAR", "binding constraint, if any"),
+        ("efficiency", "DOUBLE", "compute efficiency relative to the unconstrained optimum"),
+        ("n_params_lo", "DOUBLE", "lower bootstrap bound of N*"),
+        ("n_params_hi", "DOUBLE", "upper bootstrap bound of N*"),
+        ("n_tokens_lo", "DOUBLE", "lower bootstrap bound of D*"),
+        ("n_tokens_hi", "DOUBLE", "upper bootstrap bound of D*"),
+        ("loss_lo", "DOUBLE", "lower bootstrap bound of the loss"),
+        ("loss_hi", "DOUBLE", "upper bootstrap bound of the loss"),
+        ("extrapolation", "DOUBLE", "budget / largest observed run"),
+        ("beyond_limit", "BOOLEAN", "beyond the extrapolation limit"),
+        ("verdict", "VARCHAR", "the family's verdict for this budget"),
+        ("publishable", "BOOLEAN", "within the extrapolation limit"),
+    ), key=("family", "compute")),
+]
+TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
+
+RAW_FILES, RAW_METRICS, RAW_RUNS, RAW_QUARANTINE = (TABLES[f"raw.{t}"] for t in ("files", "metrics", "runs", "quarantine"))
+CLEAN_RUNS, CLEAN_STEPS, CLEAN_POINTS, CLEAN_EXCLUSIONS = (
+    TABLES[f"clean.{t}"] for t in ("runs", "steps", "points", "exclusions"))
+CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
+    TABLES[f"clean.lr_{t}"] for t in ("sweeps", "optima", "scaling"))
+FITS_CHINCHILLA, FITS_BOOTSTRAP = TABLES["fits.chinchilla"], TABLES["fits.bootstrap"]
+PLANS_ALLOCATIONS = TABLES["plans.allocations"]
+
+
+# --- creating and writing -----------------------------------------------------------------------------
+
+def stored_columns(con: duckdb.DuckDBPyConnection, table: Table) -> list[str]:
+    """The columns of ``table`` as stored on ``con``, in order ([] when it does not exist)."""
+    schema, name = table.name.split(".", 1)
+    return [r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "ORDER BY ordinal_position", [schema, name]).fetchall()]
+
+
+def create(con: duckdb.DuckDBPyConnection, *tables: Table) -> None:
+    """Create ``tables`` (and their schemas) if absent. A ``RAW`` table of an older layout gains the
+    columns it lacks (never dropped); when a ``KEPT`` table's stored layout differs from the registry's,
+    every ``KEPT`` table of this call is dropped and created anew (they are kept in step: derived data,
+    recomputed on the next run)."""
+    for schema in dict.fromkeys(t.schema for t in tables):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    kept = [t for t in tables if t.kind == KEPT]
+    if any((have := stored_columns(con, t)) and have != t.names for t in kept):
+        for t in kept:
+            con.execute(f"DROP TABLE IF EXISTS {t.name}")
+    for t in tables:
+        if t.kind == REBUILT:
+            raise ValueError(f"{t.name} is rebuilt on every run: use replace()")
+        con.execute(t.ddl())
+        if t.kind == RAW:  # rows are inserted by name, so added columns may sit at the end
+            have = set(stored_columns(con, t))
+            for name, typ in t.pairs():
+                if name not in have:
+                    con.execute(f'ALTER TABLE {t.name} ADD COLUMN "{name}" {typ}')
+
+
+def replace(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+    """(Re)create the ``REBUILT`` ``table`` empty, with the registry's layout."""
+    if table.kind != REBUILT:
+        raise ValueError(f"{table.name} is not rebuilt on every run: use create()")
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}")
+    con.execute(table.ddl("CREATE OR REPLACE TABLE"))
+
+
+def insert_frame(con: duckdb.DuckDBPyConnection, table: Table, frame: pd.DataFrame, order_by: str = "") -> None:
+    """INSERT the rows of ``frame`` (columns matched by name; ``order_by``: SQL ORDER BY list)."""
+    con.register("_insert_frame", frame)
+    try:
+        con.execute(f"INSERT INTO {table.name} BY NAME SELECT * FROM _insert_frame"
+                    + (f" ORDER BY {order_by}" if order_by else ""))
+    finally:
+        con.unregister("_insert_frame")
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction: committed when the block ends, rolled back when it raises (anything)."""
+    con.begin()
+    try:
+        yield
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+
+
+def row_count(con: duckdb.DuckDBPyConnection, table: Table) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
+
+
+# --- fitted intervals ---------------------------------------------------------------------------------
+
+def interval_columns(ci: dict[str, Any] | None) -> dict[str, float | None]:
+    """The ``<column>_lo``/``<column>_hi`` values of ``fits.chinchilla`` from the fitter's intervals
+    (key -> (lo, hi), keys of INTERVALS); None where there is no interval."""
+    ci = ci or {}
+    out: dict[str, float | None] = {}
+    for key, col in INTERVALS.items():
+        lo, hi = ci.get(key, (None, None))
+        out[f"{col}_lo"], out[f"{col}_hi"] = (None if lo is None else float(lo)), (None if hi is None else float(hi))
+    return out
+
+
+def intervals(row: Any) -> dict[str, tuple[float, float]]:
+    """The intervals of a ``fits.chinchilla`` row (a mapping or pandas row), keyed as the fitter keys
+    them (INTERVALS); a pair with neither bound known (NULL/NaN) is no interval."""
+    out = {}
+    for key, col in INTERVALS.items():
+        lo, hi = (_num(row.get(f"{col}_{end}")) for end in ("lo", "hi"))
+        if np.isfinite(lo) or np.isfinite(hi):
+            out[key] = (lo, hi)
+    return out
+
+
+def _num(v: Any) -> float:
+    try:
+        return float("nan") if v is None else float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+# --- connecting: one writer per file, so a lock is waited for ----------------------------------------
+
+LOCK_WAIT_SECONDS = 5.0  # how long a locked warehouse is waited for before failing
+
+
+class WarehouseLocked(Exception):
+    """The warehouse file is locked by another process."""
+
+
+def _holder(exc: Exception) -> str:
+    """'process 123 (`command line`)' from DuckDB's lock error, or a generic phrase."""
+    match = re.search(r"\(PID (\d+)\)", str(exc))
+    if not match:
+        return "another process"
+    pid = int(match.group(1))
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmd = " ".join(a.decode(errors="replace") for a in argv if a)
+    except OSError:
+        cmd = ""
+    cmd = cmd if len(cmd) <= 160 else cmd[:157] + "..."
+    return f"process {pid} (`{cmd}`)" if cmd else f"process {pid}"
+
+
+def locked_message(db: str, exc: Exception, waited: float) -> str:
+    return (f"the warehouse {db!r} is locked by {_holder(exc)} (waited {waited:.0f} s); wait for it to finish "
+            f"or use another --db. DuckDB said: {exc}")
+
+
+def connect_waiting(db: str, config: dict | None = None, *, read_only: bool = False,
+                    wait_seconds: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+    """Open ``db``; a lock held by another process is waited for up to ``wait_seconds``, then raised as
+    :class:`WarehouseLocked` naming the file and the holding process."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            return duckdb.connect(db, read_only=read_only, config=dict(config or {}))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() - t0 > wait_seconds:
+                raise WarehouseLocked(locked_message(db, exc, time.monotonic() - t0)) from None
+            time.sleep(0.25)
