@@ -11,6 +11,7 @@ import dagster as dg
 from tests.conftest import Materialized, materialize_all
 
 EXPECTED_GRAPH = {
+    "raw/files": [],
     "raw/metrics": [],
     "raw/runs": [],
     "raw/quarantine": [],
@@ -18,6 +19,9 @@ EXPECTED_GRAPH = {
     "clean/steps": ["clean/runs", "raw/metrics"],
     "clean/points": ["clean/runs", "clean/steps"],
     "clean/exclusions": ["clean/runs", "clean/steps"],
+    "clean/lr_sweeps": ["clean/runs", "clean/steps"],
+    "clean/lr_optima": ["clean/lr_sweeps"],
+    "clean/lr_scaling": ["clean/lr_optima"],
     "fits/chinchilla": ["clean/points"],
     "plans/allocations": ["fits/chinchilla"],
     "reports/planning_report": ["clean/exclusions", "clean/points", "fits/chinchilla", "plans/allocations",
@@ -117,3 +121,62 @@ def test_changing_one_file_changes_only_its_rows(demo_dir, tmp_path):
     fit_meta = [e.materialization.metadata for e in second.get_asset_materialization_events()
                 if e.asset_key == dg.AssetKey(["fits", "chinchilla"])][0]
     assert fit_meta["refit"].value == [fam]
+
+
+def test_groups_match_key_prefixes_and_tables_have_schemas():
+    from scaling_pipeline.definitions import defs
+    from scaling_pipeline.lib.tables import TABLES
+
+    graph = defs.resolve_asset_graph()
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups == {k: k.split("/")[0] for k in EXPECTED_GRAPH}
+    assert set(groups.values()) == {"raw", "clean", "fits", "plans", "reports"}
+    for key in EXPECTED_GRAPH:
+        if key.startswith("reports/"):
+            continue
+        table = TABLES[key.replace("/", ".")]
+        schema = graph.get(dg.AssetKey(key.split("/"))).metadata["dagster/column_schema"]
+        assert [(c.name, c.type) for c in schema.columns] == [(c.name, c.type) for c in table.columns]
+
+
+def _metadata(m: Materialized) -> dict[str, dict]:
+    return {e.asset_key.to_user_string(): e.materialization.metadata for e in m.result.get_asset_materialization_events()}
+
+
+def test_table_assets_publish_row_counts_and_the_stored_schema(demo_run: Materialized):
+    """Each table asset's row count is the table's, and its column schema is the layout DuckDB stored."""
+    meta = _metadata(demo_run)
+    for key in EXPECTED_GRAPH:
+        if key.startswith("reports/"):
+            continue
+        table = key.replace("/", ".")
+        assert meta[key]["dagster/row_count"].value == demo_run.query(f"SELECT count(*) FROM {table}")[0][0], key
+        stored = [(name, typ) for name, typ, *_ in demo_run.query(f"DESCRIBE {table}")]
+        schema = meta[key]["dagster/column_schema"].schema
+        assert [(c.name, c.type) for c in schema.columns] == stored, key
+    assert meta["raw/files"]["dagster/row_count"].value == sum(meta["raw/files"]["by_status"].value.values()) > 10
+    assert meta["fits/chinchilla"]["bootstrap_rows"].value == demo_run.query("SELECT count(*) FROM fits.bootstrap")[0][0]
+
+
+def test_fit_publishes_parameters_as_numbers_and_the_report_its_latest_path(demo_run: Materialized):
+    meta = _metadata(demo_run)["fits/chinchilla"]
+    fits = demo_run.query("SELECT family, E, alpha, beta, a_exponent FROM fits.chinchilla WHERE status = 'ok' "
+                          "ORDER BY family")
+    assert len(fits) >= 6
+    for family, *values in fits:
+        for name, value in zip(("E", "alpha", "beta", "a_exponent"), values):
+            entry = meta[f"{family}/{name}"]
+            assert isinstance(entry, dg.FloatMetadataValue) and entry.value == value
+    assert "plotted_families" not in meta  # fewer families than the cap
+    report = _metadata(demo_run)["reports/planning_report"]
+    assert report["path"].value == str((demo_run.reports / "latest" / "index.html").resolve())
+
+
+def test_parameter_metadata_is_capped_with_a_note():
+    from scaling_pipeline.defs.fit import PLOTTED_FAMILIES, parameter_metadata
+
+    rows = [(f"f{i:03d}", 1.5, 0.3, 0.3, 0.5) for i in range(PLOTTED_FAMILIES + 5)]
+    meta = parameter_metadata(rows)
+    assert f"f{PLOTTED_FAMILIES - 1:03d}/alpha" in meta and f"f{PLOTTED_FAMILIES:03d}/alpha" not in meta
+    assert len(meta) == 4 * PLOTTED_FAMILIES + 1
+    assert f"first {PLOTTED_FAMILIES} of {PLOTTED_FAMILIES + 5}" in meta["plotted_families"].value

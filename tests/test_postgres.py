@@ -140,7 +140,7 @@ def test_full_graph_on_the_production_instance_is_stored_in_postgres(postgres, t
         assert materialized == expected
         latest = instance.get_latest_materialization_event(RAW_METRICS)
         assert latest is not None and latest.run_id == run_id
-        assert latest.asset_materialization.metadata["rows"].value > 10_000
+        assert latest.asset_materialization.metadata["dagster/row_count"].value > 10_000
         assert instance.get_latest_materialization_event(PLANNING_REPORT).run_id == run_id
         checks = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
         assert len(checks) == len(CHECKS)

@@ -3,24 +3,29 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.warehouse import plan_families
 
 from .clean import rows_check
 from .fit import FITS_CHINCHILLA
 from .pool import POOL
 from .resources import warehouse
+from .tables import asset_key, table_metadata, table_spec
 
-PLANS_ALLOCATIONS = dg.AssetKey(["plans", "allocations"])
+PLANS_ALLOCATIONS = asset_key(T.PLANS_ALLOCATIONS)
+_SPEC = table_spec(T.PLANS_ALLOCATIONS)
 
 
-@dg.asset(key=PLANS_ALLOCATIONS, deps=[FITS_CHINCHILLA], group_name="plan", kinds={"duckdb"}, pool=POOL)
+@dg.asset(key=PLANS_ALLOCATIONS, deps=[FITS_CHINCHILLA], group_name=_SPEC.group_name, kinds={"duckdb"},
+          metadata=_SPEC.metadata, pool=POOL)
 def allocations(duckdb: DuckDBResource) -> dg.MaterializeResult:
     """N*, D*, tokens/param and predicted loss (with bootstrap intervals) for a grid of FLOP budgets."""
     with warehouse(duckdb) as con:
         plans = plan_families(con)
+        meta = table_metadata(con, T.PLANS_ALLOCATIONS)
     preview = plans[plans.compute.isin([1e21, 1e23, 1e25])][["family", "compute", "n_params", "n_tokens", "loss"]]
     return dg.MaterializeResult(metadata={
-        "rows": len(plans), "families": int(plans.family.nunique()),
+        **meta, "families": int(plans.family.nunique()),
         "preview": dg.MetadataValue.md(preview.to_markdown(index=False, floatfmt=".4g"))})
 
 

@@ -4,30 +4,31 @@ of each hyperparameter sweep by default), plus the learning-rate sweep tables cl
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.cleaning import clean
 
 from .ingest import RAW_METRICS, RAW_RUNS
 from .pool import POOL
 from .resources import PipelineSettings, warehouse
+from .tables import asset_key, table_result, table_spec
 
-CLEAN_RUNS = dg.AssetKey(["clean", "runs"])
-CLEAN_STEPS = dg.AssetKey(["clean", "steps"])
-CLEAN_POINTS = dg.AssetKey(["clean", "points"])
-CLEAN_EXCLUSIONS = dg.AssetKey(["clean", "exclusions"])
+CLEAN_RUNS, CLEAN_STEPS, CLEAN_POINTS, CLEAN_EXCLUSIONS = (
+    asset_key(t) for t in (T.CLEAN_RUNS, T.CLEAN_STEPS, T.CLEAN_POINTS, T.CLEAN_EXCLUSIONS))
+CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
+    asset_key(t) for t in (T.CLEAN_LR_SWEEPS, T.CLEAN_LR_OPTIMA, T.CLEAN_LR_SCALING))
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(CLEAN_RUNS, deps=[RAW_RUNS, RAW_METRICS], group_name="clean", kinds={"duckdb"},
-                     description="One row per run: metadata merged from every source."),
-        dg.AssetSpec(CLEAN_STEPS, deps=[RAW_METRICS, CLEAN_RUNS], group_name="clean", kinds={"duckdb"},
-                     description="One row per (run, step): last write wins, finite losses, warm-up cut."),
-        dg.AssetSpec(CLEAN_POINTS, deps=[CLEAN_STEPS, CLEAN_RUNS], group_name="clean", kinds={"duckdb"},
-                     description="One schedule-valid point (N, D, C=6ND, final loss) per completed run; of a "
-                                 "hyperparameter sweep, the best run per (N, D). Also writes clean.lr_sweeps, "
-                                 "clean.lr_optima and clean.lr_scaling (optimal learning rate vs N)."),
-        dg.AssetSpec(CLEAN_EXCLUSIONS, deps=[CLEAN_STEPS, CLEAN_RUNS], group_name="clean", kinds={"duckdb"},
-                     description="Every excluded run and dropped row, with the reason."),
+        table_spec(T.CLEAN_RUNS, deps=[RAW_RUNS, RAW_METRICS]),
+        table_spec(T.CLEAN_STEPS, deps=[RAW_METRICS, CLEAN_RUNS]),
+        table_spec(T.CLEAN_POINTS, deps=[CLEAN_STEPS, CLEAN_RUNS],
+                   description="One schedule-valid point (N, D, C=6ND, final loss) per completed run; of a "
+                               "hyperparameter sweep, the best run per (N, D)."),
+        table_spec(T.CLEAN_EXCLUSIONS, deps=[CLEAN_STEPS, CLEAN_RUNS]),
+        table_spec(T.CLEAN_LR_SWEEPS, deps=[CLEAN_STEPS, CLEAN_RUNS]),
+        table_spec(T.CLEAN_LR_OPTIMA, deps=[CLEAN_LR_SWEEPS]),
+        table_spec(T.CLEAN_LR_SCALING, deps=[CLEAN_LR_OPTIMA]),
     ],
     pool=POOL,
 )
@@ -41,19 +42,18 @@ def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sett
         ).df().to_markdown(index=False)
         lr_md = con.execute("""SELECT family, n_sizes, gamma, gamma_lo, gamma_hi, delta, status, detail
                                FROM clean.lr_scaling ORDER BY family""").df().to_markdown(index=False)
-    context.log.info(f"clean: {summary.points} points from {summary.runs} runs, {summary.excluded_runs} runs excluded")
-    yield dg.MaterializeResult(asset_key=CLEAN_RUNS, metadata={"runs": summary.runs})
-    yield dg.MaterializeResult(asset_key=CLEAN_STEPS, metadata={
-        "rows": summary.steps, "dropped_rows": dg.MetadataValue.json(summary.dropped_rows)})
-    yield dg.MaterializeResult(asset_key=CLEAN_POINTS, metadata={
-        "points": summary.points, "families": dg.MetadataValue.json(summary.families),
-        "flagged": dg.MetadataValue.json(summary.flagged),
-        "lr_scaling": dg.MetadataValue.md(lr_md),  # clean.lr_scaling: LR* = c·N^-gamma per swept family
-        "config": dg.MetadataValue.json(cfg.to_dict())})
-    yield dg.MaterializeResult(asset_key=CLEAN_EXCLUSIONS, metadata={
-        "excluded_runs": summary.excluded_runs,
-        "by_reason": dg.MetadataValue.json(summary.excluded_by_reason),
-        "runs": dg.MetadataValue.md(excl_md)})
+        context.log.info(f"clean: {summary.points} points from {summary.runs} runs, "
+                         f"{summary.excluded_runs} runs excluded")
+        yield table_result(con, T.CLEAN_RUNS)
+        yield table_result(con, T.CLEAN_STEPS, dropped_rows=dg.MetadataValue.json(summary.dropped_rows))
+        yield table_result(con, T.CLEAN_POINTS, families=dg.MetadataValue.json(summary.families),
+                           flagged=dg.MetadataValue.json(summary.flagged), config=dg.MetadataValue.json(cfg.to_dict()))
+        yield table_result(con, T.CLEAN_EXCLUSIONS, excluded_runs=summary.excluded_runs,
+                           by_reason=dg.MetadataValue.json(summary.excluded_by_reason), runs=dg.MetadataValue.md(excl_md))
+        yield table_result(con, T.CLEAN_LR_SWEEPS)
+        yield table_result(con, T.CLEAN_LR_OPTIMA)
+        # LR* = c·N^-gamma per swept family
+        yield table_result(con, T.CLEAN_LR_SCALING, fits=dg.MetadataValue.md(lr_md))
 
 
 def rows_check(duckdb: DuckDBResource, sql: str, what: str) -> dg.AssetCheckResult:

@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.quality import Assessment
 from scaling_pipeline.lib.settings import N_BOOT
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families
@@ -10,8 +11,11 @@ from scaling_pipeline.lib.warehouse import FitSettings, fit_families
 from .clean import CLEAN_POINTS, rows_check
 from .pool import POOL
 from .resources import warehouse
+from .tables import asset_key, table_metadata, table_spec
 
-FITS_CHINCHILLA = dg.AssetKey(["fits", "chinchilla"])
+FITS_CHINCHILLA = asset_key(T.FITS_CHINCHILLA)
+PLOTTED_FAMILIES = 20  # families whose parameters are numeric metadata (first by name): the UI plots each
+PLOTTED_PARAMS = ("E", "alpha", "beta", "a_exponent")
 
 
 class FitConfig(dg.Config):
@@ -31,8 +35,24 @@ def fit_run_config(n_boot: int = N_BOOT, seed: int = 0) -> dict:
             "loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-@dg.asset(key=FITS_CHINCHILLA, deps=[CLEAN_POINTS], group_name="fit", kinds={"duckdb", "scipy"},
-          pool=POOL)
+_SPEC = table_spec(T.FITS_CHINCHILLA)
+
+
+def parameter_metadata(rows: list[tuple]) -> dict[str, object]:
+    """``<family>/<param>`` float metadata of the successful fits in ``rows`` ((family, *PLOTTED_PARAMS),
+    sorted by family) for the first PLOTTED_FAMILIES families, so the asset's Plots tab charts them over
+    refits; a note says when families were left out."""
+    meta: dict[str, object] = {}
+    for family, *values in rows[:PLOTTED_FAMILIES]:
+        meta.update({f"{family}/{p}": dg.MetadataValue.float(float(v)) for p, v in zip(PLOTTED_PARAMS, values)})
+    if len(rows) > PLOTTED_FAMILIES:
+        meta["plotted_families"] = dg.MetadataValue.text(
+            f"parameters of the first {PLOTTED_FAMILIES} of {len(rows)} fitted families (by name); all in fits.chinchilla")
+    return meta
+
+
+@dg.asset(key=FITS_CHINCHILLA, deps=[CLEAN_POINTS], group_name=_SPEC.group_name, kinds={"duckdb", "scipy"},
+          metadata=_SPEC.metadata, pool=POOL)
 def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """L(N, D) = E + A/N^α + B/D^β per family (sum of Huber(δ) on log-loss residuals); families whose
     points did not change are not refit."""
@@ -44,10 +64,14 @@ def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb
                       round(beta, 4) AS beta, round(a_exponent, 4) AS a_exponent, objective,
                       array_to_string(reasons, ', ') AS reasons
                FROM fits.chinchilla ORDER BY family""").df()
+        params = con.execute(f"SELECT family, {', '.join(PLOTTED_PARAMS)} FROM fits.chinchilla WHERE status = 'ok' "
+                             "ORDER BY family").fetchall()
+        meta = {**table_metadata(con, T.FITS_CHINCHILLA), **parameter_metadata(params),
+                "bootstrap_rows": T.row_count(con, T.FITS_BOOTSTRAP)}
     for fam, err in summary.failed.items():
         context.log.warning(f"fit of family {fam!r} failed: {err}")
     return dg.MaterializeResult(metadata={
-        "families": len(table), "refit": dg.MetadataValue.json(summary.fitted),
+        **meta, "families": len(table), "refit": dg.MetadataValue.json(summary.fitted),
         "unchanged": dg.MetadataValue.json(summary.unchanged), "failed": dg.MetadataValue.json(summary.failed),
         "worker_processes": summary.workers,
         "fits": dg.MetadataValue.md(table.to_markdown(index=False))})

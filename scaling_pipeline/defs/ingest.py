@@ -1,18 +1,21 @@
-"""Ingest stage: every log file under the log root -> the ``raw`` schema."""
+"""Ingest stage: every log file under the log root -> the ``raw`` schema (raw.files, raw.metrics, raw.runs,
+raw.quarantine)."""
 
 import time
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.ingest import ingest
+from scaling_pipeline.lib.tables import row_count
 
 from .pool import POOL
 from .resources import PipelineSettings, warehouse
+from .tables import asset_key, table_result, table_spec
 
-RAW_METRICS = dg.AssetKey(["raw", "metrics"])
-RAW_RUNS = dg.AssetKey(["raw", "runs"])
-RAW_QUARANTINE = dg.AssetKey(["raw", "quarantine"])
+RAW_FILES, RAW_METRICS, RAW_RUNS, RAW_QUARANTINE = (
+    asset_key(t) for t in (T.RAW_FILES, T.RAW_METRICS, T.RAW_RUNS, T.RAW_QUARANTINE))
 
 
 def _throttled(log, every_seconds: float = 5.0):
@@ -34,14 +37,7 @@ def _throttled(log, every_seconds: float = 5.0):
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(RAW_METRICS, description="One row per logged step, as read from the logs (duplicates kept).",
-                     group_name="ingest", kinds={"duckdb"}),
-        dg.AssetSpec(RAW_RUNS, description="Run metadata (manifests, configs, params, hparams).",
-                     group_name="ingest", kinds={"duckdb"}),
-        dg.AssetSpec(RAW_QUARANTINE, description="Rows and files that could not be read, with the reason.",
-                     group_name="ingest", kinds={"duckdb"}),
-    ],
+    specs=[table_spec(t) for t in (T.RAW_FILES, T.RAW_METRICS, T.RAW_RUNS, T.RAW_QUARANTINE)],
     pool=POOL,
 )
 def raw_logs(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings):
@@ -55,14 +51,14 @@ def raw_logs(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings
         context.log.info(f"ingest: {summary.units_seen} sources, {summary.units_ingested} (re)read, "
                          f"{summary.units_unchanged} unchanged, {summary.units_removed} removed, "
                          f"{summary.rejections} rejections")
-        counts = dict(con.execute("""SELECT 'metrics', count(*) FROM raw.metrics UNION ALL
-                                     SELECT 'runs', count(DISTINCT run_id) FROM raw.runs UNION ALL
-                                     SELECT 'quarantine', count(*) FROM raw.quarantine""").fetchall())
+        runs = con.execute("SELECT count(DISTINCT run_id) FROM raw.runs").fetchone()[0]
         quarantine_md = con.execute(
             "SELECT source_path, location, field, reason, scope FROM raw.quarantine ORDER BY source_path LIMIT 50"
-        ).df().to_markdown(index=False) if counts["quarantine"] else "nothing quarantined"
-    meta = {f"ingest_{k}": v for k, v in summary.to_metadata().items() if isinstance(v, (int, float, str))}
-    yield dg.MaterializeResult(asset_key=RAW_METRICS, metadata={"rows": counts["metrics"], **meta})
-    yield dg.MaterializeResult(asset_key=RAW_RUNS, metadata={"runs": counts["runs"]})
-    yield dg.MaterializeResult(asset_key=RAW_QUARANTINE, metadata={
-        "rows": counts["quarantine"], "preview": dg.MetadataValue.md(quarantine_md)})
+        ).df().to_markdown(index=False) if row_count(con, T.RAW_QUARANTINE) else "nothing quarantined"
+        by_status = dict(con.execute("SELECT status, count(*) FROM raw.files GROUP BY status ORDER BY status").fetchall())
+        meta = {f"ingest_{k}": v for k, v in summary.to_metadata().items() if isinstance(v, (int, float, str))}
+        yield table_result(con, T.RAW_FILES, by_status=dg.MetadataValue.json(by_status),
+                           by_reader=dg.MetadataValue.json(summary.per_reader))
+        yield table_result(con, T.RAW_METRICS, **meta)
+        yield table_result(con, T.RAW_RUNS, runs=runs)
+        yield table_result(con, T.RAW_QUARANTINE, preview=dg.MetadataValue.md(quarantine_md))

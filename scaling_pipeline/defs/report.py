@@ -19,7 +19,7 @@ PLANNING_REPORT = dg.AssetKey(["reports", "planning_report"])
 
 
 @dg.asset(key=PLANNING_REPORT, deps=[PLANS_ALLOCATIONS, FITS_CHINCHILLA, CLEAN_POINTS, CLEAN_EXCLUSIONS, RAW_QUARANTINE],
-          group_name="report", kinds={"html"}, pool=POOL)
+          group_name="reports", kinds={"html"}, pool=POOL)
 def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
     """Self-contained HTML report with figures, allocation tables and exclusions."""
     with warehouse(duckdb) as con:
@@ -35,7 +35,7 @@ def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
         cells = (esc(c).replace("|", "\\|") for c in (fam, f.get("verdict"), glance))  # names are data
         lines.append("| " + " | ".join(cells) + " |")
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(index.resolve())),
-        "latest": dg.MetadataValue.path(str((settings.reports_path / "latest" / "index.html").resolve())),
+        "path": dg.MetadataValue.path(str((settings.reports_path / "latest" / "index.html").resolve())),
+        "dated_copy": dg.MetadataValue.path(str(index.resolve())),
         "families": len(summary["families"]),
         "verdicts": dg.MetadataValue.md("\n".join(lines))})
