@@ -330,7 +330,7 @@ def _open(db: str, *, read_only: bool):
     errors as UserError."""
     import duckdb
 
-    from scaling_pipeline.lib.tables import WarehouseLocked, connect_waiting
+    from scaling_pipeline.lib.connection import WarehouseLocked, connect_waiting
 
     try:
         return connect_waiting(db, read_only=read_only)

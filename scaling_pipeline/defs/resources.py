@@ -17,7 +17,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from scaling_pipeline.lib.cleaning import CleanConfig, FamilyOptions
-from scaling_pipeline.lib.tables import LOCK_WAIT_SECONDS, WarehouseLocked, connect_waiting
+from scaling_pipeline.lib.connection import LOCK_WAIT_SECONDS, WarehouseLocked, connect_waiting
 
 DEFAULT_LOGS = "data"
 DEFAULT_DB = "data/warehouse.duckdb"

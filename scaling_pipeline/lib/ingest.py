@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -53,16 +53,13 @@ from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count
 from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile, one_pass_pays
 from scaling_pipeline.lib.formats.text import ByteScan, read_chunks, scan_bytes
 from scaling_pipeline.lib.interrupts import reraise_interrupt
-from scaling_pipeline.lib.tables import RAW_FILES as FILES_TABLE
-from scaling_pipeline.lib.tables import RAW_METRICS as METRICS_TABLE
-from scaling_pipeline.lib.tables import RAW_QUARANTINE as QUARANTINE_TABLE
-from scaling_pipeline.lib.tables import RAW_RUNS as RUNS_TABLE
-from scaling_pipeline.lib.tables import create, transaction
+from scaling_pipeline.lib import tables
+from scaling_pipeline.lib.tables import transaction
 
 INSPECT_AHEAD = 4096  # units fingerprinted ahead of the one being stored (about a batch) ...
 INSPECT_CHUNK = 64  # ... a chunk of units per task
-RAW_FILES, RAW_METRICS, RAW_RUNS, RAW_QUARANTINE = (
-    t.name for t in (FILES_TABLE, METRICS_TABLE, RUNS_TABLE, QUARANTINE_TABLE))
+_RAW = (tables.RAW_FILES, tables.RAW_METRICS, tables.RAW_RUNS, tables.RAW_QUARANTINE)
+RAW_FILES, RAW_METRICS, RAW_RUNS, RAW_QUARANTINE = (t.name for t in _RAW)
 
 
 @dataclass
@@ -91,7 +88,7 @@ class IngestSummary:
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create schema ``raw`` and its four tables if absent (an older layout gains the columns it lacks)."""
-    create(con, FILES_TABLE, METRICS_TABLE, RUNS_TABLE, QUARANTINE_TABLE)
+    tables.create(con, *_RAW)
 
 
 def relative_path(root: Path, path: Path) -> str:

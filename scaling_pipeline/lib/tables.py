@@ -1,5 +1,6 @@
 """Every warehouse table in one place: name, columns (name, DuckDB type, description), primary key and
-DDL; plus the one transaction helper and the lock-waiting connection.
+DDL; plus the one transaction helper (connections that wait for a locked file:
+:mod:`scaling_pipeline.lib.connection`).
 
 Kinds of table (``Table.kind``):
 
@@ -23,12 +24,9 @@ Units: tokens in tokens, losses in nats per token, FLOPs in floating-point opera
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
@@ -387,48 +385,3 @@ def _num(v: Any) -> float:
         return float("nan") if v is None else float(v)
     except (TypeError, ValueError):
         return float("nan")
-
-
-# --- connecting: one writer per file, so a lock is waited for ----------------------------------------
-
-LOCK_WAIT_SECONDS = 5.0  # how long a locked warehouse is waited for before failing
-
-
-class WarehouseLocked(Exception):
-    """The warehouse file is locked by another process."""
-
-
-def _holder(exc: Exception) -> str:
-    """'process 123 (`command line`)' from DuckDB's lock error, or a generic phrase."""
-    match = re.search(r"\(PID (\d+)\)", str(exc))
-    if not match:
-        return "another process"
-    pid = int(match.group(1))
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        cmd = " ".join(a.decode(errors="replace") for a in argv if a)
-    except OSError:
-        cmd = ""
-    cmd = cmd if len(cmd) <= 160 else cmd[:157] + "..."
-    return f"process {pid} (`{cmd}`)" if cmd else f"process {pid}"
-
-
-def locked_message(db: str, exc: Exception, waited: float) -> str:
-    return (f"the warehouse {db!r} is locked by {_holder(exc)} (waited {waited:.0f} s); wait for it to finish "
-            f"or use another --db. DuckDB said: {exc}")
-
-
-def connect_waiting(db: str, config: dict | None = None, *, read_only: bool = False,
-                    wait_seconds: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
-    """Open ``db``; a lock held by another process is waited for up to ``wait_seconds``, then raised as
-    :class:`WarehouseLocked` naming the file and the holding process."""
-    t0 = time.monotonic()
-    while True:
-        try:
-            return duckdb.connect(db, read_only=read_only, config=dict(config or {}))
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
-            if time.monotonic() - t0 > wait_seconds:
-                raise WarehouseLocked(locked_message(db, exc, time.monotonic() - t0)) from None
-            time.sleep(0.25)

@@ -18,7 +18,8 @@ import duckdb
 import pandas as pd
 
 from scaling_pipeline.lib.hparams import OK, lr_optimum, lr_scaling
-from scaling_pipeline.lib.tables import CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS, Table, insert_frame, replace
+from scaling_pipeline.lib.tables import (CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS, Table, insert_frame,
+                                         replace)
 
 
 def _replace_table(con: duckdb.DuckDBPyConnection, table: Table, rows: list[dict]) -> None:
