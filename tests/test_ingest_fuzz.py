@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scaling_pipeline.lib.formats import write_logs
-from scaling_pipeline.lib.formats.common import frame_records
+from scaling_pipeline.lib.formats.writing import frame_records
 from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.schema import RUN_COLUMNS
 from tests.test_formats import ladder

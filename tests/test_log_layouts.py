@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from scaling_pipeline.lib.formats.common import write_csv
+from scaling_pipeline.lib.formats.writing import write_csv
 from scaling_pipeline.lib.formats.jsonl_log import write_jsonl
 from tests.conftest import Materialized, materialize_all
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from scaling_pipeline.lib.formats.common import safe_name
+from scaling_pipeline.lib.formats.writing import safe_name
 from scaling_pipeline.lib.warehouse import FitSettings, ensure_fit_tables, fit_family, input_hash, replace_family
 
 POINTS, FIT, BOOTSTRAP = "points.parquet", "fit.parquet", "bootstrap.parquet"

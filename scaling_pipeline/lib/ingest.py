@@ -23,7 +23,6 @@ stored without a hash, so the next ingest retries it.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,9 +34,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from scaling_pipeline.lib import tables
+from scaling_pipeline.lib.fingerprint import Fingerprint, fingerprint, relative_path
 from scaling_pipeline.lib.formats import (
-    READERS_VERSION,
-    SCANNED_READERS,
     ReadReport,
     Rejection,
     SourceUnit,
@@ -51,9 +50,7 @@ from scaling_pipeline.lib.formats import (
 )
 from scaling_pipeline.lib.formats.common import STAGE_METRICS, STAGE_RUNS, count_method, excerpt, insert_arrow
 from scaling_pipeline.lib.formats.native import BATCH_BYTES, BATCH_ROWS, NativeFile, one_pass_pays
-from scaling_pipeline.lib.formats.text import ByteScan, read_chunks, scan_bytes
 from scaling_pipeline.lib.interrupts import reraise_interrupt
-from scaling_pipeline.lib import tables
 from scaling_pipeline.lib.tables import transaction
 
 INSPECT_AHEAD = 4096  # units fingerprinted ahead of the one being stored (about a batch) ...
@@ -89,37 +86,6 @@ class IngestSummary:
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create schema ``raw`` and its four tables if absent (an older layout gains the columns it lacks)."""
     tables.create(con, *_RAW)
-
-
-def relative_path(root: Path, path: Path) -> str:
-    """``path`` relative to ``root``, posix ('.' for the root itself)."""
-    return path.relative_to(root).as_posix()
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    sha256: str  # over the sorted (relative path, size, bytes) of the unit's members
-    size: int  # bytes
-    scan: ByteScan | None  # byte facts of a one-file csv/jsonl unit (can a native read be exact?)
-
-
-def fingerprint(root: Path, unit: SourceUnit) -> Fingerprint:
-    """Hash the members of ``unit`` (and scan a one-file text unit's bytes in the same pass)."""
-    digest, total, scan = hashlib.sha256(), 0, None
-    digest.update((unit.skipped or "").encode())  # a skipped entry has no members: its reason is its content
-    digest.update(f"\0readers {READERS_VERSION}\0".encode())  # rows of unchanged files change with the readers
-    text = len(unit.members) == 1 and unit.reader in SCANNED_READERS
-    for rel, member in sorted((relative_path(root, m), m) for m in unit.members):
-        size = member.stat().st_size
-        digest.update(f"{rel}\0{size}\0".encode())
-        if text:
-            scan = scan_bytes(member, digest=digest)
-            total += scan.size
-            continue
-        for chunk in read_chunks(member):
-            digest.update(chunk)
-            total += len(chunk)
-    return Fingerprint(digest.hexdigest(), total, scan)
 
 
 def _crashed(reader: str, exc: BaseException) -> ReadReport:

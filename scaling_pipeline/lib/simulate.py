@@ -658,7 +658,7 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
     import duckdb  # noqa: PLC0415 - lazy: only benchmarks write at scale
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    from scaling_pipeline.lib.formats.common import safe_name  # noqa: PLC0415
+    from scaling_pipeline.lib.formats.writing import safe_name  # noqa: PLC0415
 
     if fmt not in SCALE_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(SCALE_FORMATS)}")

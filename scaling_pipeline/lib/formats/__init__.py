@@ -43,16 +43,8 @@ import pandas as pd
 from scaling_pipeline.lib.schema import RUN_COLUMNS
 
 from . import csv_log, jsonl_log, manifest, mlflow_log, parquet_log, tensorboard_log, wandb_export, wandb_log
-from .common import (
-    STAGE_METRICS,
-    STAGE_RUNS,
-    ReadReport,
-    Rejection,
-    SourceUnit,
-    create_staging,
-    frame_records,
-    path_run_id,
-)
+from .common import STAGE_METRICS, STAGE_RUNS, ReadReport, Rejection, SourceUnit, create_staging, path_run_id
+from .writing import frame_records
 from .discovery import SKIPPED, discover, read_skipped
 from .metric_sql import METRIC_FIELDS
 from .native import NativeFile, NativeRead

@@ -2,39 +2,23 @@
 
 Readers stage rows into the TEMP tables ``stage_metrics`` / ``stage_runs`` (layouts of
 :mod:`scaling_pipeline.lib.schema`) and report :class:`Rejection` s. This module holds what every
-reader needs: the result dataclasses, alias resolution, typing of run metadata (small, done in
-Python), Arrow batch inserts, and the helpers writers use to turn DataFrames into plain values and
-run ids into safe file names.
+reader needs: the result dataclasses, rejections, alias resolution, Arrow batch inserts and message
+excerpts. Run metadata is typed in :mod:`.run_meta`; writers' helpers are in :mod:`.writing`.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
-import hashlib
 import itertools
-import json
-import math
-import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from scaling_pipeline.lib.schema import (
-    METRIC_ALIASES,
-    METRIC_COLUMNS,
-    RUN_ALIASES,
-    RUN_COLUMNS,
-    RUN_RANGES,
-    out_of_range,
-)
+from scaling_pipeline.lib.schema import METRIC_ALIASES, METRIC_COLUMNS, RUN_COLUMNS
 from scaling_pipeline.lib.tables import ddl
 
 from .text import log_stem
@@ -255,147 +239,6 @@ def event_mapping(keys: list[str], fields: Iterable[str], what: str) -> tuple[di
     return {found[0]: name for name, found in resolved.items()}, problem
 
 
-_INT_RE = re.compile(r"[+-]?\d+")
-
-
-def to_double(value: Any) -> float | None:
-    """Number (NaN/inf allowed) or None for null/empty; ValueError otherwise."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError("expected a number")
-    return float(value)
-
-
-def to_bigint(value: Any) -> int | None:
-    """Integer (also '62.0', 1e3) or None for null/empty; ValueError otherwise."""
-    number = to_double(value)
-    if number is None:
-        return None
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
-        result = int(value)
-    elif math.isfinite(number) and number.is_integer():
-        result = int(number)
-    else:
-        raise ValueError("expected an integer")
-    if not -(2**63) <= result < 2**63:
-        raise ValueError("expected an integer")
-    return result
-
-
-def to_varchar(value: Any) -> str | None:
-    """Text or None for null/empty."""
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else str(value)
-    return text if text.strip() else None
-
-
-_CASTS = {"VARCHAR": to_varchar, "DOUBLE": to_double, "BIGINT": to_bigint}
-_EXPECTED = {"VARCHAR": "text", "DOUBLE": "a number", "BIGINT": "an integer"}
-
-
-def guess_scalar(text: str) -> Any:
-    """Untyped metadata text (CSV cell, MLflow param) -> int, finite float or the text itself."""
-    stripped = text.strip()
-    if _INT_RE.fullmatch(stripped):
-        return int(stripped)
-    try:
-        number = float(stripped)
-    except ValueError:
-        return text
-    return number if math.isfinite(number) else text
-
-
-def _json_value(value: Any) -> Any:
-    """A value JSON can hold (non-finite floats become their text)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    return value
-
-
-@functools.lru_cache(maxsize=256)
-def _run_aliases(keys: tuple[str, ...]) -> dict[str, list[str]]:
-    """resolve_aliases(keys, RUN_ALIASES), once per set of keys (a manifest's rows share them; do not
-    modify the result)."""
-    return resolve_aliases(keys, RUN_ALIASES)
-
-
-def run_row(
-    meta: Mapping[str, Any], location: str, *, untyped: bool, fallback_run_id: str | None = None
-) -> tuple[dict[str, Any], list[Rejection]]:
-    """Type and validate one run's metadata into a RUN_COLUMNS dict.
-
-    ``meta`` keys are matched via RUN_ALIASES (the first non-empty alias is the value); every other
-    non-empty key goes into ``extra`` (JSON, sorted keys). ``untyped``: values are text (CSV cells,
-    MLflow params), so extras that look like numbers become numbers. A value of the wrong type, not
-    finite or outside its plausible range (:data:`~scaling_pipeline.lib.schema.RUN_RANGES`) is left
-    out of the row with a 'field' rejection and kept as given in ``extra``: the run keeps its other
-    metadata (cleaning then names the missing fact). Without a run id the whole row is rejected
-    ('row' scope; see :func:`keeps_row`). ``location`` (e.g. "line 3", "config.yaml") is stored
-    with the row. run_id/family are always filled as far as known, so callers can label metrics."""
-    resolved = _run_aliases(tuple(meta))
-    row: dict[str, Any] = {"location": location}
-    used: set[str] = set()
-    rejections: list[Rejection] = []
-    for name, typ in RUN_COLUMNS:
-        if name in ("extra", "location"):
-            continue
-        source = next((s for s in resolved.get(name, []) if to_varchar(meta[s]) is not None), None)
-        if source is None:
-            continue
-        try:
-            value = _CASTS[typ](meta[source])
-            problem = out_of_range(value, RUN_RANGES[name]) if name in RUN_RANGES else None
-        except (ValueError, OverflowError):
-            problem = f"expected {_EXPECTED[typ]}, got {shorten(meta[source])}"
-        if problem:
-            rejections.append(field_rejection(location, source, problem))
-            continue
-        used.add(source)
-        row[name] = value
-    if row.get("run_id") is None:
-        row["run_id"] = fallback_run_id
-    if row["run_id"] is None:
-        rejections.append(row_rejection(
-            location, None, f"expected a run id (one of {alias_list(RUN_ALIASES, 'run_id')})"
-        ))
-    extra = {
-        str(k): (guess_scalar(v) if untyped and isinstance(v, str) else _json_value(v))
-        for k, v in meta.items()
-        if k not in used and to_varchar(v) is not None
-    }
-    row["extra"] = json.dumps(extra, sort_keys=True, ensure_ascii=False, default=str)
-    return row, rejections
-
-
-def keeps_row(rejections: list[Rejection]) -> bool:
-    """True when ``rejections`` only leave fields out (none drops the whole row)."""
-    return all(r.scope == "field" for r in rejections)
-
-
-def run_report(reader: str, con: duckdb.DuckDBPyConnection, log: RejectionLog, run: dict[str, Any],
-               rejections: list[Rejection], n_metric_rows: int) -> ReadReport:
-    """Finish a one-run reader: stage its metadata row unless it was rejected, and report."""
-    for rejection in rejections:
-        log.add(rejection)
-    n_runs = stage_run_rows(con, [run]) if keeps_row(rejections) else 0
-    return ReadReport(reader, n_metric_rows=n_metric_rows, n_run_rows=n_runs, rejections=log.to_list())
-
-
-def stage_run_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> int:
-    """Insert typed run rows into ``stage_runs``; returns the count."""
-    if rows:
-        insert_arrow(con, STAGE_RUNS, arrow_table(RUN_COLUMNS, rows))
-    return len(rows)
-
-
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """``text`` (a piece of the input) for a message: characters that are not printable (control
     characters such as newline and NUL, bidi and other format characters) escaped as repr escapes
@@ -415,94 +258,6 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
 def shorten(value: Any, limit: int = EXCERPT_CHARS) -> str:
     """repr of ``value`` (quoted when text) as :func:`excerpt` cuts it, for messages."""
     return excerpt(repr(value[:limit] if isinstance(value, str) else value), limit)
-
-
-# ---------------------------------------------------------------------------------------------
-# writer helpers
-# ---------------------------------------------------------------------------------------------
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(run_id: str) -> str:
-    """File/directory name for ``run_id``: ASCII [A-Za-z0-9._-], no leading dot, <= 80 chars.
-
-    Names that had to change get a short hash of the run id, so distinct ids never collide."""
-    slug = _UNSAFE.sub("_", run_id).lstrip(".")[:64]
-    if slug == run_id and slug:
-        return slug
-    return f"{slug or 'run'}-{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"
-
-
-def _plain(value: Any, typ: str | None, keep_nan: bool) -> Any:
-    """Python value of one DataFrame cell; pandas missing markers -> None."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value) and not (keep_nan and typ == "DOUBLE"):
-        return None
-    if typ == "BIGINT":
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"expected an integer, got {value!r}")
-        return int(value)
-    if typ == "DOUBLE":
-        return float(value)
-    if typ == "VARCHAR":
-        return str(value)
-    return value
-
-
-def frame_records(
-    frame: pd.DataFrame, columns: list[tuple[str, str]], *, extras: bool
-) -> list[dict[str, Any]]:
-    """Rows of ``frame`` as dicts of plain Python values, typed per ``columns``.
-
-    Missing values: None/pd.NA, and NaN in numpy-backed columns (pandas' missing marker), become
-    None. A literal NaN loss survives only in a column that holds NaN and null apart:
-    ``pd.ArrowDtype(pa.float64())`` or object dtype. ``extras``: keep other columns (untyped)."""
-    types = dict(columns)
-    names = [c for c in frame.columns if c in types or extras]
-    values = {}
-    for name in names:
-        series = frame[name]
-        keep_nan = isinstance(series.dtype, pd.ArrowDtype) or series.dtype == object
-        values[name] = [_plain(v, types.get(name), keep_nan) for v in series.astype(object)]
-    return [{name: values[name][i] for name in names} for i in range(len(frame))]
-
-
-def iter_runs(
-    runs: list[dict[str, Any]], metrics: Mapping[str, list[dict[str, Any]]]
-) -> Iterator[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
-    """(run_id, run metadata, metric rows) for every run in ``runs`` or ``metrics``.
-
-    A run missing from ``runs`` gets metadata {run_id, family of its first metric row}."""
-    by_id = {run["run_id"]: run for run in runs}
-    for run_id in dict.fromkeys([*by_id, *metrics]):
-        rows = metrics.get(run_id, [])
-        meta = by_id.get(run_id) or {
-            "run_id": run_id,
-            "family": rows[0].get("family") if rows else None,
-        }
-        yield run_id, meta, rows
-
-
-def format_text(value: Any) -> str:
-    """Text of a value in untyped formats (CSV cells, MLflow params); exact for floats (repr)."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def write_csv(path: Path, columns: list[str], rows: Iterable[Mapping[str, Any]]) -> Path:
-    """CSV with a header; floats exact (repr), null -> empty cell, NaN -> 'nan'."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([format_text(row.get(c)) for c in columns] for row in rows)
-    return path
 
 
 def quote_ident(name: str) -> str:

@@ -35,16 +35,16 @@ from scaling_pipeline.lib.schema import METRIC_ALIASES
 from . import common
 from .common import (
     ReadReport,
-    count_method,
     RejectionLog,
     SourceUnit,
+    count_method,
     file_rejection,
-    path_run_id,
     missing_metric_columns,
+    path_run_id,
     resolve_aliases,
     row_rejection,
-    write_csv,
 )
+from .writing import write_csv
 from .manifest import write_tables
 from .metric_sql import METRIC_FIELDS, Cells, TempTable, stage_metric_cells
 from .native import TEXT_LINES, NativeFile, NativeGroup, plain_path, stage_native

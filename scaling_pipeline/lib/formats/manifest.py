@@ -25,14 +25,11 @@ from .common import (
     alias_list,
     excerpt,
     file_rejection,
-    keeps_row,
     resolve_aliases,
     row_rejection,
-    run_row,
-    safe_name,
-    stage_run_rows,
-    write_csv,
 )
+from .run_meta import keeps_row, run_row, stage_run_rows
+from .writing import safe_name, write_csv
 from .safe_yaml import load_yaml
 from .text import iter_csv_records
 

@@ -24,20 +24,16 @@ import duckdb
 import yaml
 
 from .common import (
-    run_report,
-    event_mapping,
     ReadReport,
     RejectionLog,
     SourceUnit,
+    event_mapping,
     file_rejection,
-    format_text,
-    iter_runs,
     row_rejection,
-    run_row,
     shorten,
-    to_bigint,
-    to_double,
 )
+from .run_meta import run_report, run_row, to_bigint, to_double
+from .writing import format_text, iter_runs
 from .metric_sql import EVENT_COLUMNS, TempTable, stage_metric_events
 from .safe_yaml import load_yaml
 from .text import TextLine, iter_lines

@@ -35,19 +35,17 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
 from .common import (
-    run_report,
-    event_mapping,
     ReadReport,
     RejectionLog,
     SourceUnit,
+    event_mapping,
     file_rejection,
-    iter_runs,
     path_run_id,
     row_rejection,
-    run_row,
-    safe_name,
     shorten,
 )
+from .run_meta import run_report, run_row
+from .writing import iter_runs, safe_name
 from .metric_sql import EVENT_COLUMNS, TempTable, stage_metric_events
 from .safe_yaml import load_yaml
 

@@ -17,17 +17,9 @@ from typing import Any
 import duckdb
 import yaml
 
-from .common import (
-    run_report,
-    ReadReport,
-    RejectionLog,
-    SourceUnit,
-    file_rejection,
-    iter_runs,
-    path_run_id,
-    run_row,
-    safe_name,
-)
+from .common import ReadReport, RejectionLog, SourceUnit, file_rejection, path_run_id
+from .run_meta import run_report, run_row
+from .writing import iter_runs, safe_name
 from .csv_log import stage_csv
 from .jsonl_log import stage_jsonl, write_jsonl
 from .safe_yaml import load_yaml
