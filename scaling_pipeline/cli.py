@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from scaling_pipeline.lib.quality import Assessment
 
-from scaling_pipeline.lib.settings import MAX_BOOTSTRAP, N_BOOT
+from scaling_pipeline.lib.settings import HUBER_DELTA, LOSSES, MAX_BOOTSTRAP, N_BOOT, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +32,20 @@ UI_STOP_GRACE = 5.0  # `ui`: seconds between the stop request and killing what i
 SLOT_WAIT_SECONDS = 600.0  # `run --wait`: how long a run waits for the warehouse held by another live run
 
 
+
+
+def _settings_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--settings", metavar="FILE.toml",
+                   help="settings file (default: $SCALING_SETTINGS, else scaling-pipeline.toml in the log root, "
+                        "else in the working directory); flags win over it")
+
+
+def _resolve_settings(resource, run_config: dict | None = None):
+    """The settings a run would use (flags > settings file > defaults); a bad file or value as UserError."""
+    try:
+        return resource.resolve(run_config)
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _bootstrap_count(text: str) -> int:
@@ -67,11 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--logs", help="log root folder (default: $SCALING_LOGS or data/)")
     run.add_argument("--db", help="DuckDB warehouse file (default: $SCALING_DB or data/warehouse.duckdb)")
     run.add_argument("--reports", help="report folder (default: $SCALING_REPORTS or reports/)")
-    run.add_argument("--min-tokens", type=float, help="runs trained on fewer tokens give no point (default 0)")
-    run.add_argument("--min-steps", type=int, help="runs with fewer optimizer steps give no point (default 0)")
-    run.add_argument("--bootstrap", type=_bootstrap_count, default=N_BOOT, metavar="B",
-                     help=f"bootstrap resamples per family (default {N_BOOT}, at most {MAX_BOOTSTRAP})")
-    run.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    _settings_arg(run)
+    run.add_argument("--min-tokens", type=float, help="runs trained on fewer tokens give no point (default: the "
+                                                      "settings file's min_tokens, else 0)")
+    run.add_argument("--min-steps", type=int, help="runs with fewer optimizer steps give no point (default: the "
+                                                   "settings file's min_steps, else 0)")
+    run.add_argument("--bootstrap", type=_bootstrap_count, metavar="B",
+                     help=f"bootstrap resamples per family (default: the settings file's bootstrap, else {N_BOOT}; "
+                          f"at most {MAX_BOOTSTRAP})")
+    run.add_argument("--seed", type=int, help="bootstrap seed (default: the settings file's seed, else 0)")
     run.add_argument("--wait", type=float, default=SLOT_WAIT_SECONDS, metavar="SECONDS",
                      help="how long to wait for another run that holds the warehouse (default "
                           f"{SLOT_WAIT_SECONDS:.0f} s); runs whose process is gone are marked failed at once")
@@ -92,9 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--y", default="loss", metavar="COLUMN", help="column to fit (default loss)")
     fit.add_argument("--vars", type=_columns, metavar="COL,COL,...",
                      help="input columns of a form whose inputs you name (default: the form's)")
-    fit.add_argument("--loss", default="huber", choices=["huber", "huber_loss_space", "mse"],
+    fit.add_argument("--loss", default="huber", choices=LOSSES,
                      help="objective: huber = sum of Huber(delta) of log residuals (Epoch/Hoffmann; default)")
-    fit.add_argument("--delta", type=float, default=1e-3, help="Huber delta (default 1e-3)")
+    fit.add_argument("--delta", type=float, default=HUBER_DELTA, help=f"Huber delta (default {HUBER_DELTA:g})")
     fit.add_argument("--family", help="fit only the rows of this family")
     fit.add_argument("--bootstrap", type=_bootstrap_count, default=0, metavar="B",
                      help=f"bootstrap resamples for intervals (default 0: none; at most {MAX_BOOTSTRAP})")
@@ -165,9 +183,11 @@ def _parser() -> argparse.ArgumentParser:
                     "one per family on any worker, then import-fits.")
     fam.add_argument("points", type=Path, metavar="POINTS.parquet")
     fam.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
-    fam.add_argument("--bootstrap", type=_bootstrap_count, default=N_BOOT, metavar="B",
-                     help=f"bootstrap resamples (default {N_BOOT}, as the pipeline; at most {MAX_BOOTSTRAP})")
-    fam.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    _settings_arg(fam)
+    fam.add_argument("--bootstrap", type=_bootstrap_count, metavar="B",
+                     help=f"bootstrap resamples (default: the settings file's bootstrap, else {N_BOOT}, as the "
+                          f"pipeline; at most {MAX_BOOTSTRAP})")
+    fam.add_argument("--seed", type=int, help="bootstrap seed (default: the settings file's seed, else 0)")
     fam.set_defaults(func=_cmd_fit_family)
 
     imp = sub.add_parser(
@@ -208,9 +228,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from scaling_pipeline.defs.resources import build_resources
     from scaling_pipeline.lib.process import ProcessId
 
-    resources = build_resources(args.logs, args.db, args.reports, min_tokens=args.min_tokens,
-                                min_steps=args.min_steps)
+    resources = build_resources(args.logs, args.db, args.reports, settings_file=args.settings,
+                                min_tokens=args.min_tokens, min_steps=args.min_steps)
     settings = resources["settings"]
+    _resolve_settings(settings)  # a bad settings file fails here, before anything runs
     if not settings.logs_path.is_dir():
         raise UserError(f"log root {str(settings.logs_path)!r} is not a folder (pass --logs DIR)")
     if args.wait < 0:
@@ -534,11 +555,13 @@ def _cmd_export_points(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_family(args: argparse.Namespace) -> int:
+    from scaling_pipeline.defs.resources import build_resources
     from scaling_pipeline.lib.family_parquet import fit_family_file
-    from scaling_pipeline.lib.warehouse import FitSettings
 
+    resource = build_resources(settings_file=args.settings)["settings"]
+    fit = _resolve_settings(resource, {"bootstrap": args.bootstrap, "seed": args.seed}).fit
     with _family_file_errors():
-        out = fit_family_file(args.points, args.out, FitSettings(n_boot=args.bootstrap, seed=args.seed))
+        out = fit_family_file(args.points, args.out, fit)
     print(f"wrote {out} and {out.with_name('bootstrap.parquet').name}")
     return 0
 

@@ -103,8 +103,8 @@ def _convention_logs(root: Path) -> None:
 
 def test_parameter_convention_is_chosen_per_family(tmp_path: Path) -> None:
     _convention_logs(tmp_path)
-    settings = PipelineSettings(family_options={"b": {"param_convention": "total"}})
-    con = ingest_and_clean(tmp_path, settings.clean_config())
+    settings = PipelineSettings(families={"b": {"param_convention": "total"}})
+    con = ingest_and_clean(tmp_path, settings.resolve().clean)
     points = {r[0]: r[1:] for r in con.execute(
         "SELECT run_id, n_params, flops, param_convention, n_params_source FROM clean.points").fetchall()}
     assert points == {
@@ -118,8 +118,8 @@ def test_parameter_convention_is_chosen_per_family(tmp_path: Path) -> None:
 
 
 def test_family_options_are_validated_once() -> None:
-    with pytest.raises(ValueError, match=r"family_options\['x'\]: param_convention: expected one of "
+    with pytest.raises(ValueError, match=r"families\['x'\]: param_convention: expected one of "
                                          r"non_embedding, total, got 'embedding'"):
-        PipelineSettings(family_options={"x": {"param_convention": "embedding"}}).clean_config()
+        PipelineSettings(families={"x": {"param_convention": "embedding"}}).resolve()
     with pytest.raises(ValueError, match="hparam_selection: expected one of envelope, all, got 'best'"):
         C.FamilyOptions(hparam_selection="best")

@@ -8,7 +8,7 @@ from scaling_pipeline.lib.cleaning import clean
 
 from .ingest import RAW_METRICS, RAW_RUNS
 from .pool import POOL
-from .resources import PipelineSettings, warehouse
+from .resources import PipelineSettings, resolved, warehouse
 
 CLEAN_RUNS = dg.AssetKey(["clean", "runs"])
 CLEAN_STEPS = dg.AssetKey(["clean", "steps"])
@@ -33,7 +33,7 @@ CLEAN_EXCLUSIONS = dg.AssetKey(["clean", "exclusions"])
 )
 def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings):
     """Rebuild the clean schema from raw in one transaction."""
-    cfg = settings.clean_config()
+    cfg = resolved(settings).clean
     with warehouse(duckdb) as con:
         summary = clean(con, cfg)
         excl_md = con.execute(

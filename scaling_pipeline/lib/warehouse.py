@@ -32,21 +32,9 @@ from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.process import exit_with
 from scaling_pipeline.lib.quality import assess, beyond_limit, plan_verdict
-from scaling_pipeline.lib.settings import N_BOOT
+from scaling_pipeline.lib.settings import FitSettings
 
 PARAMS = CHINCHILLA_PARAMS
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """How each family is fitted (recorded with every fit; a change refits every family). How many
-    processes fit them is not a setting: results do not depend on it."""
-
-    loss: str = "huber"
-    delta: float = 1e-3
-    n_boot: int = N_BOOT
-    seed: int = 0
-    level: float = 0.95
 
 
 @dataclass
@@ -160,7 +148,7 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
 
     def started(i: int, fam: str, pts: pd.DataFrame) -> None:
         if progress:
-            progress(f"[{i}/{len(todo)}] fitting {fam} ({len(pts)} points, {settings.n_boot} bootstrap resamples)")
+            progress(f"[{i}/{len(todo)}] fitting {fam} ({len(pts)} points, {settings.bootstrap} bootstrap resamples)")
 
     if summary.workers == 1:
         for i, (fam, pts) in enumerate(todo, 1):
@@ -218,8 +206,8 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
     n, d, loss = (pts[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
     ident = dict(family=family, settings=json.dumps(asdict(s)), input_hash=input_hash(pts, s))
     try:  # the bootstrap fits the full data first: its fit is the fit (with the bootstrap's warnings)
-        boot = (bootstrap_chinchilla(n, d, loss, n_boot=s.n_boot, seed=s.seed, level=s.level, loss=s.loss,
-                                     delta=s.delta, n_jobs=n_jobs) if s.n_boot else None)
+        boot = (bootstrap_chinchilla(n, d, loss, n_boot=s.bootstrap, seed=s.seed, level=s.level, loss=s.loss,
+                                     delta=s.delta, n_jobs=n_jobs) if s.bootstrap else None)
         fit = boot.fit if boot else fit_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
     except FitError as exc:
         row = dict(**ident, status="failed", error=str(exc), n_points=len(pts), loss=s.loss, delta=s.delta)
@@ -256,7 +244,7 @@ def assessment_columns(row: dict, pts: pd.DataFrame) -> dict:
     return assess(pts.n_params, pts.n_tokens, pts.loss, params={p: row[p] for p in PARAMS} if ok else None,
                   error=row.get("error"), diagnostics=loads(row.get("diagnostics")),
                   backtest=loads(row.get("backtest")), ci=loads(row.get("ci")),
-                  n_boot=int(loads(row.get("settings")).get("n_boot", 0))).to_columns()
+                  n_boot=int(loads(row.get("settings")).get("bootstrap", 0))).to_columns()
 
 
 def _reassess(con: duckdb.DuckDBPyConnection, families: list[str], points: pd.DataFrame) -> None:
