@@ -48,6 +48,13 @@ def _resolve_settings(resource, run_config: dict | None = None):
         raise UserError(str(exc)) from None
 
 
+def _file_settings(path: str | None, flags: dict):
+    """The settings of a command without a pipeline run: ``flags`` > the settings file > the defaults."""
+    from scaling_pipeline.defs.resources import build_resources
+
+    return _resolve_settings(build_resources(settings_file=path)["settings"], flags)
+
+
 def _bootstrap_count(text: str) -> int:
     """argparse type of every --bootstrap: a whole number in [0, MAX_BOOTSTRAP]."""
     try:
@@ -161,7 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     alloc.add_argument("--unique-tokens", type=float, metavar="U", help="unique tokens available (data-constrained law)")
     alloc.add_argument("--inference-tokens", type=float, metavar="T", help="expected inference tokens (2·N FLOPs each)")
     alloc.add_argument("--target-loss", type=float, metavar="L", help="cheapest plan reaching this loss (nats/token)")
-    alloc.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    alloc.add_argument("--level", type=float, help="interval level (default: the settings file's level, else 0.95)")
+    _settings_arg(alloc)
     alloc.add_argument("--json", action="store_true", help="print one JSON object")
     alloc.add_argument("--force", action="store_true",
                        help="with --family: print the plans of a family whose plan is withheld, each marked WITHHELD "
@@ -446,6 +454,7 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         raise UserError("give at least one --compute FLOPS or a --target-loss L")
     if args.force and args.family is None:
         raise UserError("--force applies to --family only")
+    args.level = _file_settings(args.settings, {"level": args.level}).fit.level
     assessment = None
     if args.fit is not None:
         try:
@@ -555,11 +564,9 @@ def _cmd_export_points(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_family(args: argparse.Namespace) -> int:
-    from scaling_pipeline.defs.resources import build_resources
     from scaling_pipeline.lib.family_parquet import fit_family_file
 
-    resource = build_resources(settings_file=args.settings)["settings"]
-    fit = _resolve_settings(resource, {"bootstrap": args.bootstrap, "seed": args.seed}).fit
+    fit = _file_settings(args.settings, {"bootstrap": args.bootstrap, "seed": args.seed}).fit
     with _family_file_errors():
         out = fit_family_file(args.points, args.out, fit)
     print(f"wrote {out} and {out.with_name('bootstrap.parquet').name}")

@@ -203,7 +203,7 @@ def build_settings(*layers: Mapping[str, Any]) -> Settings:
 def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``"min_tokens 0 → 1e+09"`` for every setting whose value differs between two :meth:`Settings.flat`."""
     def show(v: Any) -> str:
-        return "default" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+        return "unset" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
     return [f"{k} {show(old.get(k))} → {show(new.get(k))}" for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)]
