@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="objective: huber = sum of Huber(delta) of log residuals (Epoch/Hoffmann; default)")
     fit.add_argument("--delta", type=float, default=HUBER_DELTA, help=f"Huber delta (default {HUBER_DELTA:g})")
     fit.add_argument("--family", help="fit only the rows of this family")
+    fit.add_argument("--where", metavar="FILTER",
+                     help="keep the rows matching FILTER: clauses COL, not COL, COL OP VALUE (OP one of == != < <= > "
+                          ">=; VALUE a number, 'text', true or false) joined by 'and', e.g. \"not epoch_excluded and "
+                          "n_params >= 1e7\"")
     fit.add_argument("--bootstrap", type=_bootstrap_count, default=0, metavar="B",
                      help=f"bootstrap resamples for intervals (default 0: none; at most {MAX_BOOTSTRAP})")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -377,6 +381,7 @@ def _print_summary(con, reports: Path, elapsed: float) -> None:
           f"logged rows, {q('SELECT count(*) FROM raw.quarantine')} quarantined rows/files")
     excluded = q("SELECT count(*) FROM clean.exclusions WHERE kind = 'run'")
     print(f"cleaned   {q('SELECT count(*) FROM clean.points')} schedule-valid runs, {excluded} runs excluded")
+    _print_why_no_points(con)
     fits = con.execute("""SELECT family, status, n_points, E, A, B, alpha, beta, a_exponent, verdict, reasons,
                                  reason_messages FROM fits.chinchilla ORDER BY family""").fetchall()
     print(f"fitted    {len(fits)} families:")
@@ -394,6 +399,27 @@ def _print_summary(con, reports: Path, elapsed: float) -> None:
     print(f"done in {elapsed:.1f} s")
 
 
+def _print_why_no_points(con) -> None:
+    """A warning when the log root gave no runs; per family without a point, its top exclusion reasons."""
+    from scaling_pipeline.lib.reporting.why import no_point_reasons, no_runs_message
+
+    points = con.execute("SELECT family FROM clean.points").df()
+    exclusions = con.execute("SELECT * FROM clean.exclusions").df()
+    if points.empty and not (exclusions.kind == "run").any():
+        print(f"warning: {no_runs_message(con.execute('SELECT count(*) FROM raw.quarantine').fetchone()[0])}",
+              file=sys.stderr)
+        return
+    reasons = no_point_reasons(exclusions, points)
+    if reasons:
+        print("nothing fitted: every run was excluded; top reasons" if points.empty
+              else f"no point from {len(reasons)} famil{'y' if len(reasons) == 1 else 'ies'}; top reasons")
+    for family, top in reasons.items():
+        print(f"  {family or '(no family)'}:")
+        for r in top:
+            print(f"    {r.reason:<22} {r.runs:>4} run{'s' if r.runs != 1 else ' '}  e.g. {r.example_run}: "
+                  f"{r.example_detail}")
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from scaling_pipeline.lib.fitting.common import FitError
     from scaling_pipeline.lib.fitting.csv import fit_csv
@@ -401,7 +427,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     try:
         out = fit_csv(args.csv, form=args.form, loss=args.loss, delta=args.delta, family=args.family,
                       bootstrap=args.bootstrap, seed=args.seed, joint=args.joint, free_all=args.free_all,
-                      x=args.x, y=args.y, vars=args.vars)
+                      x=args.x, y=args.y, vars=args.vars, where=args.where)
     except FitError as exc:
         raise UserError(str(exc)) from None
     if args.json:
@@ -417,6 +443,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     print(f"objective {out['objective']:.10g}   fit time {out['fit_seconds'] * 1e3:.1f} ms")
     for w in out.get("diagnostics", {}).get("warnings", []):
         print(f"warning: {w}")
+    source = out.get("diagnostics", {}).get("source", {})
+    if source.get("ignored_columns"):
+        print(f"note: ignored columns {', '.join(source['ignored_columns'])}")
     return 0
 
 
