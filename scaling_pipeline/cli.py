@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from scaling_pipeline.lib.quality import Assessment
 
-from scaling_pipeline.lib.settings import HUBER_DELTA, LOSSES, MAX_BOOTSTRAP, N_BOOT, SettingsError
+from scaling_pipeline.lib.settings import HUBER_DELTA, LOSSES, MAX_BOOTSTRAP, N_BOOT, SettingsError, convention_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,6 +435,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         return 0
     ci = out.get("ci") or {}
     print(f"form {out['form']}  ({out['n_points']} points, loss {out['loss']}, delta {out['delta']})")
+    if "n_params" in (out.get("diagnostics", {}).get("source", {}).get("columns") or {}).values():
+        print(convention_text(out["diagnostics"]["source"].get("param_convention")))
     for name, f in out.get("families", {}).items():
         print(f"  {name:<20} E {f['E']:.4g}  A {f['A']:.4g}  B {f['B']:.4g}  ({f['n_points']} points)")
     for name, value in out["params"].items():
@@ -485,14 +487,16 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         raise UserError("--force applies to --family only")
     args.level = _file_settings(args.settings, {"level": args.level}).fit.level
     assessment = None
+    convention = None
     if args.fit is not None:
         try:
             fit = json.loads(sys.stdin.read() if str(args.fit) == "-" else args.fit.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"cannot read fit JSON {str(args.fit)!r}: {exc}") from None
         samples = None
+        convention = ((fit.get("diagnostics") or {}).get("source") or {}).get("param_convention")
     else:
-        fit, samples, assessment, max_flops = _warehouse_fit(args.db, args.family)
+        fit, samples, assessment, max_flops, convention = _warehouse_fit(args.db, args.family)
         if not assessment.publishable and not args.force:
             raise UserError(f"the plan of family {args.family!r} is withheld (verdict {assessment.verdict}):\n"
                             + "".join(f"  {r.code}: {r.message}\n" for r in assessment.blocking)
@@ -512,9 +516,11 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         if any(p["beyond_limit"] for p in out["plans"]):
             out["notes"].append(f"extrapolated: more than {EXTRAPOLATION_LIMIT:,.0f}x the family's largest run "
                                 f"({max_flops:.3g} FLOPs), beyond what its runs support")
+    out["param_convention"] = convention
     if args.json:
         print(json.dumps(out))
         return 0
+    print(convention_text(convention))
     if assessment is not None and not assessment.publishable:
         print(f"warning: the plan of family {args.family!r} is withheld; printed because of --force:", file=sys.stderr)
         for r in assessment.blocking:
@@ -544,11 +550,12 @@ def _existing_warehouse(db: str | None) -> str:
     return path
 
 
-def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list | None, Assessment, float]:
-    """A family's fit (as `fit --json` would print it), its bootstrap laws, its quality assessment and its
-    largest run (FLOPs), from the warehouse."""
+def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list | None, Assessment, float, str | None]:
+    """A family's fit (as `fit --json` would print it), its bootstrap laws, its quality assessment, its
+    largest run (FLOPs) and its parameter convention, from the warehouse."""
     from scaling_pipeline.lib.allocate import laws_from_samples
     from scaling_pipeline.lib.quality import Assessment
+    from scaling_pipeline.lib.warehouse import family_conventions
 
     path = _existing_warehouse(db)
     with _open(path, read_only=True) as con:
@@ -558,6 +565,7 @@ def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list | None, Asse
             raise UserError(f"no fit for family {family!r} in {path!r}; families: {known}")
         boot = con.execute("SELECT E, A, B, alpha, beta FROM fits.bootstrap WHERE family = ? ORDER BY sample",
                            [family]).df()
+        convention = family_conventions(con, family).get(family)
     r = row.iloc[0]
     if r.status != "ok":
         raise UserError(f"the fit of family {family!r} failed: {r.error}")
@@ -565,7 +573,8 @@ def _warehouse_fit(db: str | None, family: str) -> tuple[dict, list | None, Asse
            "params": {k: float(r[k]) for k in ("E", "A", "B", "alpha", "beta")}, "objective": float(r.objective),
            "ci": json.loads(r.ci or "{}"), "diagnostics": json.loads(r.diagnostics or "{}")}
     assessment = Assessment.from_columns(r.verdict, r.reasons, r.reason_messages)
-    return fit, (laws_from_samples(boot) if len(boot) else None), assessment, float(r.max_observed_flops)
+    return (fit, (laws_from_samples(boot) if len(boot) else None), assessment, float(r.max_observed_flops),
+            convention)
 
 
 @contextmanager
@@ -598,7 +607,11 @@ def _cmd_fit_family(args: argparse.Namespace) -> int:
     fit = _file_settings(args.settings, {"bootstrap": args.bootstrap, "seed": args.seed}).fit
     with _family_file_errors():
         out = fit_family_file(args.points, args.out, fit)
-    print(f"wrote {out} and {out.with_name('bootstrap.parquet').name}")
+    import pandas as pd
+
+    conventions = pd.read_parquet(args.points, columns=["param_convention"]).param_convention.dropna().unique()
+    print(f"wrote {out} and {out.with_name('bootstrap.parquet').name}; "
+          f"{convention_text(','.join(sorted(conventions)) or None)}")
     return 0
 
 

@@ -124,3 +124,38 @@ def test_settings_file_changes_a_materialization_and_shows_in_what_changed(demo_
     html = (reports / "latest" / "index.html").read_text()
     assert ("<b>Settings changed</b> since the previous report (a cause of refits and of changed points): "
             "headline_compute unset → 1e+21; min_tokens 0 → 1e+09.") in html
+    # the parameter convention is stated in the report, the plan table and the CLI's allocate / fit-family output
+    assert ("<b>Parameter counts.</b> N counts non-embedding parameters (param_convention non_embedding): atlas."
+            in html)
+    assert m.query("SELECT DISTINCT param_convention FROM plans.allocations") == [("non_embedding",)]
+
+
+def test_parameter_convention_is_stated_by_the_cli(demo_dir, tmp_path, capsys):
+    logs, db = tmp_path / "logs", tmp_path / "w.duckdb"
+    shutil.copytree(demo_dir / "csv", logs / "csv")
+    _write(logs / SETTINGS_FILE, "[fit]\nbootstrap = 0\n[families.atlas]\nparam_convention = 'total'\n")
+    assert main(["run", "--logs", str(logs), "--db", str(db), "--reports", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    assert main(["allocate", "--family", "atlas", "--db", str(db), "--compute", "1e20", "--force"]) == 0
+    assert capsys.readouterr().out.startswith("N counts total parameters (embeddings included) (param_convention total)\n")
+    assert json.loads(_cli_json(capsys, ["allocate", "--family", "atlas", "--db", str(db), "--compute", "1e20",
+                                         "--force", "--json"]))["param_convention"] == "total"
+    assert main(["export-points", "--db", str(db), "--out", str(tmp_path / "points")]) == 0
+    capsys.readouterr()
+    points = tmp_path / "points" / "family=atlas" / "points.parquet"
+    assert main(["fit-family", str(points), "--out", str(tmp_path / "fits"), "--bootstrap", "0"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("N counts total parameters (embeddings included) "
+                                                     "(param_convention total)")
+    import pandas as pd  # a CSV exported from clean.points states its convention; a bare one does not
+
+    pd.read_parquet(points).to_csv(tmp_path / "atlas.csv", index=False)
+    assert main(["fit", str(tmp_path / "atlas.csv")]) == 0
+    assert "\nN counts total parameters (embeddings included) (param_convention total)\n" in capsys.readouterr().out
+    pd.read_parquet(points).drop(columns="param_convention").to_csv(tmp_path / "bare.csv", index=False)
+    assert main(["fit", str(tmp_path / "bare.csv")]) == 0
+    assert "\nN counts parameters as given (param_convention not stated)\n" in capsys.readouterr().out
+
+
+def _cli_json(capsys, argv) -> str:
+    assert main(argv) == 0
+    return capsys.readouterr().out

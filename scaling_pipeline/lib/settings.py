@@ -24,6 +24,13 @@ PARAM_COLUMNS = {"non_embedding": "n_params_non_embedding", "total": "n_params_t
 PARAM_CONVENTIONS = tuple(PARAM_COLUMNS)
 
 
+def convention_text(convention: str | None) -> str:
+    """How outputs state the parameter count N of a fit or plan (``None``: not known)."""
+    what = {"non_embedding": "non-embedding parameters", "total": "total parameters (embeddings included)"}
+    return (f"N counts {what[convention]} (param_convention {convention})" if convention in what
+            else f"N counts parameters as given ({convention or 'param_convention not stated'})")
+
+
 class SettingsError(ValueError):
     """A setting with a bad value or an unknown name; the message names it and what is allowed."""
 

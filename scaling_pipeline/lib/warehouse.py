@@ -301,12 +301,24 @@ def plan_budgets(max_observed_flops: float) -> list[float]:
     return sorted(set(DEFAULT_BUDGETS) | set(near))
 
 
+def family_conventions(con: duckdb.DuckDBPyConnection, family: str | None = None) -> dict[str, str]:
+    """family -> the parameter convention of its points in ``clean.points`` (conventions joined by ',' if mixed;
+    empty without the table)."""
+    try:
+        return dict(con.execute("SELECT family, string_agg(DISTINCT param_convention, ',' ORDER BY param_convention) "
+                                "FROM clean.points WHERE ? IS NULL OR family = ? GROUP BY family",
+                                [family, family]).fetchall())
+    except duckdb.CatalogException:
+        return {}
+
+
 def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.DataFrame:
     """Rebuild ``plans.allocations`` from the publishable fits in ``fits.chinchilla`` (+ bootstrap
     intervals); withheld families get no plan. Each row carries its family's ``verdict`` (``extrapolated``
     for budgets beyond the extrapolation limit, ``beyond_limit``) and ``publishable`` (within the limit)."""
     fits = con.execute("SELECT * FROM fits.chinchilla WHERE publishable ORDER BY family").df()
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
+    conventions = family_conventions(con)
     tables = []
     for f in fits.itertuples(index=False):
         law = Chinchilla(E=f.E, A=f.A, B=f.B, alpha=f.alpha, beta=f.beta)
@@ -318,10 +330,11 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
         t["beyond_limit"] = beyond_limit(t.compute, f.max_observed_flops)
         t["verdict"] = [plan_verdict(f.verdict, far) for far in t.beyond_limit]
         t["publishable"] = ~t.beyond_limit
+        t["param_convention"] = conventions.get(f.family)
         tables.append(t)
     cols = ["family", "compute", "n_params", "n_tokens", "tokens_per_param", "loss", "constraint", "efficiency",
             "n_params_lo", "n_params_hi", "n_tokens_lo", "n_tokens_hi", "loss_lo", "loss_hi", "extrapolation",
-            "beyond_limit", "verdict", "publishable"]
+            "beyond_limit", "verdict", "publishable", "param_convention"]
     plans = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=cols)
     plans = plans.reindex(columns=cols)
     con.execute("CREATE SCHEMA IF NOT EXISTS plans")

@@ -54,6 +54,14 @@ def _derive(df: Any, need: list[str], notes: list[str]) -> Any:
     return df
 
 
+def _stated_convention(df: Any) -> str | None:
+    """The parameter convention a CSV states in its ``param_convention`` column (e.g. an export of
+    clean.points): its value(s), ',' joined; None when it has no such column."""
+    if "param_convention" not in df.columns:
+        return None
+    return ",".join(sorted(df["param_convention"].dropna().astype(str).unique())) or None
+
+
 def _csv_column(df: Any, name: str) -> np.ndarray:
     import pandas as pd
 
@@ -156,7 +164,8 @@ def fit_csv(
         )
     inputs = {v: _csv_column(df, c) for v, c in columns.items()}
     target = _csv_column(df, y)
-    used = {*need, *(c.column for c in clauses), *(["family"] if family is not None or joint else [])}
+    used = {*need, *(c.column for c in clauses), "param_convention",
+            *(["family"] if family is not None or joint else [])}
     used |= {"flops", "n_params"} if "n_tokens" in set(need) - set(given) else set()
     used |= {"n_params", "n_tokens"} if "flops" in set(need) - set(given) else set()
     ignored = [c for c in given if c not in used]
@@ -176,7 +185,8 @@ def fit_csv(
     diagnostics = {
         **result.diagnostics,
         "source": {"path": os.fspath(path), "family": family, "rows_read": n_rows, "rows_fitted": len(df),
-                   "where": where, "columns": {**columns, "y": y}, "ignored_columns": ignored},
+                   "where": where, "columns": {**columns, "y": y}, "ignored_columns": ignored,
+                   "param_convention": _stated_convention(df)},
         "warnings": notes + list(result.diagnostics.get("warnings", [])),
     }
     return replace(result, diagnostics=diagnostics).to_dict()

@@ -21,7 +21,7 @@ from .quarantine import quarantine_section, write_quarantine_csv
 from .sections import drift_section, glance_section, method_section, overview_section, reference_section
 from .store import dated_folder
 from .summary import Drift, build_summary, previous_summary, write_summary
-from .why import settings_note, why_section
+from .why import convention_note, settings_note, why_section
 
 
 def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | None = None,
@@ -59,6 +59,7 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
             "</p>",
             why_section(inp.exclusions, inp.points, inp.quarantine),
             glance_section(fams),
+            convention_note(inp.points),
             drift_section(previous, drift, note=settings_note(previous, settings)),
             overview_section(fams),
             *sections,

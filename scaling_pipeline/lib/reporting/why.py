@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from scaling_pipeline.lib.settings import describe_changes
+from scaling_pipeline.lib.settings import convention_text, describe_changes
 
 from .formatting import esc, plural
 
@@ -66,6 +66,17 @@ def why_section(exclusions: pd.DataFrame, points: pd.DataFrame, quarantine: pd.D
     title = "Nothing fitted" if points.empty else "Families with no point"
     return (f"<div class=warn><h2>{title}: why</h2><p>Every run of these families was excluded; the most frequent "
             f"reasons (all of them in the exclusions below and in clean.exclusions):</p><ul>{''.join(items)}</ul></div>")
+
+
+def convention_note(points: pd.DataFrame) -> str:
+    """Which parameter count N is, per family (``clean.points.param_convention``): the families grouped by
+    convention, stated once near the top of the report."""
+    if points.empty or "param_convention" not in points:
+        return ""
+    by_family = points.groupby("family").param_convention.agg(lambda s: ",".join(sorted(set(s.dropna().astype(str)))))
+    parts = [f"{esc(convention_text(conv or None))}: {esc(', '.join(fams.index))}"
+             for conv, fams in by_family.groupby(by_family, sort=True)]
+    return f"<p class=note id=param-convention><b>Parameter counts.</b> {'; '.join(parts)}.</p>"
 
 
 def settings_used(settings: dict, fits: pd.DataFrame) -> dict:
