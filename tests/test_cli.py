@@ -151,13 +151,13 @@ def fuzz_files(tmp_path_factory, epoch_csv):
 @pytest.mark.parametrize("cmd", [["fit", "runs.csv"], ["run"], ["fit-family", "points.parquet", "--out", "x"]])
 @pytest.mark.parametrize("value,ok", [("0", True), ("10000", True), ("10001", False), ("-1", False), ("1e9", False)])
 def test_bootstrap_count_is_bounded_everywhere(cmd, value, ok, capsys):
-    from scaling_pipeline.cli import _parser
+    from scaling_pipeline.cli.parser import build_parser
 
     if ok:
-        assert _parser().parse_args([*cmd, "--bootstrap", value]).bootstrap == int(value)
+        assert build_parser().parse_args([*cmd, "--bootstrap", value]).bootstrap == int(value)
         return
     with pytest.raises(SystemExit) as exc:
-        _parser().parse_args([*cmd, "--bootstrap", value])
+        build_parser().parse_args([*cmd, "--bootstrap", value])
     assert exc.value.code == 2
     assert "--bootstrap" in capsys.readouterr().err
 
