@@ -135,7 +135,7 @@ def test_parameter_convention_is_stated_by_the_cli(demo_dir, tmp_path, capsys):
     shutil.copytree(demo_dir / "csv", logs / "csv")
     _write(logs / SETTINGS_FILE, "[fit]\nbootstrap = 0\n[families.atlas]\nparam_convention = 'total'\n")
     assert main(["run", "--logs", str(logs), "--db", str(db), "--reports", str(tmp_path / "r")]) == 0
-    capsys.readouterr()
+    assert capsys.readouterr().out.startswith(f"settings  read from {logs / SETTINGS_FILE}\n")
     assert main(["allocate", "--family", "atlas", "--db", str(db), "--compute", "1e20", "--force"]) == 0
     assert capsys.readouterr().out.startswith("N counts total parameters (embeddings included) (param_convention total)\n")
     assert json.loads(_cli_json(capsys, ["allocate", "--family", "atlas", "--db", str(db), "--compute", "1e20",

@@ -29,6 +29,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 min_tokens=args.min_tokens, min_steps=args.min_steps)
     settings = resources["settings"]
     resolve_settings(settings)  # a bad settings file fails here, before anything runs
+    path = settings.settings_path()
+    print(f"settings  {f'read from {path}' if path else 'defaults (no scaling-pipeline.toml found)'}", flush=True)
     if not settings.logs_path.is_dir():
         raise UserError(f"log root {str(settings.logs_path)!r} is not a folder (pass --logs DIR)")
     if args.wait < 0:
