@@ -159,3 +159,20 @@ def test_parameter_convention_is_stated_by_the_cli(demo_dir, tmp_path, capsys):
 def _cli_json(capsys, argv) -> str:
     assert main(argv) == 0
     return capsys.readouterr().out
+
+
+def test_plan_intervals_use_the_fit_level(tmp_path):
+    from scaling_pipeline.lib.settings import FitSettings
+    from scaling_pipeline.lib.simulate import write_demo
+    from scaling_pipeline.lib.warehouse import fit_families, plan_families
+    from tests.ladder_files import ingest_and_clean
+
+    write_demo(tmp_path / "logs", seed=0, fmt="csv", n_families=1)
+    con = ingest_and_clean(tmp_path / "logs")
+    widths = {}
+    for level in (0.5, 0.95):
+        fit_families(con, FitSettings(bootstrap=40, level=level))
+        plans = plan_families(con)
+        assert len(plans)
+        widths[level] = float((plans.n_params_hi / plans.n_params_lo).median())
+    assert 1 < widths[0.5] < widths[0.95]

@@ -314,7 +314,7 @@ def family_conventions(con: duckdb.DuckDBPyConnection, family: str | None = None
 
 def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.DataFrame:
     """Rebuild ``plans.allocations`` from the publishable fits in ``fits.chinchilla`` (+ bootstrap
-    intervals); withheld families get no plan. Each row carries its family's ``verdict`` (``extrapolated``
+    intervals at the fit's recorded ``level``, else ``level``); withheld families get no plan. Each row carries its family's ``verdict`` (``extrapolated``
     for budgets beyond the extrapolation limit, ``beyond_limit``) and ``publishable`` (within the limit)."""
     fits = con.execute("SELECT * FROM fits.chinchilla WHERE publishable ORDER BY family").df()
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
@@ -324,7 +324,8 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
         law = Chinchilla(E=f.E, A=f.A, B=f.B, alpha=f.alpha, beta=f.beta)
         b = boot[boot.family == f.family]
         samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
-        t = allocation_table(law, plan_budgets(f.max_observed_flops), samples=samples, level=level)
+        fitted_level = json.loads(f.settings or "{}").get("level", level)  # the level of the fit's own intervals
+        t = allocation_table(law, plan_budgets(f.max_observed_flops), samples=samples, level=fitted_level)
         t.insert(0, "family", f.family)
         t["extrapolation"] = t.compute / f.max_observed_flops
         t["beyond_limit"] = beyond_limit(t.compute, f.max_observed_flops)
