@@ -127,7 +127,7 @@ class FitSettings:
                             lambda v: v > 0)
     bootstrap: int = _setting(N_BOOT, int, "bootstrap resamples per family (0: no intervals)",
                               f"a whole number in [0, {MAX_BOOTSTRAP}]", lambda v: 0 <= v <= MAX_BOOTSTRAP)
-    seed: int = _setting(0, int, "bootstrap seed")
+    seed: int = _setting(0, int, "bootstrap seed", "a whole number")
     level: float = _setting(0.95, float, "level of the bootstrap intervals", "a number in (0, 1)",
                             lambda v: 0 < v < 1)
 
