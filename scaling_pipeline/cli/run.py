@@ -160,8 +160,9 @@ def print_summary(con, reports: Path, elapsed: float) -> None:
     _print_why_no_points(con)
     fits = con.execute("""SELECT family, status, n_points, E, A, B, alpha, beta, a_exponent, verdict, reasons,
                                  reason_messages FROM fits.chinchilla ORDER BY family""").fetchall()
-    print(f"fitted    {len(fits)} families:")
-    print(f"  {'family':<24} {'runs':>4} {'E':>7} {'A':>9} {'B':>9} {'alpha':>6} {'beta':>6} {'a':>6}  verdict")
+    print(f"fitted    {len(fits)} families" + (":" if fits else ""))
+    if fits:
+        print(f"  {'family':<24} {'runs':>4} {'E':>7} {'A':>9} {'B':>9} {'alpha':>6} {'beta':>6} {'a':>6}  verdict")
     for fam, status, n, e, a_, b_, al, be, a, *judged in fits:
         assessment = Assessment.from_columns(*judged)
         law = (f"{e:7.3f} {a_:9.4g} {b_:9.4g} {al:6.3f} {be:6.3f} {a:6.3f}" if status == "ok"
