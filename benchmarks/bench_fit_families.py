@@ -61,11 +61,11 @@ def main() -> None:
         con.execute("CREATE TABLE clean.points AS SELECT * FROM points")
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
-        summary = fit_families(con, FitSettings(n_boot=args.boot), n_jobs=args.jobs)
+        summary = fit_families(con, FitSettings(bootstrap=args.boot), n_jobs=args.jobs)
         wall = time.perf_counter() - t0
         fits = con.execute("SELECT family, alpha, beta FROM fits.chinchilla WHERE status = 'ok'").df().set_index("family")
         t1 = time.perf_counter()
-        again = fit_families(con, FitSettings(n_boot=args.boot), n_jobs=args.jobs)
+        again = fit_families(con, FitSettings(bootstrap=args.boot), n_jobs=args.jobs)
         rerun = time.perf_counter() - t1
     err = np.maximum((fits.alpha - truths.alpha.loc[fits.index]).abs(), (fits.beta - truths.beta.loc[fits.index]).abs())
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")

@@ -59,7 +59,7 @@ def fits_snapshot(con: duckdb.DuckDBPyConnection) -> tuple[list, list]:
     return fits, boot
 
 
-def materialize_all(logs: Path, db: Path, reports: Path, *, n_boot: int = 50, **settings) -> dg.ExecuteInProcessResult:
+def materialize_all(logs: Path, db: Path, reports: Path, *, bootstrap: int = 50, **settings) -> dg.ExecuteInProcessResult:
     """Materialize every asset and check of the real code location against temp paths."""
     from scaling_pipeline.definitions import ASSETS, CHECKS
     from scaling_pipeline.defs.fit import fit_run_config
@@ -69,7 +69,7 @@ def materialize_all(logs: Path, db: Path, reports: Path, *, n_boot: int = 50, **
         [*ASSETS, *CHECKS],
         resources=build_resources(logs, db, reports, **settings),
         instance=dg.DagsterInstance.ephemeral(),
-        run_config=fit_run_config(n_boot),
+        run_config=fit_run_config(bootstrap),
     )
 
 

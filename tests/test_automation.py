@@ -50,6 +50,10 @@ def test_sensor_fires_on_new_and_changed_logs_only(demo_dir, tmp_path):
     (logs / "notes.txt").write_text("hello")
     skipped, _ = tick(cursor4)
     assert isinstance(skipped, dg.SkipReason)
+    # the settings file beside the logs is part of what the sensor watches
+    (logs / "scaling-pipeline.toml").write_text("[clean]\nmin_tokens = 1e9\n")
+    fired, cursor5 = tick(cursor4)
+    assert isinstance(fired, dg.RunRequest) and cursor5 != cursor4
 
 
 def test_sensor_skips_missing_root(tmp_path):

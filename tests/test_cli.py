@@ -151,12 +151,65 @@ def fuzz_files(tmp_path_factory, epoch_csv):
 @pytest.mark.parametrize("cmd", [["fit", "runs.csv"], ["run"], ["fit-family", "points.parquet", "--out", "x"]])
 @pytest.mark.parametrize("value,ok", [("0", True), ("10000", True), ("10001", False), ("-1", False), ("1e9", False)])
 def test_bootstrap_count_is_bounded_everywhere(cmd, value, ok, capsys):
-    from scaling_pipeline.cli import _parser
+    from scaling_pipeline.cli.parser import build_parser
 
     if ok:
-        assert _parser().parse_args([*cmd, "--bootstrap", value]).bootstrap == int(value)
+        assert build_parser().parse_args([*cmd, "--bootstrap", value]).bootstrap == int(value)
         return
     with pytest.raises(SystemExit) as exc:
-        _parser().parse_args([*cmd, "--bootstrap", value])
+        build_parser().parse_args([*cmd, "--bootstrap", value])
     assert exc.value.code == 2
     assert "--bootstrap" in capsys.readouterr().err
+
+
+def test_fit_reads_ingest_aliases_filters_rows_and_names_ignored_columns(tmp_path, capsys):
+    runs = pd.read_csv(require_reference("chinchilla_epoch") / "runs.csv")
+    runs = runs.rename(columns={"loss": "final_eval_loss", "n_tokens": "tokens_seen"}).assign(notes="x")
+    path = tmp_path / "runs.csv"
+    runs.to_csv(path, index=False)
+    out = _json(capsys, ["fit", str(path), "--where", "not epoch_excluded", "--json"])
+    assert out["n_points"] == 240  # the published 240-run subset: the same fit as without the excluded rows
+    assert out["objective"] == pytest.approx(0.0010182740178, rel=1e-6)
+    source = out["diagnostics"]["source"]
+    assert source["ignored_columns"] == ["run_id", "family", "flops", "notes"]
+    assert (source["rows_read"], source["rows_fitted"]) == (len(runs), 240)
+    assert "read 'tokens_seen' as 'n_tokens', 'final_eval_loss' as 'loss'" in out["diagnostics"]["warnings"]
+    assert main(["fit", str(path), "--where", "not epoch_excluded and n_params >= 1e9"]) == 0
+    text = capsys.readouterr().out
+    assert "note: ignored columns run_id, family, flops, notes" in text
+    big = runs[~runs.epoch_excluded & (runs.n_params >= 1e9)]
+    assert text.startswith(f"form chinchilla  ({len(big)} points")
+    # bad filters: the token and what was expected
+    assert main(["fit", str(path), "--where", "n_params >= and not epoch_excluded"]) == 2
+    assert ("--where: unexpected 'and' at position 13 of 'n_params >= and not epoch_excluded'; expected a number, "
+            "a quoted string, true or false after '>='") in capsys.readouterr().err
+    assert main(["fit", str(path), "--where", "family == 'x'"]) == 2
+    assert "no row of" in capsys.readouterr().err
+    assert main(["fit", str(path), "--where", "notes"]) == 2
+    assert "column 'notes' is not true/false" in capsys.readouterr().err
+
+
+def test_run_says_why_nothing_was_fitted(tmp_path, capsys):
+    from tests.ladder_files import curve, write_csv
+
+    logs = tmp_path / "logs"
+    for i in range(3):  # planned for 1,000 steps, logged to 200: incomplete
+        write_csv(logs / f"r{i}.csv", curve(f"r{i}", 3.0 - 0.1 * i))
+    write_csv(logs / "runs.csv", [dict(run_id=f"r{i}", family="f", n_params=1e6 * (i + 1), total_steps=1000)
+                                  for i in range(3)] + [dict(run_id="r3", family="g", n_params="", total_steps=200)])
+    write_csv(logs / "r3.csv", curve("r3", 3.0))
+    reports = tmp_path / "reports"
+    argv = ["run", "--logs", str(logs), "--db", str(tmp_path / "w.duckdb"), "--reports", str(reports), "--bootstrap", "0"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "nothing fitted: every run was excluded; top reasons\n  f:\n    incomplete_schedule       3 runs  e.g. r0: " \
+           "stopped at step 200 of 1000 planned (20.0%)" in out
+    assert "  g:\n    no_metadata               1 run   e.g. r3: number of parameters unknown" in out
+    html = (reports / "latest" / "index.html").read_text()
+    assert "<h2>Nothing fitted: why</h2>" in html and "<code>incomplete_schedule</code>: 3 runs, e.g. <code>r0</code>" in html
+    # an empty log root: a clear warning, in the terminal and at the top of the report
+    (tmp_path / "empty").mkdir()
+    assert main([*argv[:2], str(tmp_path / "empty"), *argv[3:]]) == 0
+    assert "warning: the log root gave no runs: no log file was found" in capsys.readouterr().err
+    html = (reports / "latest" / "index.html").read_text()
+    assert "<h2>No runs</h2>" in html

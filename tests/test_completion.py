@@ -103,8 +103,8 @@ def _convention_logs(root: Path) -> None:
 
 def test_parameter_convention_is_chosen_per_family(tmp_path: Path) -> None:
     _convention_logs(tmp_path)
-    settings = PipelineSettings(family_options={"b": {"param_convention": "total"}})
-    con = ingest_and_clean(tmp_path, settings.clean_config())
+    settings = PipelineSettings(families={"b": {"param_convention": "total"}})
+    con = ingest_and_clean(tmp_path, settings.resolve().clean)
     points = {r[0]: r[1:] for r in con.execute(
         "SELECT run_id, n_params, flops, param_convention, n_params_source FROM clean.points").fetchall()}
     assert points == {
@@ -118,8 +118,32 @@ def test_parameter_convention_is_chosen_per_family(tmp_path: Path) -> None:
 
 
 def test_family_options_are_validated_once() -> None:
-    with pytest.raises(ValueError, match=r"family_options\['x'\]: param_convention: expected one of "
+    with pytest.raises(ValueError, match=r"families\['x'\]: param_convention: expected one of "
                                          r"non_embedding, total, got 'embedding'"):
-        PipelineSettings(family_options={"x": {"param_convention": "embedding"}}).clean_config()
+        PipelineSettings(families={"x": {"param_convention": "embedding"}}).resolve()
     with pytest.raises(ValueError, match="hparam_selection: expected one of envelope, all, got 'best'"):
         C.FamilyOptions(hparam_selection="best")
+
+
+def test_token_only_runs_are_judged_by_tokens_not_by_their_derived_steps(tmp_path: Path) -> None:
+    """A table with tokens but no step column gets step = tokens: that is no step progress to compare
+    with total_steps (once a spurious overshoot, logged to 'step 200000 of 200')."""
+    def token_rows(run_id: str, last: int) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in ("run_id", "step")} for r in curve(run_id, 3.0, last=last)]
+
+    runs = {"done": (200, dict(batch_tokens=1000)), "short": (100, dict(batch_tokens=1000)),
+            "no-batch": (200, dict(status="completed")), "no-batch-running": (200, dict(status="running"))}
+    for run_id, (last, _) in runs.items():
+        write_csv(tmp_path / f"{run_id}.csv", token_rows(run_id, last))
+    write_csv(tmp_path / "runs.csv", [{"run_id": run_id, "n_params": 1e6 * (i + 1), "total_steps": 200,
+                                       "batch_tokens": "", "status": "", **fields}
+                                      for i, (run_id, (_, fields)) in enumerate(runs.items())])
+    con = ingest_and_clean(tmp_path)
+    assert dict(con.execute("SELECT run_id, n_tokens FROM clean.points").fetchall()) == {"done": 2e5, "no-batch": 2e5}
+    assert run_exclusions(con, "flag") == {}
+    assert run_exclusions(con) == {
+        "short": (C.INCOMPLETE, "stopped at 1e+05 tokens of 2e+05 planned (50.0%); a mid-schedule loss is not a "
+                                "valid point"),
+        "no-batch-running": (C.UNKNOWN_SCHEDULE, "planned steps known (200) but not the steps taken: the log has tokens "
+                                                 "and no step column, and the run metadata no tokens_planned or "
+                                                 "batch_tokens; status is 'running', not completed")}

@@ -86,9 +86,9 @@ def test_materialize_twice_is_idempotent_and_refits_nothing(demo_dir, tmp_path):
     logs = tmp_path / "logs"
     shutil.copytree(demo_dir, logs)
     db, reports = tmp_path / "w.duckdb", tmp_path / "reports"
-    first = Materialized(logs, db, reports, materialize_all(logs, db, reports, n_boot=20))
+    first = Materialized(logs, db, reports, materialize_all(logs, db, reports, bootstrap=20))
     snap1 = _snapshot(first)
-    second = materialize_all(logs, db, reports, n_boot=20)
+    second = materialize_all(logs, db, reports, bootstrap=20)
     assert _snapshot(first) == snap1
     fit_meta = [m.materialization.metadata for m in second.get_asset_materialization_events()
                 if m.asset_key == dg.AssetKey(["fits", "chinchilla"])][0]
@@ -102,7 +102,7 @@ def test_changing_one_file_changes_only_its_rows(demo_dir, tmp_path):
     logs = tmp_path / "logs"
     shutil.copytree(demo_dir, logs)
     db, reports = tmp_path / "w.duckdb", tmp_path / "reports"
-    m = Materialized(logs, db, reports, materialize_all(logs, db, reports, n_boot=0))
+    m = Materialized(logs, db, reports, materialize_all(logs, db, reports, bootstrap=0))
     # a csv metrics file of a run that currently gives a valid point
     rel = m.query("""SELECT min(source_path) FROM raw.metrics JOIN clean.points USING (run_id)
                      WHERE source_path LIKE '%.csv'""")[0][0]
@@ -111,7 +111,7 @@ def test_changing_one_file_changes_only_its_rows(demo_dir, tmp_path):
     others_before = _rows(m, others, [rel])
     lines = target.read_text().splitlines()
     target.write_text("\n".join(lines[:-1]) + "\n")  # drop the last logged step
-    second = materialize_all(logs, db, reports, n_boot=0)
+    second = materialize_all(logs, db, reports, bootstrap=0)
     assert _rows(m, others, [rel]) == others_before
     assert m.query("SELECT count(*) FROM raw.metrics WHERE source_path = ?", [rel])[0][0] == len(lines) - 2
     # the run lost its final step: it is now incomplete, and only its family is refit

@@ -21,7 +21,7 @@ from scaling_pipeline.lib.warehouse import FitSettings, fit_families
 from tests.conftest import REPO, Materialized, fits_snapshot
 
 N_BOOT = 50  # the demo_run fixture's bootstrap (tests/conftest.materialize_all)
-SETTINGS = FitSettings(n_boot=N_BOOT)
+SETTINGS = FitSettings(bootstrap=N_BOOT)
 HOSTILE = "../../evil 'q\" ü/x"
 
 
@@ -118,10 +118,10 @@ def test_mismatching_outputs_are_rejected_naming_the_file(reference, fitted, tmp
 
     other = tmp_path / "settings"
     shutil.copytree(fits_dir, other)
-    fit_family_file(points_dir / "family=atlas" / "points.parquet", other, FitSettings(n_boot=5))
+    fit_family_file(points_dir / "family=atlas" / "points.parquet", other, FitSettings(bootstrap=5))
     _expect_rejected(db, other, other / "family=atlas" / "fit.parquet", "was fitted with")
     first = sorted(fits_dir.glob("family=*/fit.parquet"))[0]
-    _expect_rejected(db, fits_dir, first, "this import asks for", settings=FitSettings(n_boot=200))
+    _expect_rejected(db, fits_dir, first, "this import asks for", settings=FitSettings(bootstrap=200))
 
     columns = tmp_path / "columns"
     shutil.copytree(fits_dir, columns)

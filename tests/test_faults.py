@@ -385,7 +385,7 @@ def test_hostile_names_ingest_safely_and_write_only_where_configured(tmp_path):
     outside_before = {p.name for p in tmp_path.parent.iterdir()}
     tmp_before = {p.name for p in tmp_path.iterdir()}
 
-    result = materialize_all(logs, db, reports, n_boot=10)
+    result = materialize_all(logs, db, reports, bootstrap=10)
     assert result.success
 
     with duckdb.connect(str(db), read_only=True) as con:

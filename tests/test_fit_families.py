@@ -15,7 +15,7 @@ from scaling_pipeline.lib.simulate import DEFAULT_TRUTHS
 from scaling_pipeline.lib.warehouse import FitSettings, family_workers, fit_families
 from tests.conftest import fits_snapshot
 
-SETTINGS = FitSettings(n_boot=20)
+SETTINGS = FitSettings(bootstrap=20)
 HOSTILE = "../../evil 'q\" ü/x"
 
 

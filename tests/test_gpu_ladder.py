@@ -13,7 +13,7 @@ from tests.conftest import Materialized, materialize_all, require_reference
 def ladder(tmp_path_factory) -> Materialized:
     logs = require_reference("gpu_ladder")
     work = tmp_path_factory.mktemp("gpu")
-    result = materialize_all(logs, work / "w.duckdb", work / "reports", n_boot=20)
+    result = materialize_all(logs, work / "w.duckdb", work / "reports", bootstrap=20)
     return Materialized(logs, work / "w.duckdb", work / "reports", result)
 
 
@@ -58,7 +58,7 @@ def test_points_match_the_published_final_losses(ladder):
 
 def test_min_tokens_fit_matches_or_beats_the_sanity_fit(tmp_path):
     logs = require_reference("gpu_ladder")
-    materialize_all(logs, tmp_path / "w.duckdb", tmp_path / "r", n_boot=0, min_tokens=2e6)
+    materialize_all(logs, tmp_path / "w.duckdb", tmp_path / "r", bootstrap=0, min_tokens=2e6)
     m = Materialized(logs, tmp_path / "w.duckdb", tmp_path / "r", None)
     ref = json.loads((logs / "fit.json").read_text())
     for fam, n, obj in m.query("SELECT family, n_points, objective FROM fits.chinchilla ORDER BY family"):

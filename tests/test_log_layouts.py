@@ -126,7 +126,7 @@ def same_names(tmp_path_factory) -> Materialized:
     write_curves(logs / "curves")
     write_chart_export(logs / "exports")
     db, reports = work / "warehouse.duckdb", work / "reports"
-    return Materialized(logs, db, reports, materialize_all(logs, db, reports, n_boot=0))
+    return Materialized(logs, db, reports, materialize_all(logs, db, reports, bootstrap=0))
 
 
 @pytest.mark.parametrize(("family", "top", "name"), [("tb", "tb", "train"), ("wb", "wandb", "train"),

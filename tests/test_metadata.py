@@ -81,7 +81,7 @@ def bad_ladder(tmp_path_factory) -> tuple[Path, object]:
             writer.writerow(dict(source, run_id=run_id))
     work = root.parent
     # 'all': the copies share the source run's (N, D) and must not be reduced to the best of them
-    result = materialize_all(root, work / "w.duckdb", work / "reports", n_boot=10, hparam_selection="all")
+    result = materialize_all(root, work / "w.duckdb", work / "reports", bootstrap=10, hparam_selection="all")
     return work / "w.duckdb", result
 
 

@@ -13,7 +13,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from scaling_pipeline.cli import _print_summary, main
+from scaling_pipeline.cli import main
+from scaling_pipeline.cli.run import print_summary
 from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT
 from tests.conftest import Materialized
 
@@ -64,7 +65,7 @@ def verdicts(m: Materialized, capsys) -> dict[str, dict]:
     for fam, badge in re.findall(r"<h2 id='fam-[^']*'>Family (\S+) <span class='badge (\w+)'>", page):
         out[fam]["page"] = badge
     with duckdb.connect(str(m.db), read_only=True) as con:
-        _print_summary(con, m.reports, 1.0)
+        print_summary(con, m.reports, 1.0)
     lines = capsys.readouterr().out.splitlines()
     table = lines[lines.index(next(x for x in lines if x.startswith("fitted"))) + 2:]
     for line in table:
@@ -119,7 +120,7 @@ def test_a_withheld_family_is_withheld_everywhere(degraded, capsys):
     assert "<th>compute (FLOPs)</th>" not in section  # no allocation table
     # the run summary names the top reason under the family
     with duckdb.connect(str(degraded.db), read_only=True) as con:
-        _print_summary(con, degraded.reports, 1.0)
+        print_summary(con, degraded.reports, 1.0)
     out = capsys.readouterr().out
     assert re.search(rf"\n  {BROKEN} .* withheld\n +backtest_error_high: fitted without its 4 largest", out)
 

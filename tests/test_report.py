@@ -28,7 +28,7 @@ from scaling_pipeline.lib.simulate import write_demo
 from scaling_pipeline.lib.tables import intervals
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families, plan_families
 
-SETTINGS = FitSettings(n_boot=20)
+SETTINGS = FitSettings(bootstrap=20)
 DAY1, DAY2, DAY3 = dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)
 FIGURES = {"fit", "frontier", "residuals", "isoflop"}
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -150,7 +150,7 @@ def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
         assert s["n_points"] == fit["n_points"]
         ids = sorted(r[0] for r in con.execute("SELECT run_id FROM clean.points WHERE family = ?", [fam]).fetchall())
         assert s["run_ids"] == ids
-        assert len(s["bootstrap"]) == SETTINGS.n_boot
+        assert len(s["bootstrap"]) == SETTINGS.bootstrap
         plans = {p["compute"]: p for p in s["plans"]}
         assert set(STANDARD_BUDGETS) <= set(plans)
         for c, n, d, loss in con.execute("SELECT compute, n_params, n_tokens, loss FROM plans.allocations "

@@ -369,7 +369,7 @@ def test_scale_logs_ingest_cleanly_and_fit_to_the_truth(tmp_path: Path, fmt: str
         assert summary.read_methods == {f"{fmt}/fast": 108}
         clean(con, CleanConfig())
         assert con.execute("SELECT count(*) FROM clean.points").fetchone()[0] == 108
-        fit_families(con, FitSettings(n_boot=0))
+        fit_families(con, FitSettings(bootstrap=0))
         fits = con.execute("SELECT family, alpha, beta FROM fits.chinchilla ORDER BY family").fetchall()
     truth = {t.name: t for t in DEFAULT_TRUTHS}
     assert [f for f, *_ in fits] == ["atlas", "boreal", "cirrus"]

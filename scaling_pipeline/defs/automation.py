@@ -32,12 +32,16 @@ def log_root_fingerprint(root) -> str:
 
 
 @dg.sensor(job=pipeline_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Starts a run when log files under the log root are added, changed or removed.")
+           description="Starts a run when log files under the log root, or the settings file, are added, "
+                       "changed or removed.")
 def new_logs_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings):
     root = settings.logs_path
     if not root.is_dir():
         return dg.SkipReason(f"log root {str(root)!r} does not exist")
     fingerprint = log_root_fingerprint(root)
+    if (path := settings.settings_path()) is not None:  # a settings change refits too
+        st = os.stat(path)
+        fingerprint = hashlib.sha256(f"{fingerprint}\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
     if fingerprint == context.cursor:
         return dg.SkipReason("no new or changed log files")
     context.update_cursor(fingerprint)

@@ -9,7 +9,7 @@ from scaling_pipeline.lib.cleaning import clean
 
 from .ingest import RAW_METRICS, RAW_RUNS
 from .pool import POOL
-from .resources import PipelineSettings, warehouse
+from .resources import PipelineSettings, resolved, warehouse
 from .tables import asset_key, table_result, table_spec
 
 CLEAN_RUNS, CLEAN_STEPS, CLEAN_POINTS, CLEAN_EXCLUSIONS = (
@@ -34,7 +34,7 @@ CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
 )
 def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings):
     """Rebuild the clean schema from raw in one transaction."""
-    cfg = settings.clean_config()
+    cfg = resolved(settings).clean
     with warehouse(duckdb) as con:
         summary = clean(con, cfg)
         excl_md = con.execute(

@@ -2,15 +2,16 @@
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import create_model
 
 from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.quality import Assessment
-from scaling_pipeline.lib.settings import N_BOOT
-from scaling_pipeline.lib.warehouse import FitSettings, fit_families
+from scaling_pipeline.lib.settings import FitSettings
+from scaling_pipeline.lib.warehouse import fit_families
 
 from .clean import CLEAN_POINTS, rows_check
 from .pool import POOL
-from .resources import warehouse
+from .resources import PipelineSettings, config_fields, resolved, warehouse
 from .tables import asset_key, table_metadata, table_spec
 
 FITS_CHINCHILLA = asset_key(T.FITS_CHINCHILLA)
@@ -18,20 +19,18 @@ PLOTTED_FAMILIES = 20  # families whose parameters are numeric metadata (first b
 PLOTTED_PARAMS = ("E", "alpha", "beta", "a_exponent")
 
 
-class FitConfig(dg.Config):
-    """Fit settings (a change refits every family) and the number of processes (``n_jobs``: not a
-    setting, results do not depend on it; None: one per available core)."""
-
-    loss: str = "huber"
-    delta: float = 1e-3
-    n_boot: int = N_BOOT
-    seed: int = 0
-    n_jobs: int | None = None
+FitConfig = create_model(
+    "FitConfig", __base__=dg.Config, __doc__="Fit settings set for this run (they win over the settings file; a "
+    "change refits every family) and the number of processes (n_jobs: not a setting, results do not depend on "
+    "it; None: one per available core).",
+    **config_fields(FitSettings), n_jobs=(int | None, None))
 
 
-def fit_run_config(n_boot: int = N_BOOT, seed: int = 0) -> dict:
-    """Run config that sets the fit settings of a materialization (CLI, tests)."""
-    return {"ops": {"fits__chinchilla": {"config": {"n_boot": n_boot, "seed": seed}}},
+def fit_run_config(bootstrap: int | None = None, seed: int | None = None) -> dict:
+    """Run config that sets the fit settings of a materialization (CLI flags, tests; None: unset, the
+    settings file's or the default)."""
+    given = {k: v for k, v in (("bootstrap", bootstrap), ("seed", seed)) if v is not None}
+    return {"ops": {"fits__chinchilla": {"config": given}},
             "loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -53,12 +52,13 @@ def parameter_metadata(rows: list[tuple]) -> dict[str, object]:
 
 @dg.asset(key=FITS_CHINCHILLA, deps=[CLEAN_POINTS], group_name=_SPEC.group_name, kinds={"duckdb", "scipy"},
           metadata=_SPEC.metadata, pool=POOL)
-def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def chinchilla_fits(context: dg.AssetExecutionContext, config: FitConfig, duckdb: DuckDBResource,
+                    settings: PipelineSettings) -> dg.MaterializeResult:
     """L(N, D) = E + A/N^α + B/D^β per family (sum of Huber(δ) on log-loss residuals); families whose
     points did not change are not refit."""
-    settings = FitSettings(loss=config.loss, delta=config.delta, n_boot=config.n_boot, seed=config.seed)
+    fit = resolved(settings, config.model_dump(exclude={"n_jobs"})).fit
     with warehouse(duckdb) as con:
-        summary = fit_families(con, settings, n_jobs=config.n_jobs, progress=context.log.info)
+        summary = fit_families(con, fit, n_jobs=config.n_jobs, progress=context.log.info)
         table = con.execute(
             """SELECT family, status, verdict, n_points, round(E, 4) AS E, round(alpha, 4) AS alpha,
                       round(beta, 4) AS beta, round(a_exponent, 4) AS a_exponent, objective,

@@ -7,13 +7,14 @@ from dagster_duckdb import DuckDBResource
 
 from scaling_pipeline.lib.reporting import load_inputs, render_report
 from scaling_pipeline.lib.reporting.formatting import esc
+from scaling_pipeline.lib.reporting.why import settings_used
 
 from .allocate import PLANS_ALLOCATIONS
 from .clean import CLEAN_EXCLUSIONS, CLEAN_POINTS
 from .fit import FITS_CHINCHILLA
 from .ingest import RAW_QUARANTINE
 from .pool import POOL
-from .resources import PipelineSettings, warehouse
+from .resources import PipelineSettings, resolved, warehouse
 
 PLANNING_REPORT = dg.AssetKey(["reports", "planning_report"])
 
@@ -22,9 +23,11 @@ PLANNING_REPORT = dg.AssetKey(["reports", "planning_report"])
           group_name="reports", kinds={"html"}, pool=POOL)
 def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
     """Self-contained HTML report with figures, allocation tables and exclusions."""
+    resolved_settings = resolved(settings)
     with warehouse(duckdb) as con:
         inputs = load_inputs(con)
-    index = render_report(inputs, settings.reports_path)
+    index = render_report(inputs, settings.reports_path, headline_compute=resolved_settings.report.headline_compute,
+                          settings=settings_used(resolved_settings.flat(), inputs.fits))
     summary = json.loads((index.parent / "summary.json").read_text())
     lines = ["| family | verdict | at a glance |", "|---|---|---|"]
     for fam, f in summary["families"].items():

@@ -1,4 +1,5 @@
-"""Resources: where the warehouse, the log root and the reports live.
+"""Resources: where the warehouse, the log root and the reports live, and the pipeline's settings
+(a Dagster shell over :mod:`scaling_pipeline.lib.settings`: its fields, defaults and docs come from there).
 
 Defaults are relative to the working directory (the project root under ``make``) and can be
 overridden with environment variables or the CLI (``scaling-pipeline run --db/--logs/--reports``).
@@ -7,17 +8,21 @@ overridden with environment variables or the CLI (``scaling-pipeline run --db/--
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import Field, create_model
 
-from scaling_pipeline.lib.cleaning import CleanConfig, FamilyOptions
 from scaling_pipeline.lib.connection import LOCK_WAIT_SECONDS, WarehouseLocked, connect_waiting
+from scaling_pipeline.lib.settings import (CleanConfig, FamilyOptions, ReportSettings, Settings, SettingsError,
+                                           build_settings, doc)
+from scaling_pipeline.lib.settings_file import SETTINGS_FILE, find_settings_file, read_settings_file
 
 DEFAULT_LOGS = "data"
 DEFAULT_DB = "data/warehouse.duckdb"
@@ -27,29 +32,28 @@ DEFAULT_REPORTS = "reports"
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 
-class FamilyCleanOptions(dg.Config):
-    """A family's own cleaning options (see :class:`~scaling_pipeline.lib.cleaning.FamilyOptions`);
-    unset ones are the pipeline's."""
+def config_fields(*classes: type) -> dict[str, tuple]:
+    """Pydantic fields of a Dagster config shell for the settings of ``classes`` (lib dataclasses): each
+    optional (None: not set here, the settings file's value or the default applies), described by the lib's
+    doc and default."""
+    return {f.name: (f.metadata["kind"] | None, Field(None, description=doc(cls, f.name)))
+            for cls in classes for f in fields(cls) if "kind" in f.metadata}
 
-    hparam_selection: str | None = None
-    param_convention: str | None = None
-    completion_tolerance: float | None = None
+
+FamilyCleanOptions = create_model(
+    "FamilyCleanOptions", __base__=dg.Config, __doc__="A family's own cleaning options; unset ones are the "
+    "pipeline's.", **config_fields(FamilyOptions))
 
 
-class PipelineSettings(dg.ConfigurableResource):
-    """Where logs are read from and reports written to, and the cleaning thresholds and per-family
-    options (defaults: every family's, ``family_options``: family name -> its own)."""
+class _PipelineSettings(dg.ConfigurableResource):
+    """Where logs are read from and reports written to, the settings file (unset: searched, see
+    :func:`~scaling_pipeline.lib.settings_file.find_settings_file`), and the cleaning and report settings
+    set here (they win over the file's; ``families``: family name -> its own options)."""
 
     logs_dir: str = DEFAULT_LOGS
     reports_dir: str = DEFAULT_REPORTS
-    min_tokens: float = 0.0  # runs trained on fewer tokens give no point
-    min_steps: int = 0  # runs with fewer optimizer steps give no point
-    divergence_nats: float = 1.0
-    dominated_tolerance: float = 0.10
-    hparam_selection: str = FamilyOptions.hparam_selection  # 'envelope' (best run per (N, D)) or 'all'
-    param_convention: str = FamilyOptions.param_convention  # N: 'non_embedding' or 'total' parameters
-    completion_tolerance: float = FamilyOptions.completion_tolerance  # fraction of the plan a run may stop short
-    family_options: dict[str, FamilyCleanOptions] = {}
+    settings_file: str | None = Field(None, description="settings file (TOML); unset: $SCALING_SETTINGS, then "
+                                      f"{SETTINGS_FILE} in the log root, then in the working directory")
 
     @property
     def logs_path(self) -> Path:
@@ -59,24 +63,36 @@ class PipelineSettings(dg.ConfigurableResource):
     def reports_path(self) -> Path:
         return Path(self.reports_dir)
 
-    def clean_config(self) -> CleanConfig:
-        """The cleaning knobs; a bad option value raises ValueError naming it (and the family)."""
-        default = FamilyOptions(hparam_selection=self.hparam_selection, param_convention=self.param_convention,
-                                completion_tolerance=self.completion_tolerance)
-        families = {}
-        for family, given in self.family_options.items():
-            try:
-                families[family] = replace(default, **{k: v for k, v in given.model_dump().items() if v is not None})
-            except ValueError as exc:
-                raise ValueError(f"family_options[{family!r}]: {exc}") from None
-        return CleanConfig(divergence_nats=self.divergence_nats, dominated_tolerance=self.dominated_tolerance,
-                           min_tokens=self.min_tokens, min_steps=self.min_steps, family=default, families=families)
+    def settings_path(self) -> Path | None:
+        """The settings file this resource reads (None: none found)."""
+        return find_settings_file(self.settings_file, self.logs_path)
+
+    def resolve(self, run_config: Mapping[str, Any] | None = None) -> Settings:
+        """Every setting: ``run_config`` (e.g. the fit asset's) > this resource's fields > the settings file
+        > the defaults. A bad value raises SettingsError naming it (and the file)."""
+        path = self.settings_path()
+        mine = self.model_dump(exclude={"logs_dir", "reports_dir", "settings_file"})
+        return build_settings(read_settings_file(path) if path else {}, mine, run_config or {})
+
+
+PipelineSettings = create_model(
+    "PipelineSettings", __base__=_PipelineSettings, __doc__=_PipelineSettings.__doc__,
+    **config_fields(CleanConfig, FamilyOptions, ReportSettings), families=(dict[str, FamilyCleanOptions], {}))
+
+
+def resolved(settings: _PipelineSettings, run_config: Mapping[str, Any] | None = None) -> Settings:
+    """``settings.resolve(run_config)`` in an asset: a bad settings file or value fails the step with its message."""
+    try:
+        return settings.resolve(run_config)
+    except SettingsError as exc:
+        raise dg.Failure(f"bad settings: {exc}") from None
 
 
 def build_resources(logs: str | os.PathLike | None = None, db: str | os.PathLike | None = None,
                     reports: str | os.PathLike | None = None, **settings) -> dict[str, object]:
     """Resources for a run; unset arguments come from SCALING_LOGS / SCALING_DB / SCALING_REPORTS,
-    then the defaults (data/, data/warehouse.duckdb, reports/). SCALING_DUCKDB_MEMORY_LIMIT caps DuckDB's
+    then the defaults (data/, data/warehouse.duckdb, reports/). ``settings``: fields of PipelineSettings
+    (``settings_file``, cleaning and report settings; None: unset). SCALING_DUCKDB_MEMORY_LIMIT caps DuckDB's
     memory (default DEFAULT_MEMORY_LIMIT; empty: DuckDB's default, 80% of RAM)."""
     db_path = Path(db or os.environ.get("SCALING_DB", DEFAULT_DB))
     memory = os.environ.get("SCALING_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)

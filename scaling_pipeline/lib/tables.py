@@ -277,6 +277,7 @@ _TABLES = [
         ("beyond_limit", "BOOLEAN", "beyond the extrapolation limit"),
         ("verdict", "VARCHAR", "the family's verdict for this budget"),
         ("publishable", "BOOLEAN", "within the extrapolation limit"),
+        ("param_convention", "VARCHAR", "parameter count used as N: total or non_embedding"),
     ), key=("family", "compute")),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}

@@ -32,23 +32,11 @@ from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.process import exit_with
 from scaling_pipeline.lib.quality import assess, beyond_limit, plan_verdict
-from scaling_pipeline.lib.settings import N_BOOT
+from scaling_pipeline.lib.settings import FitSettings
 from scaling_pipeline.lib.tables import (FITS_BOOTSTRAP, FITS_CHINCHILLA, PLANS_ALLOCATIONS, create, insert_frame,
                                          interval_columns, intervals, replace, transaction)
 
 PARAMS = CHINCHILLA_PARAMS
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """How each family is fitted (recorded with every fit; a change refits every family). How many
-    processes fit them is not a setting: results do not depend on it."""
-
-    loss: str = "huber"
-    delta: float = 1e-3
-    n_boot: int = N_BOOT
-    seed: int = 0
-    level: float = 0.95
 
 
 @dataclass
@@ -126,7 +114,7 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
 
     def started(i: int, fam: str, pts: pd.DataFrame) -> None:
         if progress:
-            progress(f"[{i}/{len(todo)}] fitting {fam} ({len(pts)} points, {settings.n_boot} bootstrap resamples)")
+            progress(f"[{i}/{len(todo)}] fitting {fam} ({len(pts)} points, {settings.bootstrap} bootstrap resamples)")
 
     if summary.workers == 1:
         for i, (fam, pts) in enumerate(todo, 1):
@@ -184,8 +172,8 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
     n, d, loss = (pts[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
     ident = dict(family=family, settings=json.dumps(asdict(s)), input_hash=input_hash(pts, s))
     try:  # the bootstrap fits the full data first: its fit is the fit (with the bootstrap's warnings)
-        boot = (bootstrap_chinchilla(n, d, loss, n_boot=s.n_boot, seed=s.seed, level=s.level, loss=s.loss,
-                                     delta=s.delta, n_jobs=n_jobs) if s.n_boot else None)
+        boot = (bootstrap_chinchilla(n, d, loss, n_boot=s.bootstrap, seed=s.seed, level=s.level, loss=s.loss,
+                                     delta=s.delta, n_jobs=n_jobs) if s.bootstrap else None)
         fit = boot.fit if boot else fit_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
     except FitError as exc:
         row = dict(**ident, status="failed", error=str(exc), n_points=len(pts), loss=s.loss, delta=s.delta)
@@ -220,7 +208,7 @@ def assessment_columns(row: dict, pts: pd.DataFrame) -> dict:
     return assess(pts.n_params, pts.n_tokens, pts.loss, params={p: row[p] for p in PARAMS} if ok else None,
                   error=row.get("error"), diagnostics=loads(row.get("diagnostics")),
                   backtest=loads(row.get("backtest")), ci=intervals(row),
-                  n_boot=int(loads(row.get("settings")).get("n_boot", 0))).to_columns()
+                  n_boot=int(loads(row.get("settings")).get("bootstrap", 0))).to_columns()
 
 
 def _reassess(con: duckdb.DuckDBPyConnection, families: list[str], points: pd.DataFrame) -> None:
@@ -266,23 +254,37 @@ def plan_budgets(max_observed_flops: float) -> list[float]:
     return sorted(set(DEFAULT_BUDGETS) | set(near))
 
 
+def family_conventions(con: duckdb.DuckDBPyConnection, family: str | None = None) -> dict[str, str]:
+    """family -> the parameter convention of its points in ``clean.points`` (conventions joined by ',' if mixed;
+    empty without the table)."""
+    try:
+        return dict(con.execute("SELECT family, string_agg(DISTINCT param_convention, ',' ORDER BY param_convention) "
+                                "FROM clean.points WHERE ? IS NULL OR family = ? GROUP BY family",
+                                [family, family]).fetchall())
+    except duckdb.CatalogException:
+        return {}
+
+
 def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.DataFrame:
     """Rebuild ``plans.allocations`` from the publishable fits in ``fits.chinchilla`` (+ bootstrap
-    intervals); withheld families get no plan. Each row carries its family's ``verdict`` (``extrapolated``
+    intervals at the fit's recorded ``level``, else ``level``); withheld families get no plan. Each row carries its family's ``verdict`` (``extrapolated``
     for budgets beyond the extrapolation limit, ``beyond_limit``) and ``publishable`` (within the limit)."""
     fits = con.execute("SELECT * FROM fits.chinchilla WHERE publishable ORDER BY family").df()
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
+    conventions = family_conventions(con)
     tables = []
     for f in fits.itertuples(index=False):
         law = Chinchilla(E=f.E, A=f.A, B=f.B, alpha=f.alpha, beta=f.beta)
         b = boot[boot.family == f.family]
         samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
-        t = allocation_table(law, plan_budgets(f.max_observed_flops), samples=samples, level=level)
+        fitted_level = json.loads(f.settings or "{}").get("level", level)  # the level of the fit's own intervals
+        t = allocation_table(law, plan_budgets(f.max_observed_flops), samples=samples, level=fitted_level)
         t.insert(0, "family", f.family)
         t["extrapolation"] = t.compute / f.max_observed_flops
         t["beyond_limit"] = beyond_limit(t.compute, f.max_observed_flops)
         t["verdict"] = [plan_verdict(f.verdict, far) for far in t.beyond_limit]
         t["publishable"] = ~t.beyond_limit
+        t["param_convention"] = conventions.get(f.family)
         tables.append(t)
     cols = PLANS_ALLOCATIONS.names
     plans = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=cols)

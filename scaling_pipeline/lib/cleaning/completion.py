@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-import duckdb
 import pandas as pd
 
 from scaling_pipeline.lib.schema import LOSS_RANGE, RUN_ALIASES, out_of_range
@@ -53,14 +52,25 @@ def run_verdict(run, n_params: float | None, stats: pd.DataFrame, cfg: CleanConf
     return schedule_verdict(run, st, opts)
 
 
+def steps_are_tokens(st) -> bool:
+    """Whether a run's steps are its tokens: a table with tokens but no step column gets step = tokens
+    (see ``formats.metric_sql``), which is no step progress to compare with ``total_steps``."""
+    return not pd.isna(st.last_tokens) and float(st.last_step) == round(float(st.last_tokens))
+
+
 def _progress(run, st) -> list[tuple[str, float, float]]:
     """(what, logged, planned) for each measure of progress known on both sides: optimizer steps
-    (planned: total_steps, or tokens_planned / batch_tokens) and tokens (logged tokens column)."""
+    (planned: total_steps, or tokens_planned / batch_tokens; not for a run whose steps are its tokens) and
+    tokens (logged tokens column; planned: tokens_planned, else total_steps · batch_tokens)."""
     out = []
-    if not pd.isna(run.total_steps):
+    derived = steps_are_tokens(st)
+    if not pd.isna(run.total_steps) and not derived:
         out.append(("step", float(st.last_step), float(run.total_steps)))
-    if not pd.isna(run.tokens_planned) and not pd.isna(st.last_tokens):
-        out.append(("tokens", float(st.last_tokens), float(run.tokens_planned)))
+    planned_tokens = run.tokens_planned
+    if pd.isna(planned_tokens) and derived and not (pd.isna(run.total_steps) or pd.isna(run.batch_tokens)):
+        planned_tokens = float(run.total_steps) * float(run.batch_tokens)
+    if not pd.isna(planned_tokens) and not pd.isna(st.last_tokens):
+        out.append(("tokens", float(st.last_tokens), float(planned_tokens)))
     return out
 
 
@@ -82,7 +92,10 @@ def schedule_verdict(run, st, opts: FamilyOptions) -> Verdict | None:
                 int(st.last_step))
     if run.status in COMPLETED_STATUSES:
         return None
-    if pd.isna(run.tokens_planned):
+    if steps_are_tokens(st) and not pd.isna(run.total_steps):
+        missing = (f"planned steps known ({run.total_steps:.0f}) but not the steps taken: the log has tokens and no "
+                   "step column, and the run metadata no tokens_planned or batch_tokens")
+    elif pd.isna(run.tokens_planned):
         missing = "planned schedule length unknown: the run metadata gives neither total_steps nor tokens_planned"
     else:
         missing = (f"planned tokens known ({run.tokens_planned:.4g}) but not the tokens seen: the log has no "
@@ -96,18 +109,18 @@ def overshoot(run, st, opts: FamilyOptions) -> str | None:
     return f"logged to {_describe(over)}: trained past its schedule" if over else None
 
 
-def rejected_at_ingest(con: duckdb.DuckDBPyConnection, fields: tuple[str, ...]) -> dict[str, str]:
+def rejected_at_ingest(meta: pd.DataFrame, fields: tuple[str, ...]) -> dict[str, str]:
     """run_id -> "<key> = <value> in <source>" for runs without any of ``fields`` whose metadata gave a
-    value that ingest rejected (a rejected value stays in ``extra`` under its source key). Reads the
-    TEMP table ``run_meta`` of :func:`merge_sources` (metadata under the logged run ids)."""
+    value that ingest rejected (a rejected value stays in ``extra`` under its source key). ``meta``: the
+    run metadata rows under the logged run ids (columns run_id, source_path, location, extra and ``fields``;
+    the TEMP table ``run_meta`` of :func:`merge_sources`)."""
     aliases = {alias for field in fields for alias in RUN_ALIASES[field]}
-    missing = " AND ".join(f"{field} IS NULL" for field in fields)
+    rows = meta[meta[list(fields)].isna().all(axis=1)]
     out: dict[str, list[str]] = defaultdict(list)
-    for run_id, source, extra in con.execute(
-            f"""SELECT run_id, concat_ws(' ', source_path, location), extra FROM run_meta
-                WHERE {missing} ORDER BY ALL""").fetchall():
-        given = [f"{key} = {value!r}" for key, value in json.loads(extra or "{}").items()
+    for r in rows.sort_values(["run_id", "source_path", "location"]).itertuples(index=False):
+        source = " ".join(str(v) for v in (r.source_path, r.location) if isinstance(v, str))
+        given = [f"{key} = {value!r}" for key, value in json.loads(r.extra if isinstance(r.extra, str) else "{}").items()
                  if key.strip().lower() in aliases]
         if given:
-            out[run_id].append(f"{', '.join(given)} in {source}")
+            out[r.run_id].append(f"{', '.join(given)} in {source}")
     return {run_id: "; ".join(values) for run_id, values in out.items()}

@@ -64,7 +64,8 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
     conflicts = merge_sources(con)
     dupes = duplicate_steps(con)
     build_steps(con)
-    rejected = {conv: rejected_at_ingest(con, (column, "n_params")) for conv, column in PARAM_COLUMNS.items()}
+    run_meta = con.execute("SELECT * FROM run_meta").df()  # merge_sources' metadata under the logged run ids
+    rejected = {conv: rejected_at_ingest(run_meta, (column, "n_params")) for conv, column in PARAM_COLUMNS.items()}
 
     runs = con.execute("SELECT * FROM clean.runs ORDER BY run_id").df()
     stats = run_stats(con, cfg.divergence_nats)

@@ -21,15 +21,18 @@ from .quarantine import quarantine_section, write_quarantine_csv
 from .sections import drift_section, glance_section, method_section, overview_section, reference_section
 from .store import dated_folder
 from .summary import Drift, build_summary, previous_summary, write_summary
+from .why import convention_note, settings_note, why_section
 
 
 def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | None = None,
-                  title: str = "Scaling-law planning report", headline_compute: float | None = None) -> Path:
+                  title: str = "Scaling-law planning report", headline_compute: float | None = None,
+                  settings: dict | None = None) -> Path:
     """Write ``reports_root/<date>/index.html`` (+ figures, ``summary.json``, ``quarantine.csv``), point
     ``reports_root/latest`` at the newest dated report, and return the index path.
 
     ``headline_compute``: the budget (FLOPs) of the "at a glance" lines for every family; by default each
-    family gets the power of ten nearest 10× its largest run.
+    family gets the power of ten nearest 10× its largest run. ``settings``: the run's settings
+    (``Settings.flat()``), kept in summary.json; a change since the previous report is named in "what changed".
     """
     date = date or dt.date.today()
     reports_root = Path(reports_root)
@@ -54,15 +57,17 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
             f"{plural(int((inp.exclusions.kind == 'run').sum()), 'run')} excluded · "
             f"{plural(len(inp.quarantine), 'input')} quarantined"
             "</p>",
+            why_section(inp.exclusions, inp.points, inp.quarantine),
             glance_section(fams),
-            drift_section(previous, drift),
+            convention_note(inp.points),
+            drift_section(previous, drift, note=settings_note(previous, settings)),
             overview_section(fams),
             *sections,
             quarantine_section(inp.quarantine),
             reference_section(),
             method_section(),
         ])
-        write_summary(tmp / "summary.json", summary)
+        write_summary(tmp / "summary.json", {**summary, "settings": settings})
         write_quarantine_csv(inp.quarantine, tmp)
         (tmp / "index.html").write_text(_PAGE.format(title=esc(title), body=body), encoding="utf-8")
     return reports_root / date.isoformat() / "index.html"

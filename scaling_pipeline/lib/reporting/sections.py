@@ -55,9 +55,10 @@ def glance_section(fams: list[Family]) -> str:
     return "<h2>At a glance</h2><ul class=glance>" + "".join(lines) + "</ul>" + note
 
 
-def drift_section(prev: dict | None, drift: Drift | None) -> str:
-    """Parameter and plan drift since the previous report, and how its law predicted the runs added since."""
-    head = "<h2 id=drift>What changed since the last refit</h2>"
+def drift_section(prev: dict | None, drift: Drift | None, note: str = "") -> str:
+    """Parameter and plan drift since the previous report, and how its law predicted the runs added since;
+    ``note`` (HTML) first, e.g. the settings that changed."""
+    head = "<h2 id=drift>What changed since the last refit</h2>" + note
     if prev is None or drift is None:
         return head + ("<p>No previous report to compare with: this is the first report with a summary.json "
                        "under this folder.</p>")
