@@ -366,3 +366,22 @@ def test_latest_points_at_the_newest_dated_report(con, tmp_path):
     assert (root / "latest").resolve() == (root / DAY3.isoformat()).resolve()
     assert f"Compared with the report of {DAY2.isoformat()}" in page
     assert sorted(p.name for p in root.iterdir()) == [DAY1.isoformat(), DAY2.isoformat(), DAY3.isoformat(), "latest"]
+
+
+def test_wide_intervals_read_not_identified_and_captions_match_the_figures(con, tmp_path):
+    ci = json.loads(fit_row(con, "atlas")["ci"])
+    ci["A"] = [4.2, 2.5e11]  # 10.8 decades: says nothing about A
+    con.execute("UPDATE fits.chinchilla SET ci = ? WHERE family = 'atlas'", [json.dumps(ci)])
+    _, page = render(con, tmp_path / "reports", DAY1)
+    law = {fam: re.search(r"<p class=law>(.*?)</p>", body).group(1) for fam, body in sections(page).items()}
+    assert law["atlas"].count("[not identified]") == 1 and "2.5e11" not in law["atlas"].replace("title=", "")
+    assert re.search(r"\+ [\d.]+ <span class='ci unidentified' title='interval \[4\.2, 250B\]", law["atlas"])
+    assert "[not identified]" not in law["boreal"] and law["boreal"].count("<span class=ci>[") == 5
+    for fam, body in sections(page).items():
+        plans = [float(c) for c in con.execute("SELECT compute FROM plans.allocations WHERE family = ? "
+                                               "ORDER BY compute", [fam]).fetchall() for c in c]
+        assert np.all(np.diff(np.log10(plans)).round(9) == 1) and plans[0] <= 1e17  # every decade
+        cap = re.search(r"<figure data-fig='isoflop'>.*?<figcaption>(.*?)</figcaption>", body, flags=re.S).group(1)
+        assert "IsoFLOP slices at C = 9.8e16, 5.7e17, 3.3e18, 1e19" in cap
+        assert "▼: the fit's optimum N* (4 of 4 inside the plotted range; horizontal bar: its 95% bootstrap " \
+               "interval, drawn for 4)" in cap and "Dots: runs within ±15% of 4 of these budgets" in cap

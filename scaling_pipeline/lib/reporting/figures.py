@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .family import ISO_TOLERANCE, Family, interval, optimum, predict  # noqa: E402
-from .formatting import fmt_flops, fmt_human, mpl_text, num, plural  # noqa: E402
+from .formatting import fmt_flops, fmt_human, identified, mpl_text, num, plural  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -41,13 +41,18 @@ def _new_fig():
 
 
 def _save(fig, f: Family, kind: str, out: Path) -> str:
+    return save_png(fig, f"{f.slug}_{kind}", out)
+
+
+def save_png(fig, stem: str, out: Path) -> str:
+    """Write ``fig`` as ``out/<stem>.png`` (closing it) and return the PNG base64 for embedding."""
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png")
     finally:
         plt.close(fig)
     data = buf.getvalue()
-    path = out / f"{f.slug}_{kind}.png"
+    path = out / f"{stem}.png"
     if path.resolve().parent != out.resolve():  # the slug cannot escape, but never write outside the folder
         raise ValueError(f"refusing to write {path} outside {out}")
     path.write_bytes(data)
@@ -233,6 +238,7 @@ def plot_isoflop(f: Family, out: Path) -> tuple[str, str]:
         band_lo = band_hi = np.full(cs.size, np.nan)
     cmap = plt.get_cmap("plasma")
     y_obs, y_min = [], []
+    n_marked = n_banded = n_dotted = 0
     for k, ((c, is_slice), curve) in enumerate(zip(budgets, curves)):
         color = cmap(0.1 + 0.75 * k / max(len(budgets) - 1, 1))
         near = pts[np.abs(C / c - 1) <= ISO_TOLERANCE]
@@ -241,10 +247,13 @@ def plot_isoflop(f: Family, out: Path) -> tuple[str, str]:
         if len(near):
             ax.scatter(near.n_params, near.loss, color=color, s=36, zorder=4, edgecolor="k", linewidth=0.6)
             y_obs += list(near.loss)
+            n_dotted += 1
         if np.isfinite(lstar[k]) and n_lo <= nstar[k] <= n_hi:
             xerr = None
-            if np.isfinite(band_lo[k]) and np.isfinite(band_hi[k]):
+            n_marked += 1
+            if identified(band_lo[k], band_hi[k]):  # an unidentified band is not drawn as if it were one
                 xerr = [[max(nstar[k] - band_lo[k], 0)], [max(band_hi[k] - nstar[k], 0)]]
+                n_banded += 1
             ax.errorbar([nstar[k]], [lstar[k]], xerr=xerr, fmt="v", color=color, mec="k", ms=9, capsize=3,
                         zorder=5, lw=1.2)
         finite = curve[np.isfinite(curve)]
@@ -260,14 +269,36 @@ def plot_isoflop(f: Family, out: Path) -> tuple[str, str]:
     ax.set_xlabel("model size N (parameters), with D = C / (6N)")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(mpl_text(f"{f.name}: IsoFLOP curves of the fit"))
-    ax.errorbar([], [], xerr=[[1], [1]], fmt="v", color="0.5", mec="k", label="fitted optimum N* (95% band)")
-    ax.scatter([], [], color="0.6", edgecolor="k", s=36, label=f"runs within ±{ISO_TOLERANCE:.0%} of C")
+    if n_marked:
+        ax.errorbar([], [], xerr=[[1], [1]] if n_banded else None, fmt="v", color="0.5", mec="k",
+                    label="fitted optimum N*" + (" (95% band)" if n_banded else ""))
+    if n_dotted:
+        ax.scatter([], [], color="0.6", edgecolor="k", s=36, label=f"runs within ±{ISO_TOLERANCE:.0%} of C")
     ax.legend(frameon=False, loc="upper center", ncol=2)
     ax.grid(True, which="major", alpha=0.2)
+    return _save(fig, f, "isoflop", out), _isoflop_caption(budgets, n_marked, n_banded, n_dotted, bool(len(f.boot)))
+
+
+def _isoflop_caption(budgets: list[tuple[float, bool]], n_marked: int, n_banded: int, n_dotted: int,
+                     has_boot: bool) -> str:
+    """What the IsoFLOP panel shows, from what was drawn: which budgets, how many optima (with bands), dots."""
     slices = [c for c, s in budgets if s]
-    which = (f"IsoFLOP slices of the data at {', '.join(fmt_flops(c, 2) for c in slices)}"
-             + (" and powers of ten spanning the data" if len(slices) < len(budgets) else "")
-             if slices else "powers of ten spanning the data (no budget has ≥ 3 model sizes within ±15%)")
-    cap = (f"Fitted loss along fixed compute C = 6·N·D as N varies, at {which}. ▼: the parametric optimum N* with "
-           "its 95% bootstrap band; dots: observed runs near that C, whose minimum should sit near ▼.")
-    return _save(fig, f, "isoflop", out), cap
+    others = [c for c, s in budgets if not s]
+    which = []
+    if slices:
+        which.append(f"the data's IsoFLOP slices at C = {', '.join(fmt_flops(c, 2) for c in slices)} (budgets with "
+                     f"≥ 3 model sizes within ±{ISO_TOLERANCE:.0%})")
+    if others:
+        which.append(f"{'further' if slices else 'no budget has ≥ 3 model sizes; instead'} budgets spanning the "
+                     f"runs at C = {', '.join(fmt_flops(c, 2) for c in others)}")
+    cap = f"Fitted loss along fixed compute C = 6·N·D as N varies (D = C/(6N)), at {' and '.join(which)}. "
+    if n_marked:
+        cap += (f"▼: the fit's optimum N* ({n_marked} of {len(budgets)} inside the plotted range"
+                + (f"; horizontal bar: its 95% bootstrap interval, drawn for {n_banded}" if n_banded else
+                   "; no interval: none is identified" if has_boot else "; no bootstrap, no interval") + "). ")
+    else:
+        cap += "No fitted optimum N* falls inside the plotted range. "
+    if n_dotted:
+        cap += (f"Dots: runs within ±{ISO_TOLERANCE:.0%} of {n_dotted} of these budgets"
+                + (", whose lowest point should sit near ▼." if n_marked else "."))
+    return cap

@@ -80,6 +80,7 @@ th, td {{ border: 1px solid #d4d4d4; padding: 3px 8px; text-align: right; vertic
 th.text, td.text, th:first-child, td:first-child {{ text-align: left; }} td.num {{ text-align: right; }}
 th {{ background: #f3f3f3; }}
 .ci {{ color: #777; font-size: 88%; white-space: nowrap; }} .bad {{ color: #b00; }}
+.ci.unidentified {{ color: #b00; font-style: italic; }}
 .meta, .note {{ color: #666; }} .note {{ font-size: 90%; }}
 .warn {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: .3em 1em; margin: .6em 0; }}
 .verdict {{ padding: .45em 1em; margin: .6em 0; border-left: 5px solid; }}
