@@ -195,7 +195,22 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--format", default="mixed",
                       help="csv, jsonl, parquet, tensorboard, mlflow, wandb, or mixed (one format per family)")
     demo.set_defaults(func=_cmd_demo)
+
+    cmp = sub.add_parser("compare", help="what changed between two reports (the drift tables of the report)")
+    cmp.add_argument("report_a", type=Path, help="the earlier report folder (or its summary.json)")
+    cmp.add_argument("report_b", type=Path, help="the later report folder (or its summary.json)")
+    cmp.set_defaults(func=_cmd_compare)
     return p
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from scaling_pipeline.lib.reporting.compare import ReportNotFound, compare_reports
+
+    try:
+        print(compare_reports(args.report_a, args.report_b), end="")
+    except ReportNotFound as exc:
+        raise UserError(str(exc)) from None
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, THRESHOLDS
 
 from .family import Family
 from .figures import plot_fit, plot_frontier, plot_isoflop, plot_residuals
+from .exports import plan_exports
+from .figures_plan import plan_figures
 from .formatting import (esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
                          plural)
 
@@ -67,12 +69,13 @@ def family_section(f: Family, out: Path) -> str:
     if f.ok and len(f.pts):
         figs += [("fit", *plot_fit(f, out)), ("frontier", *plot_frontier(f, out)),
                  ("residuals", *plot_residuals(f, out)), ("isoflop", *plot_isoflop(f, out))]
+    figs += plan_figures(f, out)
     if figs:
         parts.append("<div class=figs>" + "".join(
             f"<figure data-fig='{kind}'><img src='data:image/png;base64,{b64}' alt='{esc(kind)} figure for "
             f"{esc(f.name)}'><figcaption>{caption}</figcaption></figure>" for kind, b64, caption in figs) + "</div>")
     if f.ok:
-        parts.append(_plan_table(f))
+        parts.append(_plan_table(f) + plan_exports(f, out))
     parts.append(_exclusion_table(f.excl))
     return f"<section data-family='{esc(f.name)}'>" + "\n".join(parts) + "</section>"
 

@@ -82,8 +82,9 @@ def _size_colorbar(fig, ax, mappable, n_params: pd.Series) -> None:
     cb.ax.yaxis.set_minor_locator(mticker.NullLocator())
 
 
-def _loss_axis(axis, lo: float, hi: float) -> None:
-    """Log loss axis from ``lo`` to ``hi`` with 3–9 ticks at plain numbers (1.5, 2, 2.5 …), not 2×10⁰."""
+def _loss_axis(axis, lo: float, hi: float, fmt=lambda v: f"{v:.3g}", max_ticks: int = 9) -> None:
+    """Log axis from ``lo`` to ``hi`` with 2 to ``max_ticks`` ticks at plain numbers (1.5, 2, 2.5 …), not
+    2×10⁰, labelled by ``fmt``; over many decades, powers of ten."""
     ticks: list[float] = []
     if np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi:
         for subs in ((1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2, 2.2, 2.4, 2.6, 2.8, 3, 3.5, 4, 4.5, 5, 6, 7,
@@ -92,11 +93,11 @@ def _loss_axis(axis, lo: float, hi: float) -> None:
             cand = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
                     for m in subs]
             cand = [c for c in cand if lo <= c <= hi]
-            if len(cand) <= 9:
+            if len(cand) <= max_ticks:
                 ticks = cand
                 break
-    axis.set_major_locator(mticker.FixedLocator(ticks) if len(ticks) >= 2 else mticker.LogLocator())
-    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_major_locator(mticker.FixedLocator(ticks) if len(ticks) >= 2 else mticker.LogLocator(numticks=8))
+    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: fmt(v)))
     axis.set_minor_locator(mticker.NullLocator())
     axis.set_minor_formatter(mticker.NullFormatter())
 
@@ -109,7 +110,10 @@ def _flops_axis(axis) -> None:
 
 
 def _human_axis(axis) -> None:
-    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: fmt_human(v)))
+    """Log axis of counts (parameters, tokens) labelled 12.8k, 340M …, ticks spaced so that labels never
+    collide, however narrow the range (call after the data or limits are set)."""
+    lo, hi = axis.axes.get_xlim() if axis is axis.axes.xaxis else axis.axes.get_ylim()
+    _loss_axis(axis, min(lo, hi), max(lo, hi), fmt_human)
 
 
 def plot_fit(f: Family, out: Path) -> tuple[str, str]:
@@ -151,8 +155,10 @@ def plot_frontier(f: Family, out: Path) -> tuple[str, str]:
     cmax = max(pts.flops.max() * 1e3, (f.headline or {}).get("compute", 0) * 3)
     cgrid = np.geomspace(pts.flops.min() / 2, cmax, 160)
     opt = optimum(f.P, cgrid)[2][0]
-    ax.scatter(pts.flops, pts.loss, c=pts.n_params, cmap="viridis", norm=_size_norm(f), s=20, zorder=3,
-               edgecolor="white", linewidth=0.4, label="observed runs (colour: N)")
+    fig.subplots_adjust(right=0.88)
+    sc = ax.scatter(pts.flops, pts.loss, c=pts.n_params, cmap="viridis", norm=_size_norm(f), s=20, zorder=3,
+                    edgecolor="white", linewidth=0.4, label="observed runs (colour: N)")
+    _size_colorbar(fig, ax, sc, pts.n_params)
     ax.plot(cgrid, opt, color="C3", lw=2, label="compute-optimal frontier (fit)")
     if len(f.boot):
         lo, hi = interval(optimum(f.boot, cgrid)[2], f.level)

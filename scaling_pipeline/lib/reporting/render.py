@@ -15,6 +15,7 @@ from pathlib import Path
 from .family import family_views
 from .family_section import family_section
 from .figures import plot_style
+from .figures_plan import frontiers_section
 from .formatting import esc, plural
 from .inputs import ReportInputs, normalised
 from .quarantine import quarantine_section, write_quarantine_csv
@@ -45,6 +46,7 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
     with dated_folder(reports_root, date) as tmp:
         with plot_style():
             sections = [family_section(f, tmp) for f in fams]
+            frontiers = frontiers_section(fams, tmp)
         summary = build_summary(fams, date, now, title)
         body = "\n".join([
             f"<h1>{esc(title)}</h1>",
@@ -57,6 +59,7 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
             glance_section(fams),
             drift_section(previous, drift),
             overview_section(fams),
+            frontiers,
             *sections,
             quarantine_section(inp.quarantine),
             reference_section(),
