@@ -12,7 +12,7 @@ import pytest
 from scaling_pipeline.lib.allocate import BESIROGLU, HOFFMANN, allocate
 from scaling_pipeline.lib.quality import THRESHOLDS
 from scaling_pipeline.lib.reporting.formatting import (MAX_DECADES, fmt_ci, fmt_flops, fmt_hci, fmt_human,
-                                                       identified)
+                                                       fmt_times, identified, prose)
 from scaling_pipeline.lib.reporting.sections import reference_section
 from scaling_pipeline.lib.warehouse import plan_budgets
 
@@ -72,3 +72,10 @@ def test_reference_section_shows_hoffmann_and_epochs_corrected_law():
     assert cells[0] == "1.82B" and cells[4] == "2.78B"
     assert "e+" not in page and not re.search(r"\d\.\d{4,}e", page)  # no Python float repr in the tables
     assert "<td>5.76e23</td>" in page and "N ≤ 1B" in page and math.isclose(b.tokens_per_param, 21.59, rel_tol=1e-3)
+
+
+def test_messages_show_numbers_as_the_page_writes_them():
+    msg = "stopped at 2.307e+09 tokens of 3.92e+09; A in [7.53e-18, 2.39e+11]; N (1.5e+05) run-1e+05 a/1e+05.csv <b>"
+    assert prose(msg) == ("stopped at 2.307e9 tokens of 3.92e9; A in [7.53e-18, 2.39e11]; N (1.5e5) run-1e+05 "
+                          "a/1e+05.csv &lt;b&gt;")  # run ids and paths are data: left as they are
+    assert fmt_times(7.8e-7) == "7.8e-7×" and fmt_times(2604) == "2,604×" and fmt_times(0.26) == "0.26×"

@@ -42,10 +42,26 @@ def _band(ax, x, samples: np.ndarray, level: float, color) -> bool:
     return bool(ok.any())
 
 
-def _largest_run(ax, f: Family) -> None:
+def _label(ax, xlabel: str, ylabel: str, title: str, legend: str | None = None) -> None:
+    """Axis labels, title, the legend at ``legend`` (a matplotlib location; None: no legend) and a light grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(frameon=False, loc=legend)
+    ax.grid(True, which="major", alpha=0.2)
+
+
+def _against_compute(ax, f: Family, ylabel: str, title: str) -> None:
+    """Log-log axes against compute (FLOPs), a dotted line at the largest run, labels, legend and grid."""
     ax.axvline(f.max_flops, color="0.5", ls=":", lw=1)
     ax.annotate("largest run", (f.max_flops, 0.98), xycoords=("data", "axes fraction"), fontsize=8, color="0.4",
                 ha="right", va="top", rotation=90)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _flops_axis(ax.xaxis)
+    _human_axis(ax.yaxis)
+    _label(ax, "training compute C = 6·N·D (FLOPs)", ylabel, mpl_text(f"{f.name}: {title}"), "upper left")
 
 
 def allocation_figure(f: Family):
@@ -63,16 +79,7 @@ def allocation_figure(f: Family):
                    label="best run of an IsoFLOP slice: N")
         ax.scatter(s.compute, s.compute / (6 * s.best_n), marker="s", s=40, color="C1", edgecolor="k", zorder=4,
                    label="… and its D = C/(6N)")
-    _largest_run(ax, f)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _flops_axis(ax.xaxis)
-    _human_axis(ax.yaxis)
-    ax.set_xlabel("training compute C = 6·N·D (FLOPs)")
-    ax.set_ylabel("parameters N / tokens D")
-    ax.set_title(mpl_text(f"{f.name}: compute-optimal N* and D*"))
-    ax.legend(frameon=False, loc="upper left")
-    ax.grid(True, which="major", alpha=0.2)
+    _against_compute(ax, f, "parameters N / tokens D", "compute-optimal N* and D*")
     return fig
 
 
@@ -91,16 +98,7 @@ def tokens_per_param_figure(f: Family):
                    label="best run of an IsoFLOP slice")
     runs = f.pts
     ax.scatter(runs.flops, runs.n_tokens / runs.n_params, s=12, color="0.6", zorder=3, label="runs")
-    _largest_run(ax, f)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _flops_axis(ax.xaxis)
-    _human_axis(ax.yaxis)
-    ax.set_xlabel("training compute C = 6·N·D (FLOPs)")
-    ax.set_ylabel("tokens per parameter D/N")
-    ax.set_title(mpl_text(f"{f.name}: compute-optimal tokens per parameter"))
-    ax.legend(frameon=False, loc="upper left")
-    ax.grid(True, which="major", alpha=0.2)
+    _against_compute(ax, f, "tokens per parameter D/N", "compute-optimal tokens per parameter")
     return fig
 
 
@@ -156,11 +154,8 @@ def backtest_figure(f: Family):
     ax.set_ylim(lo, hi)
     _loss_axis(ax.xaxis, lo, hi)
     _loss_axis(ax.yaxis, lo, hi)
-    ax.set_xlabel("observed final loss (nats/token)")
-    ax.set_ylabel("predicted loss (nats/token)")
-    ax.set_title(mpl_text(f"{f.name}: backtest, predicted vs observed"))
-    ax.legend(frameon=False, loc="upper left")
-    ax.grid(True, which="major", alpha=0.2)
+    _label(ax, "observed final loss (nats/token)", "predicted loss (nats/token)",
+           mpl_text(f"{f.name}: backtest, predicted vs observed"), "upper left")
     return fig
 
 
@@ -227,11 +222,8 @@ def lr_scaling_figure(f: Family):
     ax.set_yscale("log")
     _human_axis(ax.xaxis)
     _lr_axis(ax.yaxis)
-    ax.set_xlabel("model size N (parameters)")
-    ax.set_ylabel("optimal peak learning rate LR*")
-    ax.set_title(mpl_text(f"{f.name}: optimal learning rate vs model size"))
-    ax.legend(frameon=False, loc="lower left")
-    ax.grid(True, which="major", alpha=0.2)
+    _label(ax, "model size N (parameters)", "optimal peak learning rate LR*",
+           mpl_text(f"{f.name}: optimal learning rate vs model size"), "lower left")
     return fig
 
 

@@ -115,7 +115,7 @@ def fmt_times(x) -> str:
     v = num(x)
     if not np.isfinite(v):
         return "–"
-    return f"{v:.2g}×" if v < 10 else f"{v:,.0f}×" if v < 1e6 else f"{v:.1e}×"
+    return f"{_sci(v, 2)}×" if v < 0.001 or v >= 1e6 else f"{v:.2g}×" if v < 10 else f"{v:,.0f}×"
 
 
 def fmt_tpp(x) -> str:
@@ -153,6 +153,17 @@ def esc(x, limit: int | None = None) -> str:
     if limit is not None and len(s) > limit:
         s = s[:limit - 1] + "…"
     return html.escape(visible(s), quote=True)
+
+
+_PY_FLOAT = re.compile(r"(?<![\w./-])(\d+(?:\.\d+)?)e([+-])0*(\d+)(?![\w.])")
+
+
+def prose(x, limit: int | None = None) -> str:
+    """A message from the pipeline (reasons, exclusion details, fitter warnings) for HTML as :func:`esc`, with
+    Python's float notation in it shown as the page writes numbers (2.307e+09 -> 2.307e9, 1e-05 -> 1e-5)."""
+    if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA:
+        return ""
+    return esc(_PY_FLOAT.sub(lambda m: f"{m[1]}e{'' if m[2] == '+' else '-'}{m[3]}", str(x)), limit)
 
 
 def mpl_text(s: str) -> str:

@@ -11,7 +11,7 @@ from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, THRESHOLDS
 
 from .family import ISO_TOLERANCE, Family
 from .family_section import badge, best_slice, slice_text
-from .formatting import esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, num, plural
+from .formatting import esc, prose, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, num, plural
 from .inputs import PARAMS
 from .summary import DRIFT_BIG, Drift
 
@@ -28,14 +28,14 @@ def glance_section(fams: list[Family]) -> str:
                 what = (f"no headline: C = {fmt_flops(f.headline_beyond)} FLOPs is more than "
                         f"{EXTRAPOLATION_LIMIT:,.0f}× its largest run ({fmt_flops(f.max_flops, 2)} FLOPs), an "
                         "extrapolation; see its allocation table")
-                lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {esc(what)}</li>")
+                lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {prose(what)}</li>")
                 continue
             what = ("plan withheld: " if f.ok else "") + (f.blocking[0] if f.blocking else "no plan")
             more = len(f.reasons) - 1
             why = f"<div class=glance-why>+{plural(more, 'more issue')} (see below)</div>" if more else ""
             if f.slices:
                 why += f"<div class=glance-obs>Runs alone: {slice_text(best_slice(f))}.</div>"
-            lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {esc(what)}{why}</li>")
+            lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {prose(what)}{why}</li>")
             continue
         h = f.headline
         text = (f"with C = <b>{fmt_flops(h['compute'])}</b> FLOPs "
@@ -47,7 +47,7 @@ def glance_section(fams: list[Family]) -> str:
         tail = ""
         if f.cautions:
             more = len(f.cautions) - 1
-            tail = (f"<div class=glance-why>{esc(f.cautions[0])}"
+            tail = (f"<div class=glance-why>{prose(f.cautions[0])}"
                     + (f" (+{plural(more, 'more caution')})" if more else "") + ".</div>")
         lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {text}{tail}</li>")
     note = ("<p class=note>Brackets: 95% bootstrap intervals (parameter uncertainty only). Budget: the power of ten "
@@ -90,7 +90,7 @@ def drift_section(prev: dict | None, drift: Drift | None) -> str:
                          + (" …" if len(r["removed"]) > 5 else ""))
         if r["changed"]:
             notes.append(f"{len(r['changed'])} with a changed loss")
-        runs += f"<br><span class=ci>{'; '.join(notes)}</span>" if notes else ""
+        runs += f"<br><span class='ci wrap'>{'; '.join(notes)}</span>" if notes else ""  # a list: it wraps
         if "values" not in r:
             old_s = r["old"].get("status")
             new_s = (r["new"].fit or {}).get("status", "not fitted")
@@ -172,7 +172,7 @@ def overview_section(fams: list[Family]) -> str:
         link = f"<a href='#{f.anchor}'>{esc(f.name)}</a>"
         if not f.ok:
             rows.append(f"<tr><td>{link}</td><td>{badge(f)}</td><td>{len(f.pts)}</td>"
-                        f"<td colspan=7 class='text bad'>{esc('; '.join(f.blocking))}</td></tr>")
+                        f"<td colspan=7 class='text bad'>{prose('; '.join(f.blocking))}</td></tr>")
             continue
         ci, d = f.ci, f.diagnostics
         bt = num(f.backtest.get("mean_abs_rel_error"))
