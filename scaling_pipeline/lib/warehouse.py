@@ -329,7 +329,8 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
         law = Chinchilla(E=f.E, A=f.A, B=f.B, alpha=f.alpha, beta=f.beta)
         b = boot[boot.family == f.family]
         samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
-        t = allocation_table(law, plan_budgets(f.max_observed_flops, smallest.get(f.family)), samples=samples, level=level)
+        budgets = plan_budgets(f.max_observed_flops, smallest.get(f.family))
+        t = allocation_table(law, budgets, samples=samples, level=level)
         t.insert(0, "family", f.family)
         t["extrapolation"] = t.compute / f.max_observed_flops
         t["beyond_limit"] = beyond_limit(t.compute, f.max_observed_flops)

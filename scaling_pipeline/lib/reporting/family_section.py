@@ -14,8 +14,8 @@ from .family import Family
 from .figures import plot_fit, plot_frontier, plot_isoflop, plot_residuals
 from .exports import plan_exports
 from .figures_plan import plan_figures
-from .formatting import (esc, prose, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
-                         plural)
+from .formatting import (esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
+                         plural, prose)
 
 _VERDICT_LABEL = {"ok": "fit OK", "caution": "use with care", "withheld": "PLAN WITHHELD", "failed": "FIT FAILED",
                   "missing": "NOT FITTED"}

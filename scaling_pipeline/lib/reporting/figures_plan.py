@@ -140,7 +140,8 @@ def backtest_figure(f: Family):
     obs, pred = np.asarray(h.get("loss", []), float), np.asarray(h.get("predicted", []), float)
     if obs.size:
         ax.scatter(obs, pred, s=48, color="C3", edgecolor="k", zorder=4,
-                   label=f"held-out runs (fit without them), mean |error| {fmt_pct(f.backtest.get('mean_abs_rel_error'))}")
+                   label="held-out runs (fit without them), mean |error| "
+                         f"{fmt_pct(f.backtest.get('mean_abs_rel_error'))}")
     every = np.concatenate([pts.loss.to_numpy(float), inside, obs, pred])
     every = every[np.isfinite(every) & (every > 0)]
     lo, hi = every.min() / 1.02, every.max() * 1.02

@@ -11,7 +11,8 @@ from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, THRESHOLDS
 
 from .family import ISO_TOLERANCE, Family
 from .family_section import badge, best_slice, slice_text
-from .formatting import esc, prose, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, num, plural
+from .formatting import (MAX_DECADES, esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, num,
+                         plural, prose)
 from .inputs import PARAMS
 from .summary import DRIFT_BIG, Drift
 
@@ -50,7 +51,9 @@ def glance_section(fams: list[Family]) -> str:
             tail = (f"<div class=glance-why>{prose(f.cautions[0])}"
                     + (f" (+{plural(more, 'more caution')})" if more else "") + ".</div>")
         lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {text}{tail}</li>")
-    note = ("<p class=note>Brackets: 95% bootstrap intervals (parameter uncertainty only). Budget: the power of ten "
+    note = ("<p class=note>Brackets: 95% bootstrap intervals (parameter uncertainty only); "
+            f"<i>not identified</i>: the interval spans more than {MAX_DECADES:g} decades or reaches zero, so the "
+            "runs do not pin the value down (hover for its ends). Budget: the power of ten "
             "nearest 10× the family's largest run unless configured. Full tables per family below.</p>")
     return "<h2>At a glance</h2><ul class=glance>" + "".join(lines) + "</ul>" + note
 
