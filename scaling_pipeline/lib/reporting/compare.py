@@ -110,6 +110,9 @@ def compare_reports(a: Path, b: Path) -> str:
     out = [head]
     for title, table in drift_tables(drift).items():
         out.append(f"\n{title}\n" + ("(none)" if table.empty else table.to_string(index=False)) + "\n")
+    unscored = int((~np.isfinite(drift.scored.predicted.astype(float))).sum())
+    if unscored:  # report B predates the run sizes in summary.json
+        out.append(f"\n{unscored} added run(s) not scored: report B's summary.json has no 'sizes' (N, D) for them.\n")
     same = [r["family"] for r in drift.params if r.get("same")]
     if same:
         out.append(f"\nUnchanged (same runs and fit): {', '.join(same)}.\n")
