@@ -79,3 +79,21 @@ def test_messages_show_numbers_as_the_page_writes_them():
     assert prose(msg) == ("stopped at 2.307e9 tokens of 3.92e9; A in [7.53e-18, 2.39e11]; N (1.5e5) run-1e+05 "
                           "a/1e+05.csv &lt;b&gt;")  # run ids and paths are data: left as they are
     assert fmt_times(7.8e-7) == "7.8e-7×" and fmt_times(2604) == "2,604×" and fmt_times(0.26) == "0.26×"
+
+
+@pytest.mark.parametrize("lo, hi", [(2e8, 5e8), (3.1e8, 3.6e8), (1e6, 1e12)])
+def test_count_axes_get_few_distinct_labels_on_any_range(lo, hi):
+    import matplotlib.pyplot as plt
+
+    from scaling_pipeline.lib.reporting.figures import _human_axis
+
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    _human_axis(ax.xaxis)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi]
+    minor = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+    plt.close(fig)
+    assert 2 <= len(labels) <= 9 and len(set(labels)) == len(labels) and not minor, labels
+    assert all(re.fullmatch(r"[\d.]+[kMBT]?", t) for t in labels), labels  # 250M, not 2.5×10⁸

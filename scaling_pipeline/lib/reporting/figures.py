@@ -96,6 +96,8 @@ def _loss_axis(axis, lo: float, hi: float, fmt=lambda v: f"{v:.3g}", max_ticks: 
             if len(cand) <= max_ticks:
                 ticks = cand
                 break
+        if len(ticks) < 2:  # narrower than 1 → 1.1: evenly spaced round numbers
+            ticks = [t for t in mticker.MaxNLocator(nbins=5).tick_values(lo, hi) if lo <= t <= hi]
     axis.set_major_locator(mticker.FixedLocator(ticks) if len(ticks) >= 2 else mticker.LogLocator(numticks=8))
     axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: fmt(v)))
     axis.set_minor_locator(mticker.NullLocator())
