@@ -289,7 +289,7 @@ def plan_figures(f: Family, out: Path) -> list[tuple[str, str, str]]:
         figs.append(("curves", _save(curves_figure(f), f, "curves", out),
                      f"Training loss against tokens seen for the {plural(f.curves.run_id.nunique(), 'fitted run')} "
                      "(clean.steps after warm-up, up to 200 points a run); dots: each run's final loss as fitted."))
-    if len(f.lr["sweeps"]):
+    if len(f.lr.get("sweeps", ())):
         figs.append(("lr_sweeps", _save(lr_sweeps_figure(f), f, "lr_sweeps", out),
                      f"Final loss against peak learning rate in each of the {len(f.lr['optima'])} sweeps (runs at one "
                      "(N, D) that differ only in LR); ★: the optimum of a parabola in ln LR through the best LR and "

@@ -84,8 +84,8 @@ th.text, td.text, th:first-child, td:first-child {{ text-align: left; }} td.num 
 th {{ background: #f3f3f3; }}
 .ci {{ color: #777; font-size: 88%; white-space: nowrap; }} .bad {{ color: #b00; }}
 .ci.unidentified {{ color: #b00; font-style: italic; }}
-.ci.wrap, td.text {{ white-space: normal; overflow-wrap: anywhere; }}
-.ci.wrap {{ display: block; text-align: left; }} figure.wide {{ max-width: 960px; }}
+.ci.wrap {{ display: block; text-align: left; white-space: normal; overflow-wrap: anywhere; }}
+td.text {{ overflow-wrap: break-word; }} figure.wide {{ max-width: 960px; }}
 .meta, .note {{ color: #666; }} .note {{ font-size: 90%; }}
 .warn {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: .3em 1em; margin: .6em 0; }}
 .verdict {{ padding: .45em 1em; margin: .6em 0; border-left: 5px solid; }}
