@@ -49,6 +49,8 @@ def test_report_lists_families_and_exclusions(demo_run, demo_faults):
     for fam in ("atlas", "fjord"):
         assert f"Family {fam}" in html
     assert demo_faults["killed"]["run_id"] in html and "incomplete_schedule" in html
-    # Hoffmann et al.'s law as a yardstick: 5.76e23 FLOPs -> N* = 3.22e10 by the closed form; naive formula -95%
-    assert "Reference: Chinchilla" in html and "<td>5.76e+23</td><td>3.22e+10</td>" in html and "(-95%)" in html
+    # Hoffmann et al.'s law as a yardstick: 5.76e23 FLOPs -> N* = 32.2B by the closed form (Epoch's corrected law:
+    # 72.2B); naive formula -95%
+    assert "Reference: published Chinchilla laws" in html and "<td>5.76e23</td><td>32.2B</td>" in html
+    assert "<td>72.2B</td>" in html and "(-95%)" in html
     assert len(list((demo_run.reports / "latest").glob("*.png"))) >= 12

@@ -17,20 +17,24 @@ import duckdb
 import matplotlib.figure
 import matplotlib.text
 import numpy as np
+import pandas as pd
 import pytest
 
+from scaling_pipeline.cli import main as cli_main
 from scaling_pipeline.lib.cleaning import clean
 from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.reporting import STANDARD_BUDGETS, load_inputs, render_report
+from scaling_pipeline.lib.reporting.formatting import fmt_human
 from scaling_pipeline.lib.reporting.quarantine import EXCERPT_CHARS, QUARANTINE_ROWS
 from scaling_pipeline.lib.simulate import write_demo
 from scaling_pipeline.lib.tables import intervals
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families, plan_families
+from tests.conftest import REPO
 
 SETTINGS = FitSettings(bootstrap=20)
 DAY1, DAY2, DAY3 = dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)
-FIGURES = {"fit", "frontier", "residuals", "isoflop"}
+FIGURES = {"fit", "frontier", "residuals", "isoflop", "allocation", "tokens_per_param", "backtest", "curves"}
 PNG = b"\x89PNG\r\n\x1a\n"
 BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # controls that reorder text
 
@@ -120,7 +124,8 @@ def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
         assert set(re.findall(r"<figure data-fig='(\w+)'>", secs[fam])) == FIGURES
         for kind in FIGURES:  # written beside the page too, the same bytes as embedded
             assert (root / DAY1.isoformat() / f"{fam}_{kind}.png").read_bytes() in embedded
-    assert len(embedded) == 4 * len(families)
+    assert len(embedded) == len(FIGURES) * len(families) + 1  # + every family's frontier on one figure
+    assert (root / DAY1.isoformat() / "all_frontiers.png").read_bytes() in embedded
 
     # header: one line per family at the headline budget (the decade nearest 10x the largest run)
     glance = page.split("<h2>At a glance</h2>", 1)[1].split("</ul>", 1)[0]
@@ -135,11 +140,23 @@ def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
         assert f"<b>{fam}</b></a>: with C = <b>1e23</b> FLOPs" in glance
         assert f"<b>{plan[2]:.3f} <span class=ci>[{plan[3]:.3f}, {plan[4]:.3f}]</span></b>" in glance
     assert "No previous report to compare with" in page
+    for fam in families:  # each plan table beside the page as CSV and Parquet: the rows of plans.allocations
+        want = con.execute("SELECT * FROM plans.allocations WHERE family = ? ORDER BY compute", [fam]).df()
+        csv_name, parquet_name = f"plans_{fam}.csv", f"plans_{fam}.parquet"
+        assert f"<a href='{csv_name}' download>CSV</a>" in secs[fam] and f"<a href='{parquet_name}'" in secs[fam]
+        for got in (pd.read_csv(root / DAY1.isoformat() / csv_name),
+                    pd.read_parquet(root / DAY1.isoformat() / parquet_name)):
+            assert len(got) == len(want) and set(got.columns) == set(want.columns)
+            pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
     counted = re.findall(r"(?<![\d,.])1 (runs?|rows?|families|family|inputs?)\b", page)
     assert counted and all(w in ("run", "row", "family", "input") for w in counted), counted  # "1 run", never "1 runs"
 
-    # summary.json: what the next report compares against
+    # summary.json: what the next report compares against, every key documented
     assert summary["schema"] == 2 and summary["report_date"] == DAY1.isoformat()
+    doc = (REPO / "docs" / "summary_json.md").read_text(encoding="utf-8")
+    keys = set(summary) | {k for s in summary["families"].values() for k in s}
+    keys |= {k for s in summary["families"].values() for p in s["plans"] + s["isoflop_slices"] for k in p}
+    assert not [k for k in keys if f"`{k}`" not in doc], sorted(k for k in keys if f"`{k}`" not in doc)
     dt.datetime.fromisoformat(summary["generated_at"])
     for fam in families:
         s, fit = summary["families"][fam], fit_row(con, fam)
@@ -169,7 +186,7 @@ def test_report_is_self_contained_with_every_figure_and_summary(con, tmp_path):
     assert "No run was added to a family that already had a fit." in drift
 
 
-def test_second_report_shows_drift_and_scores_earlier_predictions(con, tmp_path):
+def test_second_report_shows_drift_and_scores_earlier_predictions(con, tmp_path, capsys):
     root = tmp_path / "reports"
     late = ["atlas-2B-tpp160", "atlas-2B-tpp67"]  # the two largest atlas runs arrive on day 2
     dropped = "boreal-10M-tpp5"  # and one boreal run disappears
@@ -214,6 +231,21 @@ def test_second_report_shows_drift_and_scores_earlier_predictions(con, tmp_path)
         assert f"<td>{loss:.4f}</td><td>{pred:.4f} <span class=ci>[" in scored[run]
         assert f"{pred / loss - 1:+.2%}" in scored[run]
     assert "<b>atlas</b>: 2 new runs" in drift and "<b>boreal</b>" not in drift.split("How the previous fit")[1]
+
+    # `scaling-pipeline compare DAY1 DAY2` prints the same drift from the two folders alone
+    assert cli_main(["compare", str(root / DAY1.isoformat()), str(root / "latest")]) == 0
+    text = capsys.readouterr().out
+    assert "38 → 40 (+2 new)" in text and "40 → 39 (−1 dropped)" in text
+    for p in ("E", "alpha"):
+        assert f"{fmt_human(old['atlas'][p], 4)} → {fmt_human(new['atlas'][p], 4)}" in text
+    for c in budgets:
+        assert f"{old_plan[c]:.4f} → {new_plan[c]:.4f}" in text
+    for run, n, d, loss in con.execute("SELECT run_id, n_params, n_tokens, loss FROM clean.points "
+                                       "WHERE run_id IN (?, ?)", late).fetchall():
+        assert re.search(rf"atlas\s+{run}\s.*{loss:.4f}\s+{law.predict(n, d):.4f}\s+"
+                         rf"{re.escape(f'{law.predict(n, d) / loss - 1:+.2%}')}", text), text
+    assert cli_main(["compare", str(root / "nowhere"), str(root / "latest")]) == 2
+    assert "not a readable summary.json" in capsys.readouterr().err
 
     # rewriting the same date compares with that date's earlier render (read before it is replaced)
     _, again = render(con, root, DAY2)
@@ -295,7 +327,7 @@ def test_bidi_controls_and_markup_in_names_are_neutralised_on_the_page_and_in_fi
             "<td class=text>loss \\u2067NaN\\u2069 at step 7</td>") in excluded
     assert len(texts) > 20 and not [t for t in texts if any(c in t for c in BIDI)]
     titles = [t for t in texts if t.startswith(shown + ": ")]
-    assert len(titles) == 4, texts  # one per figure of the family
+    assert len(titles) == len(FIGURES), texts  # one per figure of the family
     summary = json.loads((index.parent / "summary.json").read_text(encoding="utf-8"))
     assert fam in summary["families"]  # the data keeps the real name
 
@@ -370,3 +402,60 @@ def test_latest_points_at_the_newest_dated_report(con, tmp_path):
     assert (root / "latest").resolve() == (root / DAY3.isoformat()).resolve()
     assert f"Compared with the report of {DAY2.isoformat()}" in page
     assert sorted(p.name for p in root.iterdir()) == [DAY1.isoformat(), DAY2.isoformat(), DAY3.isoformat(), "latest"]
+
+
+def test_wide_intervals_read_not_identified_and_captions_match_the_figures(con, tmp_path):
+    ci = json.loads(fit_row(con, "atlas")["ci"])
+    ci["A"] = [4.2, 2.5e11]  # 10.8 decades: says nothing about A
+    con.execute("UPDATE fits.chinchilla SET ci = ? WHERE family = 'atlas'", [json.dumps(ci)])
+    _, page = render(con, tmp_path / "reports", DAY1)
+    law = {fam: re.search(r"<p class=law>(.*?)</p>", body).group(1) for fam, body in sections(page).items()}
+    assert law["atlas"].count("[not identified]") == 1 and "2.5e11" not in law["atlas"].replace("title=", "")
+    assert re.search(r"\+ [\d.]+ <span class='ci unidentified' title='interval \[4\.2, 250B\]", law["atlas"])
+    assert "[not identified]" not in law["boreal"] and law["boreal"].count("<span class=ci>[") == 5
+    for fam, body in sections(page).items():
+        plans = [float(c) for c in con.execute("SELECT compute FROM plans.allocations WHERE family = ? "
+                                               "ORDER BY compute", [fam]).fetchall() for c in c]
+        assert np.all(np.diff(np.log10(plans)).round(9) == 1) and plans[0] <= 1e17  # every decade
+        cap = re.search(r"<figure data-fig='isoflop'>.*?<figcaption>(.*?)</figcaption>", body, flags=re.S).group(1)
+        assert "IsoFLOP slices at C = 9.8e16, 5.7e17, 3.3e18, 1e19" in cap
+        assert "▼: the fit's optimum N* (4 of 4 inside the plotted range; horizontal bar: its 95% bootstrap " \
+               "interval, drawn for 4)" in cap and "Dots: runs within ±15% of 4 of these budgets" in cap
+
+
+def test_planning_figures_draw_the_fit_the_runs_and_the_curves(con):
+    from scaling_pipeline.lib.reporting.family import family_views, optimum
+    from scaling_pipeline.lib.reporting.figures_plan import (allocation_figure, backtest_figure, curves_figure,
+                                                             frontiers_figure, tokens_per_param_figure)
+    from scaling_pipeline.lib.reporting.inputs import normalised
+
+    fams = family_views(normalised(load_inputs(con)), None)
+    f = fams[0]
+    fig = allocation_figure(f)
+    (n_line, d_line), ax = [ln for ln in fig.axes[0].lines if ln.get_label().startswith(("N*", "D*"))], fig.axes[0]
+    c = n_line.get_xdata()
+    n, d, _ = optimum(f.P, c)
+    assert np.allclose(n_line.get_ydata(), n[0]) and np.allclose(d_line.get_ydata(), d[0])
+    best = np.array([s["best_n"] for s in f.slices])
+    assert len(best) == 4 and np.allclose(ax.collections[-2].get_offsets()[:, 1], best)  # IsoFLOP minima overlaid
+    tpp = tokens_per_param_figure(f).axes[0].lines[0]
+    assert np.allclose(tpp.get_ydata(), d[0] / n[0])
+
+    runs = set(f.pts.run_id)
+    steps = dict(con.execute("SELECT run_id, count(*) FROM clean.steps WHERE run_id IN (SELECT run_id FROM "
+                             "clean.points WHERE family = ?) AND tokens > 0 AND coalesce(train_loss, eval_loss) "
+                             "IS NOT NULL GROUP BY run_id", [f.name]).fetchall())
+    curves = {ln.get_gid(): ln for ln in curves_figure(f).axes[0].lines}
+    assert set(curves) == set(steps) == runs  # one curve per fitted run
+    for run, count in steps.items():  # every logged step, or about CURVE_POINTS of them
+        shown = len(curves[run].get_xdata())
+        assert shown == count if count <= 200 else 100 <= shown <= 201, (run, shown, count)
+    labels = [t.get_text() for t in curves_figure(f).axes[0].get_xticklabels()]
+    assert 2 <= len(labels) <= 9 and len(set(labels)) == len(labels)
+
+    h = f.backtest["holdout"]
+    held = backtest_figure(f).axes[0].collections[1].get_offsets()
+    assert np.allclose(held, np.column_stack([h["loss"], h["predicted"]]))
+
+    both = frontiers_figure(fams)
+    assert [ln.get_label() for ln in both.axes[0].lines] == ["atlas", "boreal"] and len(both.axes) == 2  # + colour bar

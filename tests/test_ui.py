@@ -1,7 +1,9 @@
-"""The Dagster webserver serves the full lineage: GraphQL asset graph + a headless-Chromium screenshot."""
+"""The Dagster webserver serves the full lineage (GraphQL asset graph), and the report and the lineage page
+lay out in a real browser (headless Chromium at 1400 px, screenshots kept)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -14,13 +16,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from scaling_pipeline.lib.cleaning import clean
+from scaling_pipeline.lib.ingest import ingest
+from scaling_pipeline.lib.reporting import load_inputs, render_report
+from scaling_pipeline.lib.simulate import write_demo
+from scaling_pipeline.lib.warehouse import FitSettings, fit_families, plan_families
+from tests.cdp import LAYOUT_JS, Browser
 from tests.conftest import REPO
 from tests.test_defs import EXPECTED_GRAPH
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def _free_port() -> int:
@@ -106,17 +112,61 @@ def test_graphql_serves_the_full_lineage(webserver):
     assert graph == EXPECTED_GRAPH
 
 
-def test_lineage_page_screenshot(webserver, tmp_path):
+@pytest.fixture(scope="module")
+def report_index(tmp_path_factory) -> Path:
+    """A report of a two-family demo warehouse whose "what changed" lists dropped runs with long ids (the
+    table that overflowed at 1400 px)."""
+    work = tmp_path_factory.mktemp("report_for_browser")
+    write_demo(work / "logs", seed=0, n_families=2)
+    with duckdb.connect(str(work / "w.duckdb")) as con:
+        ingest(work / "logs", con)
+        clean(con)
+        fit_families(con, FitSettings(n_boot=8))
+        plan_families(con)
+        long = "UPDATE clean.points SET run_id = run_id || ? WHERE family = 'atlas' AND n_params < 1e8"
+        con.execute(long, ["-resumed-after-preemption-on-node-17-of-the-shared-pool"])
+        render_report(load_inputs(con), work / "reports", date=dt.date(2026, 1, 5))
+        con.execute(long, ["-then-rerun"])  # every small atlas run is dropped and added under a new long id
+        fit_families(con, FitSettings(n_boot=8))
+        plan_families(con)
+        return render_report(load_inputs(con), work / "reports", date=dt.date(2026, 1, 6))
+
+
+def _artefacts(tmp_path: Path) -> list[Path]:
+    """Where screenshots are kept: the test's tmp folder, and reports/test-artefacts/ on CI."""
+    return [tmp_path] + ([REPO / "reports" / "test-artefacts"] if os.environ.get("CI") else [])
+
+
+def test_report_and_lineage_in_a_real_browser(webserver, report_index, tmp_path):
+    """One headless Chromium at 1400 px: the report (no element past the right edge, every figure loaded, headers
+    aligned with their columns) and the Dagster lineage page (no horizontal overflow); screenshots kept."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
-        pytest.skip("chromium is not installed (apt-get install chromium) — screenshot of the lineage page skipped")
+        pytest.skip("chromium is not installed (apt-get install chromium): browser checks skipped")
     _graphql(webserver, "mutation { setNuxSeen }")  # no first-visit community dialog over the graph
-    shot = tmp_path / "lineage.png"
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900",
-                    "--virtual-time-budget=15000", f"--screenshot={shot}", f"{webserver}/asset-groups"],
-                   check=True, timeout=120, capture_output=True)
-    png = shot.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a rendered page, not a blank one
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        report = browser.open(report_index.as_uri(), 1400)
+        browser.wait_for(report, "document.readyState === 'complete' && [...document.images].every(i => i.complete)")
+        layout = browser.evaluate(report, LAYOUT_JS)
+        lineage = browser.open(f"{webserver}/asset-groups", 1400)
+        browser.wait_for(lineage, "!!document.body && document.body.innerText.includes('Materialize all') && "
+                                  "/\\breports?\\b/.test(document.body.innerText)", timeout=90)  # the graph is drawn
+        graph = browser.evaluate(lineage, LAYOUT_JS)
+        shots = {name: browser.screenshot(session, tmp_path / f"{name}.png", full_page=name == "report")
+                 for name, session in (("report", report), ("lineage", lineage))}
+    finally:
+        browser.close()
+    for folder in _artefacts(tmp_path)[1:]:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in shots:
+            shutil.copy(tmp_path / f"{name}.png", folder / f"{name}.png")
+    assert all(png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000 for png in shots.values())
+    assert "-of-the-shared-pool-then-rerun" in report_index.read_text(encoding="utf-8")  # the long list
+    assert layout["width"] == 1400 and layout["scrollWidth"] <= 1400 and not layout["overflow"], layout["overflow"]
+    assert len(layout["images"]) >= 17 and all(i["ok"] for i in layout["images"]), layout["images"]
+    assert not layout["misaligned"], layout["misaligned"]
+    assert graph["scrollWidth"] <= graph["width"] == 1400 and all(i["ok"] for i in graph["images"])
 
 
 def test_ui_starts_without_warnings_and_stops_on_sigterm(ui):

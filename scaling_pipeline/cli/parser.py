@@ -11,7 +11,7 @@ from .common import bootstrap_count, column_list, settings_arg
 from .families import cmd_export_points, cmd_fit_family, cmd_import_fits
 from .fitting import cmd_allocate, cmd_curve_fit, cmd_fit
 from .run import SLOT_WAIT_SECONDS, cmd_run
-from .tools import UI_STOP_GRACE, cmd_demo, cmd_ui
+from .tools import UI_STOP_GRACE, cmd_compare, cmd_demo, cmd_ui
 
 DESCRIPTION = ("run the asset graph, fit a CSV of runs, plan a budget, fit families on separate workers "
                "(per-family Parquet), make demo logs")
@@ -166,4 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--format", default="mixed",
                       help="csv, jsonl, parquet, tensorboard, mlflow, wandb, or mixed (one format per family)")
     demo.set_defaults(func=cmd_demo)
+
+    cmp = sub.add_parser("compare", help="what changed between two reports (the drift tables of the report)")
+    cmp.add_argument("report_a", type=Path, help="the earlier report folder (or its summary.json)")
+    cmp.add_argument("report_b", type=Path, help="the later report folder (or its summary.json)")
+    cmp.set_defaults(func=cmd_compare)
     return p

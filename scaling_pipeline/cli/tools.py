@@ -65,3 +65,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     print(f"wrote demo ladder to {args.dir} (seed {args.seed}, format {args.format}): {summary}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from scaling_pipeline.lib.reporting.compare import ReportNotFound, compare_reports
+
+    try:
+        print(compare_reports(args.report_a, args.report_b), end="")
+    except ReportNotFound as exc:
+        raise UserError(str(exc)) from None
+    return 0

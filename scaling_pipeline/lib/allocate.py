@@ -42,6 +42,7 @@ from scaling_pipeline.lib.jsonutil import jsonable
 
 __all__ = [
     "DEFAULT_BUDGETS",
+    "BESIROGLU",
     "HOFFMANN",
     "Plan",
     "allocate",
@@ -57,6 +58,8 @@ __all__ = [
 
 DEFAULT_BUDGETS = tuple(10.0 ** k for k in range(18, 27))  # 1e18 … 1e26 FLOPs
 HOFFMANN = Chinchilla(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. (2022), Approach 3
+# Besiroglu et al. (2024, Epoch AI), Hoffmann's Approach 3 refitted on the re-extracted data (arXiv:2404.10102)
+BESIROGLU = Chinchilla(E=1.82, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
 
 _GRID = 384  # grid points of the 1-D searches
 _GOLDEN = 64  # golden-section refinements after the grid (bracket shrinks by 0.618^64 ≈ 4e-14)

@@ -246,12 +246,15 @@ def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, b
             insert_frame(con, FITS_BOOTSTRAP, boot[FITS_BOOTSTRAP.names])
 
 
-def plan_budgets(max_observed_flops: float) -> list[float]:
-    """Budgets planned for a family: the standard 1e18…1e26 FLOPs grid plus every decade from a tenth of
-    the largest observed run to 1000× it (what a next run of that team would actually cost)."""
+def plan_budgets(max_observed_flops: float, min_observed_flops: float | None = None) -> list[float]:
+    """Budgets planned for a family (FLOPs): every decade, without gaps, from the lowest of the smallest run's
+    (rounded up), a tenth of the largest run and 1e18 to the higher of 1000× the largest run's decade and 1e26
+    (the standard grid, the range of the runs, and what a next run of that team would actually cost)."""
     lo = int(np.floor(np.log10(max_observed_flops))) - 1
-    near = [10.0 ** k for k in range(lo, lo + 5)]
-    return sorted(set(DEFAULT_BUDGETS) | set(near))
+    if min_observed_flops is not None and np.isfinite(min_observed_flops) and min_observed_flops > 0:
+        lo = min(lo, int(np.ceil(np.log10(min_observed_flops) - 1e-9)))
+    first, last = (round(np.log10(c)) for c in (DEFAULT_BUDGETS[0], DEFAULT_BUDGETS[-1]))
+    return [10.0 ** k for k in range(min(lo, first), max(lo + 4, last) + 1)]
 
 
 def family_conventions(con: duckdb.DuckDBPyConnection, family: str | None = None) -> dict[str, str]:
@@ -272,13 +275,16 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
     fits = con.execute("SELECT * FROM fits.chinchilla WHERE publishable ORDER BY family").df()
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
     conventions = family_conventions(con)
+    smallest = dict(con.execute("SELECT family, min(coalesce(flops, 6 * n_params * n_tokens)) FROM clean.points "
+                                "GROUP BY family").fetchall())
     tables = []
     for f in fits.itertuples(index=False):
         law = Chinchilla(E=f.E, A=f.A, B=f.B, alpha=f.alpha, beta=f.beta)
         b = boot[boot.family == f.family]
         samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
         fitted_level = json.loads(f.settings or "{}").get("level", level)  # the level of the fit's own intervals
-        t = allocation_table(law, plan_budgets(f.max_observed_flops), samples=samples, level=fitted_level)
+        budgets = plan_budgets(f.max_observed_flops, smallest.get(f.family))
+        t = allocation_table(law, budgets, samples=samples, level=fitted_level)
         t.insert(0, "family", f.family)
         t["extrapolation"] = t.compute / f.max_observed_flops
         t["beyond_limit"] = beyond_limit(t.compute, f.max_observed_flops)

@@ -72,6 +72,8 @@ class Family:
     notes: list[str] = field(default_factory=list)  # what the stored data lack (stale fit, bootstrap rows)
     iso_budgets: list[tuple[float, bool]] = field(default_factory=list)  # (C, is an observed IsoFLOP slice)
     slices: list[dict[str, float]] = field(default_factory=list)  # model-free optimum of each observed slice
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # loss vs tokens of its fitted runs
+    lr: dict[str, pd.DataFrame] = field(default_factory=dict)  # its rows of clean.lr_sweeps/_optima/_scaling
 
     @property
     def ok(self) -> bool:
@@ -139,7 +141,9 @@ def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Fami
         fit = frow.iloc[0].to_dict() if len(frow) else None
         f = Family(name=name, slug=slug_of[name], pts=pts.sort_values("flops"), fit=fit, P=None,
                    boot=np.empty((0, 5)), plans=inp.plans[inp.plans.family == name].sort_values("compute"),
-                   excl=inp.exclusions[inp.exclusions.family == name])
+                   excl=inp.exclusions[inp.exclusions.family == name], curves=inp.curves[inp.curves.family == name],
+                   lr={k: v[v.family == name] for k, v in (("sweeps", inp.lr_sweeps), ("optima", inp.lr_optima),
+                                                           ("scaling", inp.lr_scaling))})
         if fit is not None:
             f.ci = intervals(fit)
             f.diagnostics = loads_or(fit.get("diagnostics"), {})

@@ -12,8 +12,10 @@ from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, THRESHOLDS
 
 from .family import Family
 from .figures import plot_fit, plot_frontier, plot_isoflop, plot_residuals
+from .exports import plan_exports
+from .figures_plan import plan_figures
 from .formatting import (esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
-                         plural)
+                         plural, prose)
 
 _VERDICT_LABEL = {"ok": "fit OK", "caution": "use with care", "withheld": "PLAN WITHHELD", "failed": "FIT FAILED",
                   "missing": "NOT FITTED"}
@@ -67,12 +69,13 @@ def family_section(f: Family, out: Path) -> str:
     if f.ok and len(f.pts):
         figs += [("fit", *plot_fit(f, out)), ("frontier", *plot_frontier(f, out)),
                  ("residuals", *plot_residuals(f, out)), ("isoflop", *plot_isoflop(f, out))]
+    figs += plan_figures(f, out)
     if figs:
         parts.append("<div class=figs>" + "".join(
             f"<figure data-fig='{kind}'><img src='data:image/png;base64,{b64}' alt='{esc(kind)} figure for "
             f"{esc(f.name)}'><figcaption>{caption}</figcaption></figure>" for kind, b64, caption in figs) + "</div>")
     if f.ok:
-        parts.append(_plan_table(f))
+        parts.append(_plan_table(f) + plan_exports(f, out))
     parts.append(_exclusion_table(f.excl))
     return f"<section data-family='{esc(f.name)}'>" + "\n".join(parts) + "</section>"
 
@@ -91,7 +94,7 @@ def _verdict_box(f: Family) -> str:
                 + (f"<ul>{notes}</ul>" if notes else "") + f"{_raw_warnings(f)}</div>")
     title = {"caution": "Use with care", "withheld": "Plan withheld: do not use this fit for planning",
              "failed": "No fit", "missing": "No fit"}[f.verdict]
-    items = "".join(f"<li{' class=sev' if r.severity == 'blocks' else ''} data-code='{esc(r.code)}'>{esc(r.message)}"
+    items = "".join(f"<li{' class=sev' if r.severity == 'blocks' else ''} data-code='{esc(r.code)}'>{prose(r.message)}"
                     "</li>" for r in f.reasons)
     extra = ""
     if f.verdict == "withheld" and f.ok:
@@ -111,7 +114,7 @@ def _slices_note(f: Family) -> str:
 def _raw_warnings(f: Family) -> str:
     if not f.warnings:
         return _slices_note(f)
-    return _slices_note(f) + "<p class=note>Fitter diagnostics: " + "; ".join(esc(w) for w in f.warnings) + ".</p>"
+    return _slices_note(f) + "<p class=note>Fitter diagnostics: " + "; ".join(prose(w) for w in f.warnings) + ".</p>"
 
 
 def _backtest_block(f: Family) -> str:
@@ -147,7 +150,7 @@ def _plan_table(f: Family) -> str:
     plans = f.plans
     if not f.publishable:
         return ("<h3>Compute-optimal allocation</h3><p class=bad>Withheld by the fit's quality assessment: "
-                f"{esc('; '.join(f.blocking) or 'no reason recorded')}.</p>")
+                f"{prose('; '.join(f.blocking) or 'no reason recorded')}.</p>")
     if plans.empty:
         return "<h3>Compute-optimal allocation</h3><p>No allocation table (plans stage not run for this fit).</p>"
     has_ci = plans.n_params_lo.notna().any()
@@ -179,7 +182,7 @@ def _exclusion_table(excl: pd.DataFrame) -> str:
         head = "<tr><th>run</th><th class=text>reason</th><th>step</th><th class=text>detail</th></tr>"
         parts.append("<table>" + head + "".join(
             f"<tr><td>{esc(r.run_id)}</td><td class=text>{esc(r.reason)}</td><td>{esc(r.step)}</td>"
-            f"<td class=text>{esc(r.detail)}</td></tr>"
+            f"<td class=text>{prose(r.detail)}</td></tr>"
             for r in runs.itertuples(index=False)) + "</table>")
     if not rows.empty:
         rows = rows.assign(n_rows=pd.to_numeric(rows.n_rows, errors="coerce").fillna(0))
@@ -189,6 +192,6 @@ def _exclusion_table(excl: pd.DataFrame) -> str:
             for reason, r in by.iterrows()) + ".</p>")
         special = rows[rows.reason != "warmup"]
         if not special.empty:
-            parts.append("<ul>" + "".join(f"<li>{esc(r.run_id)}: {esc(r.detail)}</li>"
+            parts.append("<ul>" + "".join(f"<li>{esc(r.run_id)}: {prose(r.detail)}</li>"
                                           for r in special.itertuples(index=False)) + "</ul>")
     return "\n".join(parts)

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .family import ISO_TOLERANCE, Family, interval, optimum, predict  # noqa: E402
-from .formatting import fmt_flops, fmt_human, mpl_text, num, plural  # noqa: E402
+from .formatting import fmt_flops, fmt_human, identified, mpl_text, num, plural  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -41,13 +41,18 @@ def _new_fig():
 
 
 def _save(fig, f: Family, kind: str, out: Path) -> str:
+    return save_png(fig, f"{f.slug}_{kind}", out)
+
+
+def save_png(fig, stem: str, out: Path) -> str:
+    """Write ``fig`` as ``out/<stem>.png`` (closing it) and return the PNG base64 for embedding."""
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png")
     finally:
         plt.close(fig)
     data = buf.getvalue()
-    path = out / f"{f.slug}_{kind}.png"
+    path = out / f"{stem}.png"
     if path.resolve().parent != out.resolve():  # the slug cannot escape, but never write outside the folder
         raise ValueError(f"refusing to write {path} outside {out}")
     path.write_bytes(data)
@@ -77,8 +82,9 @@ def _size_colorbar(fig, ax, mappable, n_params: pd.Series) -> None:
     cb.ax.yaxis.set_minor_locator(mticker.NullLocator())
 
 
-def _loss_axis(axis, lo: float, hi: float) -> None:
-    """Log loss axis from ``lo`` to ``hi`` with 3–9 ticks at plain numbers (1.5, 2, 2.5 …), not 2×10⁰."""
+def _loss_axis(axis, lo: float, hi: float, fmt=lambda v: f"{v:.3g}", max_ticks: int = 9) -> None:
+    """Log axis from ``lo`` to ``hi`` with 2 to ``max_ticks`` ticks at plain numbers (1.5, 2, 2.5 …), not
+    2×10⁰, labelled by ``fmt``; over many decades, powers of ten."""
     ticks: list[float] = []
     if np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi:
         for subs in ((1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2, 2.2, 2.4, 2.6, 2.8, 3, 3.5, 4, 4.5, 5, 6, 7,
@@ -87,11 +93,13 @@ def _loss_axis(axis, lo: float, hi: float) -> None:
             cand = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
                     for m in subs]
             cand = [c for c in cand if lo <= c <= hi]
-            if len(cand) <= 9:
+            if len(cand) <= max_ticks:
                 ticks = cand
                 break
-    axis.set_major_locator(mticker.FixedLocator(ticks) if len(ticks) >= 2 else mticker.LogLocator())
-    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+        if len(ticks) < 2:  # narrower than 1 → 1.1: evenly spaced round numbers
+            ticks = [t for t in mticker.MaxNLocator(nbins=5).tick_values(lo, hi) if lo <= t <= hi]
+    axis.set_major_locator(mticker.FixedLocator(ticks) if len(ticks) >= 2 else mticker.LogLocator(numticks=8))
+    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: fmt(v)))
     axis.set_minor_locator(mticker.NullLocator())
     axis.set_minor_formatter(mticker.NullFormatter())
 
@@ -104,7 +112,10 @@ def _flops_axis(axis) -> None:
 
 
 def _human_axis(axis) -> None:
-    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: fmt_human(v)))
+    """Log axis of counts (parameters, tokens) labelled 12.8k, 340M …, ticks spaced so that labels never
+    collide, however narrow the range (call after the data or limits are set)."""
+    lo, hi = axis.axes.get_xlim() if axis is axis.axes.xaxis else axis.axes.get_ylim()
+    _loss_axis(axis, min(lo, hi), max(lo, hi), fmt_human)
 
 
 def plot_fit(f: Family, out: Path) -> tuple[str, str]:
@@ -146,8 +157,10 @@ def plot_frontier(f: Family, out: Path) -> tuple[str, str]:
     cmax = max(pts.flops.max() * 1e3, (f.headline or {}).get("compute", 0) * 3)
     cgrid = np.geomspace(pts.flops.min() / 2, cmax, 160)
     opt = optimum(f.P, cgrid)[2][0]
-    ax.scatter(pts.flops, pts.loss, c=pts.n_params, cmap="viridis", norm=_size_norm(f), s=20, zorder=3,
-               edgecolor="white", linewidth=0.4, label="observed runs (colour: N)")
+    fig.subplots_adjust(right=0.88)
+    sc = ax.scatter(pts.flops, pts.loss, c=pts.n_params, cmap="viridis", norm=_size_norm(f), s=20, zorder=3,
+                    edgecolor="white", linewidth=0.4, label="observed runs (colour: N)")
+    _size_colorbar(fig, ax, sc, pts.n_params)
     ax.plot(cgrid, opt, color="C3", lw=2, label="compute-optimal frontier (fit)")
     if len(f.boot):
         lo, hi = interval(optimum(f.boot, cgrid)[2], f.level)
@@ -233,6 +246,7 @@ def plot_isoflop(f: Family, out: Path) -> tuple[str, str]:
         band_lo = band_hi = np.full(cs.size, np.nan)
     cmap = plt.get_cmap("plasma")
     y_obs, y_min = [], []
+    n_marked = n_banded = n_dotted = 0
     for k, ((c, is_slice), curve) in enumerate(zip(budgets, curves)):
         color = cmap(0.1 + 0.75 * k / max(len(budgets) - 1, 1))
         near = pts[np.abs(C / c - 1) <= ISO_TOLERANCE]
@@ -241,10 +255,13 @@ def plot_isoflop(f: Family, out: Path) -> tuple[str, str]:
         if len(near):
             ax.scatter(near.n_params, near.loss, color=color, s=36, zorder=4, edgecolor="k", linewidth=0.6)
             y_obs += list(near.loss)
+            n_dotted += 1
         if np.isfinite(lstar[k]) and n_lo <= nstar[k] <= n_hi:
             xerr = None
-            if np.isfinite(band_lo[k]) and np.isfinite(band_hi[k]):
+            n_marked += 1
+            if identified(band_lo[k], band_hi[k]):  # an unidentified band is not drawn as if it were one
                 xerr = [[max(nstar[k] - band_lo[k], 0)], [max(band_hi[k] - nstar[k], 0)]]
+                n_banded += 1
             ax.errorbar([nstar[k]], [lstar[k]], xerr=xerr, fmt="v", color=color, mec="k", ms=9, capsize=3,
                         zorder=5, lw=1.2)
         finite = curve[np.isfinite(curve)]
@@ -260,14 +277,36 @@ def plot_isoflop(f: Family, out: Path) -> tuple[str, str]:
     ax.set_xlabel("model size N (parameters), with D = C / (6N)")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(mpl_text(f"{f.name}: IsoFLOP curves of the fit"))
-    ax.errorbar([], [], xerr=[[1], [1]], fmt="v", color="0.5", mec="k", label="fitted optimum N* (95% band)")
-    ax.scatter([], [], color="0.6", edgecolor="k", s=36, label=f"runs within ±{ISO_TOLERANCE:.0%} of C")
+    if n_marked:
+        ax.errorbar([], [], xerr=[[1], [1]] if n_banded else None, fmt="v", color="0.5", mec="k",
+                    label="fitted optimum N*" + (" (95% band)" if n_banded else ""))
+    if n_dotted:
+        ax.scatter([], [], color="0.6", edgecolor="k", s=36, label=f"runs within ±{ISO_TOLERANCE:.0%} of C")
     ax.legend(frameon=False, loc="upper center", ncol=2)
     ax.grid(True, which="major", alpha=0.2)
+    return _save(fig, f, "isoflop", out), _isoflop_caption(budgets, n_marked, n_banded, n_dotted, bool(len(f.boot)))
+
+
+def _isoflop_caption(budgets: list[tuple[float, bool]], n_marked: int, n_banded: int, n_dotted: int,
+                     has_boot: bool) -> str:
+    """What the IsoFLOP panel shows, from what was drawn: which budgets, how many optima (with bands), dots."""
     slices = [c for c, s in budgets if s]
-    which = (f"IsoFLOP slices of the data at {', '.join(fmt_flops(c, 2) for c in slices)}"
-             + (" and powers of ten spanning the data" if len(slices) < len(budgets) else "")
-             if slices else "powers of ten spanning the data (no budget has ≥ 3 model sizes within ±15%)")
-    cap = (f"Fitted loss along fixed compute C = 6·N·D as N varies, at {which}. ▼: the parametric optimum N* with "
-           "its 95% bootstrap band; dots: observed runs near that C, whose minimum should sit near ▼.")
-    return _save(fig, f, "isoflop", out), cap
+    others = [c for c, s in budgets if not s]
+    which = []
+    if slices:
+        which.append(f"the data's IsoFLOP slices at C = {', '.join(fmt_flops(c, 2) for c in slices)} (budgets with "
+                     f"≥ 3 model sizes within ±{ISO_TOLERANCE:.0%})")
+    if others:
+        which.append(f"{'further' if slices else 'no budget has ≥ 3 model sizes; instead'} budgets spanning the "
+                     f"runs at C = {', '.join(fmt_flops(c, 2) for c in others)}")
+    cap = f"Fitted loss along fixed compute C = 6·N·D as N varies (D = C/(6N)), at {' and '.join(which)}. "
+    if n_marked:
+        cap += (f"▼: the fit's optimum N* ({n_marked} of {len(budgets)} inside the plotted range"
+                + (f"; horizontal bar: its 95% bootstrap interval, drawn for {n_banded}" if n_banded else
+                   "; no interval: none is identified" if has_boot else "; no bootstrap, no interval") + "). ")
+    else:
+        cap += "No fitted optimum N* falls inside the plotted range. "
+    if n_dotted:
+        cap += (f"Dots: runs within ±{ISO_TOLERANCE:.0%} of {n_dotted} of these budgets"
+                + (", whose lowest point should sit near ▼." if n_marked else "."))
+    return cap

@@ -8,16 +8,31 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from scaling_pipeline.lib.tables import (CLEAN_EXCLUSIONS, CLEAN_POINTS, FITS_BOOTSTRAP, FITS_CHINCHILLA,
-                                         LAW_PARAMS, PLANS_ALLOCATIONS, RAW_QUARANTINE)
+from scaling_pipeline.lib.tables import (CLEAN_EXCLUSIONS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS,
+                                         CLEAN_POINTS, FITS_BOOTSTRAP, FITS_CHINCHILLA, LAW_PARAMS, PLANS_ALLOCATIONS,
+                                         RAW_QUARANTINE)
 
 PARAMS = LAW_PARAMS  # the law's parameters, columns of fits.chinchilla and fits.bootstrap
 
 COLUMNS = {  # per table: its columns (a missing one reads as empty)
-    kind: table.names for kind, table in (
+    **{kind: table.names for kind, table in (
         ("points", CLEAN_POINTS), ("fits", FITS_CHINCHILLA), ("bootstrap", FITS_BOOTSTRAP),
-        ("plans", PLANS_ALLOCATIONS), ("exclusions", CLEAN_EXCLUSIONS), ("quarantine", RAW_QUARANTINE))
+        ("plans", PLANS_ALLOCATIONS), ("exclusions", CLEAN_EXCLUSIONS), ("quarantine", RAW_QUARANTINE),
+        ("lr_sweeps", CLEAN_LR_SWEEPS), ("lr_optima", CLEAN_LR_OPTIMA), ("lr_scaling", CLEAN_LR_SCALING))},
+    "curves": ["run_id", "family", "n_params", "step", "tokens", "loss"],  # clean.steps of fitted runs, thinned
 }
+CURVE_POINTS = 200  # training-curve points kept per run, at most (every k-th logged step, and the last)
+
+_CURVES_SQL = f"""
+SELECT run_id, family, n_params, step, tokens, loss FROM (
+    SELECT s.run_id, p.family, p.n_params, s.step, s.tokens, coalesce(s.train_loss, s.eval_loss) AS loss,
+           row_number() OVER w AS i, count(*) OVER (PARTITION BY s.run_id) AS n
+    FROM clean.steps s JOIN clean.points p USING (run_id)
+    WHERE coalesce(s.train_loss, s.eval_loss) IS NOT NULL AND s.tokens > 0
+    WINDOW w AS (PARTITION BY s.run_id ORDER BY s.step))
+WHERE (i - 1) % ((n + {CURVE_POINTS} - 1) // {CURVE_POINTS}) = 0 OR i = n
+ORDER BY family, n_params, run_id, step
+"""
 
 
 @dataclass(frozen=True)
@@ -28,6 +43,10 @@ class ReportInputs:
     plans: pd.DataFrame
     exclusions: pd.DataFrame
     quarantine: pd.DataFrame
+    curves: pd.DataFrame | None = None  # loss against tokens of each fitted run (clean.steps, thinned)
+    lr_sweeps: pd.DataFrame | None = None  # clean.lr_sweeps, clean.lr_optima, clean.lr_scaling
+    lr_optima: pd.DataFrame | None = None
+    lr_scaling: pd.DataFrame | None = None
 
 
 def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
@@ -46,6 +65,10 @@ def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
         plans=q("SELECT * FROM plans.allocations ORDER BY family, compute", "plans"),
         exclusions=q("SELECT * FROM clean.exclusions ORDER BY family, run_id, kind", "exclusions"),
         quarantine=q("SELECT * FROM raw.quarantine ORDER BY source_path, location", "quarantine"),
+        curves=q(_CURVES_SQL, "curves"),
+        lr_sweeps=q("SELECT * FROM clean.lr_sweeps ORDER BY family, n_params, n_tokens, lr", "lr_sweeps"),
+        lr_optima=q("SELECT * FROM clean.lr_optima ORDER BY family, n_params, n_tokens", "lr_optima"),
+        lr_scaling=q("SELECT * FROM clean.lr_scaling ORDER BY family", "lr_scaling"),
     )
 
 
@@ -65,4 +88,5 @@ def normalised(inputs: ReportInputs) -> ReportInputs:
     return ReportInputs(points=norm(inputs.points, "points"), fits=norm(inputs.fits, "fits"),
                         bootstrap=norm(inputs.bootstrap, "bootstrap"), plans=norm(inputs.plans, "plans"),
                         exclusions=norm(inputs.exclusions, "exclusions"),
-                        quarantine=norm(inputs.quarantine, "quarantine"))
+                        quarantine=norm(inputs.quarantine, "quarantine"), curves=norm(inputs.curves, "curves"),
+                        **{k: norm(getattr(inputs, k), k) for k in ("lr_sweeps", "lr_optima", "lr_scaling")})

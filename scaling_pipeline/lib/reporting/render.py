@@ -15,6 +15,7 @@ from pathlib import Path
 from .family import family_views
 from .family_section import family_section
 from .figures import plot_style
+from .figures_plan import frontiers_section
 from .formatting import esc, plural
 from .inputs import ReportInputs, normalised
 from .quarantine import quarantine_section, write_quarantine_csv
@@ -48,6 +49,7 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
     with dated_folder(reports_root, date) as tmp:
         with plot_style():
             sections = [family_section(f, tmp) for f in fams]
+            frontiers = frontiers_section(fams, tmp)
         summary = build_summary(fams, date, now, title)
         body = "\n".join([
             f"<h1>{esc(title)}</h1>",
@@ -62,6 +64,7 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
             convention_note(inp.points),
             drift_section(previous, drift, note=settings_note(previous, settings)),
             overview_section(fams),
+            frontiers,
             *sections,
             quarantine_section(inp.quarantine),
             reference_section(),
@@ -85,6 +88,9 @@ th, td {{ border: 1px solid #d4d4d4; padding: 3px 8px; text-align: right; vertic
 th.text, td.text, th:first-child, td:first-child {{ text-align: left; }} td.num {{ text-align: right; }}
 th {{ background: #f3f3f3; }}
 .ci {{ color: #777; font-size: 88%; white-space: nowrap; }} .bad {{ color: #b00; }}
+.ci.unidentified {{ color: #b00; font-style: italic; }}
+.ci.wrap {{ display: block; text-align: left; white-space: normal; overflow-wrap: anywhere; }}
+td.text {{ overflow-wrap: break-word; }} figure.wide {{ max-width: 960px; }}
 .meta, .note {{ color: #666; }} .note {{ font-size: 90%; }}
 .warn {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: .3em 1em; margin: .6em 0; }}
 .verdict {{ padding: .45em 1em; margin: .6em 0; border-left: 5px solid; }}

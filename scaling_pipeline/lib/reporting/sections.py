@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scaling_pipeline.lib.allocate import chinchilla_reference
+from scaling_pipeline.lib.allocate import BESIROGLU, HOFFMANN, chinchilla_reference
 from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, THRESHOLDS
 
 from .family import ISO_TOLERANCE, Family
 from .family_section import badge, best_slice, slice_text
-from .formatting import esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, num, plural
+from .formatting import (MAX_DECADES, esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, num,
+                         plural, prose)
 from .inputs import PARAMS
 from .summary import DRIFT_BIG, Drift
 
@@ -28,14 +29,14 @@ def glance_section(fams: list[Family]) -> str:
                 what = (f"no headline: C = {fmt_flops(f.headline_beyond)} FLOPs is more than "
                         f"{EXTRAPOLATION_LIMIT:,.0f}× its largest run ({fmt_flops(f.max_flops, 2)} FLOPs), an "
                         "extrapolation; see its allocation table")
-                lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {esc(what)}</li>")
+                lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {prose(what)}</li>")
                 continue
             what = ("plan withheld: " if f.ok else "") + (f.blocking[0] if f.blocking else "no plan")
             more = len(f.reasons) - 1
             why = f"<div class=glance-why>+{plural(more, 'more issue')} (see below)</div>" if more else ""
             if f.slices:
                 why += f"<div class=glance-obs>Runs alone: {slice_text(best_slice(f))}.</div>"
-            lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {esc(what)}{why}</li>")
+            lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {prose(what)}{why}</li>")
             continue
         h = f.headline
         text = (f"with C = <b>{fmt_flops(h['compute'])}</b> FLOPs "
@@ -47,10 +48,12 @@ def glance_section(fams: list[Family]) -> str:
         tail = ""
         if f.cautions:
             more = len(f.cautions) - 1
-            tail = (f"<div class=glance-why>{esc(f.cautions[0])}"
+            tail = (f"<div class=glance-why>{prose(f.cautions[0])}"
                     + (f" (+{plural(more, 'more caution')})" if more else "") + ".</div>")
         lines.append(f"<li class={f.verdict}>{badge(f)} {link}: {text}{tail}</li>")
-    note = ("<p class=note>Brackets: 95% bootstrap intervals (parameter uncertainty only). Budget: the power of ten "
+    note = ("<p class=note>Brackets: 95% bootstrap intervals (parameter uncertainty only); "
+            f"<i>not identified</i>: the interval spans more than {MAX_DECADES:g} decades or reaches zero, so the "
+            "runs do not pin the value down (hover for its ends). Budget: the power of ten "
             "nearest 10× the family's largest run unless configured. Full tables per family below.</p>")
     return "<h2>At a glance</h2><ul class=glance>" + "".join(lines) + "</ul>" + note
 
@@ -91,7 +94,7 @@ def drift_section(prev: dict | None, drift: Drift | None, note: str = "") -> str
                          + (" …" if len(r["removed"]) > 5 else ""))
         if r["changed"]:
             notes.append(f"{len(r['changed'])} with a changed loss")
-        runs += f"<br><span class=ci>{'; '.join(notes)}</span>" if notes else ""
+        runs += f"<br><span class='ci wrap'>{'; '.join(notes)}</span>" if notes else ""  # a list: it wraps
         if "values" not in r:
             old_s = r["old"].get("status")
             new_s = (r["new"].fit or {}).get("status", "not fitted")
@@ -150,7 +153,7 @@ def drift_section(prev: dict | None, drift: Drift | None, note: str = "") -> str
 
 
 def _drift_cell(fam: str, key: str, old: float, new: float, *, fmt=None, tag=None, absolute: bool = False) -> str:
-    fmt = fmt or (lambda v: f"{v:.4g}")
+    fmt = fmt or (lambda v: fmt_human(v, 4))
     o, n = num(old), num(new)
     if not (np.isfinite(o) and np.isfinite(n)):
         return f"<td>{esc(fmt(o) if np.isfinite(o) else '–')} → {esc(fmt(n) if np.isfinite(n) else '–')}</td>"
@@ -173,7 +176,7 @@ def overview_section(fams: list[Family]) -> str:
         link = f"<a href='#{f.anchor}'>{esc(f.name)}</a>"
         if not f.ok:
             rows.append(f"<tr><td>{link}</td><td>{badge(f)}</td><td>{len(f.pts)}</td>"
-                        f"<td colspan=7 class='text bad'>{esc('; '.join(f.blocking))}</td></tr>")
+                        f"<td colspan=7 class='text bad'>{prose('; '.join(f.blocking))}</td></tr>")
             continue
         ci, d = f.ci, f.diagnostics
         bt = num(f.backtest.get("mean_abs_rel_error"))
@@ -189,26 +192,44 @@ def overview_section(fams: list[Family]) -> str:
 
 
 def reference_section() -> str:
-    """Hoffmann et al.'s published law as a yardstick, with parameter caps and the common naive formula."""
-    ref = chinchilla_reference()
-    caps = [c[: -len("_n_params")] for c in ref.columns if c.startswith("cap_") and c.endswith("_n_params")]
-    head = ("<tr><th>compute (FLOPs)</th><th>N* (params)</th><th>D* (tokens)</th><th>loss (nats)</th>"
-            "<th>naive N = (C/(6B))<sup>β/(α+β)</sup></th>"
-            + "".join(f"<th>N ≤ {float(c[4:]):.0e}: loss (efficiency)</th>" for c in caps) + "</tr>")
+    """The published laws as yardsticks: Hoffmann et al.'s and Epoch's corrected refit of it (Besiroglu et al.
+    2024) at the same budgets; under Hoffmann's, parameter caps and the common naive formula."""
+    laws = {"Hoffmann et al. 2022": HOFFMANN, "Besiroglu et al. 2024 (Epoch)": BESIROGLU}
+    refs = {name: chinchilla_reference(law=law) for name, law in laws.items()}
+    head = ("<tr><th rowspan=2>compute (FLOPs)</th>" + "".join(f"<th colspan=4 class=group>{esc(n)}</th>" for n in laws)
+            + "</tr><tr>" + "<th>N* (params)</th><th>D* (tokens)</th><th>tokens/param</th><th>loss (nats)</th>"
+            * len(laws) + "</tr>")
     rows = []
+    for i, c in enumerate(refs[next(iter(laws))].compute):
+        cells = [fmt_flops(c, 3)]
+        for ref in refs.values():
+            r = ref.iloc[i]
+            cells += [fmt_human(r.n_params), fmt_human(r.n_tokens), fmt_tpp(r.tokens_per_param), f"{r.loss:.4f}"]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    law_text = "; ".join(f"{esc(n)}: E = {law.E:g}, A = {law.A:g}, B = {law.B:g}, α = {law.alpha:g}, "
+                         f"β = {law.beta:g}" for n, law in laws.items())
+    ref = refs["Hoffmann et al. 2022"]
+    caps = [c[: -len("_n_params")] for c in ref.columns if c.startswith("cap_") and c.endswith("_n_params")]
+    cap_head = ("<tr><th>compute (FLOPs)</th><th>naive N = (C/(6B))<sup>β/(α+β)</sup></th>"
+                + "".join(f"<th>N ≤ {fmt_human(float(c[4:]))}: loss (efficiency)</th>" for c in caps) + "</tr>")
+    cap_rows = []
     for _, r in ref.iterrows():
-        cells = [f"{r.compute:.3g}", f"{r.n_params:.3g}", f"{r.n_tokens:.3g}", f"{r.loss:.4f}",
-                 f"{r.naive_n_params:.3g} ({r.naive_rel_diff:+.0%})"]
+        cells = [fmt_flops(r.compute, 3), f"{fmt_human(r.naive_n_params)} ({r.naive_rel_diff:+.0%})"]
         cells += [f"{r[c + '_loss']:.4f} ({r[c + '_efficiency']:.3f})" if r[c + "_efficiency"] < 1
                   else f"{r[c + '_loss']:.4f} (cap not binding)" for c in caps]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return ("<h2>Reference: Chinchilla's published law</h2><p>Hoffmann et al. (2022): E = 1.69, A = 406.4, "
-            "B = 410.7, α = 0.34, β = 0.28 (nats/token). Compute-optimal N* = G·(C/6)<sup>a</sup> with a = β/(α+β), "
-            "G = (αA/(βB))<sup>1/(α+β)</sup>; under a parameter cap the budget is spent on more tokens "
-            "(C = 6·N·D) and efficiency = optimal loss / capped loss. The naive formula "
-            "N = (C/(6B))<sup>β/(α+β)</sup> found in planning scripts drops G and misuses B: it "
-            f"disagrees with N* by {ref.naive_rel_diff.iloc[0]:+.0%} at every budget.</p>"
-            "<table>" + head + "".join(rows) + "</table>")
+        cap_rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    tpp = "; ".join(f"{esc(n)} {fmt_tpp(r.tokens_per_param.min())}–{fmt_tpp(r.tokens_per_param.max())}"
+                    for n, r in refs.items())
+    return ("<h2>Reference: published Chinchilla laws</h2><p>" + law_text + " (nats/token). Epoch refitted "
+            "Hoffmann's Approach 3 on the same runs (re-extracted from the paper) and corrected it; the two disagree "
+            f"on the tokens per parameter at these budgets ({tpp}). Compute-optimal N* = G·(C/6)<sup>a</sup> with "
+            "a = β/(α+β), G = (αA/(βB))<sup>1/(α+β)</sup>, D* = C/(6N*).</p>"
+            "<table class=reference>" + head + "".join(rows) + "</table>"
+            "<h3>Hoffmann's law under a parameter cap, and a common mistake</h3><p>Under a parameter cap the budget "
+            "is spent on more tokens (C = 6·N·D); efficiency = optimal loss / capped loss. The naive formula "
+            "N = (C/(6B))<sup>β/(α+β)</sup> found in planning scripts drops G and misuses B: it disagrees with N* "
+            f"by {ref.naive_rel_diff.iloc[0]:+.0%} at every budget.</p>"
+            "<table>" + cap_head + "".join(cap_rows) + "</table>")
 
 
 def method_section() -> str:

@@ -39,6 +39,8 @@ def build_summary(fams: list[Family], date: dt.date, now: dt.datetime, title: st
             "n_points": int(num(fit.get("n_points"), len(f.pts))) if f.fit else len(f.pts),
             "run_ids": sorted(str(r) for r in f.pts.run_id),
             "losses": {str(r.run_id): float(r.loss) for r in f.pts.itertuples(index=False)},
+            "sizes": {str(r.run_id): [float(r.n_params), float(r.n_tokens), float(r.flops)]
+                      for r in f.pts.itertuples(index=False)},
             "max_observed_flops": f.max_flops,
             "fitted_at": str(fit.get("fitted_at")) if fit.get("fitted_at") is not None else None,
             "input_hash": fit.get("input_hash"),
