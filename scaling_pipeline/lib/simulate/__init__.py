@@ -2,21 +2,28 @@
 
 Every family follows the Chinchilla law ``L(N, D) = E + A/N^alpha + B/D^beta`` (nats/token;
 ``N`` parameters, ``D`` training tokens). A family's ladder is a grid of model sizes x token
-budgets (tokens per parameter) plus an IsoFLOP slice; every run has a cosine schedule (linear
-warm-up, decay to ``final_lr_frac`` of the peak at its own last step) and logs ~150 of its
-steps (defaults: 7 sizes x 5 budgets + 5 IsoFLOP runs per family; 6 families: ~36k metric rows).
+budgets (tokens per parameter) plus an IsoFLOP slice; every run has a learning-rate schedule
+(linear warm-up, then by ``SimConfig.schedules``: cosine, WSD, constant with a cool-down or two-stage,
+ending at ``final_lr_frac`` of the peak at its own last step; described in the manifest) and logs ~150
+of its steps (defaults: cosine only; 7 sizes x 5 budgets + 5 IsoFLOP runs per family; 6 families:
+~36k metric rows).
 
-Loss model of a run planned for ``D`` tokens, at a step that has seen ``t`` tokens::
+Loss model: each run follows a known Multi-Power Law (``lib.curves.laws.MultiPowerLaw``, Luo et al.
+2025) of its per-step LR η (steps ``t``, ``S1(t) = Σ η``)::
 
-    loss(t) = L(N, t) + anneal_gap * (L(N, t) - E) * a(t)
+    loss(t) = L0 + A·S1(t)^(-alpha) - B·LD(t)
 
-where ``a`` is the part of the cosine decay still ahead (1 during warm-up and at the peak, 0 at
-the last step): the final, schedule-complete loss is exactly ``L(N, D)``, while mid-run losses sit
-above ``L(N, t)`` because the learning rate has not annealed (they are not scaling points). Values
-above ``cap_start`` are squashed smoothly below ``log(vocab_size)`` (the loss of a uniform guess),
-which only touches the first logged steps. Train losses get multiplicative log-normal noise
-(``train_noise``, three times larger at the start), evaluations (every ~10 % of the schedule and at
-the last step) smaller noise (``eval_noise``). Everything is deterministic given the seed.
+with the loss-drop part (B, C, beta, gamma) shared by the family, ``alpha`` = the family's data
+exponent, ``A = B_D·(peak LR / batch tokens)^beta`` (at a constant LR the loss falls like
+``B_D/D^beta``) and ``L0`` set so that the loss at the planned last step is exactly ``L(N, D)``: the
+final, schedule-complete loss is the truth, while mid-run losses are not scaling points (they sit
+above ``L(N, t)`` because the learning rate has not annealed; ``anneal_gap`` sets the drop of a full
+decay). Values above ``cap_start`` are squashed smoothly below ``log(vocab_size)`` (the loss of a
+uniform guess), which only touches the first logged steps. Train losses get multiplicative
+log-normal noise (``train_noise``, three times larger at the start), evaluations (every ~10 % of the
+schedule and at the last step) smaller noise (``eval_noise``). Everything is deterministic given the
+seed. Runs in flight (``in_flight``, off by default) stop part-way with status 'running'; one per
+family can be planted off track (``off_track`` nats above its law); ``Ladder.in_flight`` records them.
 
 Learning-rate sweeps (``lr_sweep``, off by default): every grid point is trained at several peak
 learning rates, and a run at peak LR ``lr`` loses ``lr_penalty * ln(lr / LR*(N))**2`` nats over its
@@ -36,7 +43,8 @@ family ``j % n_families``, so in distinct families when there are at least 6):
                          trainer stops a few logged steps later; status 'diverged'.
 ``diverged_silent`` (4)  the same at 6x, but it logs NaN/inf up to its last step; status
                          'completed' (the status alone does not flag it).
-``killed`` (family 5)    an extra run that stops at ~40 % of its schedule; status 'running'.
+``killed`` (family 5)    an extra run that stops at ~40 % of its schedule; status 'running' (a run
+                         in flight: it gets a forecast, not a point).
 
 Only the grid and IsoFLOP runs are scaling points; the extra runs duplicate grid points and never
 give a valid final loss. ``write_demo`` writes a whole log tree (every format when ``fmt='mixed'``)
@@ -44,11 +52,11 @@ plus ``truth.json`` and ``faults.json``.
 """
 
 from .demo import MIXED, DemoSummary, write_demo
-from .design import DEFAULT_TRUTHS, FAULT_ORDER, RUN_FIELDS, FamilyTruth, SimConfig
+from .design import DEFAULT_TRUTHS, FAULT_ORDER, RUN_FIELDS, SCHEDULE_FIELDS, SCHEDULES, FamilyTruth, SimConfig
 from .ladder import Ladder, simulate_ladder
 from .loss import lr_optimum
 from .scale import SCALE_FORMATS, ScaleSummary, write_scale_logs
 
 __all__ = ["DEFAULT_TRUTHS", "DemoSummary", "FAULT_ORDER", "FamilyTruth", "Ladder", "MIXED", "RUN_FIELDS",
-           "SCALE_FORMATS", "ScaleSummary", "SimConfig", "lr_optimum", "simulate_ladder", "write_demo",
+           "SCALE_FORMATS", "SCHEDULE_FIELDS", "SCHEDULES", "ScaleSummary", "SimConfig", "lr_optimum", "simulate_ladder", "write_demo",
            "write_scale_logs"]

@@ -14,6 +14,7 @@ from typing import Any
 from .design import SimConfig
 from .faults import BAD_TOKEN
 from .ladder import simulate_ladder
+from .loss import family_mpl
 
 MIXED = "mixed"
 TEXT_SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl"}  # formats whose metric files get file faults
@@ -93,8 +94,10 @@ def write_demo(out_dir: Path, seed: int = 0, fmt: str = MIXED, n_families: int =
     truth = {"seed": seed, "fmt": fmt, "n_families": n_families,
              "law": "L = E + A/N^alpha + B/D^beta (nats/token; N = n_params, D = tokens_planned)",
              "config": asdict(ladder.config),
-             "families": {name: {**asdict(t), "format": family_fmt[name]}
-                          for name, t in ladder.truth.items()}}
+             "families": {name: {**asdict(t), "format": family_fmt[name],
+                                 "mpl_drop": dict(zip(("B", "C", "beta", "gamma"), family_mpl(t, ladder.config)))}
+                          for name, t in ladder.truth.items()},
+             "in_flight": ladder.in_flight}
     truth_path, faults_path = out_dir / "truth.json", out_dir / "faults.json"
     truth_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
     faults_path.write_text(json.dumps(faults, indent=2) + "\n", encoding="utf-8")

@@ -8,11 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from scaling_pipeline.lib.curves.schedule import Schedule
 from scaling_pipeline.lib.laws import Chinchilla
 
 FAULT_ORDER = ("bad_row", "truncated", "resumed", "diverged", "diverged_silent", "killed")
 RUN_FIELDS = ["run_id", "family", "n_params", "n_params_total", "n_params_non_embedding", "tokens_planned",
               "batch_tokens", "total_steps", "warmup_steps", "schedule", "status", "unique_tokens", "lr"]
+# Manifest columns describing a run's schedule beyond RUN_FIELDS (lib.curves.schedule.Schedule keys)
+SCHEDULE_FIELDS = ["end_lr", "decay_start", "stage_a_steps", "lr_b"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,14 @@ class SimConfig:
     ``-lr<m>x``; empty: one run per grid point and no LR penalty); the optimal peak LR is
     ``lr_law = (c, gamma)``: LR*(N) = c * N^-gamma, and a run loses ``lr_penalty`` nats per
     ``ln(lr / LR*)^2``.
+    Schedules: the runs of a family cycle through ``schedules`` (:data:`SCHEDULES`: cosine, wsd,
+    constant_cooldown, two_stage); every one warms up linearly over ``warmup_frac`` of the steps and
+    ends at ``final_lr_frac`` of the peak LR. Loss curves follow a Multi-Power Law whose loss-drop
+    shape ``mpl_shape = (C, beta, gamma)`` is shared by the family and whose weight B makes the
+    drop at the middle of the ladder ``anneal_gap`` of L - E (see :mod:`.loss`).
+    Runs in flight: ``in_flight`` fractions, one extra run per fraction and family, stopped there
+    (status 'running'; the manifest keeps the planned end); the last one of each family has
+    ``off_track`` nats added to its whole curve (0: all on track).
     """
 
     n_sizes: int = 7
@@ -80,7 +91,7 @@ class SimConfig:
     eval_points: int = 10
     warmup_frac: float = 0.02  # of total steps
     final_lr_frac: float = 0.1  # cosine floor, fraction of the peak LR
-    anneal_gap: float = 0.1  # un-annealed excess at the LR peak, fraction of L(N, t) - E
+    anneal_gap: float = 0.4  # drop of a full LR decay at mid-ladder, fraction of L - E (scale logs: the excess)
     train_noise: float = 0.012
     eval_noise: float = 0.003
     vocab_size: int = 50257
@@ -90,6 +101,10 @@ class SimConfig:
     lr_sweep: tuple[float, ...] = ()
     lr_law: tuple[float, float] = (1.6, 0.4)
     lr_penalty: float = 0.05  # nats per ln(lr / LR*)^2
+    schedules: tuple[str, ...] = ("cosine",)
+    mpl_shape: tuple[float, float, float] = (2.0, 0.6, 0.6)  # C (absolute LR units), beta, gamma
+    in_flight: tuple[float, ...] = ()
+    off_track: float = 0.0  # nats
 
 
 
@@ -124,6 +139,25 @@ def family_truths(n_families: int, cfg: SimConfig) -> list[FamilyTruth]:
     return truths
 
 
+def schedule_of(p: Plan, cfg: SimConfig) -> Schedule:
+    """The learning-rate schedule of run ``p`` (absolute LR, optimizer steps)."""
+    end, total = cfg.final_lr_frac * p.lr, p.total_steps
+    base = {"peak_lr": p.lr, "warmup_steps": p.warmup_steps, "total_steps": total}
+    if p.schedule == "cosine":
+        return Schedule("cosine", end_lr=end, **base)
+    if p.schedule == "wsd":  # stable, then linear decay over the last 20 % of the steps
+        return Schedule("wsd_linear_decay", end_lr=end, decay_start=max(p.warmup_steps, round(0.8 * total)), **base)
+    if p.schedule == "constant_cooldown":  # constant, then a geometric cool-down over the last 10 %
+        return Schedule("wsd_exponential_decay", end_lr=end, decay_start=max(p.warmup_steps, round(0.9 * total)),
+                        **base)
+    if p.schedule == "two_stage":  # the peak LR, then a tenth of it from 75 % of the steps
+        return Schedule("two_stage", stage_a_steps=max(p.warmup_steps, round(0.75 * total)), lr_b=end, **base)
+    raise ValueError(f"unknown simulated schedule {p.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+
+
+SCHEDULES = ("cosine", "wsd", "constant_cooldown", "two_stage")
+
+
 @dataclass(frozen=True)
 class Plan:
     """One run to simulate (units: parameters, tokens, steps)."""
@@ -138,10 +172,18 @@ class Plan:
     lr: float
     status: str = "completed"
     fault: str | None = None
+    schedule: str = "cosine"  # a key of SCHEDULES
+    stop_frac: float = 1.0  # a run in flight stops at this fraction of its steps
+    offset: float = 0.0  # nats added to the whole curve (a planted off-track run)
 
 
 def _size_tag(n: float) -> str:
     return f"{n / 1e9:.3g}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
+
+
+def base_lr(n_params: float) -> float:
+    """Peak learning rate of a grid run with ``n_params`` parameters (3 significant digits)."""
+    return _round_sig(2e-3 * (n_params / 1e7) ** -0.25, 3)
 
 
 def _plan(run_id: str, index: int, n: float, tokens: float, cfg: SimConfig) -> Plan:
@@ -149,7 +191,7 @@ def _plan(run_id: str, index: int, n: float, tokens: float, cfg: SimConfig) -> P
     batch = 2 ** round(math.log2(tokens / cfg.target_steps))
     batch = int(min(max(batch, cfg.min_batch_tokens), cfg.max_batch_tokens))
     steps = max(round(tokens / batch), 10)
-    lr = _round_sig(2e-3 * (n / 1e7) ** -0.25, 3)
+    lr = base_lr(n)
     return Plan(run_id, index, n, float(steps * batch), batch, steps,
                  max(1, round(cfg.warmup_frac * steps)), lr)
 
@@ -159,7 +201,7 @@ _FAULT_POINTS = {"bad_row": (2, 1), "truncated": (3, 2), "resumed": (4, 3), "div
                  "diverged_silent": (2, 3), "killed": (4, 1)}
 # Extra runs: (run-id suffix, peak-LR multiplier, logged status).
 EXTRA_RUNS = {"truncated": ("rerun", 1, "completed"), "diverged": ("lr4x", 4, "diverged"),
-          "diverged_silent": ("lr6x", 6, "completed"), "killed": ("try1", 1, "running")}
+              "diverged_silent": ("lr6x", 6, "completed"), "killed": ("try1", 1, "running")}
 
 
 def family_plans(fam: int, name: str, cfg: SimConfig, faults: dict[str, int]) -> list[Plan]:
@@ -187,6 +229,10 @@ def family_plans(fam: int, name: str, cfg: SimConfig, faults: dict[str, int]) ->
         for n in np.geomspace(lo, hi, cfg.isoflop_points):
             n = _round_sig(n, 3)
             plans.append(_plan(f"{name}-{_size_tag(n)}-{tag}", len(plans), n, c / (6 * n), cfg))
+    if unknown := set(cfg.schedules) - set(SCHEDULES):
+        raise ValueError(f"unknown schedules {sorted(unknown)}; expected some of {', '.join(SCHEDULES)}")
+    plans = [replace(p, schedule=cfg.schedules[p.index % len(cfg.schedules)]) for p in plans]
+    grid = {key: plans[p.index] for key, p in grid.items()}
     for kind in FAULT_ORDER:
         if faults.get(kind) != fam:
             continue
@@ -197,5 +243,10 @@ def family_plans(fam: int, name: str, cfg: SimConfig, faults: dict[str, int]) ->
                                  lr=base.lr * lr_mult, status=status, fault=kind))
         else:
             plans[base.index] = replace(base, fault=kind)
+    for k, frac in enumerate(cfg.in_flight):  # the larger budgets, sizes from the middle of the ladder up
+        base = grid[(k + len(sizes) // 2) % len(sizes), len(budgets) - 1 - k % 2]
+        plans.append(replace(base, run_id=f"{base.run_id}-live{k}", index=len(plans), status="running",
+                             schedule=cfg.schedules[k % len(cfg.schedules)], stop_frac=frac,
+                             offset=cfg.off_track if k == len(cfg.in_flight) - 1 else 0.0))
     return plans
 

@@ -18,15 +18,15 @@ _RESTART_GAP_S = 900.0
 _RESUME_BUMP = 0.015  # relative train-loss bump on the first line after a resume
 
 
-def _last_at_most(steps: np.ndarray, limit: float) -> int:
+def last_at_most(steps: np.ndarray, limit: float) -> int:
     """Index of the last logged step <= ``limit``."""
     return int(np.searchsorted(steps, limit, side="right")) - 1
 
 
 def _resume(c: Rows, p: Plan) -> tuple[Rows, dict[str, Any]]:
     """Killed at ~60 %, resumed from the ~50 % checkpoint: steps in between logged twice."""
-    ckpt = _last_at_most(c.step, 0.5 * p.total_steps)
-    kill = _last_at_most(c.step, 0.6 * p.total_steps)
+    ckpt = last_at_most(c.step, 0.5 * p.total_steps)
+    kill = last_at_most(c.step, 0.6 * p.total_steps)
     first, second = c.take(np.arange(kill + 1)), c.take(np.arange(ckpt + 1, c.step.size))
     second.wall += c.wall[kill] + _RESTART_GAP_S - c.wall[ckpt]
     second.train[0] *= 1.0 + _RESUME_BUMP
@@ -62,13 +62,13 @@ def apply_fault(c: Rows, p: Plan, family: str) -> tuple[Rows, dict[str, Any]]:
     elif p.fault in ("diverged", "diverged_silent"):
         c, extra = _diverge(c, stop=p.fault == "diverged")
     elif p.fault == "killed":
-        c = c.take(np.arange(_last_at_most(c.step, 0.4 * p.total_steps) + 1))
+        c = c.take(np.arange(last_at_most(c.step, 0.4 * p.total_steps) + 1))
         extra = {"last_step": int(c.step[-1])}
     elif p.fault == "bad_row":  # a plain train row (not an eval) at ~30 % is damaged on disk
         index = int(np.flatnonzero(~c.is_eval & (c.step >= 0.3 * p.total_steps))[0])
         extra = {"step": int(c.step[index]), "field": "train_loss", "token": BAD_TOKEN}
     else:  # truncated: on disk, cut in the middle of the line of the ~60 % row
-        index = _last_at_most(c.step, 0.6 * p.total_steps)
+        index = last_at_most(c.step, 0.6 * p.total_steps)
         extra = {"complete_rows": index, "last_complete_step": int(c.step[index - 1]),
                  "cut_step": int(c.step[index])}
     return c, {**info, **extra}

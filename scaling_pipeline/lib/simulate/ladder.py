@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .design import EXTRA_RUNS, FAULT_ORDER, RUN_FIELDS, FamilyTruth, SimConfig, family_plans, family_truths, Plan
-from .faults import apply_fault
+from .design import (EXTRA_RUNS, FAULT_ORDER, RUN_FIELDS, SCHEDULE_FIELDS, FamilyTruth, Plan, SimConfig,
+                     family_plans, family_truths, schedule_of)
+from .faults import apply_fault, last_at_most
 from .loss import run_curve
 
 
@@ -28,15 +29,17 @@ class Ladder:
     faults: dict[str, Any]
     config: SimConfig
     seed: int
+    in_flight: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> what was planted
 
-
-
-def run_record(p: Plan, family: str) -> dict[str, Any]:
-    """The RUN_FIELDS of run ``p`` (unknown values NaN)."""
+def run_record(p: Plan, family: str, cfg: SimConfig) -> dict[str, Any]:
+    """The RUN_FIELDS of run ``p`` (unknown values NaN), then its schedule's SCHEDULE_FIELDS."""
+    schedule = schedule_of(p, cfg)
+    described = {name: np.nan if getattr(schedule, name) is None else getattr(schedule, name)
+                 for name in SCHEDULE_FIELDS}
     return {"run_id": p.run_id, "family": family, "n_params": p.n_params, "n_params_total": np.nan,
             "n_params_non_embedding": np.nan, "tokens_planned": p.tokens_planned,
             "batch_tokens": float(p.batch_tokens), "total_steps": p.total_steps, "warmup_steps": p.warmup_steps,
-            "schedule": "cosine", "status": p.status, "unique_tokens": np.nan, "lr": p.lr}
+            "schedule": schedule.kind, "status": p.status, "unique_tokens": np.nan, "lr": p.lr, **described}
 
 
 def _arrow_losses(values: np.ndarray, logged: np.ndarray) -> pd.arrays.ArrowExtensionArray:
@@ -63,12 +66,18 @@ def simulate_ladder(seed: int = 0, n_families: int = 6, config: SimConfig | None
     runs: list[dict[str, Any]] = []
     parts: list[pd.DataFrame] = []
     faults: dict[str, Any] = {}
+    in_flight: dict[str, dict[str, Any]] = {}
     for fam, truth in enumerate(truths):
         for p in family_plans(fam, truth.name, cfg, fault_family):
             curve = run_curve(truth, p, cfg, np.random.default_rng([seed, fam, p.index]))
             if p.fault:
                 curve, faults[p.fault] = apply_fault(curve, p, truth.name)
-            runs.append(run_record(p, truth.name))
+            if p.stop_frac < 1.0:
+                curve = curve.take(np.arange(last_at_most(curve.step, p.stop_frac * p.total_steps) + 1))
+                in_flight[p.run_id] = {"family": truth.name, "schedule": p.schedule, "last_step": int(curve.step[-1]),
+                                       "total_steps": p.total_steps, "offset": p.offset,
+                                       "law": float(truth.loss(p.n_params, p.tokens_planned))}
+            runs.append(run_record(p, truth.name, cfg))
             logged = np.ones(curve.step.size, dtype=bool)
             parts.append(pd.DataFrame({
                 "run_id": p.run_id, "family": truth.name, "step": curve.step.astype(np.int64),
@@ -77,15 +86,15 @@ def simulate_ladder(seed: int = 0, n_families: int = 6, config: SimConfig | None
                 "eval_loss": _arrow_losses(np.round(curve.eval, 6), curve.is_eval),
                 "lr": np.round(curve.lr, 10), "wall_time": np.round(curve.wall, 3)}))
     metrics = pd.concat(parts, ignore_index=True)
-    runs_df = pd.DataFrame(runs, columns=RUN_FIELDS)
+    runs_df = pd.DataFrame(runs, columns=[*RUN_FIELDS, *SCHEDULE_FIELDS])
     if runs_df["run_id"].duplicated().any():
         raise ValueError("the ladder design gives duplicate run ids: sizes or budgets too dense")
     if cfg.inject_faults:
-        faults["counts"] = _counts(runs_df, metrics, faults)
-    return Ladder(runs_df, metrics, {t.name: t for t in truths}, faults, cfg, seed)
+        faults["counts"] = _counts(runs_df, metrics, faults, len(in_flight))
+    return Ladder(runs_df, metrics, {t.name: t for t in truths}, faults, cfg, seed, in_flight)
 
 
-def _counts(runs: pd.DataFrame, metrics: pd.DataFrame, faults: dict[str, Any]) -> dict[str, Any]:
+def _counts(runs: pd.DataFrame, metrics: pd.DataFrame, faults: dict[str, Any], n_in_flight: int) -> dict[str, Any]:
     """Exact totals of the frames, for tests of ingest and clean."""
     extra = sorted(faults[kind]["run_id"] for kind in EXTRA_RUNS)
     train = metrics["train_loss"].to_numpy(dtype=float, na_value=np.nan)
@@ -93,5 +102,5 @@ def _counts(runs: pd.DataFrame, metrics: pd.DataFrame, faults: dict[str, Any]) -
             "families": int(runs["family"].nunique()),
             "duplicate_steps": int(metrics.duplicated(["run_id", "step"]).sum()),
             "nonfinite_train_rows": int((~np.isfinite(train)).sum()),
-            "extra_run_ids": extra, "scaling_points": len(runs) - len(extra)}
+            "extra_run_ids": extra, "scaling_points": len(runs) - len(extra) - n_in_flight}
 

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from .design import FamilyTruth, SimConfig, Plan
+from scaling_pipeline.lib.curves.laws import MultiPowerLaw
 
-def _anneal_left(steps: np.ndarray, p: Plan) -> np.ndarray:
-    """Part of the cosine decay still ahead: 1 up to the end of warm-up, 0 at the last step."""
-    span = max(p.total_steps - p.warmup_steps, 1)
-    progress = np.clip((steps - p.warmup_steps) / span, 0.0, 1.0)
-    return 0.5 * (1.0 + np.cos(np.pi * progress))
-
-
-def _lr(steps: np.ndarray, p: Plan, cfg: SimConfig) -> np.ndarray:
-    floor = cfg.final_lr_frac * p.lr
-    decay = floor + (p.lr - floor) * _anneal_left(steps, p)
-    return np.where(steps < p.warmup_steps, p.lr * steps / p.warmup_steps, decay)
-
+from .design import FamilyTruth, Plan, SimConfig, base_lr, schedule_of
 
 def lr_optimum(n_params: Any, cfg: SimConfig) -> Any:
     """The simulated optimal peak learning rate LR*(N) = c * N^-gamma (``cfg.lr_law``)."""
@@ -36,11 +25,32 @@ def _lr_penalty(p: Plan, cfg: SimConfig) -> float:
     return cfg.lr_penalty * math.log(p.lr / lr_optimum(p.n_params, cfg)) ** 2
 
 
-def _expected_loss(truth: FamilyTruth, p: Plan, steps: np.ndarray,
-                   cfg: SimConfig) -> np.ndarray:
-    """Noise-free loss (nats/token) at ``steps``; exactly L(N, D) (+ the LR penalty) at the last step."""
-    law = truth.loss(p.n_params, steps * float(p.batch_tokens))
-    loss = law + cfg.anneal_gap * (law - truth.E) * _anneal_left(steps, p) + _lr_penalty(p, cfg)
+def family_mpl(truth: FamilyTruth, cfg: SimConfig) -> tuple[float, float, float, float]:
+    """The loss-drop parameters (B, C, beta, gamma) of family ``truth``'s Multi-Power Law: shared by its
+    runs. B (nats/token per unit LR) makes the drop of a full decay at the middle of the ladder
+    ``cfg.anneal_gap`` of L - E there."""
+    n_mid = math.sqrt(cfg.n_min * cfg.n_max)
+    d_mid = n_mid * math.sqrt(cfg.tpp_min * cfg.tpp_max)
+    peak = base_lr(n_mid)
+    weight = cfg.anneal_gap * (truth.loss(n_mid, d_mid) - truth.E) / ((1.0 - cfg.final_lr_frac) * peak)
+    return (weight, *cfg.mpl_shape)
+
+
+def run_mpl(truth: FamilyTruth, p: Plan, cfg: SimConfig, lr: np.ndarray) -> MultiPowerLaw:
+    """The Multi-Power Law of run ``p`` with per-step LR ``lr`` (steps 0 … total_steps): the family's
+    loss drop; ``alpha`` = the family's data exponent beta and ``A`` = B_D·(peak LR / batch tokens)^beta,
+    so that at a constant LR the loss falls like B_D/D^beta; ``L0`` such that the loss at the planned
+    last step is exactly L(N, D) + the LR penalty + ``p.offset``."""
+    weight, c, beta, gamma = family_mpl(truth, cfg)
+    amplitude = truth.B * (p.lr / p.batch_tokens) ** truth.beta
+    shape = MultiPowerLaw(0.0, amplitude, truth.beta, weight, c, beta, gamma)
+    end = truth.loss(p.n_params, p.tokens_planned) + _lr_penalty(p, cfg) + p.offset
+    return replace(shape, L0=float(end - shape.predict([p.total_steps], lr)[0]))
+
+
+def _expected_loss(law: MultiPowerLaw, steps: np.ndarray, lr: np.ndarray, cfg: SimConfig) -> np.ndarray:
+    """Noise-free loss (nats/token) at ``steps``, squashed below log(vocab_size) above ``cap_start``."""
+    loss = law.predict(steps, lr)
     width = math.log(cfg.vocab_size) - cfg.cap_start
     squashed = cfg.cap_start + width * np.tanh((loss - cfg.cap_start) / width)
     return np.where(loss > cfg.cap_start, squashed, loss)
@@ -79,12 +89,13 @@ def _seconds_per_step(p: Plan, cfg: SimConfig) -> float:
 def run_curve(truth: FamilyTruth, p: Plan, cfg: SimConfig, rng: np.random.Generator) -> Rows:
     """Logged rows of a clean run: noisy losses (nats/token), LR, wall time (s since launch)."""
     steps, is_eval = _logged_steps(p, cfg)
-    mean = _expected_loss(truth, p, steps, cfg)
+    lr = schedule_of(p, cfg).lr(p.total_steps)
+    mean = _expected_loss(run_mpl(truth, p, cfg, lr), steps, lr, cfg)
     sigma = cfg.train_noise * (1.0 + 2.0 * np.exp(-steps / (0.05 * p.total_steps)))
     train = mean * np.exp(sigma * rng.standard_normal(steps.size))
     evals = mean * np.exp(cfg.eval_noise * rng.standard_normal(steps.size))
     jitter = np.exp(0.02 * rng.standard_normal(steps.size))
     gaps = np.diff(steps, prepend=0) * _seconds_per_step(p, cfg) * jitter
-    return Rows(steps, train, np.where(is_eval, evals, np.nan), is_eval, _lr(steps, p, cfg),
+    return Rows(steps, train, np.where(is_eval, evals, np.nan), is_eval, lr[steps],
                   30.0 + np.cumsum(gaps))
 

@@ -37,8 +37,10 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
     plus ``out_dir/runs.csv``. Rows are computed by DuckDB and streamed a few runs at a time (too
     many rows for pandas; ~1M rows in memory at a time).
 
-    Same loss model as :func:`simulate_ladder` (law + un-annealed excess, cosine LR, warm-up, squash
-    near log(vocab)), with deterministic noise hashed from (seed, run, step) instead of numpy draws."""
+    A closed-form stand-in for :func:`simulate_ladder`'s curve law (the Multi-Power Law's sums are
+    not SQL): ``L(N, t) + anneal_gap·(L(N, t) - E)·(cosine decay still ahead)``, cosine LR, warm-up,
+    squash near log(vocab); the final loss is ``L(N, D)`` as there. Deterministic noise hashed from
+    (seed, run, step) instead of numpy draws."""
     import duckdb  # noqa: PLC0415 - lazy: only benchmarks write at scale
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -56,7 +58,7 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
     runs = []
     for fam, truth in enumerate(family_truths(n_families, cfg)):
         for p in family_plans(fam, truth.name, cfg, {}):
-            runs.append({**run_record(p, truth.name), "E": truth.E, "A": truth.A, "B": truth.B,
+            runs.append({**run_record(p, truth.name, cfg), "E": truth.E, "A": truth.A, "B": truth.B,
                          "alpha": truth.alpha, "beta": truth.beta})
     plans = pd.DataFrame(runs).sort_values("run_id", ignore_index=True)
     out_dir = Path(out_dir)
