@@ -71,6 +71,7 @@ class Family:
     notes: list[str] = field(default_factory=list)  # what the stored data lack (stale fit, bootstrap rows)
     iso_budgets: list[tuple[float, bool]] = field(default_factory=list)  # (C, is an observed IsoFLOP slice)
     slices: list[dict[str, float]] = field(default_factory=list)  # model-free optimum of each observed slice
+    forecasts: dict[str, pd.DataFrame] = field(default_factory=dict)  # its rows of in_flight.load_forecasts
 
     @property
     def ok(self) -> bool:
@@ -138,7 +139,8 @@ def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Fami
         fit = frow.iloc[0].to_dict() if len(frow) else None
         f = Family(name=name, slug=slug_of[name], pts=pts.sort_values("flops"), fit=fit, P=None,
                    boot=np.empty((0, 5)), plans=inp.plans[inp.plans.family == name].sort_values("compute"),
-                   excl=inp.exclusions[inp.exclusions.family == name])
+                   excl=inp.exclusions[inp.exclusions.family == name],
+                   forecasts={k: t[t.family == name] for k, t in inp.forecasts.items()})
         if fit is not None:
             f.ci = loads_or(fit.get("ci"), {})
             f.diagnostics = loads_or(fit.get("diagnostics"), {})

@@ -14,6 +14,7 @@ from .family import Family
 from .figures import plot_fit, plot_frontier, plot_isoflop, plot_residuals
 from .formatting import (esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
                          plural)
+from .in_flight import in_flight_block
 
 _VERDICT_LABEL = {"ok": "fit OK", "caution": "use with care", "withheld": "PLAN WITHHELD", "failed": "FIT FAILED",
                   "missing": "NOT FITTED"}
@@ -73,6 +74,7 @@ def family_section(f: Family, out: Path) -> str:
             f"{esc(f.name)}'><figcaption>{caption}</figcaption></figure>" for kind, b64, caption in figs) + "</div>")
     if f.ok:
         parts.append(_plan_table(f))
+    parts.append(in_flight_block(f, out))
     parts.append(_exclusion_table(f.excl))
     return f"<section data-family='{esc(f.name)}'>" + "\n".join(parts) + "</section>"
 

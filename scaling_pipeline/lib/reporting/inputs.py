@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
 import pandas as pd
+
+from .in_flight import load_forecasts
 
 PARAMS = ("E", "A", "B", "alpha", "beta")  # the law's parameters, columns of fits.chinchilla and fits.bootstrap
 
@@ -33,6 +35,7 @@ class ReportInputs:
     plans: pd.DataFrame
     exclusions: pd.DataFrame
     quarantine: pd.DataFrame
+    forecasts: dict[str, pd.DataFrame] = field(default_factory=dict)  # in_flight.load_forecasts
 
 
 def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
@@ -51,6 +54,7 @@ def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
         plans=q("SELECT * FROM plans.allocations ORDER BY family, compute", "plans"),
         exclusions=q("SELECT * FROM clean.exclusions ORDER BY family, run_id, kind", "exclusions"),
         quarantine=q("SELECT * FROM raw.quarantine ORDER BY source_path, location", "quarantine"),
+        forecasts=load_forecasts(con),
     )
 
 
@@ -70,4 +74,4 @@ def normalised(inputs: ReportInputs) -> ReportInputs:
     return ReportInputs(points=norm(inputs.points, "points"), fits=norm(inputs.fits, "fits"),
                         bootstrap=norm(inputs.bootstrap, "bootstrap"), plans=norm(inputs.plans, "plans"),
                         exclusions=norm(inputs.exclusions, "exclusions"),
-                        quarantine=norm(inputs.quarantine, "quarantine"))
+                        quarantine=norm(inputs.quarantine, "quarantine"), forecasts=inputs.forecasts)
