@@ -12,7 +12,9 @@ evaluated by :class:`~scaling_pipeline.lib.laws.Chinchilla`) at the run's planne
 a forecast further from it than the forecast's and the law's own uncertainty allow (``z·sqrt(σ_F² + σ_law²)``,
 σ_law the RMS of the law's residuals at the family's points) is ``off_track``, with a sentence saying what to
 check. Backtest: completed runs not used in the family fit, cut at :data:`CUTS` of their steps, forecast and
-compared with their final loss (``clean.points``). A run whose curve cannot be used (no LR and no described
+compared with their final loss (``clean.points``). N of a run in flight is its ``n_params`` (else its
+non-embedding, else its total count), D its ``tokens_planned`` (else total_steps × batch_tokens). Only
+families with a run in flight are fitted and backtested. A run whose curve cannot be used (no LR and no described
 schedule, too few points, ...) is listed in ``forecasts.exclusions`` with the reason; nothing else changes.
 """
 
@@ -34,7 +36,7 @@ from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule
 from scaling_pipeline.lib.laws import Chinchilla
 
-__all__ = ["CUTS", "LEVEL", "ForecastSummary", "forecast_families", "ensure_forecast_tables"]
+__all__ = ["CUTS", "LEVEL", "FORECAST_DDL", "ForecastSummary", "forecast_families"]
 
 LEVEL = 0.9  # two-sided level of the forecast intervals
 CUTS = (0.25, 0.5, 0.75)  # backtest: fractions of a completed run's steps it is cut at
@@ -72,13 +74,6 @@ class ForecastSummary:
     excluded: dict[str, str] = field(default_factory=dict)  # run_id -> reason
     backtest_rows: int = 0
     families: list[str] = field(default_factory=list)
-
-
-def ensure_forecast_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the (empty) ``forecasts`` tables."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS forecasts")
-    for ddl in FORECAST_DDL.values():
-        con.execute(ddl)
 
 
 def _schedule(run: Any) -> Schedule | None:
@@ -150,7 +145,10 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
                       max_backtest_runs: int = MAX_BACKTEST_RUNS, every_family: bool = False) -> ForecastSummary:
     """Rebuild the ``forecasts`` tables from ``clean`` and ``fits.chinchilla`` in one transaction. Only families
     with a run in flight get a curve law and a backtest, unless ``every_family`` (benchmarks)."""
-    runs = con.execute("""SELECT r.*, x.extra FROM clean.runs r LEFT JOIN (
+    runs = con.execute("""SELECT r.* REPLACE (coalesce(r.n_params, r.n_params_non_embedding, r.n_params_total) AS n_params,
+                                     coalesce(r.tokens_planned, r.total_steps * r.batch_tokens) AS tokens_planned),
+                                 x.extra
+                          FROM clean.runs r LEFT JOIN (
                               SELECT run_id, min(extra) AS extra FROM raw.runs GROUP BY run_id) x USING (run_id)
                           ORDER BY r.family, r.n_params, r.tokens_planned, r.run_id""").df()
     in_flight = {r for (r,) in con.execute("SELECT run_id FROM clean.exclusions WHERE kind = 'run' AND reason = ?",
@@ -310,25 +308,19 @@ def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: fl
 
 def _write(con: duckdb.DuckDBPyConnection, out: dict[str, list]) -> None:
     """Replace every forecasts table in one transaction."""
-    probe = duckdb.connect()
-    probe.execute("CREATE SCHEMA forecasts")
-    frames = {}
-    for name, ddl in FORECAST_DDL.items():
-        probe.execute(ddl)
-        columns = [d[0] for d in probe.execute(f"SELECT * FROM forecasts.{name} LIMIT 0").description]
-        rows = out[name]
-        frame = pd.concat(rows, ignore_index=True) if rows and isinstance(rows[0], pd.DataFrame) else pd.DataFrame(rows)
-        frames[name] = frame.reindex(columns=columns)
-    probe.close()
     con.execute("CREATE SCHEMA IF NOT EXISTS forecasts")
     con.execute("BEGIN")
     try:
         for name, ddl in FORECAST_DDL.items():
             con.execute(ddl)
-            if len(frames[name]):
-                con.register("frame", frames[name])
-                con.execute(f"INSERT INTO forecasts.{name} SELECT * FROM frame")
-                con.unregister("frame")
+            rows = out[name]
+            if not rows:
+                continue
+            columns = [d[0] for d in con.execute(f"SELECT * FROM forecasts.{name} LIMIT 0").description]
+            frame = pd.concat(rows, ignore_index=True) if isinstance(rows[0], pd.DataFrame) else pd.DataFrame(rows)
+            con.register("frame", frame.reindex(columns=columns))
+            con.execute(f"INSERT INTO forecasts.{name} SELECT * FROM frame")
+            con.unregister("frame")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
