@@ -20,6 +20,7 @@ LADDER = SimConfig(n_sizes=5, n_budgets=4, isoflop_flops=None, log_points=60, in
                    schedules=("cosine", "wsd", "constant_cooldown", "two_stage"), in_flight=(0.3, 0.5, 0.7),
                    off_track=0.15)
 PLANTED = "atlas-140M-tpp160-live0"  # the in-flight run whose LR log and schedule description are removed
+DESCRIBED = "boreal-140M-tpp160-live0"  # an in-flight run whose LR log is removed: its manifest describes it
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,9 @@ def forecast(tmp_path_factory) -> tuple[duckdb.DuckDBPyConnection, dict, object]
     root = tmp_path_factory.mktemp("forecast")
     summary = write_demo(root / "logs", seed=2, fmt="csv", n_families=2, config=LADDER)
     truth = json.loads(summary.truth_path.read_text())
-    metrics = root / "logs" / "csv" / f"{PLANTED}.csv"
-    pd.read_csv(metrics).drop(columns="lr").to_csv(metrics, index=False)
+    for run_id in (PLANTED, DESCRIBED):
+        metrics = root / "logs" / "csv" / f"{run_id}.csv"
+        pd.read_csv(metrics).drop(columns="lr").to_csv(metrics, index=False)
     manifest = root / "logs" / "csv" / "runs.csv"
     runs = pd.read_csv(manifest)
     runs.loc[runs.run_id == PLANTED, "schedule"] = None
@@ -55,6 +57,9 @@ def test_every_run_in_flight_gets_a_forecast_or_an_exclusion(forecast):
     assert con.execute("SELECT reason FROM clean.exclusions WHERE run_id = ? AND kind = 'run'", [PLANTED]).fetchall() == [
         ("incomplete_schedule",)]
     assert summary.excluded == {PLANTED: NO_CURVE}
+    # without a logged LR the manifest's schedule (kind, peak LR, warm-up, total steps, end LR) is the LR
+    assert con.execute("SELECT schedule FROM forecasts.in_flight WHERE run_id = ?", [DESCRIBED]).fetchall() == [
+        ("cosine",)]
 
 
 def test_the_planted_off_track_run_is_flagged_and_the_others_are_not(forecast):
