@@ -223,7 +223,12 @@ def _shifted(f, offset: float):
 def _end_offset(runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyCurves, level: float) -> float:
     """Mean of (final loss in clean.points - the run's fitted curve at its last step) over the family-fit runs
     (nats): the final loss is often an eval loss, the curve a train loss (a generalisation gap)."""
-    gaps = [float(points.at[run.run_id, "loss"]) - forecast_run(full, full.lr, fam, level).loss for run, full in runs]
+    gaps = []
+    for run, full in runs:
+        try:
+            gaps.append(float(points.at[run.run_id, "loss"]) - forecast_run(full, full.lr, fam, level).loss)
+        except CurveError:  # a curve the family law does not fit (A <= 0): no gap from it
+            continue
     return float(np.mean(gaps)) if gaps else 0.0
 
 
