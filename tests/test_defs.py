@@ -24,12 +24,14 @@ EXPECTED_GRAPH = {
     "clean/lr_scaling": ["clean/lr_optima"],
     "fits/chinchilla": ["clean/points"],
     "plans/allocations": ["fits/chinchilla"],
-    "reports/planning_report": ["clean/exclusions", "clean/points", "fits/chinchilla", "plans/allocations",
-                                "raw/quarantine"],
+    "reports/planning_report": ["clean/exclusions", "clean/points", "fits/chinchilla", "forecasts/in_flight",
+                                "plans/allocations", "raw/quarantine"],
+    "forecasts/in_flight": ["clean/exclusions", "clean/points", "fits/chinchilla"],
 }
 EXPECTED_CHECKS = {("clean/steps", "steps_unique"), ("clean/steps", "steps_finite"), ("clean/points", "points_valid"),
                    ("fits/chinchilla", "fits_finite"), ("fits/chinchilla", "fits_publishable"),
-                   ("plans/allocations", "plans_consistent")}
+                   ("plans/allocations", "plans_consistent"), ("forecasts/in_flight", "forecasts_valid"),
+                   ("forecasts/in_flight", "runs_on_track")}
 
 
 def test_definitions_graph_snapshot():
@@ -42,7 +44,8 @@ def test_definitions_graph_snapshot():
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == EXPECTED_CHECKS
     blocking = {spec.name for ad in graph.assets_defs for spec in ad.check_specs if spec.blocking}
-    assert blocking == {"steps_unique", "steps_finite", "points_valid", "fits_finite", "plans_consistent"}
+    assert blocking == {"steps_unique", "steps_finite", "points_valid", "fits_finite", "plans_consistent",
+                        "forecasts_valid"}
     defs.resolve_implicit_global_asset_job_def()  # the whole graph is one valid job
 
 
@@ -75,7 +78,7 @@ def _rows(m: Materialized, sql: str, params=None) -> list[tuple]:
 
 def _snapshot(m: Materialized) -> dict:
     tables = ["raw.metrics", "raw.runs", "raw.quarantine", "clean.steps", "clean.points", "clean.exclusions",
-              "plans.allocations"]
+              "plans.allocations", "forecasts.in_flight", "forecasts.backtest", "forecasts.exclusions"]
     snap = {t: _rows(m, f"SELECT * EXCLUDE (quarantined_at) FROM {t} ORDER BY ALL" if t == "raw.quarantine"
                      else f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
     snap["fits"] = _rows(m, "SELECT * EXCLUDE (fitted_at, fit_seconds) FROM fits.chinchilla ORDER BY family")

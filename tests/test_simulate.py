@@ -15,7 +15,7 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 from scaling_pipeline.lib.schema import METRIC_COLUMNS, RUN_COLUMNS
-from scaling_pipeline.lib.simulate import (DEFAULT_TRUTHS, FAULT_ORDER, Ladder, SimConfig,
+from scaling_pipeline.lib.simulate import (DEFAULT_TRUTHS, FAULT_ORDER, SCHEDULE_FIELDS, Ladder, SimConfig,
                                            simulate_ladder, write_demo)
 
 SMALL = SimConfig(n_sizes=5, n_budgets=4, isoflop_flops=None, log_points=40)
@@ -56,7 +56,9 @@ def test_same_seed_same_frames_other_seed_other_noise(ladder):
 
 
 def test_frames_follow_the_schema_and_the_ladder_design(ladder):
-    assert list(ladder.runs.columns) == [n for n, _ in RUN_COLUMNS if n not in ("extra", "location")]
+    # the schema's run columns, then the schedule description (end LR etc.), which ingest keeps in `extra`
+    assert list(ladder.runs.columns) == [*(n for n, _ in RUN_COLUMNS if n not in ("extra", "location")),
+                                         *SCHEDULE_FIELDS]
     assert list(ladder.metrics.columns) == [n for n, _ in METRIC_COLUMNS if n != "record"]
     runs, m = ladder.runs, ladder.metrics
     assert runs["run_id"].is_unique and set(m["run_id"]) == set(runs["run_id"])
@@ -375,3 +377,36 @@ def test_scale_logs_ingest_cleanly_and_fit_to_the_truth(tmp_path: Path, fmt: str
     assert [f for f, *_ in fits] == ["atlas", "boreal", "cirrus"]
     for family, alpha, beta in fits:
         assert abs(alpha - truth[family].alpha) < 0.03 and abs(beta - truth[family].beta) < 0.03, (family, alpha, beta)
+
+
+# ------------------------------------------------------------------ schedules under a known curve law
+
+MIXED_SCHEDULES = replace(SMALL, inject_faults=False, schedules=("cosine", "wsd", "constant_cooldown", "two_stage"),
+                          in_flight=(0.3, 0.6), off_track=0.2, eval_noise=0.0, train_noise=0.0)
+
+
+def test_every_schedule_is_described_in_the_manifest_and_ends_at_the_truth():
+    from scaling_pipeline.lib.curves.schedule import Schedule
+
+    ladder = simulate_ladder(seed=1, n_families=2, config=MIXED_SCHEDULES)
+    runs = ladder.runs.set_index("run_id")
+    assert set(runs["schedule"]) == {"cosine", "wsd_linear_decay", "wsd_exponential_decay", "two_stage"}
+    m = ladder.metrics
+    for run_id, g in m.groupby("run_id"):
+        r = runs.loc[run_id]
+        spec = {k: r[k] for k in ("warmup_steps", "total_steps", *SCHEDULE_FIELDS) if not pd.isna(r[k])}
+        lr = Schedule.from_mapping({**spec, "kind": r["schedule"], "peak_lr": r["lr"]}, run_id).lr(int(r["total_steps"]))
+        assert np.allclose(g["lr"], lr[g["step"]], rtol=0, atol=1e-10), run_id  # the manifest rebuilds the log
+        assert lr[-1] == pytest.approx(0.1 * r["lr"])
+        final = losses(g, "eval_loss")[-1]
+        law = ladder.truth[r["family"]].loss(r["n_params"], r["tokens_planned"])
+        if run_id in ladder.in_flight:  # stopped part-way; the manifest keeps the planned end
+            live = ladder.in_flight[run_id]
+            assert r["status"] == "running" and g["step"].max() == live["last_step"] < r["total_steps"]
+            assert live["law"] == pytest.approx(law)
+        else:  # noise-free: the end of every schedule is exactly L(N, D)
+            assert final == pytest.approx(law, abs=1e-4), run_id
+    assert len(ladder.in_flight) == 4
+    assert sorted(v["offset"] for v in ladder.in_flight.values()) == [0.0, 0.0, 0.2, 0.2]
+    fractions = sorted(v["last_step"] / v["total_steps"] for v in ladder.in_flight.values())
+    assert 0.25 < fractions[0] <= 0.3 and 0.55 < fractions[-1] <= 0.6

@@ -12,6 +12,7 @@ from scaling_pipeline.lib.reporting.why import settings_used
 from .allocate import PLANS_ALLOCATIONS
 from .clean import CLEAN_EXCLUSIONS, CLEAN_POINTS
 from .fit import FITS_CHINCHILLA
+from .forecasts import FORECASTS_IN_FLIGHT
 from .ingest import RAW_QUARANTINE
 from .pool import POOL
 from .resources import PipelineSettings, resolved, warehouse
@@ -19,7 +20,8 @@ from .resources import PipelineSettings, resolved, warehouse
 PLANNING_REPORT = dg.AssetKey(["reports", "planning_report"])
 
 
-@dg.asset(key=PLANNING_REPORT, deps=[PLANS_ALLOCATIONS, FITS_CHINCHILLA, CLEAN_POINTS, CLEAN_EXCLUSIONS, RAW_QUARANTINE],
+@dg.asset(key=PLANNING_REPORT, deps=[PLANS_ALLOCATIONS, FITS_CHINCHILLA, CLEAN_POINTS, CLEAN_EXCLUSIONS, RAW_QUARANTINE,
+                                 FORECASTS_IN_FLIGHT],
           group_name="reports", kinds={"html"}, pool=POOL)
 def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
     """Self-contained HTML report with figures, allocation tables and exclusions."""

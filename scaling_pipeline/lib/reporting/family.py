@@ -74,6 +74,7 @@ class Family:
     slices: list[dict[str, float]] = field(default_factory=list)  # model-free optimum of each observed slice
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # loss vs tokens of its fitted runs
     lr: dict[str, pd.DataFrame] = field(default_factory=dict)  # its rows of clean.lr_sweeps/_optima/_scaling
+    forecasts: dict[str, pd.DataFrame] = field(default_factory=dict)  # its rows of in_flight.load_forecasts
 
     @property
     def ok(self) -> bool:
@@ -143,7 +144,8 @@ def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Fami
                    boot=np.empty((0, 5)), plans=inp.plans[inp.plans.family == name].sort_values("compute"),
                    excl=inp.exclusions[inp.exclusions.family == name], curves=inp.curves[inp.curves.family == name],
                    lr={k: v[v.family == name] for k, v in (("sweeps", inp.lr_sweeps), ("optima", inp.lr_optima),
-                                                           ("scaling", inp.lr_scaling))})
+                                                           ("scaling", inp.lr_scaling))},
+                   forecasts={k: t[t.family == name] for k, t in inp.forecasts.items()})
         if fit is not None:
             f.ci = intervals(fit)
             f.diagnostics = loads_or(fit.get("diagnostics"), {})

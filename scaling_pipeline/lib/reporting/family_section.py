@@ -16,6 +16,7 @@ from .exports import plan_exports
 from .figures_plan import plan_figures
 from .formatting import (esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
                          plural, prose)
+from .in_flight import in_flight_block
 
 _VERDICT_LABEL = {"ok": "fit OK", "caution": "use with care", "withheld": "PLAN WITHHELD", "failed": "FIT FAILED",
                   "missing": "NOT FITTED"}
@@ -76,6 +77,7 @@ def family_section(f: Family, out: Path) -> str:
             f"{esc(f.name)}'><figcaption>{caption}</figcaption></figure>" for kind, b64, caption in figs) + "</div>")
     if f.ok:
         parts.append(_plan_table(f) + plan_exports(f, out))
+    parts.append(in_flight_block(f, out))
     parts.append(_exclusion_table(f.excl))
     return f"<section data-family='{esc(f.name)}'>" + "\n".join(parts) + "</section>"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -11,6 +11,8 @@ import pandas as pd
 from scaling_pipeline.lib.tables import (CLEAN_EXCLUSIONS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS,
                                          CLEAN_POINTS, FITS_BOOTSTRAP, FITS_CHINCHILLA, LAW_PARAMS, PLANS_ALLOCATIONS,
                                          RAW_QUARANTINE)
+
+from .in_flight import load_forecasts
 
 PARAMS = LAW_PARAMS  # the law's parameters, columns of fits.chinchilla and fits.bootstrap
 
@@ -47,6 +49,7 @@ class ReportInputs:
     lr_sweeps: pd.DataFrame | None = None  # clean.lr_sweeps, clean.lr_optima, clean.lr_scaling
     lr_optima: pd.DataFrame | None = None
     lr_scaling: pd.DataFrame | None = None
+    forecasts: dict[str, pd.DataFrame] = field(default_factory=dict)  # in_flight.load_forecasts
 
 
 def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
@@ -69,6 +72,7 @@ def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
         lr_sweeps=q("SELECT * FROM clean.lr_sweeps ORDER BY family, n_params, n_tokens, lr", "lr_sweeps"),
         lr_optima=q("SELECT * FROM clean.lr_optima ORDER BY family, n_params, n_tokens", "lr_optima"),
         lr_scaling=q("SELECT * FROM clean.lr_scaling ORDER BY family", "lr_scaling"),
+        forecasts=load_forecasts(con),
     )
 
 
@@ -89,4 +93,5 @@ def normalised(inputs: ReportInputs) -> ReportInputs:
                         bootstrap=norm(inputs.bootstrap, "bootstrap"), plans=norm(inputs.plans, "plans"),
                         exclusions=norm(inputs.exclusions, "exclusions"),
                         quarantine=norm(inputs.quarantine, "quarantine"), curves=norm(inputs.curves, "curves"),
-                        **{k: norm(getattr(inputs, k), k) for k in ("lr_sweeps", "lr_optima", "lr_scaling")})
+                        **{k: norm(getattr(inputs, k), k) for k in ("lr_sweeps", "lr_optima", "lr_scaling")},
+                        forecasts=inputs.forecasts)
