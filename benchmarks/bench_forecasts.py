@@ -46,7 +46,7 @@ def run(logs: Path, db: Path) -> dict:
     with duckdb.connect(str(db)) as con:
         ingest(logs, con)
         clean(con)
-        fit_families(con, FitSettings(n_boot=0))
+        fit_families(con, FitSettings(bootstrap=0))
         t0 = time.perf_counter()
         summary = forecast_families(con, every_family=True)
         seconds = time.perf_counter() - t0

@@ -133,7 +133,7 @@ def test_groups_match_key_prefixes_and_tables_have_schemas():
     graph = defs.resolve_asset_graph()
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {k: k.split("/")[0] for k in EXPECTED_GRAPH}
-    assert set(groups.values()) == {"raw", "clean", "fits", "plans", "reports"}
+    assert set(groups.values()) == {"raw", "clean", "fits", "plans", "forecasts", "reports"}
     for key in EXPECTED_GRAPH:
         if key.startswith("reports/"):
             continue

@@ -38,7 +38,7 @@ def forecast(tmp_path_factory) -> tuple[duckdb.DuckDBPyConnection, dict, object]
     con = duckdb.connect(str(root / "warehouse.duckdb"))
     ingest(root / "logs", con)
     clean(con)
-    fit_families(con, FitSettings(n_boot=0))
+    fit_families(con, FitSettings(bootstrap=0))
     result = forecast_families(con)
     yield con, truth, result
     con.close()

@@ -121,13 +121,13 @@ def report_index(tmp_path_factory) -> Path:
     with duckdb.connect(str(work / "w.duckdb")) as con:
         ingest(work / "logs", con)
         clean(con)
-        fit_families(con, FitSettings(n_boot=8))
+        fit_families(con, FitSettings(bootstrap=8))
         plan_families(con)
         long = "UPDATE clean.points SET run_id = run_id || ? WHERE family = 'atlas' AND n_params < 1e8"
         con.execute(long, ["-resumed-after-preemption-on-node-17-of-the-shared-pool"])
         render_report(load_inputs(con), work / "reports", date=dt.date(2026, 1, 5))
         con.execute(long, ["-then-rerun"])  # every small atlas run is dropped and added under a new long id
-        fit_families(con, FitSettings(n_boot=8))
+        fit_families(con, FitSettings(bootstrap=8))
         plan_families(con)
         return render_report(load_inputs(con), work / "reports", date=dt.date(2026, 1, 6))
 

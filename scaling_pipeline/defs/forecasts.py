@@ -3,22 +3,26 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from scaling_pipeline.lib.forecast import forecast_families
+from scaling_pipeline.lib import tables as T
 
 from .clean import CLEAN_EXCLUSIONS, CLEAN_POINTS, rows_check
 from .fit import FITS_CHINCHILLA
 from .pool import POOL
 from .resources import warehouse
+from .tables import asset_key, table_metadata, table_spec
 
-FORECASTS_IN_FLIGHT = dg.AssetKey(["forecasts", "in_flight"])
+FORECASTS_IN_FLIGHT = asset_key(T.FORECASTS_IN_FLIGHT)
+_SPEC = table_spec(T.FORECASTS_IN_FLIGHT)
 
 
-@dg.asset(key=FORECASTS_IN_FLIGHT, deps=[CLEAN_POINTS, CLEAN_EXCLUSIONS, FITS_CHINCHILLA], group_name="forecasts",
-          kinds={"duckdb", "scipy"}, pool=POOL)
+@dg.asset(key=FORECASTS_IN_FLIGHT, deps=[CLEAN_POINTS, CLEAN_EXCLUSIONS, FITS_CHINCHILLA], group_name=_SPEC.group_name,
+          kinds={"duckdb", "scipy"}, metadata=_SPEC.metadata, pool=POOL)
 def in_flight(duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Every run that has not reached its planned end: its final loss forecast from its curve so far and the
     family's shared curve law, a 90% interval, the family law's L(N, D) and a flag (``off_track`` with what to
     check). Also forecasts.backtest (completed runs cut at 25/50/75%), forecasts.curves, forecasts.exclusions."""
+    from scaling_pipeline.lib.forecast import forecast_families  # scipy: loaded by the run, not by the code location
+
     with warehouse(duckdb) as con:
         summary = forecast_families(con)
         table = con.execute("""SELECT family, run_id, round(progress, 2) AS progress, round(forecast, 4) AS forecast,
@@ -27,7 +31,8 @@ def in_flight(duckdb: DuckDBResource) -> dg.MaterializeResult:
         backtest = con.execute("""SELECT cut, count(*) AS runs, round(avg(abs(rel_error)), 5) AS mean_abs_rel_error,
                                          round(avg(covered::INT), 3) AS coverage
                                   FROM forecasts.backtest GROUP BY cut ORDER BY cut""").df()
-    return dg.MaterializeResult(metadata={
+        tables = table_metadata(con, T.FORECASTS_IN_FLIGHT)
+    return dg.MaterializeResult(metadata={**tables,
         "forecasts": summary.forecasts, "off_track": dg.MetadataValue.json(summary.off_track),
         "excluded": dg.MetadataValue.json(summary.excluded),
         "runs": dg.MetadataValue.md(table.to_markdown(index=False)),

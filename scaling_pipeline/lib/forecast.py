@@ -34,9 +34,10 @@ from scaling_pipeline.lib.cleaning import INCOMPLETE
 from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule
+from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.laws import Chinchilla
 
-__all__ = ["CUTS", "LEVEL", "FORECAST_DDL", "ForecastSummary", "forecast_families"]
+__all__ = ["CUTS", "LEVEL", "ForecastSummary", "forecast_families"]
 
 LEVEL = 0.9  # two-sided level of the forecast intervals
 CUTS = (0.25, 0.5, 0.75)  # backtest: fractions of a completed run's steps it is cut at
@@ -45,22 +46,6 @@ MAX_BACKTEST_RUNS = 10  # completed runs per family the backtest cuts
 SCHEDULE_EXTRAS = ("end_lr", "decay_start", "stage_a_steps", "lr_b")  # schedule keys a manifest keeps in extra
 BAND_POINTS = 60  # steps per run in forecasts.curves
 
-# The forecasts schema (moves to the table registry at merge).
-FORECAST_DDL = {
-    "in_flight": """CREATE OR REPLACE TABLE forecasts.in_flight (family VARCHAR, run_id VARCHAR, n_params DOUBLE,
-        n_tokens DOUBLE, last_step BIGINT, total_steps BIGINT, progress DOUBLE, schedule VARCHAR, forecast DOUBLE,
-        lo DOUBLE, hi DOUBLE, level DOUBLE, sigma DOUBLE, law DOUBLE, tolerance DOUBLE, deviation DOUBLE,
-        flag VARCHAR, message VARCHAR, n_points BIGINT, curve_law VARCHAR)""",
-    "curves": """CREATE OR REPLACE TABLE forecasts.curves (family VARCHAR, run_id VARCHAR, step BIGINT, lr DOUBLE,
-        fitted DOUBLE, lo DOUBLE, hi DOUBLE)""",
-    "backtest": """CREATE OR REPLACE TABLE forecasts.backtest (family VARCHAR, run_id VARCHAR, cut DOUBLE,
-        cut_step BIGINT, total_steps BIGINT, forecast DOUBLE, lo DOUBLE, hi DOUBLE, actual DOUBLE, error DOUBLE,
-        rel_error DOUBLE, covered BOOLEAN)""",
-    "exclusions": """CREATE OR REPLACE TABLE forecasts.exclusions (family VARCHAR, run_id VARCHAR, reason VARCHAR,
-        detail VARCHAR)""",
-    "families": """CREATE OR REPLACE TABLE forecasts.families (family VARCHAR, n_curves BIGINT, n_points BIGINT,
-        rms DOUBLE, end_sigma DOUBLE, end_offset DOUBLE, shared VARCHAR, status VARCHAR, detail VARCHAR)""",
-}
 # exclusion reasons
 NO_CURVE = "no_curve_fit"  # no LR and no described schedule, or an unusable series
 NO_PLANNED_SCHEDULE = "schedule_not_described"  # in flight: the LR after the last logged step is unknown
@@ -161,7 +146,7 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
     fits = {r.family: r for r in con.execute(
         "SELECT family, E, A, B, alpha, beta FROM fits.chinchilla WHERE status = 'ok'").df().itertuples(index=False)}
     z = float(norm.ppf(0.5 + level / 2))
-    out: dict[str, list] = {name: [] for name in FORECAST_DDL}
+    out: dict[str, list] = {t.name.split(".", 1)[1]: [] for t in T.FORECASTS}
     summary = ForecastSummary()
 
     def exclude(run: Any, reason: str, detail: str) -> None:
@@ -313,20 +298,10 @@ def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: fl
 
 def _write(con: duckdb.DuckDBPyConnection, out: dict[str, list]) -> None:
     """Replace every forecasts table in one transaction."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS forecasts")
-    con.execute("BEGIN")
-    try:
-        for name, ddl in FORECAST_DDL.items():
-            con.execute(ddl)
-            rows = out[name]
-            if not rows:
-                continue
-            columns = [d[0] for d in con.execute(f"SELECT * FROM forecasts.{name} LIMIT 0").description]
-            frame = pd.concat(rows, ignore_index=True) if isinstance(rows[0], pd.DataFrame) else pd.DataFrame(rows)
-            con.register("frame", frame.reindex(columns=columns))
-            con.execute(f"INSERT INTO forecasts.{name} SELECT * FROM frame")
-            con.unregister("frame")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    with T.transaction(con):
+        for table in T.FORECASTS:
+            T.replace(con, table)
+            rows = out[table.name.split(".", 1)[1]]
+            if rows:
+                frame = pd.concat(rows, ignore_index=True) if isinstance(rows[0], pd.DataFrame) else pd.DataFrame(rows)
+                T.insert_frame(con, table, frame.reindex(columns=table.names))

@@ -1,85 +1,13 @@
-"""Every warehouse table in one place: name, columns (name, DuckDB type, description), primary key and
-DDL; plus the one transaction helper (connections that wait for a locked file:
-:mod:`scaling_pipeline.lib.connection`).
-
-Kinds of table (``Table.kind``):
-
-* ``RAW``: the ingested source data (``raw.*``). Created if absent and never dropped: an older layout
-  only gains the columns it lacks.
-* ``KEPT``: derived tables updated in place (``fits.*``: unchanged families are not refit). Created if
-  absent; when a stored layout differs from the registry's, the tables created together are dropped and
-  rebuilt (derived data, recomputed on the next run).
-* ``REBUILT``: derived tables written from scratch on every run (``clean.*``, ``plans.*``).
-
-Writers call :func:`create` (``RAW``/``KEPT``) or :func:`replace` (``REBUILT``) and never write DDL
-themselves; the Dagster layer builds each asset's column schema from the same :class:`Table`.
-
-Adding a table (about five lines): append ``Table("schema.name", "what a row is", [Column(...), ...],
-key=(...), kind=KEPT)`` to ``TABLES`` below, bind it to a constant (``FITS_X = TABLES["fits.x"]``), and
-call ``create(con, FITS_X)`` / ``replace(con, FITS_X)`` in its writer; write rows with
-``insert_frame(con, FITS_X, frame)``.
-
-Units: tokens in tokens, losses in nats per token, FLOPs in floating-point operations, times in seconds.
-"""
+"""Every warehouse table: its name, columns (name, DuckDB type, description), key and kind; and the typed
+interval columns of the fits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
-import duckdb
 import numpy as np
-import pandas as pd
 
-RAW, KEPT, REBUILT = "raw", "kept", "rebuilt"
-
-
-class Column(NamedTuple):
-    name: str
-    type: str  # DuckDB type
-    description: str
-    default: str = ""  # SQL default expression ("": none)
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str  # schema-qualified, e.g. "fits.chinchilla"
-    description: str
-    columns: tuple[Column, ...]
-    key: tuple[str, ...] = ()  # primary key (enforced); () when rows have no unique identity
-    kind: str = REBUILT
-
-    @property
-    def schema(self) -> str:
-        return self.name.split(".", 1)[0]
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def pairs(self, *, without: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-        """(name, type) of the columns, in order, leaving out ``without``."""
-        return [(c.name, c.type) for c in self.columns if c.name not in without]
-
-    def ddl(self, how: str = "CREATE TABLE IF NOT EXISTS") -> str:
-        cols = [(c.name, f"{c.type} DEFAULT {c.default}" if c.default else c.type) for c in self.columns]
-        return ddl(self.name, cols, how=how, key=self.key)
-
-
-def ddl(table: str, columns: list[tuple[str, str]], *, how: str = "CREATE TABLE IF NOT EXISTS",
-        key: tuple[str, ...] = ()) -> str:
-    """``<how> table (columns[, PRIMARY KEY (key)])``: the one place a CREATE statement is written."""
-    cols = [f'"{name}" {typ}' for name, typ in columns]
-    if key:
-        cols.append(f"PRIMARY KEY ({', '.join(key)})")
-    return f"{how} {table} ({', '.join(cols)})"
-
-
-def _cols(*spec: tuple[str, ...]) -> tuple[Column, ...]:
-    return tuple(Column(*c) for c in spec)
-
+from .core import KEPT, RAW, Column, Table, _cols
 
 # --- raw: what the readers produced -----------------------------------------------------------------
 _METRICS = _cols(
@@ -279,6 +207,47 @@ _TABLES = [
         ("publishable", "BOOLEAN", "within the extrapolation limit"),
         ("param_convention", "VARCHAR", "parameter count used as N: total or non_embedding"),
     ), key=("family", "compute")),
+    Table("forecasts.in_flight", "Per run in flight: its final loss forecast, interval, the family law's loss and a flag.",
+          _cols(
+        ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"),
+        ("n_params", "DOUBLE", "parameters N"), ("n_tokens", "DOUBLE", "planned training tokens D"),
+        ("last_step", "BIGINT", "last logged step"), ("total_steps", "BIGINT", "planned steps"),
+        ("progress", "DOUBLE", "last_step / total_steps"), ("schedule", "VARCHAR", "LR schedule kind"),
+        ("forecast", "DOUBLE", "forecast final loss (nats/token)"), ("lo", "DOUBLE", "lower bound of the forecast"),
+        ("hi", "DOUBLE", "upper bound of the forecast"), ("level", "DOUBLE", "two-sided level of [lo, hi]"),
+        ("sigma", "DOUBLE", "forecast standard error (nats/token)"),
+        ("law", "DOUBLE", "the family's L(N, D) at the planned (N, D), nats/token"),
+        ("tolerance", "DOUBLE", "deviation allowed before off_track (nats/token)"),
+        ("deviation", "DOUBLE", "forecast - law (nats/token)"), ("flag", "VARCHAR", "on_track or off_track"),
+        ("message", "VARCHAR", "what the flag means for this run"), ("n_points", "BIGINT", "logged points used"),
+        ("curve_law", "VARCHAR", "the run's fitted curve-law parameters (JSON)"),
+    )),
+    Table("forecasts.curves", "Per run in flight: the fitted curve and forecast band at up to 60 steps.", _cols(
+        ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"), ("step", "BIGINT", "step"),
+        ("lr", "DOUBLE", "learning rate at the step"), ("fitted", "DOUBLE", "curve law's loss (nats/token)"),
+        ("lo", "DOUBLE", "lower band"), ("hi", "DOUBLE", "upper band"),
+    )),
+    Table("forecasts.backtest", "Completed runs cut at 25/50/75% of their steps, forecast, and the loss they reached.",
+          _cols(
+        ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"),
+        ("cut", "DOUBLE", "fraction of the steps seen"), ("cut_step", "BIGINT", "last step seen"),
+        ("total_steps", "BIGINT", "the run's steps"), ("forecast", "DOUBLE", "forecast final loss (nats/token)"),
+        ("lo", "DOUBLE", "lower bound"), ("hi", "DOUBLE", "upper bound"), ("actual", "DOUBLE", "final loss reached"),
+        ("error", "DOUBLE", "forecast - actual (nats/token)"), ("rel_error", "DOUBLE", "error / actual"),
+        ("covered", "BOOLEAN", "actual inside [lo, hi]"),
+    )),
+    Table("forecasts.exclusions", "Runs that got no curve fit or forecast, with the reason.", _cols(
+        ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"),
+        ("reason", "VARCHAR", "reason code"), ("detail", "VARCHAR", "what is missing"),
+    )),
+    Table("forecasts.families", "Per family with runs in flight: its shared curve-law fit.", _cols(
+        ("family", "VARCHAR", "model family"), ("n_curves", "BIGINT", "completed curves fitted"),
+        ("n_points", "BIGINT", "points fitted"), ("rms", "DOUBLE", "rms log residual"),
+        ("end_sigma", "DOUBLE", "scatter of final loss around the curve's end (nats/token)"),
+        ("end_offset", "DOUBLE", "mean final loss - curve end (nats/token)"),
+        ("shared", "VARCHAR", "shared curve-law parameters (JSON)"), ("status", "VARCHAR", "ok or why not"),
+        ("detail", "VARCHAR", "detail of the status"),
+    )),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
 
@@ -289,72 +258,8 @@ CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
     TABLES[f"clean.lr_{t}"] for t in ("sweeps", "optima", "scaling"))
 FITS_CHINCHILLA, FITS_BOOTSTRAP = TABLES["fits.chinchilla"], TABLES["fits.bootstrap"]
 PLANS_ALLOCATIONS = TABLES["plans.allocations"]
-
-
-# --- creating and writing -----------------------------------------------------------------------------
-
-def stored_columns(con: duckdb.DuckDBPyConnection, table: Table) -> list[str]:
-    """The columns of ``table`` as stored on ``con``, in order ([] when it does not exist)."""
-    schema, name = table.name.split(".", 1)
-    return [r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "ORDER BY ordinal_position", [schema, name]).fetchall()]
-
-
-def create(con: duckdb.DuckDBPyConnection, *tables: Table) -> None:
-    """Create ``tables`` (and their schemas) if absent. A ``RAW`` table of an older layout gains the
-    columns it lacks (never dropped); when a ``KEPT`` table's stored layout differs from the registry's,
-    every ``KEPT`` table of this call is dropped and created anew (they are kept in step: derived data,
-    recomputed on the next run)."""
-    for schema in dict.fromkeys(t.schema for t in tables):
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    kept = [t for t in tables if t.kind == KEPT]
-    if any((have := stored_columns(con, t)) and have != t.names for t in kept):
-        for t in kept:
-            con.execute(f"DROP TABLE IF EXISTS {t.name}")
-    for t in tables:
-        if t.kind == REBUILT:
-            raise ValueError(f"{t.name} is rebuilt on every run: use replace()")
-        con.execute(t.ddl())
-        if t.kind == RAW:  # rows are inserted by name, so added columns may sit at the end
-            have = set(stored_columns(con, t))
-            for name, typ in t.pairs():
-                if name not in have:
-                    con.execute(f'ALTER TABLE {t.name} ADD COLUMN "{name}" {typ}')
-
-
-def replace(con: duckdb.DuckDBPyConnection, table: Table) -> None:
-    """(Re)create the ``REBUILT`` ``table`` empty, with the registry's layout."""
-    if table.kind != REBUILT:
-        raise ValueError(f"{table.name} is not rebuilt on every run: use create()")
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}")
-    con.execute(table.ddl("CREATE OR REPLACE TABLE"))
-
-
-def insert_frame(con: duckdb.DuckDBPyConnection, table: Table, frame: pd.DataFrame, order_by: str = "") -> None:
-    """INSERT the rows of ``frame`` (columns matched by name; ``order_by``: SQL ORDER BY list)."""
-    con.register("_insert_frame", frame)
-    try:
-        con.execute(f"INSERT INTO {table.name} BY NAME SELECT * FROM _insert_frame"
-                    + (f" ORDER BY {order_by}" if order_by else ""))
-    finally:
-        con.unregister("_insert_frame")
-
-
-@contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """One transaction: committed when the block ends, rolled back when it raises (anything)."""
-    con.begin()
-    try:
-        yield
-    except BaseException:
-        con.rollback()
-        raise
-    con.commit()
-
-
-def row_count(con: duckdb.DuckDBPyConnection, table: Table) -> int:
-    return int(con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
+FORECASTS = tuple(TABLES[f"forecasts.{t}"] for t in ("in_flight", "curves", "backtest", "exclusions", "families"))
+FORECASTS_IN_FLIGHT = FORECASTS[0]
 
 
 # --- fitted intervals ---------------------------------------------------------------------------------
