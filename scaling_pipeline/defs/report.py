@@ -5,9 +5,6 @@ import json
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from scaling_pipeline.lib.reporting import load_inputs, render_report
-from scaling_pipeline.lib.reporting.formatting import esc
-
 from .allocate import PLANS_ALLOCATIONS
 from .clean import CLEAN_EXCLUSIONS, CLEAN_POINTS
 from .fit import FITS_CHINCHILLA
@@ -21,10 +18,16 @@ PLANNING_REPORT = dg.AssetKey(["reports", "planning_report"])
 @dg.asset(key=PLANNING_REPORT, deps=[PLANS_ALLOCATIONS, FITS_CHINCHILLA, CLEAN_POINTS, CLEAN_EXCLUSIONS, RAW_QUARANTINE],
           group_name="report", kinds={"html"}, pool=POOL)
 def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
-    """Self-contained HTML report with figures, allocation tables and exclusions."""
+    """Self-contained HTML report with figures, allocation tables and exclusions. A family whose view (points,
+    fit, plans, exclusions) and the code did not change since the last report keeps its figures (no redraw)."""
+    from scaling_pipeline.lib.reporting import load_inputs, render_report  # loaded when a report is made, not with the code location
+    from scaling_pipeline.lib.reporting.figcache import FigureCache
+    from scaling_pipeline.lib.reporting.formatting import esc
+
     with warehouse(duckdb) as con:
         inputs = load_inputs(con)
-    index = render_report(inputs, settings.reports_path)
+    cache = FigureCache(settings.reports_path)
+    index = render_report(inputs, settings.reports_path, cache=cache)
     summary = json.loads((index.parent / "summary.json").read_text())
     lines = ["| family | verdict | at a glance |", "|---|---|---|"]
     for fam, f in summary["families"].items():
@@ -38,4 +41,6 @@ def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
         "path": dg.MetadataValue.path(str(index.resolve())),
         "latest": dg.MetadataValue.path(str((settings.reports_path / "latest" / "index.html").resolve())),
         "families": len(summary["families"]),
+        "figures_redrawn": dg.MetadataValue.int(cache.drawn),  # families whose figures were drawn anew
+        "figures_reused": dg.MetadataValue.int(cache.reused),  # families unchanged since the last report
         "verdicts": dg.MetadataValue.md("\n".join(lines))})
