@@ -12,7 +12,7 @@ the code server starts its run worker), and polls the run until it ends:
 1. first run (everything is read and fitted);
 2. ``--repeat N`` times: a run with no change, then a run after one new run was added to the logs (a
    copy of a completed W&B run directory, ``config.yaml`` + ``wandb-history.jsonl``, under a new run
-   id with its losses 1% lower: one new unit to ingest, one changed point, its family refit);
+   id with its losses i% lower in the i-th: one new unit to ingest, one changed point, its family refit);
 3. unless ``--no-sensor``: a run launched by the daemon. The nightly schedule cannot be ticked on
    demand (its cron is 02:00 UTC), so ``new_logs_sensor`` is started with the GraphQL ``startSensor``
    mutation: its first tick (no cursor yet) requests a run with no change, through the same run queue
@@ -215,8 +215,9 @@ def wait_for(ui: UI, run_id: str, t0: float, label: str) -> Result:
 
 
 def add_run(logs: Path, index: int) -> str:
-    """Copy a completed W&B run directory under a new run id, its losses 1% lower (a better run at the same N
-    and D: it becomes the family's point there, so the family is refit); return the new run id."""
+    """Copy a completed W&B run directory under a new run id, its losses ``index`` % lower (a better run at
+    the same N and D than the original and the earlier copies: it becomes the family's point there, so the
+    family is refit); return the new run id."""
     src = next(p for p in sorted((logs / "wandb").iterdir())
                if (p / "config.yaml").is_file()
                and "status:\n  desc: null\n  value: completed\n" in (p / "config.yaml").read_text())
@@ -231,7 +232,7 @@ def add_run(logs: Path, index: int) -> str:
     for row in rows:
         for key in ("train_loss", "eval_loss"):
             if isinstance(row.get(key), float):
-                row[key] *= 0.99
+                row[key] *= 1 - index / 100
     history.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return new_id
 
