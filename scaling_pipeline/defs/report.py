@@ -20,7 +20,8 @@ PLANNING_REPORT = dg.AssetKey(["reports", "planning_report"])
 def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
     """Self-contained HTML report with figures, allocation tables and exclusions. A family whose view (points,
     fit, plans, exclusions) and the code did not change since the last report keeps its figures (no redraw)."""
-    from scaling_pipeline.lib.reporting import load_inputs, render_report  # loaded when a report is made, not with the code location
+    # imported when a report is made, not when the code location loads (every run worker loads it)
+    from scaling_pipeline.lib.reporting import load_inputs, render_report
     from scaling_pipeline.lib.reporting.figcache import FigureCache
     from scaling_pipeline.lib.reporting.formatting import esc
 
