@@ -12,7 +12,7 @@ the code server starts its run worker), and polls the run until it ends:
 1. first run (everything is read and fitted);
 2. ``--repeat N`` times: a run with no change, then a run after one new run was added to the logs (a
    copy of a completed W&B run directory, ``config.yaml`` + ``wandb-history.jsonl``, under a new run
-   id: one new unit to ingest, one new point, its family refit);
+   id with its losses i% lower in the i-th: one new unit to ingest, one changed point, its family refit);
 3. unless ``--no-sensor``: a run launched by the daemon. The nightly schedule cannot be ticked on
    demand (its cron is 02:00 UTC), so ``new_logs_sensor`` is started with the GraphQL ``startSensor``
    mutation: its first tick (no cursor yet) requests a run with no change, through the same run queue
@@ -20,9 +20,10 @@ the code server starts its run worker), and polls the run until it ends:
 
 Wall = launch (or sensor start) to SUCCESS seen by polling every 0.25 s; dequeue = launch to the
 run's RUN_STARTING event (the launch mutation, then the daemon's queued run coordinator, which looks
-every 5 s by default, takes the run and asks the code server to start it); worker start = RUN_STARTING
-to RUN_START (the run worker's process start, imports and code load); exec = run start to run end;
-steps = sum of the step durations (``stepStats``). Every result line carries the load average.
+every ``dequeue_interval_seconds`` of deploy/dagster.dev.yaml, takes the run and asks the code server to
+start it); worker start = RUN_STARTING to RUN_START (the run worker's process start, imports and code
+load); exec = run start to run end; steps = sum of the step durations (``stepStats``). Every result line
+carries the load average.
 Loopback only; the UI is stopped with SIGTERM at the end (it stops its whole process group).
 """
 
@@ -177,14 +178,15 @@ class UI:
 
 
 def _metadata(run: dict) -> dict[str, object]:
-    """What the run did: units ingested, families refit, report families."""
+    """What the run did: units ingested, families refit, families whose report figures were redrawn."""
     out: dict[str, object] = {}
     for step in run["stepStats"]:
         for mat in step["materializations"]:
             key = "/".join(mat["assetKey"]["path"])
             for e in mat["metadataEntries"]:
                 value = json.loads(e["jsonString"]) if "jsonString" in e else e.get("intValue")
-                if (key, e["label"]) in {("raw/metrics", "ingest_units_ingested"), ("fits/chinchilla", "refit")}:
+                if (key, e["label"]) in {("raw/metrics", "ingest_units_ingested"), ("fits/chinchilla", "refit"),
+                                         ("reports/planning_report", "figures_redrawn")}:
                     out[e["label"]] = value
     return out
 
@@ -213,7 +215,9 @@ def wait_for(ui: UI, run_id: str, t0: float, label: str) -> Result:
 
 
 def add_run(logs: Path, index: int) -> str:
-    """Copy a completed W&B run directory under a new run id; return the new run id."""
+    """Copy a completed W&B run directory under a new run id, its losses ``index`` % lower (a better run at
+    the same N and D than the original and the earlier copies: it becomes the family's point there, so the
+    family is refit); return the new run id."""
     src = next(p for p in sorted((logs / "wandb").iterdir())
                if (p / "config.yaml").is_file()
                and "status:\n  desc: null\n  value: completed\n" in (p / "config.yaml").read_text())
@@ -223,6 +227,13 @@ def add_run(logs: Path, index: int) -> str:
     config = (dst / "config.yaml").read_text()
     assert f"value: {src.name}\n" in config, "unexpected W&B config layout"
     (dst / "config.yaml").write_text(config.replace(f"value: {src.name}\n", f"value: {new_id}\n", 1))
+    history = dst / "wandb-history.jsonl"
+    rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    for row in rows:
+        for key in ("train_loss", "eval_loss"):
+            if isinstance(row.get(key), float):
+                row[key] *= 1 - index / 100
+    history.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return new_id
 
 
@@ -233,12 +244,13 @@ def _executor() -> str:
 
 
 def _print_table(results: list[Result]) -> None:
-    print("| run | wall s | dequeue s | worker start s | exec s | steps s | ingested | refit | load |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | wall s | dequeue s | worker start s | exec s | steps s | ingested | refit | figures redrawn "
+          "| load |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.label} | {r.wall:.1f} | {r.dequeue:.1f} | {r.worker:.1f} | {r.exec:.1f} "
               f"| {sum(r.steps.values()):.1f} | {r.meta.get('ingest_units_ingested')} | {r.meta.get('refit')} "
-              f"| {r.load:.2f} |")
+              f"| {r.meta.get('figures_redrawn')} | {r.load:.2f} |")
     groups: dict[str, list[Result]] = {}
     for r in results:
         groups.setdefault(r.label.split(" #")[0], []).append(r)

@@ -16,7 +16,8 @@ CHECKS += [forecasts.forecasts_valid, forecasts.runs_on_track]
 # Steps run one after another in the run's own process: every asset holds the one `duckdb_writer` slot and
 # the checks are short queries on the same DuckDB file, so little could overlap, while a process per step
 # paid the imports of Dagster and this package 11 times per run (benchmarks/README.md, "Nightly path through
-# the UI"). The fit step still fits families across worker processes.
+# the UI"). The fit step still fits families across worker processes. The executor is Dagster's in-process one
+# that also honours "Terminate" while a step waits for the pool slot (defs/pool.py).
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
@@ -24,5 +25,5 @@ defs = dg.Definitions(
     schedules=[automation.nightly],
     sensors=[automation.new_logs_sensor, pool.stale_pool_slots],
     resources=build_resources(),
-    executor=dg.in_process_executor,
+    executor=pool.in_process_executor,
 )

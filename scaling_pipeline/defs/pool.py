@@ -12,16 +12,28 @@ the in-process executor); those are taken to be on this host, as with Dagster's 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import time
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.definitions.executor_definition import IN_PROC_CONFIG, _core_in_process_executor_creation
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.api import ExecuteRunWithPlanIterable
+from dagster._core.execution.context_creation_job import PlanExecutionContextManager
+from dagster._core.execution.plan.execute_plan import inner_plan_execution_iterator
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.executor.in_process import InProcessExecutor
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, IN_PROGRESS_RUN_STATUSES
+from dagster._utils.interrupts import check_captured_interrupt
 
 from scaling_pipeline.lib.process import ProcessId
 
 POOL = "duckdb_writer"
 PROCESS_TAG = "scaling_pipeline/process"
+CLAIM_POLL_SECONDS = 0.2  # how often a step waiting for a slot looks again (and at a termination request)
 
 
 @dataclass(frozen=True)
@@ -123,3 +135,53 @@ def stale_pool_slots(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     for r in freed:
         context.log.warning(str(r))
     return dg.SkipReason("; ".join(map(str, freed)) or "no stale slots")
+
+
+class _SlotClaims(InstanceConcurrencyContext):
+    """Pool-slot claims that honour "Terminate" while a step waits for a slot. Dagster's in-process executor
+    (1.13) looks at a termination request only when a step starts, and polls a refused claim without pausing
+    (a busy loop on one core): a refused claim here raises the termination if one came, else waits
+    CLAIM_POLL_SECONDS before the executor asks again."""
+
+    def claim(self, concurrency_key: str, step_key: str, step_priority: int = 0) -> bool:
+        if check_captured_interrupt():
+            raise DagsterExecutionInterruptedError(f"terminated while {step_key} waited for a '{concurrency_key}' slot")
+        claimed = super().claim(concurrency_key, step_key, step_priority)
+        if not claimed:
+            time.sleep(CLAIM_POLL_SECONDS)
+        return claimed
+
+
+def _in_process_steps(job_context, execution_plan, instance_concurrency_context=None):
+    with _SlotClaims(job_context.instance, job_context.dagster_run) as claims:
+        yield from inner_plan_execution_iterator(job_context, execution_plan, claims)
+
+
+class _InProcessExecutor(InProcessExecutor):
+    """Dagster's in-process executor (``InProcessExecutor.execute``, same events) with :class:`_SlotClaims`."""
+
+    def execute(self, plan_context, execution_plan):
+        steps = execution_plan.step_keys_to_execute
+        yield DagsterEvent.engine_event(plan_context, f"Executing steps in process (pid: {os.getpid()})",
+                                        event_specific_data=EngineEventData.in_process(os.getpid(), steps))
+        t0 = time.perf_counter()
+        yield from iter(ExecuteRunWithPlanIterable(
+            execution_plan=plan_context.execution_plan,
+            iterator=_in_process_steps,
+            execution_context_manager=PlanExecutionContextManager(
+                job=plan_context.job, retry_mode=plan_context.retry_mode, execution_plan=plan_context.execution_plan,
+                run_config=plan_context.run_config, dagster_run=plan_context.dagster_run,
+                instance=plan_context.instance, raise_on_error=plan_context.raise_on_error,
+                output_capture=plan_context.output_capture, step_dependency_config=self.step_dependency_config)))
+        yield DagsterEvent.engine_event(
+            plan_context, f"Finished steps in process (pid: {os.getpid()}) in {time.perf_counter() - t0:.2f} s",
+            event_specific_data=EngineEventData.in_process(os.getpid(), steps))
+
+
+@dg.executor(name="in_process", config_schema=IN_PROC_CONFIG)
+def in_process_executor(init_context: dg.InitExecutorContext) -> _InProcessExecutor:
+    """``dg.in_process_executor`` (same name and config) whose runs end CANCELED at once when terminated while
+    a step waits for a ``duckdb_writer`` slot, instead of when the slot comes."""
+    core = _core_in_process_executor_creation(init_context.executor_config)
+    return _InProcessExecutor(retries=core.retries, step_dependency_config=core.step_dependency_config,
+                              marker_to_close=core.marker_to_close)

@@ -5,10 +5,6 @@ import json
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from scaling_pipeline.lib.reporting import load_inputs, render_report
-from scaling_pipeline.lib.reporting.formatting import esc
-from scaling_pipeline.lib.reporting.why import settings_used
-
 from .allocate import PLANS_ALLOCATIONS
 from .clean import CLEAN_EXCLUSIONS, CLEAN_POINTS
 from .fit import FITS_CHINCHILLA
@@ -24,12 +20,20 @@ PLANNING_REPORT = dg.AssetKey(["reports", "planning_report"])
                                  FORECASTS_IN_FLIGHT],
           group_name="reports", kinds={"html"}, pool=POOL)
 def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
-    """Self-contained HTML report with figures, allocation tables and exclusions."""
+    """Self-contained HTML report with figures, allocation tables and exclusions. A family whose view (points,
+    fit, plans, exclusions) and the code did not change since the last report keeps its figures (no redraw)."""
+    # imported when a report is made, not when the code location loads (every run worker loads it)
+    from scaling_pipeline.lib.reporting import load_inputs, render_report
+    from scaling_pipeline.lib.reporting.figcache import FigureCache
+    from scaling_pipeline.lib.reporting.formatting import esc
+    from scaling_pipeline.lib.reporting.why import settings_used
+
     resolved_settings = resolved(settings)
     with warehouse(duckdb) as con:
         inputs = load_inputs(con)
+    cache = FigureCache(settings.reports_path)
     index = render_report(inputs, settings.reports_path, headline_compute=resolved_settings.report.headline_compute,
-                          settings=settings_used(resolved_settings.flat(), inputs.fits))
+                          settings=settings_used(resolved_settings.flat(), inputs.fits), cache=cache)
     summary = json.loads((index.parent / "summary.json").read_text())
     lines = ["| family | verdict | at a glance |", "|---|---|---|"]
     for fam, f in summary["families"].items():
@@ -43,4 +47,6 @@ def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
         "path": dg.MetadataValue.path(str((settings.reports_path / "latest" / "index.html").resolve())),
         "dated_copy": dg.MetadataValue.path(str(index.resolve())),
         "families": len(summary["families"]),
+        "figures_redrawn": dg.MetadataValue.int(cache.drawn),  # families whose figures were drawn anew
+        "figures_reused": dg.MetadataValue.int(cache.reused),  # families unchanged since the last report
         "verdicts": dg.MetadataValue.md("\n".join(lines))})

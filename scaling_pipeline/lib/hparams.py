@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 # Status codes of LrOptimum / LrScaling.
 OK = "ok"
@@ -137,6 +136,8 @@ def lr_scaling(n_params: np.ndarray | list[float], lr_opt: np.ndarray | list[flo
     dof = y.size - x.shape[1]  # >= 1: at least 3 sizes for 2 coefficients, 4 optima for 3
     resid = y - x @ coef
     sd = math.sqrt(float(resid @ resid) / dof)
+    from scipy import stats  # here, not at import: scipy.stats takes ~1 s to import
+
     half = stats.t.ppf(0.5 + level / 2, dof) * np.sqrt(np.diag(np.linalg.inv(x.T @ x))) * sd
     gamma, delta = float(coef[1]), float(coef[2]) if len(coef) > 2 else nan
     delta_ci = (delta - half[2], delta + half[2]) if len(coef) > 2 else (nan, nan)

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 from scaling_pipeline.lib.fitting.common import FitError
 from scaling_pipeline.lib.fitting.objective import _Data, _objective
@@ -116,6 +115,8 @@ def _local_minima(F: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _polish(fg, p0: np.ndarray, bounds: list[tuple[float, float]], options: dict) -> Any:
+    from scipy.optimize import minimize  # here, not at import: only a fit needs scipy.optimize (~1 s)
+
     p0 = np.clip(p0, [b[0] for b in bounds], [b[1] for b in bounds])
     return minimize(fg, p0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
 

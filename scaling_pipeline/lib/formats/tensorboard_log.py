@@ -28,11 +28,8 @@ from typing import Any
 
 import duckdb
 from google.protobuf.message import DecodeError
-from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
-from tensorboard.compat.proto import event_pb2
-from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
-from tensorboard.plugins.hparams import plugin_data_pb2
-from tensorboard.util import tensor_util
+
+from scaling_pipeline.lib.lazy import LazyModule
 
 from .common import (
     ReadReport,
@@ -48,6 +45,13 @@ from .run_meta import run_report, run_row
 from .writing import iter_runs, safe_name
 from .metric_sql import EVENT_COLUMNS, TempTable, stage_metric_events
 from .safe_yaml import load_yaml
+
+# tensorboard takes ~0.5 s to import: only when an event file is read
+event_file_loader = LazyModule("tensorboard.backend.event_processing.event_file_loader")
+event_pb2 = LazyModule("tensorboard.compat.proto.event_pb2")
+pywrap_tensorflow = LazyModule("tensorboard.compat.tensorflow_stub.pywrap_tensorflow")
+plugin_data_pb2 = LazyModule("tensorboard.plugins.hparams.plugin_data_pb2")
+tensor_util = LazyModule("tensorboard.util.tensor_util")
 
 READER = "tensorboard"
 EVENTS_PREFIX = "events.out.tfevents."
@@ -84,7 +88,7 @@ def _damage(path: Path, offset: int, size: int) -> str:
     if len(header) < 12:
         return "expected a complete TFRecord, got a truncated record (the file ends inside its header)"
     length, crc = struct.unpack("<QI", header)
-    if masked_crc32c(header[:8]) != crc:
+    if pywrap_tensorflow.masked_crc32c(header[:8]) != crc:
         return "expected a TFRecord, got a corrupt record header (its length fails its checksum)"
     if offset + length + RECORD_OVERHEAD > size:
         return f"expected a complete TFRecord of {length} bytes, got a truncated record"
@@ -104,7 +108,7 @@ class _EventScan:
 
     def scan(self, path: Path, name: str) -> None:
         consumed = records = 0
-        for raw in RawEventFileLoader(str(path)).Load():
+        for raw in event_file_loader.RawEventFileLoader(str(path)).Load():
             consumed += len(raw) + RECORD_OVERHEAD
             records += 1
             self.record += 1

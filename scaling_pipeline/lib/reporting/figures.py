@@ -10,17 +10,25 @@ import math
 import warnings
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.colors as mcolors  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker as mticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from scaling_pipeline.lib.lazy import LazyModule
 
-from .family import ISO_TOLERANCE, Family, interval, optimum, predict  # noqa: E402
-from .formatting import fmt_flops, fmt_human, identified, mpl_text, num, plural  # noqa: E402
+from .family import ISO_TOLERANCE, Family, interval, optimum, predict
+from .formatting import fmt_flops, fmt_human, identified, mpl_text, num, plural
+
+
+def _agg_pyplot() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot: figures are files, never windows
+    import matplotlib.pyplot  # noqa: F401  (brings matplotlib.cm, .colors, .ticker)
+
+
+# imported when the first figure is drawn: a report whose figures are all reused never loads matplotlib
+matplotlib = LazyModule("matplotlib", _agg_pyplot)
+mcolors, plt, mticker = (LazyModule(f"matplotlib.{name}", _agg_pyplot) for name in ("colors", "pyplot", "ticker"))
 
 
 @contextlib.contextmanager

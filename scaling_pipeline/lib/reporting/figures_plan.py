@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.cm
-import matplotlib.colors as mcolors
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -20,7 +17,7 @@ from scaling_pipeline.lib.hparams import OK
 from scaling_pipeline.lib.quality import THRESHOLDS
 
 from .family import Family, interval, optimum, predict
-from .figures import (_flops_axis, _human_axis, _loss_axis, _new_fig, _save, _size_colorbar, _size_norm, save_png)
+from .figures import (matplotlib, mcolors, plt, _flops_axis, _human_axis, _loss_axis, _new_fig, _save, _size_colorbar, _size_norm, save_png)
 from .formatting import esc, fmt_flops, fmt_human, fmt_pct, identified, mpl_text, num, plural
 
 _GRID = 120  # budgets per curve

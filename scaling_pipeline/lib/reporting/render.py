@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .family import family_views
 from .family_section import family_section
+from .figcache import FigureCache
 from .figures import plot_style
 from .figures_plan import frontiers_section
 from .formatting import esc, plural
@@ -27,13 +28,15 @@ from .why import convention_note, settings_note, why_section
 
 def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | None = None,
                   title: str = "Scaling-law planning report", headline_compute: float | None = None,
-                  settings: dict | None = None) -> Path:
+                  settings: dict | None = None, cache: FigureCache | None = None) -> Path:
     """Write ``reports_root/<date>/index.html`` (+ figures, ``summary.json``, ``quarantine.csv``), point
     ``reports_root/latest`` at the newest dated report, and return the index path.
 
     ``headline_compute``: the budget (FLOPs) of the "at a glance" lines for every family; by default each
     family gets the power of ten nearest 10× its largest run. ``settings``: the run's settings
     (``Settings.flat()``), kept in summary.json; a change since the previous report is named in "what changed".
+    ``cache``: reuse the figures and section of a family whose view and the code are unchanged since the cache
+    stored them (:mod:`.figcache`); by default every figure is drawn.
     """
     date = date or dt.date.today()
     reports_root = Path(reports_root)
@@ -46,10 +49,10 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
     inp = normalised(inputs)
     fams = family_views(inp, headline_compute)
     drift = Drift.build(previous, fams) if previous else None
+    cache = cache or FigureCache(None)
     with dated_folder(reports_root, date) as tmp:
-        with plot_style():
-            sections = [family_section(f, tmp) for f in fams]
-            frontiers = frontiers_section(fams, tmp)
+        sections = [cache.call(family_section, f, out=tmp, around=plot_style) for f in fams]
+        frontiers = cache.call(frontiers_section, fams, out=tmp, around=plot_style)
         summary = build_summary(fams, date, now, title)
         body = "\n".join([
             f"<h1>{esc(title)}</h1>",
@@ -73,6 +76,7 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
         write_summary(tmp / "summary.json", {**summary, "settings": settings})
         write_quarantine_csv(inp.quarantine, tmp)
         (tmp / "index.html").write_text(_PAGE.format(title=esc(title), body=body), encoding="utf-8")
+    cache.prune()
     return reports_root / date.isoformat() / "index.html"
 
 
