@@ -49,6 +49,7 @@ __all__ = [
     "plan_for_loss",
     "inference_plan",
     "allocation_table",
+    "law_allocation_table",
     "law_from_fit",
     "laws_from_samples",
     "plans_from_fit",
@@ -582,6 +583,20 @@ def allocation_table(law: Chinchilla, budgets, *, samples: Sequence[Chinchilla] 
             row["epochs"] = p.epochs
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def law_allocation_table(law: Chinchilla | DataConstrained, budgets, *,
+                         samples: Sequence[Chinchilla] | np.ndarray | None = None, level: float = 0.95,
+                         unique_tokens: float | None = None) -> pd.DataFrame:
+    """:func:`allocation_table` for a law of any form with an allocation: a :class:`Chinchilla` law as it is
+    (``samples``: its bootstrap laws); a :class:`DataConstrained` law through its Chinchilla part with its own
+    ``R*_D``, ``R*_N`` and ``unique_tokens`` (tokens) of unique data available (no intervals: no bootstrap)."""
+    if isinstance(law, DataConstrained):
+        return allocation_table(law.chinchilla, budgets, unique_tokens=unique_tokens, rd_star=law.rd_star,
+                                rn_star=law.rn_star)
+    if isinstance(law, Chinchilla):
+        return allocation_table(law, budgets, samples=samples, level=level)
+    raise ValueError(f"form {getattr(law, 'name', type(law).__name__)!r} has no allocation")
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, allocation_table
+from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, law_allocation_table
 from scaling_pipeline.lib.fitting.chinchilla import CHINCHILLA_PARAMS, fit_chinchilla
 from scaling_pipeline.lib.fitting.common import FitError
+from scaling_pipeline.lib.fitting.compare import Compared, Given, compare_forms
 from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
-from scaling_pipeline.lib.laws import Chinchilla
+from scaling_pipeline.lib.laws import FORMS, Chinchilla
 from scaling_pipeline.lib.process import exit_with
 from scaling_pipeline.lib.quality import assess, beyond_limit, plan_verdict
 from scaling_pipeline.lib.settings import N_BOOT
@@ -74,6 +75,41 @@ _BOOT_DDL = """
 CREATE TABLE IF NOT EXISTS fits.bootstrap (
     family VARCHAR, sample INTEGER, E DOUBLE, A DOUBLE, B DOUBLE, alpha DOUBLE, beta DOUBLE)
 """
+# Per-family model comparison (lib/fitting/compare.py): one row per (form, subset of runs) with its scores,
+# and the fitted parameters with their intervals (lo/hi NULL: none) in a long table.
+_COMPARISON_DDL = """
+CREATE TABLE IF NOT EXISTS fits.comparison (
+    family VARCHAR, form VARCHAR, subset VARCHAR, applicable BOOLEAN, status VARCHAR, reason VARCHAR,
+    n_points BIGINT, n_fitted_params INTEGER, objective DOUBLE, objective_kind VARCHAR, rmse_log DOUBLE,
+    aic DOUBLE, bic DOUBLE, backtest_mean_error DOUBLE, backtest_max_error DOUBLE, backtest_n_holdout INTEGER,
+    backtest_note VARCHAR, has_allocation BOOLEAN, verdict VARCHAR, eligible BOOLEAN, chosen BOOLEAN,
+    interval_source VARCHAR, PRIMARY KEY (family, form, subset))
+"""
+_COMPARISON_PARAMS_DDL = """
+CREATE TABLE IF NOT EXISTS fits.comparison_params (
+    family VARCHAR, form VARCHAR, subset VARCHAR, param VARCHAR, value DOUBLE, lo DOUBLE, hi DOUBLE)
+"""
+_COMPARISON_COLUMNS = ["family", "form", "subset", "applicable", "status", "reason", "n_points", "n_fitted_params",
+                       "objective", "objective_kind", "rmse_log", "aic", "bic", "backtest_mean_error",
+                       "backtest_max_error", "backtest_n_holdout", "backtest_note", "has_allocation", "verdict",
+                       "eligible", "chosen", "interval_source"]
+
+
+def comparison_frames(family: str, rows: list[Compared]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``fits.comparison`` and ``fits.comparison_params`` rows of one family's comparison."""
+    table = pd.DataFrame([dict(family=family, form=r.form, subset=r.subset, applicable=r.applicable, status=r.status,
+                               reason=r.reason, n_points=r.n_points, n_fitted_params=r.n_fitted, objective=r.objective,
+                               objective_kind=r.objective_kind, rmse_log=r.rmse_log, aic=r.aic, bic=r.bic,
+                               backtest_mean_error=r.backtest_mean_error, backtest_max_error=r.backtest_max_error,
+                               backtest_n_holdout=r.backtest_n_holdout, backtest_note=r.backtest_note,
+                               has_allocation=r.has_allocation, verdict=r.verdict, eligible=r.eligible,
+                               chosen=r.chosen, interval_source=r.interval_source) for r in rows],
+                         columns=_COMPARISON_COLUMNS)
+    params = pd.DataFrame([dict(family=family, form=r.form, subset=r.subset, param=k, value=v,
+                                lo=r.intervals.get(k, (None, None))[0], hi=r.intervals.get(k, (None, None))[1])
+                           for r in rows for k, v in r.params.items()],
+                          columns=["family", "form", "subset", "param", "value", "lo", "hi"])
+    return table, params.astype({"value": float, "lo": float, "hi": float})
 
 
 def _drop_if_layout_changed(con: duckdb.DuckDBPyConnection, schema: str, tables: dict[str, str]) -> None:
@@ -95,17 +131,22 @@ def _drop_if_layout_changed(con: duckdb.DuckDBPyConnection, schema: str, tables:
 
 
 def ensure_fit_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``fits.chinchilla`` and ``fits.bootstrap`` (dropping tables of an older layout)."""
+    """Create ``fits.chinchilla``, ``fits.bootstrap``, ``fits.comparison`` and ``fits.comparison_params``
+    (dropping tables of an older layout)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS fits")
-    _drop_if_layout_changed(con, "fits", {"chinchilla": _FITS_DDL, "bootstrap": _BOOT_DDL})
-    con.execute(_FITS_DDL)
-    con.execute(_BOOT_DDL)
+    tables = {"chinchilla": _FITS_DDL, "bootstrap": _BOOT_DDL, "comparison": _COMPARISON_DDL,
+              "comparison_params": _COMPARISON_PARAMS_DDL}
+    _drop_if_layout_changed(con, "fits", tables)
+    for ddl in tables.values():
+        con.execute(ddl)
 
 
 def input_hash(points: pd.DataFrame, settings: FitSettings) -> str:
-    """SHA-256 of a family's points (run_id, n_params, n_tokens, loss) and the fit settings."""
-    h = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
-    cols = points[["run_id", "n_params", "n_tokens", "loss"]].sort_values("run_id")
+    """SHA-256 of a family's points (run_id, n_params, n_tokens, loss, unique_tokens when present), the fit
+    settings and the compared law forms (a newly registered form refits every family)."""
+    h = hashlib.sha256(json.dumps([asdict(settings), sorted(FORMS)], sort_keys=True).encode())
+    cols = points[["run_id", "n_params", "n_tokens", "loss", *(["unique_tokens"] if "unique_tokens" in points else [])]]
+    cols = cols.sort_values("run_id")
     h.update(cols.to_csv(index=False, float_format="%.17g").encode())
     return h.hexdigest()
 
@@ -151,8 +192,8 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
         where = f"across {summary.workers} worker processes" if summary.workers > 1 else "in this process"
         progress(f"fitting {len(todo)} of {len(families)} families ({len(summary.unchanged)} unchanged) {where}")
 
-    def write(row: dict, boot: pd.DataFrame | None) -> None:
-        replace_family(con, row["family"], row, boot)
+    def write(row: dict, boot: pd.DataFrame | None, comparison: tuple[pd.DataFrame, pd.DataFrame] | None) -> None:
+        replace_family(con, row["family"], row, boot, comparison)
         if row["status"] != "ok":
             summary.failed[row["family"]] = row["error"]
         else:
@@ -180,7 +221,7 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
 
 def _fit_in_pool(todo: list[tuple[str, pd.DataFrame]], settings: FitSettings, workers: int,
                  started: Callable[[int, str, pd.DataFrame], None],
-                 write: Callable[[dict, pd.DataFrame | None], None]) -> None:
+                 write: Callable[..., None]) -> None:
     """Fit ``todo`` across ``workers`` processes, calling ``write`` in this process as each family
     finishes. At most two families per worker are queued, so ``started`` tracks the real progress
     and an error stops the stage within a few families."""
@@ -211,10 +252,12 @@ def _init_worker(run_pid: int) -> None:
 
 
 def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
-               n_jobs: int | None = None) -> tuple[dict, pd.DataFrame | None]:
-    """Fit one family's points (columns run_id, n_params, n_tokens, loss): its ``fits.chinchilla`` row
-    (as a dict; a failed fit has status "failed") and its ``fits.bootstrap`` rows (None without a
-    bootstrap). ``n_jobs``: processes for the bootstrap (see ``bootstrap_chinchilla``)."""
+               n_jobs: int | None = None) -> tuple[dict, pd.DataFrame | None, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Fit one family's points (columns run_id, n_params, n_tokens, loss; flops and unique_tokens for the
+    forms that read them): its ``fits.chinchilla`` row (as a dict; a failed fit has status "failed"), its
+    ``fits.bootstrap`` rows (None without a bootstrap) and its ``fits.comparison`` / ``comparison_params``
+    rows (every law form, :func:`~scaling_pipeline.lib.fitting.compare.compare_forms`, reusing this Chinchilla
+    fit). ``n_jobs``: processes for the bootstrap (see ``bootstrap_chinchilla``)."""
     n, d, loss = (pts[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
     ident = dict(family=family, settings=json.dumps(asdict(s)), input_hash=input_hash(pts, s))
     try:  # the bootstrap fits the full data first: its fit is the fit (with the bootstrap's warnings)
@@ -223,7 +266,7 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
         fit = boot.fit if boot else fit_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
     except FitError as exc:
         row = dict(**ident, status="failed", error=str(exc), n_points=len(pts), loss=s.loss, delta=s.delta)
-        return {**row, **assessment_columns(row, pts)}, None
+        return {**row, **assessment_columns(row, pts)}, None, comparison_frames(family, compare_forms(pts))
     boot_df = None
     ci: dict = {}
     if boot:
@@ -243,7 +286,10 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
                fit_seconds=fit.fit_seconds, max_observed_flops=float(np.max(6 * n * d)),
                ci=json.dumps(ci), diagnostics=json.dumps(diag, default=float), backtest=json.dumps(backtest, default=float),
                warnings=json.dumps(list(diag.get("warnings", []))))
-    return {**row, **assessment_columns(row, pts)}, boot_df
+    row = {**row, **assessment_columns(row, pts)}
+    given = Given(fit, backtest, row["publishable"], row["verdict"],
+                  f"bootstrap, {s.n_boot} resamples, {s.level:.0%}" if boot else "")
+    return row, boot_df, comparison_frames(family, compare_forms(pts, {"chinchilla": given}))
 
 
 def assessment_columns(row: dict, pts: pd.DataFrame) -> dict:
@@ -285,13 +331,15 @@ def _reassess(con: duckdb.DuckDBPyConnection, families: list[str], points: pd.Da
         raise
 
 
-def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None) -> None:
-    """Replace family ``fam``'s rows of ``fits.chinchilla`` (``row``: column -> value) and
-    ``fits.bootstrap`` (``boot``: its columns) in one transaction; ``None`` removes them."""
+def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None,
+                   comparison: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> None:
+    """Replace family ``fam``'s rows of ``fits.chinchilla`` (``row``: column -> value), ``fits.bootstrap``
+    (``boot``: its columns) and ``fits.comparison`` / ``fits.comparison_params`` (``comparison``, from
+    :func:`comparison_frames`) in one transaction; ``None`` removes them."""
     con.execute("BEGIN")
     try:
-        con.execute("DELETE FROM fits.chinchilla WHERE family = ?", [fam])
-        con.execute("DELETE FROM fits.bootstrap WHERE family = ?", [fam])
+        for table in ("chinchilla", "bootstrap", "comparison", "comparison_params"):
+            con.execute(f"DELETE FROM fits.{table} WHERE family = ?", [fam])
         if row is not None:
             cols = list(row)
             con.execute(f"INSERT INTO fits.chinchilla ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
@@ -299,6 +347,10 @@ def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, b
         if boot is not None and len(boot):
             boot_rows = boot[["family", "sample", *PARAMS]]  # noqa: F841 (used by SQL)
             con.execute("INSERT INTO fits.bootstrap SELECT * FROM boot_rows")
+        if comparison is not None:
+            comp_rows, comp_params = comparison  # noqa: F841 (used by SQL)
+            con.execute("INSERT INTO fits.comparison SELECT * FROM comp_rows")
+            con.execute("INSERT INTO fits.comparison_params SELECT * FROM comp_params")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -313,19 +365,42 @@ def plan_budgets(max_observed_flops: float) -> list[float]:
     return sorted(set(DEFAULT_BUDGETS) | set(near))
 
 
+def _chosen_laws(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, dict[str, float]]]:
+    """Family -> (form, parameters) of the comparison row marked ``chosen`` (the form plans are made from)."""
+    rows = con.execute("SELECT p.family, p.form, p.param, p.value FROM fits.comparison c JOIN fits.comparison_params p "
+                       "USING (family, form, subset) WHERE c.chosen ORDER BY p.family").fetchall()
+    out: dict[str, tuple[str, dict[str, float]]] = {}
+    for fam, form, param, value in rows:
+        out.setdefault(fam, (form, {}))[1][param] = value
+    return out
+
+
 def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.DataFrame:
-    """Rebuild ``plans.allocations`` from the publishable fits in ``fits.chinchilla`` (+ bootstrap
-    intervals); withheld families get no plan. Each row carries its family's ``verdict`` (``extrapolated``
-    for budgets beyond the extrapolation limit, ``beyond_limit``) and ``publishable`` (within the limit)."""
+    """Rebuild ``plans.allocations`` for the publishable families of ``fits.chinchilla``; withheld families
+    get no plan. Each family is planned from the form its model comparison chose (``fits.comparison.chosen``;
+    Chinchilla when there is none), recorded in the ``form`` column: Chinchilla with bootstrap intervals, the
+    data-constrained law with the family's largest ``unique_tokens`` as the unique data available. Each row
+    carries its family's ``verdict`` (``extrapolated`` for budgets beyond the extrapolation limit,
+    ``beyond_limit``) and ``publishable`` (within the limit)."""
+    ensure_fit_tables(con)
     fits = con.execute("SELECT * FROM fits.chinchilla WHERE publishable ORDER BY family").df()
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
+    chosen = _chosen_laws(con)
     tables = []
     for f in fits.itertuples(index=False):
-        law = Chinchilla(E=f.E, A=f.A, B=f.B, alpha=f.alpha, beta=f.beta)
-        b = boot[boot.family == f.family]
-        samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
-        t = allocation_table(law, plan_budgets(f.max_observed_flops), samples=samples, level=level)
+        form, params = chosen.get(f.family, ("chinchilla", {}))
+        if form == "chinchilla":
+            law = Chinchilla(E=f.E, A=f.A, B=f.B, alpha=f.alpha, beta=f.beta)
+            b = boot[boot.family == f.family]
+            samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
+        else:
+            law, samples = FORMS[form].from_params(params), None
+        unique = con.execute("SELECT max(unique_tokens) FROM clean.points WHERE family = ?",
+                             [f.family]).fetchone()[0] if form != "chinchilla" else None
+        t = law_allocation_table(law, plan_budgets(f.max_observed_flops), samples=samples, level=level,
+                                 unique_tokens=unique)
         t.insert(0, "family", f.family)
+        t["form"] = form
         t["extrapolation"] = t.compute / f.max_observed_flops
         t["beyond_limit"] = beyond_limit(t.compute, f.max_observed_flops)
         t["verdict"] = [plan_verdict(f.verdict, far) for far in t.beyond_limit]
@@ -333,7 +408,7 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
         tables.append(t)
     cols = ["family", "compute", "n_params", "n_tokens", "tokens_per_param", "loss", "constraint", "efficiency",
             "n_params_lo", "n_params_hi", "n_tokens_lo", "n_tokens_hi", "loss_lo", "loss_hi", "extrapolation",
-            "beyond_limit", "verdict", "publishable"]
+            "beyond_limit", "verdict", "publishable", "form"]
     plans = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=cols)
     plans = plans.reindex(columns=cols)
     con.execute("CREATE SCHEMA IF NOT EXISTS plans")
