@@ -4,7 +4,9 @@ the right form is chosen on a known Chinchilla truth, and a newly registered for
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import duckdb
@@ -17,6 +19,11 @@ from scaling_pipeline.lib.fitting.compare import compare_forms, information_crit
 from scaling_pipeline.lib.laws import FORMS, DataConstrained, Law, register
 from scaling_pipeline.lib.laws.base import arr, out
 from scaling_pipeline.lib.laws.selection import NotApplicable
+from scaling_pipeline.lib.fitting.isoflop import isoflop_approach2
+from scaling_pipeline.lib.reporting import load_inputs, render_report
+from scaling_pipeline.lib.reporting.family import family_views
+from scaling_pipeline.lib.reporting.family_section import slice_text
+from scaling_pipeline.lib.reporting.inputs import normalised
 from scaling_pipeline.lib.simulate import DEFAULT_TRUTHS
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families, plan_families
 from tests.conftest import require_reference
@@ -115,6 +122,40 @@ def test_data_constrained_wins_on_repeated_data_and_plans_record_it(tmp_path):
     row = plans[plans.compute == 1e20].iloc[0]
     n, d = law.optimal_allocation(1e20, float(pts.unique_tokens.max()))
     assert (row.n_params, row.n_tokens) == pytest.approx((n, d), rel=1e-12)
+
+
+def test_report_shows_the_comparison_table(warehouse, tmp_path):
+    plan_families(warehouse)
+    page = Path(render_report(load_inputs(warehouse), tmp_path)).read_text()
+    table = page[page.index("<table class=small data-table='comparison'>"):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr data-form='([a-z_]+)'([^>]*)>(.*?)</tr>", table)
+    assert [r[0] for r in rows] == ["chinchilla", "data_constrained", "kaplan_n", "kaplan_d", "kaplan_c",
+                                    "multiplicative", "power_law"] + ["saturating"] * 5
+    chin = rows[0][2]
+    assert "chinchilla ★" in chin and "class=headline" in rows[0][1] and "<span class=ci>[" in chin
+    assert sum("★" in r[2] for r in rows) == 1
+    assert "not applicable: not identifiable: flops = 6·n_params·n_tokens exactly" in rows[5][2]
+    assert "Plans are made from <b>chinchilla</b>" in page
+
+
+def test_report_isoflop_check_is_approach_2():
+    """The report's IsoFLOP check at an observed slice is the vertex of isoflop_approach2 at that budget."""
+    n = np.geomspace(1e8, 3e9, 7)
+    slice_pts = pd.DataFrame(dict(run_id=[f"iso-{i}" for i in range(7)], family="boreal", n_params=n,
+                                  n_tokens=1e20 / (6 * n), flops=1e20, loss=TRUTH.loss(n, 1e20 / (6 * n))))
+    pts = pd.concat([ladder(), slice_pts], ignore_index=True)  # noqa: F841 (used by SQL)
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA clean")
+    con.execute("CREATE TABLE clean.points AS SELECT * FROM pts")
+    f, = family_views(normalised(load_inputs(con)), None)
+    s, = [s for s in f.slices if s["compute"] == pytest.approx(1e20, rel=0.1)]
+    near = pts[np.abs(pts.flops / s["compute"] - 1) <= 0.15]  # the slice's runs (±15%), as one budget
+    c = np.full(len(near), 1e20)
+    iso = isoflop_approach2(np.r_[c, 10 * c], np.r_[near.n_params, near.n_params], np.r_[near.loss, near.loss])
+    assert (s["approach2_n"], s["approach2_loss"]) == pytest.approx((iso.n_opt[0], iso.loss_opt[0]), rel=1e-12)
+    assert s["approach2_n"] == pytest.approx(s["best_n"], rel=0.3)
+    assert "a parabola in log N (Approach 2) puts the minimum at N = " in slice_text(s)
 
 
 def test_information_criteria_are_gaussian_on_log_residuals():

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling_pipeline.lib.fitting.isoflop import parabola_vertex
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.quality import Assessment, Reason, beyond_limit
 
@@ -71,6 +72,7 @@ class Family:
     notes: list[str] = field(default_factory=list)  # what the stored data lack (stale fit, bootstrap rows)
     iso_budgets: list[tuple[float, bool]] = field(default_factory=list)  # (C, is an observed IsoFLOP slice)
     slices: list[dict[str, float]] = field(default_factory=list)  # model-free optimum of each observed slice
+    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)  # its rows of reporting.comparison.SQL
 
     @property
     def ok(self) -> bool:
@@ -138,7 +140,8 @@ def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Fami
         fit = frow.iloc[0].to_dict() if len(frow) else None
         f = Family(name=name, slug=slug_of[name], pts=pts.sort_values("flops"), fit=fit, P=None,
                    boot=np.empty((0, 5)), plans=inp.plans[inp.plans.family == name].sort_values("compute"),
-                   excl=inp.exclusions[inp.exclusions.family == name])
+                   excl=inp.exclusions[inp.exclusions.family == name],
+                   comparison=inp.comparison[inp.comparison.family == name])
         if fit is not None:
             f.ci = loads_or(fit.get("ci"), {})
             f.diagnostics = loads_or(fit.get("diagnostics"), {})
@@ -173,7 +176,9 @@ def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Fami
 
 
 def _slice_optima(f: Family) -> list[dict[str, float]]:
-    """For each observed IsoFLOP slice: the best run (model-free optimum) and the fitted N* at that budget."""
+    """For each observed IsoFLOP slice: the best run (model-free optimum), the Approach 2 parabola vertex
+    (:func:`~scaling_pipeline.lib.fitting.isoflop.parabola_vertex`, when the minimum is bracketed) and the
+    fitted N* at that budget."""
     out = []
     for c, is_slice in f.iso_budgets:
         if not is_slice:
@@ -183,6 +188,9 @@ def _slice_optima(f: Family) -> list[dict[str, float]]:
         row = dict(compute=c, n_runs=len(near), n_sizes=int(near.n_params.nunique()), best_run=str(best.run_id),
                    best_n=float(best.n_params), best_loss=float(best.loss),
                    edge=bool(best.n_params in (near.n_params.min(), near.n_params.max())))
+        vertex = parabola_vertex(near.n_params, near.loss)  # Approach 2 (Hoffmann et al.) at this slice
+        if vertex is not None:
+            row["approach2_n"], row["approach2_loss"] = vertex
         if f.ok:
             row["fit_n"] = float(optimum(f.P, c)[0][0, 0])
             if len(f.boot):

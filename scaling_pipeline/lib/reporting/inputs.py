@@ -8,6 +8,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from .comparison import COLUMNS as COMPARISON_COLUMNS
+from .comparison import SQL as COMPARISON_SQL
+
 PARAMS = ("E", "A", "B", "alpha", "beta")  # the law's parameters, columns of fits.chinchilla and fits.bootstrap
 
 COLUMNS = {  # per table: the columns the report reads (a missing one reads as empty)
@@ -22,6 +25,7 @@ COLUMNS = {  # per table: the columns the report reads (a missing one reads as e
               "verdict", "publishable"],
     "exclusions": ["run_id", "family", "kind", "reason", "detail", "step", "n_rows"],
     "quarantine": ["source_path", "reader", "location", "field", "reason", "scope", "quarantined_at"],
+    "comparison": COMPARISON_COLUMNS,
 }
 
 
@@ -33,6 +37,7 @@ class ReportInputs:
     plans: pd.DataFrame
     exclusions: pd.DataFrame
     quarantine: pd.DataFrame
+    comparison: pd.DataFrame | None = None  # fits.comparison with its parameters (reporting.comparison.SQL)
 
 
 def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
@@ -51,6 +56,7 @@ def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
         plans=q("SELECT * FROM plans.allocations ORDER BY family, compute", "plans"),
         exclusions=q("SELECT * FROM clean.exclusions ORDER BY family, run_id, kind", "exclusions"),
         quarantine=q("SELECT * FROM raw.quarantine ORDER BY source_path, location", "quarantine"),
+        comparison=q(COMPARISON_SQL, "comparison"),
     )
 
 
@@ -70,4 +76,5 @@ def normalised(inputs: ReportInputs) -> ReportInputs:
     return ReportInputs(points=norm(inputs.points, "points"), fits=norm(inputs.fits, "fits"),
                         bootstrap=norm(inputs.bootstrap, "bootstrap"), plans=norm(inputs.plans, "plans"),
                         exclusions=norm(inputs.exclusions, "exclusions"),
-                        quarantine=norm(inputs.quarantine, "quarantine"))
+                        quarantine=norm(inputs.quarantine, "quarantine"),
+                        comparison=norm(inputs.comparison, "comparison"))
