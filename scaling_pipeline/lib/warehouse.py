@@ -89,22 +89,14 @@ _COMPARISON_PARAMS_DDL = """
 CREATE TABLE IF NOT EXISTS fits.comparison_params (
     family VARCHAR, form VARCHAR, subset VARCHAR, param VARCHAR, value DOUBLE, lo DOUBLE, hi DOUBLE)
 """
-_COMPARISON_COLUMNS = ["family", "form", "subset", "applicable", "status", "reason", "n_points", "n_fitted_params",
-                       "objective", "objective_kind", "rmse_log", "aic", "bic", "backtest_mean_error",
-                       "backtest_max_error", "backtest_n_holdout", "backtest_note", "has_allocation", "verdict",
-                       "eligible", "chosen", "interval_source"]
 
 
 def comparison_frames(family: str, rows: list[Compared]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``fits.comparison`` and ``fits.comparison_params`` rows of one family's comparison."""
-    table = pd.DataFrame([dict(family=family, form=r.form, subset=r.subset, applicable=r.applicable, status=r.status,
-                               reason=r.reason, n_points=r.n_points, n_fitted_params=r.n_fitted, objective=r.objective,
-                               objective_kind=r.objective_kind, rmse_log=r.rmse_log, aic=r.aic, bic=r.bic,
-                               backtest_mean_error=r.backtest_mean_error, backtest_max_error=r.backtest_max_error,
-                               backtest_n_holdout=r.backtest_n_holdout, backtest_note=r.backtest_note,
-                               has_allocation=r.has_allocation, verdict=r.verdict, eligible=r.eligible,
-                               chosen=r.chosen, interval_source=r.interval_source) for r in rows],
-                         columns=_COMPARISON_COLUMNS)
+    """The ``fits.comparison`` and ``fits.comparison_params`` rows of one family's comparison (columns by name:
+    the fields of :class:`~scaling_pipeline.lib.fitting.compare.Compared`)."""
+    table = pd.DataFrame([{"family": family, "applicable": r.applicable, "n_fitted_params": r.n_fitted,
+                           **{k: v for k, v in vars(r).items() if k not in ("n_fitted", "params", "intervals")}}
+                          for r in rows])
     params = pd.DataFrame([dict(family=family, form=r.form, subset=r.subset, param=k, value=v,
                                 lo=r.intervals.get(k, (None, None))[0], hi=r.intervals.get(k, (None, None))[1])
                            for r in rows for k, v in r.params.items()],
@@ -349,8 +341,8 @@ def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, b
             con.execute("INSERT INTO fits.bootstrap SELECT * FROM boot_rows")
         if comparison is not None:
             comp_rows, comp_params = comparison  # noqa: F841 (used by SQL)
-            con.execute("INSERT INTO fits.comparison SELECT * FROM comp_rows")
-            con.execute("INSERT INTO fits.comparison_params SELECT * FROM comp_params")
+            con.execute("INSERT INTO fits.comparison BY NAME SELECT * FROM comp_rows")
+            con.execute("INSERT INTO fits.comparison_params BY NAME SELECT * FROM comp_params")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
