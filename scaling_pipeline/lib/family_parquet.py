@@ -91,7 +91,7 @@ def fit_family_file(points_parquet: Path, out_dir: Path, settings: FitSettings =
         families = pts.family.unique()
         if len(families) != 1:
             raise FamilyFileError(f"{points_parquet}: expected the points of one family, found {list(families)}")
-        row, boot = fit_family(str(families[0]), pts, settings, n_jobs=n_jobs)
+        row, boot, _ = fit_family(str(families[0]), pts, settings, n_jobs=n_jobs)  # comparison: not exported
         ensure_fit_tables(con)
         replace_family(con, row["family"], row, boot)
         folder = family_dir(out_dir, row["family"])

@@ -25,16 +25,18 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, allocation_table
+from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, law_allocation_table
 from scaling_pipeline.lib.fitting.chinchilla import CHINCHILLA_PARAMS, fit_chinchilla
 from scaling_pipeline.lib.fitting.common import FitError
+from scaling_pipeline.lib.fitting.compare import Compared, Given, compare_forms
 from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
-from scaling_pipeline.lib.laws import Chinchilla
+from scaling_pipeline.lib.laws import FORMS, Chinchilla
 from scaling_pipeline.lib.process import exit_with
 from scaling_pipeline.lib.quality import assess, beyond_limit, plan_verdict
 from scaling_pipeline.lib.settings import FitSettings
-from scaling_pipeline.lib.tables import (FITS_BOOTSTRAP, FITS_CHINCHILLA, PLANS_ALLOCATIONS, create, insert_frame,
-                                         interval_columns, intervals, replace, transaction)
+from scaling_pipeline.lib.tables import (FITS_BOOTSTRAP, FITS_CHINCHILLA, FITS_COMPARISON, FITS_COMPARISON_PARAMS,
+                                         PLANS_ALLOCATIONS, create, insert_frame, interval_columns, intervals, replace,
+                                         transaction)
 
 PARAMS = CHINCHILLA_PARAMS
 
@@ -51,15 +53,31 @@ class FitStageSummary:
         return asdict(self)
 
 
+def comparison_frames(family: str, rows: list[Compared]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``fits.comparison`` and ``fits.comparison_params`` rows of one family's comparison (columns by name:
+    the fields of :class:`~scaling_pipeline.lib.fitting.compare.Compared`)."""
+    table = pd.DataFrame([{"family": family, "applicable": r.applicable, "n_fitted_params": r.n_fitted,
+                           **{k: v for k, v in vars(r).items() if k not in ("n_fitted", "params", "intervals")}}
+                          for r in rows])
+    params = pd.DataFrame([dict(family=family, form=r.form, subset=r.subset, param=k, value=v,
+                                lo=r.intervals.get(k, (None, None))[0], hi=r.intervals.get(k, (None, None))[1])
+                           for r in rows for k, v in r.params.items()],
+                          columns=["family", "form", "subset", "param", "value", "lo", "hi"])
+    return table, params.astype({"value": float, "lo": float, "hi": float})
+
+
 def ensure_fit_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``fits.chinchilla`` and ``fits.bootstrap`` (dropping both when either has an older layout)."""
-    create(con, FITS_CHINCHILLA, FITS_BOOTSTRAP)
+    """Create ``fits.chinchilla``, ``fits.bootstrap``, ``fits.comparison`` and ``fits.comparison_params``
+    (dropping them all when one has an older layout)."""
+    create(con, FITS_CHINCHILLA, FITS_BOOTSTRAP, FITS_COMPARISON, FITS_COMPARISON_PARAMS)
 
 
 def input_hash(points: pd.DataFrame, settings: FitSettings) -> str:
-    """SHA-256 of a family's points (run_id, n_params, n_tokens, loss) and the fit settings."""
-    h = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
-    cols = points[["run_id", "n_params", "n_tokens", "loss"]].sort_values("run_id")
+    """SHA-256 of a family's points (run_id, n_params, n_tokens, loss, unique_tokens when present), the fit
+    settings and the compared law forms (a newly registered form refits every family)."""
+    h = hashlib.sha256(json.dumps([asdict(settings), sorted(FORMS)], sort_keys=True).encode())
+    cols = points[["run_id", "n_params", "n_tokens", "loss", *(["unique_tokens"] if "unique_tokens" in points else [])]]
+    cols = cols.sort_values("run_id")
     h.update(cols.to_csv(index=False, float_format="%.17g").encode())
     return h.hexdigest()
 
@@ -105,8 +123,8 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
         where = f"across {summary.workers} worker processes" if summary.workers > 1 else "in this process"
         progress(f"fitting {len(todo)} of {len(families)} families ({len(summary.unchanged)} unchanged) {where}")
 
-    def write(row: dict, boot: pd.DataFrame | None) -> None:
-        replace_family(con, row["family"], row, boot)
+    def write(row: dict, boot: pd.DataFrame | None, comparison: tuple[pd.DataFrame, pd.DataFrame] | None) -> None:
+        replace_family(con, row["family"], row, boot, comparison)
         if row["status"] != "ok":
             summary.failed[row["family"]] = row["error"]
         else:
@@ -134,7 +152,7 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
 
 def _fit_in_pool(todo: list[tuple[str, pd.DataFrame]], settings: FitSettings, workers: int,
                  started: Callable[[int, str, pd.DataFrame], None],
-                 write: Callable[[dict, pd.DataFrame | None], None]) -> None:
+                 write: Callable[..., None]) -> None:
     """Fit ``todo`` across ``workers`` processes, calling ``write`` in this process as each family
     finishes. At most two families per worker are queued, so ``started`` tracks the real progress
     and an error stops the stage within a few families."""
@@ -165,10 +183,12 @@ def _init_worker(run_pid: int) -> None:
 
 
 def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
-               n_jobs: int | None = None) -> tuple[dict, pd.DataFrame | None]:
-    """Fit one family's points (columns run_id, n_params, n_tokens, loss): its ``fits.chinchilla`` row
-    (as a dict; a failed fit has status "failed") and its ``fits.bootstrap`` rows (None without a
-    bootstrap). ``n_jobs``: processes for the bootstrap (see ``bootstrap_chinchilla``)."""
+               n_jobs: int | None = None) -> tuple[dict, pd.DataFrame | None, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Fit one family's points (columns run_id, n_params, n_tokens, loss; flops and unique_tokens for the
+    forms that read them): its ``fits.chinchilla`` row (as a dict; a failed fit has status "failed"), its
+    ``fits.bootstrap`` rows (None without a bootstrap) and its ``fits.comparison`` / ``comparison_params``
+    rows (every law form, :func:`~scaling_pipeline.lib.fitting.compare.compare_forms`, reusing this Chinchilla
+    fit). ``n_jobs``: processes for the bootstrap (see ``bootstrap_chinchilla``)."""
     n, d, loss = (pts[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
     ident = dict(family=family, settings=json.dumps(asdict(s)), input_hash=input_hash(pts, s))
     try:  # the bootstrap fits the full data first: its fit is the fit (with the bootstrap's warnings)
@@ -177,7 +197,7 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
         fit = boot.fit if boot else fit_chinchilla(n, d, loss, loss=s.loss, delta=s.delta)
     except FitError as exc:
         row = dict(**ident, status="failed", error=str(exc), n_points=len(pts), loss=s.loss, delta=s.delta)
-        return {**row, **assessment_columns(row, pts)}, None
+        return {**row, **assessment_columns(row, pts)}, None, comparison_frames(family, compare_forms(pts))
     boot_df = None
     if boot:
         boot_df = pd.DataFrame(boot.samples, columns=list(CHINCHILLA_PARAMS))
@@ -195,7 +215,10 @@ def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
                fit_seconds=fit.fit_seconds, max_observed_flops=float(np.max(6 * n * d)),
                **interval_columns(boot.ci if boot else None), diagnostics=json.dumps(diag, default=float),
                backtest=json.dumps(backtest, default=float), warnings=[str(w) for w in diag.get("warnings", [])])
-    return {**row, **assessment_columns(row, pts)}, boot_df
+    row = {**row, **assessment_columns(row, pts)}
+    given = Given(fit, backtest, row["publishable"], row["verdict"],
+                  f"bootstrap, {s.bootstrap} resamples, {s.level:.0%}" if boot else "")
+    return row, boot_df, comparison_frames(family, compare_forms(pts, {"chinchilla": given}))
 
 
 def assessment_columns(row: dict, pts: pd.DataFrame) -> dict:
@@ -232,18 +255,23 @@ def _reassess(con: duckdb.DuckDBPyConnection, families: list[str], points: pd.Da
                         "WHERE family = ?", changed)
 
 
-def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None) -> None:
-    """Replace family ``fam``'s rows of ``fits.chinchilla`` (``row``: column -> value) and
-    ``fits.bootstrap`` (``boot``: its columns) in one transaction; ``None`` removes them."""
+def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None,
+                   comparison: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> None:
+    """Replace family ``fam``'s rows of ``fits.chinchilla`` (``row``: column -> value), ``fits.bootstrap``
+    (``boot``: its columns) and ``fits.comparison`` / ``fits.comparison_params`` (``comparison``, from
+    :func:`comparison_frames`) in one transaction; ``None`` removes them."""
     with transaction(con):
-        con.execute("DELETE FROM fits.chinchilla WHERE family = ?", [fam])
-        con.execute("DELETE FROM fits.bootstrap WHERE family = ?", [fam])
+        for table in (FITS_CHINCHILLA, FITS_BOOTSTRAP, FITS_COMPARISON, FITS_COMPARISON_PARAMS):
+            con.execute(f"DELETE FROM {table.name} WHERE family = ?", [fam])
         if row is not None:
             cols = list(row)
             con.execute(f"INSERT INTO fits.chinchilla ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                         [row[c] for c in cols])
         if boot is not None and len(boot):
             insert_frame(con, FITS_BOOTSTRAP, boot[FITS_BOOTSTRAP.names])
+        if comparison is not None:
+            insert_frame(con, FITS_COMPARISON, comparison[0])
+            insert_frame(con, FITS_COMPARISON_PARAMS, comparison[1])
 
 
 def plan_budgets(max_observed_flops: float, min_observed_flops: float | None = None) -> list[float]:
@@ -268,24 +296,46 @@ def family_conventions(con: duckdb.DuckDBPyConnection, family: str | None = None
         return {}
 
 
+def _chosen_laws(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, dict[str, float]]]:
+    """Family -> (form, parameters) of the comparison row marked ``chosen`` (the form plans are made from)."""
+    rows = con.execute("SELECT p.family, p.form, p.param, p.value FROM fits.comparison c JOIN fits.comparison_params p "
+                       "USING (family, form, subset) WHERE c.chosen ORDER BY p.family").fetchall()
+    out: dict[str, tuple[str, dict[str, float]]] = {}
+    for fam, form, param, value in rows:
+        out.setdefault(fam, (form, {}))[1][param] = value
+    return out
+
+
 def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.DataFrame:
-    """Rebuild ``plans.allocations`` from the publishable fits in ``fits.chinchilla`` (+ bootstrap
-    intervals at the fit's recorded ``level``, else ``level``); withheld families get no plan. Each row carries its family's ``verdict`` (``extrapolated``
-    for budgets beyond the extrapolation limit, ``beyond_limit``) and ``publishable`` (within the limit)."""
+    """Rebuild ``plans.allocations`` for the publishable families of ``fits.chinchilla``; withheld families
+    get no plan. Each family is planned from the form its model comparison chose (``fits.comparison.chosen``;
+    Chinchilla when there is none), recorded in the ``form`` column: Chinchilla with bootstrap intervals (at the
+    fit's recorded level, else ``level``), the data-constrained law with the family's largest ``unique_tokens``
+    as the unique data available. Each row carries its family's ``verdict`` (``extrapolated`` for budgets
+    beyond the extrapolation limit, ``beyond_limit``) and ``publishable`` (within the limit)."""
+    ensure_fit_tables(con)
     fits = con.execute("SELECT * FROM fits.chinchilla WHERE publishable ORDER BY family").df()
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
+    chosen = _chosen_laws(con)
     conventions = family_conventions(con)
     smallest = dict(con.execute("SELECT family, min(coalesce(flops, 6 * n_params * n_tokens)) FROM clean.points "
                                 "GROUP BY family").fetchall())
     tables = []
     for f in fits.itertuples(index=False):
-        law = Chinchilla(E=f.E, A=f.A, B=f.B, alpha=f.alpha, beta=f.beta)
-        b = boot[boot.family == f.family]
-        samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
+        form, params = chosen.get(f.family, ("chinchilla", {}))
+        if form == "chinchilla":
+            law = Chinchilla(E=f.E, A=f.A, B=f.B, alpha=f.alpha, beta=f.beta)
+            b = boot[boot.family == f.family]
+            samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
+        else:
+            law, samples = FORMS[form].from_params(params), None
+        unique = con.execute("SELECT max(unique_tokens) FROM clean.points WHERE family = ?",
+                             [f.family]).fetchone()[0] if form != "chinchilla" else None
         fitted_level = json.loads(f.settings or "{}").get("level", level)  # the level of the fit's own intervals
-        budgets = plan_budgets(f.max_observed_flops, smallest.get(f.family))
-        t = allocation_table(law, budgets, samples=samples, level=fitted_level)
+        t = law_allocation_table(law, plan_budgets(f.max_observed_flops, smallest.get(f.family)), samples=samples,
+                                 level=fitted_level, unique_tokens=unique)
         t.insert(0, "family", f.family)
+        t["form"] = form
         t["extrapolation"] = t.compute / f.max_observed_flops
         t["beyond_limit"] = beyond_limit(t.compute, f.max_observed_flops)
         t["verdict"] = [plan_verdict(f.verdict, far) for far in t.beyond_limit]

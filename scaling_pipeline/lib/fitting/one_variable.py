@@ -69,7 +69,7 @@ def fit_saturating(x: ArrayLike, y: ArrayLike) -> FitResult:
         return best
 
     grid = np.geomspace(1e-3, 5.0, 120)
-    values = [inner(a)[0] for a in grid]
+    values = _saturating_scan(grid, lx - xm, y)
     i = int(np.argmin(values))
     lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, grid.size - 1)])
     with _one_blas_thread():
@@ -93,6 +93,42 @@ def fit_saturating(x: ArrayLike, y: ArrayLike) -> FitResult:
         warnings,
         objective=obj,
     )
+
+
+def _lstsq2(a1: np.ndarray, a2: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares ``a1·c1 + a2·c2 ≈ b`` row by row (rows of ``(G, n)`` arrays), by Gram-Schmidt QR."""
+    r11 = np.linalg.norm(a1, axis=1)
+    q1 = a1 / r11[:, None]
+    r12 = np.einsum("gi,gi->g", q1, a2)
+    v = a2 - r12[:, None] * q1
+    r22 = np.linalg.norm(v, axis=1)
+    with np.errstate(all="ignore"):
+        q2 = v / r22[:, None]
+        c2 = np.einsum("gi,gi->g", q2, b) / r22
+        c1 = (np.einsum("gi,gi->g", q1, b) - r12 * c2) / r11
+    return c1, c2
+
+
+def _saturating_scan(grid: np.ndarray, lxc: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The profile objective of :func:`fit_saturating` at every ``alpha`` of ``grid`` at once (``lxc``: centred
+    ``log x``): the same steps as its ``inner``, vectorised over the grid."""
+    ly = np.log(y)
+    lu = -grid[:, None] * lxc[None, :]
+    u = np.exp(lu)
+    best = np.var(ly - lu, axis=1)
+    ones = np.broadcast_to(1.0 / y, u.shape)
+    l0, kc = _lstsq2(ones, u / y, np.ones_like(u))
+    active = np.ones(grid.size, bool)
+    with np.errstate(all="ignore"):
+        for _ in range(4):
+            pred = l0[:, None] + kc[:, None] * u
+            active &= (l0 >= 0) & (kc > 0) & (pred > 0).all(axis=1)
+            r = np.log(np.where(pred > 0, pred, 1.0)) - ly
+            f = np.mean(r * r, axis=1)
+            best = np.where(active & (f < best), f, best)
+            d0, d1 = _lstsq2(1.0 / pred, u / pred, -r)
+            l0, kc = l0 + d0, kc + d1
+    return best
 
 
 def fit_kaplan(x: ArrayLike, L: ArrayLike, variable: str) -> FitResult:

@@ -1,5 +1,5 @@
-"""Resampling checks of a Chinchilla fit: bootstrap intervals (:func:`bootstrap_chinchilla`) and a
-backtest on the largest-compute runs (:func:`backtest_chinchilla`)."""
+"""Resampling checks of a fit: bootstrap intervals of a Chinchilla fit (:func:`bootstrap_chinchilla`) and a
+backtest on the largest-compute runs (:func:`backtest` for any form, :func:`backtest_chinchilla`)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ from scaling_pipeline.lib.fitting.common import (
 from scaling_pipeline.lib.fitting.objective import _Data
 from scaling_pipeline.lib.fitting.search import _BOOT_GRID, _BOOT_OPTIONS, _global_fit, _internal_bounds
 from scaling_pipeline.lib.jsonutil import jsonable
-from scaling_pipeline.lib.laws import Chinchilla
+from scaling_pipeline.lib.laws import Chinchilla, get
 from scaling_pipeline.lib.process import exit_with
 
-__all__ = ["Bootstrap", "bootstrap_chinchilla", "backtest_chinchilla"]
+__all__ = ["Bootstrap", "bootstrap_chinchilla", "backtest", "backtest_chinchilla"]
 
 
 @dataclass(frozen=True)
@@ -201,34 +201,55 @@ def backtest_chinchilla(
     loss: str = "huber",
     delta: float = 1e-3,
 ) -> dict[str, Any]:
-    """Fit on all but the largest-compute runs (``C = 6·N·D`` FLOPs) and predict those.
+    """:func:`backtest` of the Chinchilla law: fit on all but the largest-compute runs (``C = 6·N·D``
+    FLOPs), predict those."""
+    N, D, L = _positive("N", N), _positive("D", D), _positive("L", L)
+    _same_length(N=N, D=D, L=L)
+    return backtest("chinchilla", {"N": N, "D": D}, L, 6.0 * N * D, holdout_fraction=holdout_fraction,
+                    n_holdout=n_holdout, loss=loss, delta=delta)
+
+
+def backtest(
+    form: str,
+    inputs: Mapping[str, ArrayLike],
+    y: ArrayLike,
+    compute: ArrayLike,
+    *,
+    holdout_fraction: float = 0.1,
+    n_holdout: int | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Fit ``form`` (a name of :data:`~scaling_pipeline.lib.laws.FORMS`) on all but the runs with the
+    largest ``compute`` (FLOPs) and predict those; ``options`` go to the form's ``fit``.
 
     Holds out ``n_holdout`` runs (default ``ceil(holdout_fraction·n)``, at least 1). Returns a
-    JSON-ready dict with the training fit, per-held-out-run predictions and relative errors
-    ``L̂/L - 1``, and their mean/max absolute values.
+    JSON-ready dict with the training fit, per-held-out-run inputs (keyed by the form's input columns),
+    ``flops``, observed and predicted ``loss`` and relative errors ``L̂/L - 1``, and their mean/max
+    absolute values.
     """
-    N, D, L = _positive("N", N), _positive("D", D), _positive("L", L)
-    n = _same_length(N=N, D=D, L=L)
+    law = get(form)
+    X = {k: np.asarray(v, dtype=float) for k, v in inputs.items()}
+    L, C = np.asarray(y, dtype=float), np.asarray(compute, dtype=float)
+    n = _same_length(**X, y=L, compute=C)
     if n_holdout is None:
         if not 0 < holdout_fraction < 1:
             raise FitError(f"holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
         n_holdout = max(1, math.ceil(holdout_fraction * n))
     if not 1 <= n_holdout < n:
         raise FitError(f"n_holdout must be in [1, {n - 1}], got {n_holdout}")
-    order = np.argsort(6.0 * N * D, kind="stable")
+    order = np.argsort(C, kind="stable")
     train, test = order[:-n_holdout], order[-n_holdout:]
-    fit = fit_chinchilla(N[train], D[train], L[train], loss=loss, delta=delta)
-    pred = np.asarray(fit.law.predict(N[test], D[test]))
+    fit = law.fit({k: v[train] for k, v in X.items()}, L[train], **options)
+    pred = np.asarray(fit.law.predict(**{k: v[test] for k, v in X.items()}))
     rel = pred / L[test] - 1.0
     return jsonable(
         {
             "n_train": int(train.size),
             "n_holdout": int(test.size),
-            "train_max_flops": float(np.max(6.0 * N[train] * D[train])),
+            "train_max_flops": float(np.max(C[train])),
             "holdout": {
-                "n_params": N[test],
-                "n_tokens": D[test],
-                "flops": 6.0 * N[test] * D[test],
+                **{law.variables.get(k, k): v[test] for k, v in X.items()},
+                "flops": C[test],
                 "loss": L[test],
                 "predicted": pred,
                 "rel_error": rel,

@@ -16,7 +16,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from scaling_pipeline.lib.fitting.common import FitResult
+
+    from .selection import Sample
 
 __all__ = ["Law", "out", "arr"]
 
@@ -42,8 +46,11 @@ class Law:
     * ``units``: parameter name -> unit, for every parameter (help texts list these names);
     * ``variables``: ``predict`` keyword -> default column of a runs CSV (``n_params`` parameters,
       ``n_tokens`` tokens, ``unique_tokens``, ``flops`` FLOPs);
-    * ``optimal_allocation``: a method ``(C FLOPs) -> (N*, D*)`` where the form defines a
-      compute-optimal allocation, ``None`` otherwise.
+    * ``optimal_allocation``: a method ``(C FLOPs, …) -> (N*, D*)`` where the form defines a
+      compute-optimal allocation (further arguments: the form's limits, e.g. unique tokens), ``None``
+      otherwise; plans are made only from such forms;
+    * :meth:`samples`: which of a family's runs the pipeline's model comparison fits it to (default: every
+      run, inputs from ``variables``); a form overrides it to select runs or to say it does not apply.
     """
 
     name: ClassVar[str]
@@ -64,6 +71,15 @@ class Law:
         in :mod:`scaling_pipeline.lib.fitting`. ``loss`` and ``delta`` are used by forms that offer them
         (the result's ``loss`` says which objective was minimised)."""
         raise NotImplementedError
+
+    @classmethod
+    def samples(cls, points: pd.DataFrame) -> list[Sample]:
+        """The data the per-family comparison fits this form to, from a family's ``clean.points`` rows: one
+        :class:`~.selection.Sample` per fit (default: every run, ``predict`` keywords from ``variables``).
+        Raises :class:`~.selection.NotApplicable` with the reason when the form does not apply."""
+        from .selection import sample_of
+
+        return [sample_of(points, cls.variables)]
 
     @classmethod
     def columns(cls, x: str | None = None, vars: Sequence[str] | None = None) -> dict[str, str]:

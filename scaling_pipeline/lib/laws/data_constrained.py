@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 
 from .base import Law, arr, out
@@ -16,6 +17,8 @@ from .registry import register
 
 if TYPE_CHECKING:
     from scaling_pipeline.lib.fitting.common import FitResult
+
+    from .selection import Sample
 
 __all__ = ["DataConstrained", "MUENNIGHOFF", "RD_STAR", "RN_STAR"]
 
@@ -82,6 +85,16 @@ class DataConstrained(Law):
         n_eff = u_n + u_n * self.rn_star * -np.expm1(-r_n / self.rn_star)
         return n_eff, d_eff
 
+    def optimal_allocation(self, C: ArrayLike, U: float) -> tuple[float | np.ndarray, float | np.ndarray]:
+        """Loss-minimising ``(N*, D*)`` for ``C`` FLOPs along ``C = 6·N·D`` with ``U`` unique tokens available
+        (``U_D = min(U, D)`` seen), found numerically by :func:`scaling_pipeline.lib.allocate.allocate`."""
+        from scaling_pipeline.lib.allocate import allocate
+
+        plans = [allocate(self.chinchilla, c, unique_tokens=U, rd_star=self.rd_star, rn_star=self.rn_star)
+                 for c in np.atleast_1d(arr(C))]
+        n, d = np.array([p.n_params for p in plans]), np.array([p.n_tokens for p in plans])
+        return (out(n[0]), out(d[0])) if np.ndim(C) == 0 else (n, d)
+
     def predict(self, N: ArrayLike, D: ArrayLike, U: ArrayLike, *, cap_unique: bool = False) -> float | np.ndarray:
         """Loss (nats/token) for ``N`` parameters, ``D`` total and ``U`` unique tokens (``cap_unique``: see
         :meth:`effective`)."""
@@ -90,13 +103,47 @@ class DataConstrained(Law):
 
     @classmethod
     def fit(cls, inputs: Mapping[str, ArrayLike], y: ArrayLike, *, loss: str = "huber", delta: float = 1e-3,
-            free_all: bool = False, fixed: Mapping[str, float] | None = None) -> FitResult:
+            free_all: bool = False, fixed: Mapping[str, float] | None = None, two_stage: bool = False) -> FitResult:
         """:func:`~scaling_pipeline.lib.fitting.data_constrained.fit_data_constrained` of ``y`` = ``L``
-        (nats/token) on ``inputs["N"]``, ``["D"]``, ``["U"]`` (objective: Huber on log residuals only)."""
+        (nats/token) on ``inputs["N"]``, ``["D"]``, ``["U"]`` (objective: Huber on log residuals only).
+
+        ``two_stage``: the paper's protocol on these runs: ``E, A, B, alpha, beta`` from a Chinchilla fit of the
+        single-epoch runs (``D <= U``), then ``rd_star``, ``rn_star`` with those held; all seven count as fitted
+        (``diagnostics["fixed"]`` is empty, ``diagnostics["two_stage"]`` has the first stage)."""
+        from scaling_pipeline.lib.fitting.chinchilla import fit_chinchilla
+        from scaling_pipeline.lib.fitting.common import FitError
         from scaling_pipeline.lib.fitting.data_constrained import fit_data_constrained
 
-        return fit_data_constrained(inputs["N"], inputs["D"], inputs["U"], y, fixed=fixed, free_all=free_all,
-                                    delta=delta)
+        if not two_stage:
+            return fit_data_constrained(inputs["N"], inputs["D"], inputs["U"], y, fixed=fixed, free_all=free_all,
+                                        delta=delta)
+        if free_all or fixed is not None:
+            raise FitError("two_stage fits every parameter: give no fixed parameters or free_all")
+        N, D, U, L = (arr(v) for v in (inputs["N"], inputs["D"], inputs["U"], y))
+        single = D <= U
+        first = fit_chinchilla(N[single], D[single], L[single], delta=delta)
+        fit = fit_data_constrained(N, D, U, L, fixed=first.params, delta=delta)
+        stage = {"single_epoch_runs": int(single.sum()), "objective": first.objective,
+                 "warnings": first.diagnostics.get("warnings", [])}
+        return replace(fit, fit_seconds=fit.fit_seconds + first.fit_seconds,
+                       diagnostics={**fit.diagnostics, "fixed": [], "two_stage": stage})
+
+    @classmethod
+    def samples(cls, points: pd.DataFrame) -> list[Sample]:
+        """The runs whose unique tokens are known, fitted ``two_stage`` (the published ``E, A, B, alpha, beta``
+        belong to another corpus, and fitting all seven at once costs ~20x more); not applicable without such runs or when none of
+        them repeats its data (``D <= U``: the law is then Chinchilla's)."""
+        from .selection import NotApplicable, sample_of
+
+        u = (pd.to_numeric(points["unique_tokens"], errors="coerce").to_numpy(float) if "unique_tokens" in points
+             else np.full(len(points), np.nan))
+        known = points[np.isfinite(u) & (u > 0)]
+        if not len(known):
+            raise NotApplicable("unique_tokens unknown for every run")
+        if not (known.n_tokens.to_numpy(float) > known.unique_tokens.to_numpy(float)).any():
+            raise NotApplicable("no run repeats its data (D <= U in every run): the law reduces to chinchilla")
+        subset = "" if len(known) == len(points) else "runs with unique_tokens"
+        return [sample_of(known, cls.variables, subset, {"two_stage": True})]
 
 
 # Muennighoff et al. (2023) published law (datablations README, "Parametric Fit": e, a, b in log

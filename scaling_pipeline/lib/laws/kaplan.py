@@ -13,7 +13,11 @@ from .base import Law, arr, out
 from .registry import register
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from scaling_pipeline.lib.fitting.common import FitResult
+
+    from .selection import Sample
 
 __all__ = ["Kaplan", "KaplanN", "KaplanD", "KaplanC"]
 
@@ -54,6 +58,16 @@ class Kaplan(Law):
         from scaling_pipeline.lib.fitting.one_variable import fit_kaplan
 
         return fit_kaplan(inputs["x"], y, cls.variable)
+
+    @classmethod
+    def samples(cls, points: pd.DataFrame) -> list[Sample]:
+        """L(N) on each size's largest token budget (Kaplan's converged models); L(D) and L(C) on the
+        compute frontier (the runs with a lower loss than every run of less compute)."""
+        from .selection import compute_frontier, largest_budget_per_size, sample_of
+
+        if cls.variable == "N":
+            return [sample_of(largest_budget_per_size(points), cls.variables, "largest D per N")]
+        return [sample_of(compute_frontier(points), cls.variables, "compute frontier")]
 
 
 @register

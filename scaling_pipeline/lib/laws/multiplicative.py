@@ -14,11 +14,16 @@ from .base import Law, arr, out
 from .registry import register
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from scaling_pipeline.lib.fitting.common import FitResult
+
+    from .selection import Sample
 
 __all__ = ["Multiplicative"]
 
 _PREFIX = "exp_"
+COMPARED_VARS = ("n_params", "n_tokens", "flops")  # Capacity^α·Data^β·Compute^γ in the pipeline's comparison
 
 
 @register
@@ -84,3 +89,19 @@ class Multiplicative(Law):
 
         return fit_log_linear(inputs, y, form=cls.name, params=lambda log_k, slopes: {
             "k": math.exp(log_k), **{_PREFIX + c: b for c, b in slopes.items()}})
+
+    @classmethod
+    def samples(cls, points: pd.DataFrame) -> list[Sample]:
+        """Every run, in ``n_params``, ``n_tokens`` and ``flops`` (:data:`COMPARED_VARS`); not applicable when
+        the exponents are not identifiable (e.g. ``flops = 6·n_params·n_tokens`` exactly), with the relation."""
+        from scaling_pipeline.lib.fitting.common import FitError
+        from scaling_pipeline.lib.fitting.log_linear import _check_identifiable
+
+        from .selection import NotApplicable, sample_of
+
+        sample = sample_of(points, {c: c for c in COMPARED_VARS})
+        try:
+            _check_identifiable(list(sample.inputs), np.log(np.column_stack(list(sample.inputs.values()))))
+        except FitError as exc:
+            raise NotApplicable(f"not identifiable: {exc}") from None
+        return [sample]

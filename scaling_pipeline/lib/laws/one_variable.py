@@ -13,7 +13,11 @@ from .base import Law, arr, out
 from .registry import register
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from scaling_pipeline.lib.fitting.common import FitResult
+
+    from .selection import Sample
 
 __all__ = ["PowerLaw", "Saturating"]
 
@@ -45,6 +49,13 @@ class PowerLaw(Law):
 
         return fit_power_law(inputs["x"], y)
 
+    @classmethod
+    def samples(cls, points: pd.DataFrame) -> list[Sample]:
+        """Not compared on its own: of a loss in N it is the curve of ``kaplan_n`` (``f = xc^alpha``)."""
+        from .selection import NotApplicable
+
+        raise NotApplicable("the same curve as kaplan_n (f = xc^alpha), which the comparison fits")
+
 
 @register
 @dataclass(frozen=True)
@@ -72,3 +83,15 @@ class Saturating(Law):
         from scaling_pipeline.lib.fitting.one_variable import fit_saturating
 
         return fit_saturating(inputs["x"], y)
+
+    @classmethod
+    def samples(cls, points: pd.DataFrame) -> list[Sample]:
+        """L(N) per token budget shared by at least 3 model sizes (or per tokens-per-parameter ratio, for a
+        ladder whose budgets are set per size): one sample each."""
+        from .selection import NotApplicable, budget_groups, sample_of
+
+        groups = budget_groups(points, min_sizes=len(cls.params))
+        if not groups:
+            raise NotApplicable(f"no token budget (or tokens-per-parameter ratio) shared by {len(cls.params)} or more "
+                                "model sizes")
+        return [sample_of(rows, {"x": "n_params"}, subset) for subset, rows in groups]

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling_pipeline.lib.fitting.isoflop import parabola_vertex
 from scaling_pipeline.lib.laws import Chinchilla
 from scaling_pipeline.lib.quality import Assessment, Reason, beyond_limit
 from scaling_pipeline.lib.tables import intervals
@@ -75,6 +76,7 @@ class Family:
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # loss vs tokens of its fitted runs
     lr: dict[str, pd.DataFrame] = field(default_factory=dict)  # its rows of clean.lr_sweeps/_optima/_scaling
     forecasts: dict[str, pd.DataFrame] = field(default_factory=dict)  # its rows of in_flight.load_forecasts
+    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)  # its rows of reporting.comparison.SQL
 
     @property
     def ok(self) -> bool:
@@ -145,7 +147,8 @@ def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Fami
                    excl=inp.exclusions[inp.exclusions.family == name], curves=inp.curves[inp.curves.family == name],
                    lr={k: v[v.family == name] for k, v in (("sweeps", inp.lr_sweeps), ("optima", inp.lr_optima),
                                                            ("scaling", inp.lr_scaling))},
-                   forecasts={k: t[t.family == name] for k, t in inp.forecasts.items()})
+                   forecasts={k: t[t.family == name] for k, t in inp.forecasts.items()},
+                   comparison=inp.comparison[inp.comparison.family == name])
         if fit is not None:
             f.ci = intervals(fit)
             f.diagnostics = loads_or(fit.get("diagnostics"), {})
@@ -181,7 +184,9 @@ def family_views(inp: ReportInputs, headline_compute: float | None) -> list[Fami
 
 
 def _slice_optima(f: Family) -> list[dict[str, float]]:
-    """For each observed IsoFLOP slice: the best run (model-free optimum) and the fitted N* at that budget."""
+    """For each observed IsoFLOP slice: the best run (model-free optimum), the Approach 2 parabola vertex
+    (:func:`~scaling_pipeline.lib.fitting.isoflop.parabola_vertex`, when the minimum is bracketed) and the
+    fitted N* at that budget."""
     out = []
     for c, is_slice in f.iso_budgets:
         if not is_slice:
@@ -191,6 +196,9 @@ def _slice_optima(f: Family) -> list[dict[str, float]]:
         row = dict(compute=c, n_runs=len(near), n_sizes=int(near.n_params.nunique()), best_run=str(best.run_id),
                    best_n=float(best.n_params), best_loss=float(best.loss),
                    edge=bool(best.n_params in (near.n_params.min(), near.n_params.max())))
+        vertex = parabola_vertex(near.n_params, near.loss)  # Approach 2 (Hoffmann et al.) at this slice
+        if vertex is not None:
+            row["approach2_n"], row["approach2_loss"] = vertex
         if f.ok:
             row["fit_n"] = float(optimum(f.P, c)[0][0, 0])
             if len(f.boot):

@@ -10,6 +10,7 @@ import pandas as pd
 
 from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, THRESHOLDS
 
+from .comparison import comparison_section
 from .family import Family
 from .figures import plot_fit, plot_frontier, plot_isoflop, plot_residuals
 from .exports import plan_exports
@@ -36,6 +37,8 @@ def slice_text(s: dict) -> str:
     text = (f"at C = {fmt_flops(s['compute'], 2)} ({s['n_sizes']} sizes) the lowest loss is "
             f"N = {fmt_human(s['best_n'])} ({s['best_loss']:.3f})"
             + (", at the edge of the slice" if s["edge"] else ""))
+    if "approach2_n" in s:
+        text += f"; a parabola in log N (Approach 2) puts the minimum at N = {fmt_human(s['approach2_n'])}"
     if "fit_n" in s:
         text += f"; the fit puts N* at {fmt_hci(s['fit_n'], s.get('fit_n_lo'), s.get('fit_n_hi'))}"
     return text
@@ -75,6 +78,7 @@ def family_section(f: Family, out: Path) -> str:
         parts.append("<div class=figs>" + "".join(
             f"<figure data-fig='{kind}'><img src='data:image/png;base64,{b64}' alt='{esc(kind)} figure for "
             f"{esc(f.name)}'><figcaption>{caption}</figcaption></figure>" for kind, b64, caption in figs) + "</div>")
+    parts.append(comparison_section(f.comparison))
     if f.ok:
         parts.append(_plan_table(f) + plan_exports(f, out))
     parts.append(in_flight_block(f, out))

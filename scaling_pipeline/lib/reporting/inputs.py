@@ -12,6 +12,8 @@ from scaling_pipeline.lib.tables import (CLEAN_EXCLUSIONS, CLEAN_LR_OPTIMA, CLEA
                                          CLEAN_POINTS, FITS_BOOTSTRAP, FITS_CHINCHILLA, LAW_PARAMS, PLANS_ALLOCATIONS,
                                          RAW_QUARANTINE)
 
+from .comparison import COLUMNS as COMPARISON_COLUMNS
+from .comparison import SQL as COMPARISON_SQL
 from .in_flight import load_forecasts
 
 PARAMS = LAW_PARAMS  # the law's parameters, columns of fits.chinchilla and fits.bootstrap
@@ -22,6 +24,7 @@ COLUMNS = {  # per table: its columns (a missing one reads as empty)
         ("plans", PLANS_ALLOCATIONS), ("exclusions", CLEAN_EXCLUSIONS), ("quarantine", RAW_QUARANTINE),
         ("lr_sweeps", CLEAN_LR_SWEEPS), ("lr_optima", CLEAN_LR_OPTIMA), ("lr_scaling", CLEAN_LR_SCALING))},
     "curves": ["run_id", "family", "n_params", "step", "tokens", "loss"],  # clean.steps of fitted runs, thinned
+    "comparison": COMPARISON_COLUMNS,
 }
 CURVE_POINTS = 200  # training-curve points kept per run, at most (every k-th logged step, and the last)
 
@@ -50,6 +53,7 @@ class ReportInputs:
     lr_optima: pd.DataFrame | None = None
     lr_scaling: pd.DataFrame | None = None
     forecasts: dict[str, pd.DataFrame] = field(default_factory=dict)  # in_flight.load_forecasts
+    comparison: pd.DataFrame | None = None  # fits.comparison with its parameters (reporting.comparison.SQL)
 
 
 def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
@@ -73,6 +77,7 @@ def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
         lr_optima=q("SELECT * FROM clean.lr_optima ORDER BY family, n_params, n_tokens", "lr_optima"),
         lr_scaling=q("SELECT * FROM clean.lr_scaling ORDER BY family", "lr_scaling"),
         forecasts=load_forecasts(con),
+        comparison=q(COMPARISON_SQL, "comparison"),
     )
 
 
@@ -94,4 +99,4 @@ def normalised(inputs: ReportInputs) -> ReportInputs:
                         exclusions=norm(inputs.exclusions, "exclusions"),
                         quarantine=norm(inputs.quarantine, "quarantine"), curves=norm(inputs.curves, "curves"),
                         **{k: norm(getattr(inputs, k), k) for k in ("lr_sweeps", "lr_optima", "lr_scaling")},
-                        forecasts=inputs.forecasts)
+                        forecasts=inputs.forecasts, comparison=norm(inputs.comparison, "comparison"))

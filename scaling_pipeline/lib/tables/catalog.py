@@ -186,6 +186,31 @@ _TABLES = [
     Table("fits.bootstrap", "Per family: the law's parameters refitted on each bootstrap resample.", (
         Column("family", "VARCHAR", "model family"), Column("sample", "INTEGER", "resample number"),
         *(Column(p, "DOUBLE", _PARAM_DOCS[p]) for p in LAW_PARAMS)), key=("family", "sample"), kind=KEPT),
+    Table("fits.comparison", "Per family and law form (fitted to the runs its class selects): scores and choice.",
+          _cols(
+        ("family", "VARCHAR", "model family"), ("form", "VARCHAR", "law form (lib/laws registry)"),
+        ("subset", "VARCHAR", "which runs the form was fitted to ('' : all)"),
+        ("applicable", "BOOLEAN", "the form applies to this family's data"),
+        ("status", "VARCHAR", "ok, failed or not_applicable"), ("reason", "VARCHAR", "why not applicable or failed"),
+        ("n_points", "BIGINT", "runs fitted"), ("n_fitted_params", "INTEGER", "fitted parameters (fixed excluded)"),
+        ("objective", "DOUBLE", "fit objective (see objective_kind)"),
+        ("objective_kind", "VARCHAR", "huber (sum, with delta) or mse"),
+        ("rmse_log", "DOUBLE", "rms log residual"), ("aic", "DOUBLE", "AIC, Gaussian on log residuals"),
+        ("bic", "DOUBLE", "BIC, Gaussian on log residuals"),
+        ("backtest_mean_error", "DOUBLE", "mean relative error on held-out largest-compute runs"),
+        ("backtest_max_error", "DOUBLE", "largest relative error on held-out runs"),
+        ("backtest_n_holdout", "INTEGER", "held-out runs"), ("backtest_note", "VARCHAR", "why no backtest"),
+        ("has_allocation", "BOOLEAN", "the form gives a compute-optimal allocation"),
+        ("verdict", "VARCHAR", "quality verdict, for forms with an allocation"),
+        ("eligible", "BOOLEAN", "plans may be made from it (allocation and publishable)"),
+        ("chosen", "BOOLEAN", "the form plans are made from"),
+        ("interval_source", "VARCHAR", "where the parameter intervals come from"),
+    ), key=("family", "form", "subset"), kind=KEPT),
+    Table("fits.comparison_params", "Per family and form: each fitted parameter with its interval.", _cols(
+        ("family", "VARCHAR", "model family"), ("form", "VARCHAR", "law form"), ("subset", "VARCHAR", "runs fitted"),
+        ("param", "VARCHAR", "parameter name"), ("value", "DOUBLE", "fitted value"),
+        ("lo", "DOUBLE", "lower interval bound (NULL: none)"), ("hi", "DOUBLE", "upper interval bound (NULL: none)"),
+    ), kind=KEPT),
     Table("plans.allocations", "Compute-optimal N*, D* and predicted loss per publishable family and budget.", _cols(
         ("family", "VARCHAR", "model family"),
         ("compute", "DOUBLE", "budget C (FLOPs)"),
@@ -206,6 +231,7 @@ _TABLES = [
         ("verdict", "VARCHAR", "the family's verdict for this budget"),
         ("publishable", "BOOLEAN", "within the extrapolation limit"),
         ("param_convention", "VARCHAR", "parameter count used as N: total or non_embedding"),
+        ("form", "VARCHAR", "the law form the plan is made from (fits.comparison.chosen)"),
     ), key=("family", "compute")),
     Table("forecasts.in_flight", "Per run in flight: its final loss forecast, interval, the family law's loss and a flag.",
           _cols(
@@ -257,6 +283,7 @@ CLEAN_RUNS, CLEAN_STEPS, CLEAN_POINTS, CLEAN_EXCLUSIONS = (
 CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
     TABLES[f"clean.lr_{t}"] for t in ("sweeps", "optima", "scaling"))
 FITS_CHINCHILLA, FITS_BOOTSTRAP = TABLES["fits.chinchilla"], TABLES["fits.bootstrap"]
+FITS_COMPARISON, FITS_COMPARISON_PARAMS = TABLES["fits.comparison"], TABLES["fits.comparison_params"]
 PLANS_ALLOCATIONS = TABLES["plans.allocations"]
 FORECASTS = tuple(TABLES[f"forecasts.{t}"] for t in ("in_flight", "curves", "backtest", "exclusions", "families"))
 FORECASTS_IN_FLIGHT = FORECASTS[0]
