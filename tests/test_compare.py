@@ -51,7 +51,7 @@ def warehouse(tmp_path_factory) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(tmp_path_factory.mktemp("compare") / "w.duckdb"))
     con.execute("CREATE SCHEMA clean")
     con.execute("CREATE TABLE clean.points AS SELECT * FROM pts")
-    fit_families(con, FitSettings(n_boot=20), n_jobs=1)
+    fit_families(con, FitSettings(bootstrap=20), n_jobs=1)
     return con
 
 
@@ -109,7 +109,7 @@ def test_data_constrained_wins_on_repeated_data_and_plans_record_it(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("CREATE SCHEMA clean")
     con.execute("CREATE TABLE clean.points AS SELECT * FROM pts")
-    fit_families(con, FitSettings(n_boot=20), n_jobs=1)
+    fit_families(con, FitSettings(bootstrap=20), n_jobs=1)
     rows = con.execute("SELECT form, backtest_mean_error, eligible, chosen FROM fits.comparison WHERE subset = '' "
                        "AND status = 'ok'").df().set_index("form")
     assert con.execute("SELECT publishable FROM fits.chinchilla").fetchone()[0]

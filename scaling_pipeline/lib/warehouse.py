@@ -287,12 +287,12 @@ def plan_budgets(max_observed_flops: float, min_observed_flops: float | None = N
 
 def family_conventions(con: duckdb.DuckDBPyConnection, family: str | None = None) -> dict[str, str]:
     """family -> the parameter convention of its points in ``clean.points`` (conventions joined by ',' if mixed;
-    empty without the table)."""
+    empty without the table or its column)."""
     try:
         return dict(con.execute("SELECT family, string_agg(DISTINCT param_convention, ',' ORDER BY param_convention) "
                                 "FROM clean.points WHERE ? IS NULL OR family = ? GROUP BY family",
                                 [family, family]).fetchall())
-    except duckdb.CatalogException:
+    except (duckdb.CatalogException, duckdb.BinderException):
         return {}
 
 
