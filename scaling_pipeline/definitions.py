@@ -10,8 +10,7 @@ from scaling_pipeline.defs.resources import build_resources
 ASSETS = [ingest.raw_logs, clean.clean_tables, fit.chinchilla_fits, allocate.allocations, report.planning_report]
 ASSETS += [forecasts.in_flight]
 CHECKS = [clean.steps_unique, clean.steps_finite, clean.points_valid, fit.fits_finite, fit.fits_publishable,
-          allocate.plans_consistent]
-CHECKS += [forecasts.forecasts_valid, forecasts.runs_on_track]
+          allocate.plans_consistent, forecasts.forecasts_valid, forecasts.runs_on_track]
 
 # Steps run one after another in the run's own process: every asset holds the one `duckdb_writer` slot and
 # the checks are short queries on the same DuckDB file, so little could overlap, while a process per step

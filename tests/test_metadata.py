@@ -89,7 +89,9 @@ def test_bad_metadata_is_quarantined_by_field_and_the_graph_completes(bad_ladder
     db, result = bad_ladder
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert len(checks) == 6 and all(checks.values()), checks
+    from scaling_pipeline.definitions import CHECKS
+
+    assert len(checks) == len(CHECKS) == 8 and all(checks.values()), checks
     with duckdb.connect(str(db), read_only=True) as con:
         quarantine = con.execute("""SELECT location, field, scope, reason FROM raw.quarantine
                                     WHERE source_path = 'bad/runs.csv' ORDER BY location""").fetchall()

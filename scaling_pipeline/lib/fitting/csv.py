@@ -31,12 +31,13 @@ CSV_ALIASES: dict[str, list[str]] = {
 }
 
 
-def _canonical_columns(df: Any, notes: list[str]) -> Any:
-    """Rename alias columns (e.g. ``final_eval_loss``, ``tokens_seen``) to the canonical names the CSV lacks."""
+def _canonical_columns(df: Any, notes: list[str], keep: set[str]) -> Any:
+    """Rename alias columns (e.g. ``final_eval_loss``, ``tokens_seen``) to the canonical names the CSV lacks;
+    columns in ``keep`` (named by the caller, e.g. ``--x params``) keep their names."""
     present = set(df.columns)
     renames = {}
     for canonical, found in resolve_aliases(df.columns, CSV_ALIASES).items():
-        if canonical not in present and found[0] not in renames:
+        if canonical not in present and found[0] not in renames and found[0] not in keep:
             renames[found[0]] = canonical
     if renames:
         notes.append("read " + ", ".join(f"{src!r} as {dst!r}" for src, dst in renames.items()))
@@ -133,7 +134,7 @@ def fit_csv(
     df.columns = [str(c).strip() for c in df.columns]
     n_rows = len(df)
     notes: list[str] = []
-    df = _canonical_columns(df, notes)
+    df = _canonical_columns(df, notes, keep={*columns.values(), y})
     clauses = parse_where(where) if where else []
     if clauses:
         df = apply_where(df, clauses)
