@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.cleaning import clean
 from scaling_pipeline.lib.forecast import LEVEL, NO_CURVE, forecast_families
 from scaling_pipeline.lib.ingest import ingest
@@ -102,3 +103,23 @@ def test_the_report_shows_runs_in_flight_per_family(forecast, tmp_path):
         assert f"<tr class=bad><td>{run_id}</td>" in html
     assert f"{PLANTED}: no forecast (no_curve_fit)" in html
     assert len(list((tmp_path / "latest").glob("*_in_flight.png"))) == 2
+
+
+def test_unchanged_inputs_keep_the_forecasts_and_a_changed_step_redoes_them(forecast):
+    con, _, first = forecast
+    tables = [t.name for t in T.FORECASTS]
+    before = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
+    again = forecast_families(con)
+    assert again.unchanged and not first.unchanged
+    assert (again.forecasts, sorted(again.off_track), again.excluded, again.backtest_rows) == (
+        first.forecasts, sorted(first.off_track), first.excluded, first.backtest_rows)
+    assert {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables} == before
+    live = con.execute("SELECT run_id, max(step) FROM clean.steps WHERE run_id IN "
+                       "(SELECT run_id FROM forecasts.in_flight) GROUP BY run_id ORDER BY run_id LIMIT 1").fetchone()
+    con.execute("UPDATE clean.steps SET train_loss = train_loss * 1.05 WHERE run_id = ? AND step = ?", list(live))
+    redone = forecast_families(con)
+    assert not redone.unchanged
+    assert con.execute("SELECT input_hash FROM forecasts.inputs").fetchall() != before["forecasts.inputs"]
+    old = next(r[8] for r in before["forecasts.in_flight"] if r[1] == live[0])  # column 8: forecast
+    new = con.execute("SELECT forecast FROM forecasts.in_flight WHERE run_id = ?", [live[0]]).fetchone()[0]
+    assert new != old

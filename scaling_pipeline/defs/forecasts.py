@@ -33,7 +33,7 @@ def in_flight(duckdb: DuckDBResource) -> dg.MaterializeResult:
                                   FROM forecasts.backtest GROUP BY cut ORDER BY cut""").df()
         tables = table_metadata(con, T.FORECASTS_IN_FLIGHT)
     return dg.MaterializeResult(metadata={**tables,
-        "forecasts": summary.forecasts, "off_track": dg.MetadataValue.json(summary.off_track),
+        "forecasts": summary.forecasts, "unchanged": summary.unchanged, "off_track": dg.MetadataValue.json(summary.off_track),
         "excluded": dg.MetadataValue.json(summary.excluded),
         "runs": dg.MetadataValue.md(table.to_markdown(index=False)),
         "backtest": dg.MetadataValue.md(backtest.to_markdown(index=False))})

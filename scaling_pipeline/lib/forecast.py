@@ -20,9 +20,11 @@ schedule, too few points, ...) is listed in ``forecasts.exclusions`` with the re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -59,6 +61,40 @@ class ForecastSummary:
     excluded: dict[str, str] = field(default_factory=dict)  # run_id -> reason
     backtest_rows: int = 0
     families: list[str] = field(default_factory=list)
+    unchanged: bool = False  # inputs, settings and code as at the last forecast: the tables were kept
+
+
+# What a forecast reads; when none of it (nor the settings, nor the code) changed, the tables are kept.
+_INPUTS = (T.CLEAN_RUNS, T.CLEAN_POINTS, T.CLEAN_EXCLUSIONS, T.CLEAN_STEPS, T.FITS_CHINCHILLA, T.RAW_RUNS)
+_CODE = (Path(__file__), *sorted((Path(__file__).parent / "curves").glob("*.py")))
+
+
+def input_hash(con: duckdb.DuckDBPyConnection, **settings: Any) -> str:
+    """SHA-256 of everything a forecast depends on: each input table's row count and order-independent sum of
+    row hashes, ``settings``, and the source of this module and ``lib/curves``."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for table in _INPUTS:  # names from the table registry, not from input
+        h.update(repr(con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {table.name} t").fetchone()).encode())
+    for path in _CODE:
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _kept_summary(con: duckdb.DuckDBPyConnection, key: str) -> ForecastSummary | None:
+    """The summary of the stored forecasts when they were made from inputs hashing to ``key``; else None."""
+    try:
+        stored = con.execute(f"SELECT input_hash FROM {T.FORECASTS_INPUTS.name}").fetchall()
+    except duckdb.CatalogException:
+        return None
+    if stored != [(key,)]:
+        return None
+    flags = con.execute("SELECT run_id, flag FROM forecasts.in_flight ORDER BY family, run_id").fetchall()
+    return ForecastSummary(
+        forecasts=len(flags), off_track=[r for r, flag in flags if flag == "off_track"],
+        excluded=dict(con.execute("SELECT run_id, reason FROM forecasts.exclusions ORDER BY run_id").fetchall()),
+        backtest_rows=con.execute("SELECT count(*) FROM forecasts.backtest").fetchone()[0],
+        families=[f for (f,) in con.execute("SELECT family FROM forecasts.families WHERE status = 'ok' "
+                                            "ORDER BY family").fetchall()], unchanged=True)
 
 
 def _schedule(run: Any) -> Schedule | None:
@@ -129,7 +165,14 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
                       max_family_curves: int = MAX_FAMILY_CURVES,
                       max_backtest_runs: int = MAX_BACKTEST_RUNS, every_family: bool = False) -> ForecastSummary:
     """Rebuild the ``forecasts`` tables from ``clean`` and ``fits.chinchilla`` in one transaction. Only families
-    with a run in flight get a curve law and a backtest, unless ``every_family`` (benchmarks)."""
+    with a run in flight get a curve law and a backtest, unless ``every_family`` (benchmarks). When nothing it
+    reads, no setting and no code changed since the last forecast (:func:`input_hash`), the tables are kept and
+    their summary returned (``unchanged``)."""
+    key = input_hash(con, level=level, max_family_curves=max_family_curves, max_backtest_runs=max_backtest_runs,
+                     every_family=every_family)
+    kept = _kept_summary(con, key)
+    if kept is not None:
+        return kept
     runs = con.execute("""SELECT r.* REPLACE (coalesce(r.n_params, r.n_params_non_embedding, r.n_params_total) AS n_params,
                                      coalesce(r.tokens_planned, r.total_steps * r.batch_tokens) AS tokens_planned),
                                  x.extra
@@ -192,6 +235,7 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
             _forecast_one(run, by_run.get(run.run_id), fam, offset, law, sigma_law, z, level, backtest, exclude,
                           out, summary)
     summary.backtest_rows = len(out["backtest"])
+    out["inputs"].append({"input_hash": key})
     _write(con, out)
     return summary
 

@@ -274,6 +274,8 @@ _TABLES = [
         ("shared", "VARCHAR", "shared curve-law parameters (JSON)"), ("status", "VARCHAR", "ok or why not"),
         ("detail", "VARCHAR", "detail of the status"),
     )),
+    Table("forecasts.inputs", "The hash of what the stored forecasts were made from (unchanged: they are kept).",
+          _cols(("input_hash", "VARCHAR", "SHA-256 of the input tables, settings and code"))),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
 
@@ -285,8 +287,9 @@ CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
 FITS_CHINCHILLA, FITS_BOOTSTRAP = TABLES["fits.chinchilla"], TABLES["fits.bootstrap"]
 FITS_COMPARISON, FITS_COMPARISON_PARAMS = TABLES["fits.comparison"], TABLES["fits.comparison_params"]
 PLANS_ALLOCATIONS = TABLES["plans.allocations"]
-FORECASTS = tuple(TABLES[f"forecasts.{t}"] for t in ("in_flight", "curves", "backtest", "exclusions", "families"))
-FORECASTS_IN_FLIGHT = FORECASTS[0]
+FORECASTS = tuple(TABLES[f"forecasts.{t}"] for t in ("in_flight", "curves", "backtest", "exclusions", "families",
+                                                        "inputs"))
+FORECASTS_IN_FLIGHT, FORECASTS_INPUTS = FORECASTS[0], FORECASTS[-1]
 
 
 # --- fitted intervals ---------------------------------------------------------------------------------
