@@ -17,6 +17,7 @@ N_BOOT = 200  # bootstrap resamples per family in the pipeline (fit asset, fit-f
 MAX_BOOTSTRAP = 10_000  # more resamples do not make a 95% interval meaningfully better, only slower
 HUBER_DELTA = 1e-3  # Huber δ on log-loss residuals (Hoffmann et al.; Besiroglu et al.)
 LOSSES = ("huber", "huber_loss_space", "mse")
+CURVE_LAW_POINTS = ("off", "store", "use")
 
 HPARAM_SELECTIONS = ("envelope", "all")
 # param_convention -> the run column holding that parameter count (a run without it uses its n_params)
@@ -130,6 +131,11 @@ class FitSettings:
     seed: int = _setting(0, int, "bootstrap seed", "a whole number")
     level: float = _setting(0.95, float, "level of the bootstrap intervals", "a number in (0, 1)",
                             lambda v: 0 < v < 1)
+    curve_law_points: str = _setting(
+        "off", str, "curve-law points (fits.curve_points): per size, the losses its longest run's fitted "
+        "Multi-Power Law gives for runs decayed at 1/32 … 1/2 of its tokens; 'store' computes and stores them, "
+        "'use' also fits L(N, D) to them with the observed points, 'off' neither (off until backtests show their "
+        "error within the measured noise)", choices=CURVE_LAW_POINTS)
 
     def __post_init__(self) -> None:
         _checked(self)

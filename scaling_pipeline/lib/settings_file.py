@@ -10,7 +10,7 @@ Layout (every key optional; names as in :mod:`scaling_pipeline.lib.settings`)::
     [clean]                      # min_tokens, min_steps, divergence_nats, dominated_tolerance, smooth_points,
     min_tokens = 1e9             # and the per-family options' defaults:
     hparam_selection = "envelope"  # hparam_selection, param_convention, completion_tolerance
-    [fit]                        # loss, delta, bootstrap, seed, level
+    [fit]                        # loss, delta, bootstrap, seed, level, curve_law_points
     bootstrap = 200
     [report]                     # headline_compute (FLOPs)
     headline_compute = 1e23

@@ -34,6 +34,7 @@ from scaling_pipeline.lib.laws import FORMS, Chinchilla
 from scaling_pipeline.lib.process import exit_with
 from scaling_pipeline.lib.quality import assess, beyond_limit, plan_verdict
 from scaling_pipeline.lib.settings import FitSettings
+from scaling_pipeline.lib.curves.points import fit_points
 from scaling_pipeline.lib.tables import (FITS_BOOTSTRAP, FITS_CHINCHILLA, FITS_COMPARISON, FITS_COMPARISON_PARAMS,
                                          PLANS_ALLOCATIONS, create, insert_frame, interval_columns, intervals, replace,
                                          transaction)
@@ -108,6 +109,7 @@ def fit_families(con: duckdb.DuckDBPyConnection, settings: FitSettings = FitSett
     fitted. ``progress`` receives one line per family."""
     ensure_fit_tables(con)
     points = con.execute("SELECT * FROM clean.points ORDER BY family, run_id").df()
+    points = fit_points(con, points, settings)  # + curve-law points with curve_law_points = 'use'
     stored = dict(con.execute("SELECT family, input_hash FROM fits.chinchilla").fetchall())
     summary = FitStageSummary()
     families = sorted(points.family.unique())

@@ -70,6 +70,10 @@ class SimConfig:
     ends at ``final_lr_frac`` of the peak LR. Loss curves follow a Multi-Power Law whose loss-drop
     shape ``mpl_shape = (C, beta, gamma)`` is shared by the family and whose weight B makes the
     drop at the middle of the ladder ``anneal_gap`` of L - E (see :mod:`.loss`).
+    Shared size laws (``shared_size_law``, off by default): the runs of one size share one batch size (the
+    one ``_plan`` gives the size's middle grid budget, so steps grow with the budget) and, per peak LR, one
+    Multi-Power Law (:func:`.loss.size_mpl`), as a real ladder whose runs of one size differ only in where
+    the LR decays; the final loss is then that law's, within ~0.1-1% of L(N, D) (see :mod:`.loss`).
     Runs in flight: ``in_flight`` fractions, one extra run per fraction and family, stopped there
     (status 'running'; the manifest keeps the planned end); the last one of each family has
     ``off_track`` nats added to its whole curve (0: all on track).
@@ -105,6 +109,7 @@ class SimConfig:
     mpl_shape: tuple[float, float, float] = (2.0, 0.6, 0.6)  # C (absolute LR units), beta, gamma
     in_flight: tuple[float, ...] = ()
     off_track: float = 0.0  # nats
+    shared_size_law: bool = False
 
 
 
@@ -187,8 +192,10 @@ def base_lr(n_params: float) -> float:
 
 
 def _plan(run_id: str, index: int, n: float, tokens: float, cfg: SimConfig) -> Plan:
-    """Run of ``n`` parameters planned for about ``tokens`` tokens (rounded to whole steps)."""
-    batch = 2 ** round(math.log2(tokens / cfg.target_steps))
+    """Run of ``n`` parameters planned for about ``tokens`` tokens (rounded to whole steps); the batch is
+    sized for ``target_steps`` steps at ``tokens`` (with ``shared_size_law``: at the size's middle budget)."""
+    sized_for = n * math.sqrt(cfg.tpp_min * cfg.tpp_max) if cfg.shared_size_law else tokens
+    batch = 2 ** round(math.log2(sized_for / cfg.target_steps))
     batch = int(min(max(batch, cfg.min_batch_tokens), cfg.max_batch_tokens))
     steps = max(round(tokens / batch), 10)
     lr = base_lr(n)

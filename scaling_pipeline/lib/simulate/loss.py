@@ -1,9 +1,19 @@
-"""Per-step curves of one simulated run: learning rate, noise-free and noisy losses, wall time."""
+"""Per-step curves of one simulated run: learning rate, noise-free and noisy losses, wall time.
+
+Each run follows a Multi-Power Law. By default it is the run's own (:func:`run_mpl`: ``L0`` puts its final
+loss exactly on L(N, D)). With ``SimConfig.shared_size_law`` the runs of one size and peak LR share one law
+(:func:`size_mpl`), whose ``L0`` and ``A`` are fitted so that its loss at the end of the family's first
+schedule kind, decayed at each budget of the size's grid, is as close to L(N, D) as the MPL allows: its
+decayed loss is not a power law in D (the loss drop of a decay grows with the decay's length), so the final
+losses sit 0.1-1% off L(N, D) (more for WSD and two-stage decays and at the smallest sizes); the truth of
+such a ladder is the law, and curve-law points from one long run per size reproduce its other budgets.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -11,6 +21,8 @@ import numpy as np
 from scaling_pipeline.lib.curves.laws import MultiPowerLaw
 
 from .design import FamilyTruth, Plan, SimConfig, base_lr, schedule_of
+
+SIZE_LAW_BUDGETS = 7  # budgets (log-spaced over the grid's tokens per parameter) a shared size law is fitted on
 
 def lr_optimum(n_params: Any, cfg: SimConfig) -> Any:
     """The simulated optimal peak learning rate LR*(N) = c * N^-gamma (``cfg.lr_law``)."""
@@ -41,11 +53,39 @@ def run_mpl(truth: FamilyTruth, p: Plan, cfg: SimConfig, lr: np.ndarray) -> Mult
     loss drop; ``alpha`` = the family's data exponent beta and ``A`` = B_D·(peak LR / batch tokens)^beta,
     so that at a constant LR the loss falls like B_D/D^beta; ``L0`` such that the loss at the planned
     last step is exactly L(N, D) + the LR penalty + ``p.offset``."""
+    shift = _lr_penalty(p, cfg) + p.offset
+    if cfg.shared_size_law:
+        law = size_mpl(truth, p.n_params, p.lr, p.batch_tokens, cfg)
+        return replace(law, L0=law.L0 + shift)
     weight, c, beta, gamma = family_mpl(truth, cfg)
     amplitude = truth.B * (p.lr / p.batch_tokens) ** truth.beta
     shape = MultiPowerLaw(0.0, amplitude, truth.beta, weight, c, beta, gamma)
-    end = truth.loss(p.n_params, p.tokens_planned) + _lr_penalty(p, cfg) + p.offset
+    end = truth.loss(p.n_params, p.tokens_planned) + shift
     return replace(shape, L0=float(end - shape.predict([p.total_steps], lr)[0]))
+
+
+@lru_cache(maxsize=4096)
+def size_mpl(truth: FamilyTruth, n_params: float, lr: float, batch_tokens: int, cfg: SimConfig) -> MultiPowerLaw:
+    """The Multi-Power Law shared by the runs of ``n_params`` parameters at peak LR ``lr`` and batch
+    ``batch_tokens`` (``shared_size_law``): the family's loss drop and ``alpha`` = its data exponent beta;
+    ``L0`` and ``A`` by least squares of relative errors so that the loss at the end of a
+    ``cfg.schedules[0]`` schedule decayed at each of :data:`SIZE_LAW_BUDGETS` budgets from ``tpp_min`` to
+    ``tpp_max`` tokens per parameter is L(N, D)."""
+    weight, c, beta, gamma = family_mpl(truth, cfg)
+    forward, drop, target = [], [], []
+    for tpp in np.geomspace(cfg.tpp_min, cfg.tpp_max, SIZE_LAW_BUDGETS):
+        steps = max(round(n_params * tpp / batch_tokens), 10)
+        p = Plan("calibration", 0, n_params, float(steps * batch_tokens), batch_tokens, steps,
+                 max(1, round(cfg.warmup_frac * steps)), lr, schedule=cfg.schedules[0])
+        lr_steps = schedule_of(p, cfg).lr(steps)
+        one, two = (MultiPowerLaw(0.0, a, truth.beta, weight, c, beta, gamma).predict([steps], lr_steps)[0]
+                    for a in (1.0, 2.0))
+        forward.append(two - one)  # S1^-alpha at the end
+        drop.append(2.0 * one - two)  # -B·LD at the end
+        target.append(truth.loss(n_params, p.tokens_planned))
+    y, f, d = np.array(target), np.array(forward), np.array(drop)
+    (l0, amplitude), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(y), f]) / y[:, None], (y - d) / y, rcond=None)
+    return MultiPowerLaw(float(l0), float(amplitude), truth.beta, weight, c, beta, gamma)
 
 
 def _expected_loss(law: MultiPowerLaw, steps: np.ndarray, lr: np.ndarray, cfg: SimConfig) -> np.ndarray:

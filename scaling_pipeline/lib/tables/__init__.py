@@ -23,7 +23,8 @@ Units: tokens in tokens, losses in nats per token, FLOPs in floating-point opera
 """
 
 from .catalog import (CLEAN_EXCLUSIONS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS, CLEAN_POINTS, CLEAN_RUNS,
-                      CLEAN_STEPS, FITS_BOOTSTRAP, FITS_CHINCHILLA, FITS_COMPARISON, FITS_COMPARISON_PARAMS, FORECASTS,
+                      CLEAN_STEPS, FITS_BOOTSTRAP, FITS_CHINCHILLA, FITS_COMPARISON, FITS_COMPARISON_PARAMS, FITS_CURVE_POINTS,
+                      FITS_CURVE_SOURCES, FORECASTS,
                       FORECASTS_IN_FLIGHT, FORECASTS_INPUTS, INTERVALS, LAW_PARAMS, PLANS_ALLOCATIONS, RAW_FILES,
                       RAW_METRICS, RAW_QUARANTINE, RAW_RUNS, TABLES, interval_columns, intervals)
 from .core import (KEPT, RAW, REBUILT, Column, Table, create, ddl, insert_frame, replace, row_count, stored_columns,

@@ -211,6 +211,32 @@ _TABLES = [
         ("param", "VARCHAR", "parameter name"), ("value", "DOUBLE", "fitted value"),
         ("lo", "DOUBLE", "lower interval bound (NULL: none)"), ("hi", "DOUBLE", "upper interval bound (NULL: none)"),
     ), kind=KEPT),
+    Table("fits.curve_points", "Curve-law points: the loss a long run's fitted Multi-Power Law gives for a run "
+          "decayed at a smaller budget (setting curve_law_points).", _cols(
+        ("run_id", "VARCHAR", "'<source run>@<fraction>': the source run decayed at that fraction of its tokens"),
+        ("family", "VARCHAR", "model family"),
+        ("n_params", "DOUBLE", "parameters N (the source run's, as in clean.points)"),
+        ("n_tokens", "DOUBLE", "token budget D of the virtual run"),
+        ("flops", "DOUBLE", "C = 6ND (FLOPs)"),
+        ("loss", "DOUBLE", "estimated final loss at D, on the scale of the source run's final loss (nats/token)"),
+        ("loss_sd", "DOUBLE", "standard error of loss from the curve fit's residuals (nats/token)"),
+        ("loss_source", "VARCHAR", "'curve_law' (observed points in clean.points say final_eval/train_mean_last_k)"),
+        ("source_run", "VARCHAR", "the long run whose curve law gave the point"),
+        ("fraction", "DOUBLE", "D / the source run's tokens"),
+        ("final_step", "BIGINT", "the virtual run's last step (steps of the source run's batch)"),
+    ), key=("run_id",)),
+    Table("fits.curve_sources", "Per size's longest run: its curve-law fit for curve-law points, or why it gave none.",
+          _cols(
+        ("family", "VARCHAR", "model family"),
+        ("run_id", "VARCHAR", "the size's longest completed run"),
+        ("n_params", "DOUBLE", "parameters N"),
+        ("n_tokens", "DOUBLE", "tokens D of the run"),
+        ("status", "VARCHAR", "'ok' or 'excluded'"),
+        ("reason", "VARCHAR", "exclusion reason code (NULL when ok)"),
+        ("detail", "VARCHAR", "why, or the fit's summary"),
+        ("n_points", "BIGINT", "curve-law points it gave"),
+        ("rms", "DOUBLE", "RMS relative residual of the curve fit"),
+    )),
     Table("plans.allocations", "Compute-optimal N*, D* and predicted loss per publishable family and budget.", _cols(
         ("family", "VARCHAR", "model family"),
         ("compute", "DOUBLE", "budget C (FLOPs)"),
@@ -286,6 +312,7 @@ CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
     TABLES[f"clean.lr_{t}"] for t in ("sweeps", "optima", "scaling"))
 FITS_CHINCHILLA, FITS_BOOTSTRAP = TABLES["fits.chinchilla"], TABLES["fits.bootstrap"]
 FITS_COMPARISON, FITS_COMPARISON_PARAMS = TABLES["fits.comparison"], TABLES["fits.comparison_params"]
+FITS_CURVE_POINTS, FITS_CURVE_SOURCES = TABLES["fits.curve_points"], TABLES["fits.curve_sources"]
 PLANS_ALLOCATIONS = TABLES["plans.allocations"]
 FORECASTS = tuple(TABLES[f"forecasts.{t}"] for t in ("in_flight", "curves", "backtest", "exclusions", "families",
                                                         "inputs"))

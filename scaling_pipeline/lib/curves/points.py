@@ -1,0 +1,214 @@
+"""Curve-law points: schedule-valid loss estimates at smaller budgets from one long run per model size.
+
+Per (family, N) the completed run with the most tokens (the *source*) gets a Multi-Power Law fitted to its
+whole curve (:func:`~scaling_pipeline.lib.curves.fit.fit_curves`, its per-step LR from the described schedule
+or the logged LR). A run of the same size and batch decayed at ``f·D`` (``f`` in :data:`FRACTIONS`) follows
+the source's LR profile compressed in time to ``f·T`` steps (the same warm-up share, decay shape and end LR:
+a cosine to its own end stays one, a WSD keeps its decay share); the law evaluated there at its last step,
+times the source's gap between its evaluations and the fitted curve (an eval loss sits above or below the
+train loss the law is fitted to), is the point's loss, ``loss_source = 'curve_law'``.
+
+Only budgets inside the source's observed range: the budget's LR area must be at least the area at the
+first fitted point, and ``f < 1`` (the source's own budget is an observed point). Beyond the run's own tokens
+the law would extrapolate its forward term A·S1^(−α) past the data that fixed it, the very extrapolation a
+scaling ladder is run to avoid; below its first points the curve is warm-up transient the law does not
+describe.
+
+Uncertainty (``loss_sd``, nats): the fit's statistical error only: the delta method with the Gauss-Newton
+covariance of all seven MPL parameters from the relative residuals (variance inflated for their lag-1
+autocorrelation), plus the standard error of the eval gap. It does not include the error of transferring
+the law to another schedule, which the backtest measures (benchmarks/README.md, "Curve-law points").
+
+A source whose curve cannot be fitted (no LR logged and no schedule described, an LR that never changes so
+no loss drop to fit, too few points) gives no points and a row in ``fits.curve_sources`` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from scaling_pipeline.lib import tables as T
+from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecast_run
+from scaling_pipeline.lib.curves.fit import Curve
+from scaling_pipeline.lib.curves.laws import MultiPowerLaw, Units
+from scaling_pipeline.lib.curves.schedule import CurveError
+from scaling_pipeline.lib.forecast import _curve, _schedule
+from scaling_pipeline.lib.settings import FitSettings
+
+__all__ = ["FRACTIONS", "CurvePoints", "curve_law_points", "fit_points", "source_runs", "stretched_lr"]
+
+FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # budgets of the curve-law points, fractions of the source's
+MIN_STEPS = 10  # a virtual run needs at least this many steps
+NO_CURVE_FIT = "no_curve_fit"  # no LR and no described schedule, or a series the law cannot be fitted to
+NO_BUDGET = "no_budget_in_range"  # every budget falls before the first fitted point
+
+
+@dataclass(frozen=True)
+class CurvePoints:
+    """Curve-law points (the ``fits.curve_points`` columns) and per source run its status
+    (``fits.curve_sources``)."""
+
+    points: pd.DataFrame
+    sources: pd.DataFrame
+
+
+def stretched_lr(lr: np.ndarray, last: int) -> np.ndarray:
+    """The per-step LR ``lr`` (steps 0 … T) compressed in time to steps 0 … ``last``: step t of the result
+    has the LR of step t·T/last of ``lr`` (linear between steps)."""
+    grid = np.arange(len(lr), dtype=float)
+    return np.interp(np.arange(last + 1) * (len(lr) - 1) / last, grid, lr)
+
+
+def source_runs(points: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, n_params) of ``points`` (clean.points rows) the one with the most tokens."""
+    order = points.sort_values(["family", "n_params", "n_tokens", "run_id"])
+    return order.drop_duplicates(["family", "n_params"], keep="last").reset_index(drop=True)
+
+
+def _prediction_sd(law: MultiPowerLaw, curve: Curve, targets: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """Relative standard errors of the law's loss at the last step of each (steps, per-step LR) target, from
+    the run's own parameters (L0, A) at the family's shared ones."""
+    lr = curve.lr[: curve.steps[-1] + 1]
+    units = Units.of([lr], [curve.steps])
+    z = MultiPowerLaw.internal({k: getattr(law, k) for k in MultiPowerLaw.params}, units)
+    own = [MultiPowerLaw.index(name) for name in ("L0", "A")]
+    pred, jac = MultiPowerLaw.model(z, MultiPowerLaw.terms(lr, curve.steps, units), jac=True)
+    r = (pred - curve.loss) / curve.loss
+    jr = jac[:, own] / curve.loss[:, None]
+    n, k = jr.shape
+    rho = float(np.clip(np.corrcoef(r[:-1], r[1:])[0, 1], 0.0, 0.9)) if n > 3 else 0.0
+    cov = float(r @ r) / max(n - k, 1) * (1 + rho) / (1 - rho) * np.linalg.pinv(jr.T @ jr)
+    out = []
+    for last, eta in targets:
+        p, g = MultiPowerLaw.model(z, MultiPowerLaw.terms(eta, np.array([last]), units), jac=True)
+        out.append(float(np.sqrt(max(float(g[0, own] @ cov @ g[0, own]), 0.0))) / float(p[0]))
+    return np.array(out)
+
+
+def _eval_gap(law: MultiPowerLaw, curve: Curve, g: pd.DataFrame, final_loss: float) -> tuple[float, float]:
+    """(log of the evaluations' mean ratio to the fitted curve, its standard error); without logged evals,
+    the final loss's ratio to the curve's end (error 0)."""
+    ev = g[g.eval_loss.notna() & (g.step >= curve.steps[0]) & (g.step <= curve.steps[-1])]
+    if ev.empty:
+        end = float(law.predict([curve.steps[-1]], curve.lr)[0])
+        return float(np.log(final_loss / end)), 0.0
+    ratio = np.log(ev.eval_loss.to_numpy(float) / law.predict(ev.step.to_numpy(np.int64), curve.lr))
+    se = float(ratio.std(ddof=1) / np.sqrt(len(ratio))) if len(ratio) > 1 else 0.0
+    return float(ratio.mean()), se
+
+
+def _from_source(src: Any, curve: Curve, g: pd.DataFrame, family: FamilyCurves,
+                 fractions: tuple[float, ...]) -> tuple[list[dict], dict]:
+    """The curve-law points of one source run and its ``fits.curve_sources`` row."""
+    row = dict(family=src.family, run_id=src.run_id, n_params=src.n_params, n_tokens=src.n_tokens)
+    last = int(curve.steps[-1])
+    lr = curve.lr[: last + 1]
+    law = forecast_run(curve, lr, family).law
+    fitted = law.predict(curve.steps, lr)
+    rms = float(np.sqrt(np.mean(np.square(fitted / curve.loss - 1))))
+    first_area = float(np.cumsum(lr)[curve.steps[0]])
+    targets, budgets = [], []
+    for f in fractions:
+        steps = int(round(f * last))
+        if not 0 < f < 1 or steps < MIN_STEPS:
+            continue
+        eta = stretched_lr(lr, steps)
+        if eta.sum() < first_area:  # before the first fitted point: warm-up transient, not in the law
+            continue
+        targets.append((steps, eta))
+        budgets.append(f)
+    if not targets:
+        return [], {**row, "status": "excluded", "reason": NO_BUDGET, "n_points": 0, "rms": rms,
+                    "detail": f"every budget {', '.join(f'{f:g}' for f in fractions)} of its tokens falls before "
+                              f"its first fitted point (step {curve.steps[0]})"}
+    gap, gap_se = _eval_gap(law, curve, g, float(src.loss))
+    sd = _prediction_sd(law, curve, targets)
+    out = []
+    for f, (steps, eta), s in zip(budgets, targets, sd):
+        loss = float(law.predict([steps], eta)[0]) * np.exp(gap)
+        d = f * float(src.n_tokens)
+        sd = loss * float(np.sqrt(s**2 + gap_se**2 + family.end_sigma**2))
+        out.append(dict(run_id=f"{src.run_id}@{f:g}", family=src.family, n_params=float(src.n_params), n_tokens=d,
+                        flops=6.0 * float(src.n_params) * d, loss=loss, loss_sd=sd,
+                        loss_source="curve_law", source_run=src.run_id, fraction=f, final_step=steps))
+    detail = (f"MPL with the family's shared shape, L0 {law.L0:.4g}, A {law.A:.4g} on {len(curve.steps)} points "
+              f"(rms {rms:.2%}); eval gap {np.expm1(gap):+.2%}")
+    return out, {**row, "status": "ok", "reason": None, "detail": detail, "n_points": len(out), "rms": rms}
+
+
+def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFrame, *,
+                     fractions: tuple[float, ...] = FRACTIONS) -> CurvePoints:
+    """Curve-law points (module docstring) from ``clean.points`` rows ``points``, their runs' metadata
+    ``runs`` (clean.runs columns plus ``extra`` from raw.runs: the schedule description) and their logged
+    steps ``steps`` (run_id, step, train_loss, eval_loss, lr)."""
+    meta = {r.run_id: r for r in runs.itertuples(index=False)}
+    by_run = dict(tuple(steps.groupby("run_id"))) if len(steps) else {}
+    out, sources = [], []
+
+    def exclude(src: Any, reason: str, detail: str) -> None:
+        sources.append(dict(family=src.family, run_id=src.run_id, n_params=src.n_params, n_tokens=src.n_tokens,
+                            status="excluded", reason=reason, detail=detail, n_points=0, rms=None))
+
+    for _, group in source_runs(points).groupby("family", sort=True):
+        curves = []
+        for src in group.itertuples(index=False):
+            g = by_run.get(src.run_id, steps.iloc[:0])
+            try:
+                if src.run_id not in meta:
+                    raise CurveError(f"{src.run_id}: no run metadata")
+                try:
+                    schedule = _schedule(meta[src.run_id])
+                except CurveError:  # an incomplete description: the LR is in the log
+                    schedule = None
+                curves.append((src, _curve(meta[src.run_id], g, schedule), g))
+            except CurveError as exc:
+                exclude(src, NO_CURVE_FIT, str(exc))
+        try:
+            family = fit_family([c for _, c, _ in curves])
+        except CurveError as exc:
+            for src, _, _ in curves:
+                exclude(src, NO_CURVE_FIT, f"the family's curve law could not be fitted: {exc}")
+            continue
+        for src, curve, g in curves:
+            try:
+                got, status = _from_source(src, curve, g, family, fractions)
+            except CurveError as exc:
+                got, status = [], None
+                exclude(src, NO_CURVE_FIT, str(exc))
+            out += got
+            if status:
+                sources.append(status)
+    return CurvePoints(pd.DataFrame(out, columns=T.FITS_CURVE_POINTS.names),
+                       pd.DataFrame(sources, columns=T.FITS_CURVE_SOURCES.names))
+
+
+def _read(con: duckdb.DuckDBPyConnection, points: pd.DataFrame) -> CurvePoints:
+    runs = con.execute("""SELECT r.*, x.extra FROM clean.runs r LEFT JOIN (
+                              SELECT run_id, min(extra) AS extra FROM raw.runs GROUP BY run_id) x USING (run_id)
+                          WHERE list_contains(?, r.run_id)""", [sorted(source_runs(points).run_id)]).df()
+    steps = con.execute("SELECT run_id, step, train_loss, eval_loss, lr FROM clean.steps WHERE list_contains(?, run_id) "
+                        "ORDER BY run_id, step", [sorted(runs.run_id)]).df()
+    return curve_law_points(runs, steps, points)
+
+
+def fit_points(con: duckdb.DuckDBPyConnection, points: pd.DataFrame, settings: FitSettings) -> pd.DataFrame:
+    """The points the L(N, D) fit uses: ``points`` (clean.points), plus the curve-law points when
+    ``settings.curve_law_points`` is 'use'. 'store' and 'use' rebuild ``fits.curve_points`` and
+    ``fits.curve_sources`` (one transaction); 'off' empties them."""
+    made = (_read(con, points) if settings.curve_law_points != "off" and len(points)
+            else CurvePoints(pd.DataFrame(columns=T.FITS_CURVE_POINTS.names),
+                             pd.DataFrame(columns=T.FITS_CURVE_SOURCES.names)))
+    with T.transaction(con):
+        for table, frame in ((T.FITS_CURVE_POINTS, made.points), (T.FITS_CURVE_SOURCES, made.sources)):
+            T.replace(con, table)
+            if len(frame):
+                T.insert_frame(con, table, frame)
+    if settings.curve_law_points != "use" or made.points.empty:
+        return points
+    extra = made.points.reindex(columns=points.columns)
+    return pd.concat([points, extra], ignore_index=True).sort_values(["family", "run_id"], ignore_index=True)

@@ -1,0 +1,125 @@
+"""Curve-law points (lib.curves.points): one long run per size stands in for a ladder's smaller budgets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling_pipeline.lib.curves.points import NO_CURVE_FIT, curve_law_points, source_runs, stretched_lr
+from scaling_pipeline.lib.fitting.chinchilla import fit_chinchilla
+from scaling_pipeline.lib.formats import write_logs
+from scaling_pipeline.lib.simulate import SCHEDULE_FIELDS, SimConfig, simulate_ladder
+from scaling_pipeline.lib.warehouse import FitSettings, fit_families
+from tests.ladder_files import curve, ingest_and_clean, write_csv, write_jsonl
+
+# 5 sizes x 5 budgets (5 … 160 tokens/param), every run of a size on one batch and one Multi-Power Law
+SHARED = SimConfig(n_sizes=5, n_budgets=5, isoflop_flops=None, inject_faults=False, shared_size_law=True,
+                   schedules=("wsd",), log_points=80)
+
+
+def frames(config: SimConfig, n_families: int) -> tuple:
+    """(ladder, runs with the schedule description in ``extra``, steps, final-eval points) of a simulated ladder."""
+    ladder = simulate_ladder(0, n_families, config)
+    runs = ladder.runs.copy()
+    runs["extra"] = [json.dumps({k: None if pd.isna(r[k]) else r[k] for k in SCHEDULE_FIELDS})
+                     for _, r in runs.iterrows()]
+    m = ladder.metrics
+    steps = pd.DataFrame({"run_id": m.run_id, "step": m.step, "train_loss": m.train_loss.to_numpy(float, na_value=np.nan),
+                          "eval_loss": m.eval_loss.to_numpy(float, na_value=np.nan), "lr": m.lr})
+    final = steps.groupby("run_id").tail(1).set_index("run_id").loc[runs.run_id, "eval_loss"].to_numpy()
+    points = runs[["run_id", "family", "n_params"]].assign(n_tokens=runs.tokens_planned.to_numpy(), loss=final)
+    return ladder, runs, steps, points
+
+
+def exponents(frame: pd.DataFrame) -> np.ndarray:
+    fit = fit_chinchilla(frame.n_params.to_numpy(), frame.n_tokens.to_numpy(), frame.loss.to_numpy())
+    return np.array([fit.params["alpha"], fit.params["beta"]])
+
+
+def test_stretched_lr_compresses_the_profile_in_time() -> None:
+    lr = np.concatenate([np.linspace(0, 1, 11), np.ones(70), np.linspace(1, 0.1, 20)])  # 101 steps: warm-up, WSD
+    short = stretched_lr(lr, 25)
+    assert len(short) == 26 and short[0] == 0 and short[-1] == pytest.approx(0.1)
+    assert short[10] == pytest.approx(lr[40]) and np.all(np.diff(short[-5:]) < 0)
+
+
+def test_one_long_run_per_size_recovers_the_full_grid_exponents_noise_free() -> None:
+    """Known truth: the points a size's longest run gives sit on the simulated law within 0.5%, and the
+    exponents fitted to the long runs plus those points are within 0.03 of the full-grid fit."""
+    cfg = SimConfig(**{**SHARED.__dict__, "train_noise": 0.0, "eval_noise": 0.0})
+    ladder, runs, steps, points = frames(cfg, 1)
+    made = curve_law_points(runs, steps, points)
+    assert (made.sources.status == "ok").all() and len(made.sources) == 5
+    virtual = made.points
+    assert len(virtual) == 25 and (virtual.loss_source == "curve_law").all()
+    assert set(virtual.source_run) == set(source_runs(points).run_id)
+    truth = ladder.truth["atlas"]
+    rel = virtual.loss / truth.loss(virtual.n_params, virtual.n_tokens) - 1
+    assert np.abs(rel).max() < 5e-3
+    assert (virtual.loss_sd > 0).all() and (virtual.fraction < 1).all()
+    long = source_runs(points)
+    cheap = exponents(pd.concat([long, virtual], ignore_index=True))
+    assert np.abs(cheap - exponents(points)).max() < 0.03
+
+
+@pytest.mark.xfail(strict=True, reason="the family's shared curve law (curves.family.fit_family) lands in a local "
+                   "optimum for some families (noise-free rms 0.3% where the truth gives 0.02%): curve-law points "
+                   "then miss by 1-5% and the exponents by more than 0.03")
+def test_one_long_run_per_size_within_003_of_the_full_grid_with_noise() -> None:
+    _, runs, steps, points = frames(SHARED, 3)
+    virtual = curve_law_points(runs, steps, points).points
+    long = source_runs(points)
+    for family, grid in points.groupby("family"):
+        cheap = exponents(pd.concat([long[long.family == family], virtual[virtual.family == family]]))
+        assert np.abs(cheap - exponents(grid)).max() < 0.03, family
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> duckdb.DuckDBPyConnection:
+    """The shared-size-law ladder (1 family) ingested and cleaned."""
+    root = tmp_path_factory.mktemp("curvepts") / "logs"
+    ladder = simulate_ladder(0, 1, SHARED)
+    write_logs("csv", root, ladder.runs, ladder.metrics)
+    return ingest_and_clean(root)
+
+
+def test_setting_off_fits_what_it_fitted_before_and_use_adds_the_points(warehouse) -> None:
+    con = warehouse
+    fit_families(con, FitSettings(bootstrap=0))
+    off = con.execute("SELECT n_points, E, A, B, alpha, beta FROM fits.chinchilla").fetchone()
+    observed = con.execute("SELECT n_params, n_tokens, loss FROM clean.points ORDER BY run_id").df()
+    direct = fit_chinchilla(observed.n_params.to_numpy(), observed.n_tokens.to_numpy(), observed.loss.to_numpy())
+    assert off[0] == 25 and off[1:] == pytest.approx([direct.params[k] for k in ("E", "A", "B", "alpha", "beta")])
+    assert con.execute("SELECT count(*) FROM fits.curve_points").fetchone()[0] == 0
+
+    fit_families(con, FitSettings(bootstrap=0, curve_law_points="store"))  # stored, not fitted
+    assert con.execute("SELECT count(*) FROM fits.curve_points").fetchone()[0] == 25
+    assert con.execute("SELECT n_points, E, A, B, alpha, beta FROM fits.chinchilla").fetchone() == pytest.approx(off)
+
+    fit_families(con, FitSettings(bootstrap=0, curve_law_points="use"))
+    n_points, alpha, beta = con.execute("SELECT n_points, alpha, beta FROM fits.chinchilla").fetchone()
+    assert n_points == 50
+    assert abs(alpha - off[4]) < 0.1 and abs(beta - off[5]) < 0.1
+    sources = con.execute("SELECT status, n_points FROM fits.curve_sources").fetchall()
+    assert sources == [("ok", 5)] * 5
+
+
+def test_a_run_without_lr_or_schedule_gets_no_points_and_says_why(tmp_path: Path) -> None:
+    """Bad input: the longest run of a size logs no LR and its schedule is not described."""
+    rows = [*curve("f-1m-long", 3.0, steps=400, every=10), *curve("f-2m-long", 2.8, steps=400, every=10)]
+    write_jsonl(tmp_path / "metrics.jsonl", rows)
+    write_csv(tmp_path / "runs.csv", [dict(run_id=r, family="f", n_params=n, total_steps=400, batch_tokens=1000)
+                                      for r, n in (("f-1m-long", 1e6), ("f-2m-long", 2e6))])
+    con = ingest_and_clean(tmp_path)
+    assert con.execute("SELECT count(*) FROM clean.points").fetchone()[0] == 2
+    fit_families(con, FitSettings(bootstrap=0, curve_law_points="use"))
+    sources = con.execute("SELECT run_id, status, reason, detail FROM fits.curve_sources ORDER BY run_id").fetchall()
+    assert [(r, s, why) for r, s, why, _ in sources] == [("f-1m-long", "excluded", NO_CURVE_FIT),
+                                                         ("f-2m-long", "excluded", NO_CURVE_FIT)]
+    assert all("no learning rate" in detail and "no schedule is described" in detail for *_, detail in sources)
+    assert con.execute("SELECT count(*) FROM fits.curve_points").fetchone()[0] == 0
