@@ -53,14 +53,13 @@ def run_mpl(truth: FamilyTruth, p: Plan, cfg: SimConfig, lr: np.ndarray) -> Mult
     loss drop; ``alpha`` = the family's data exponent beta and ``A`` = B_D·(peak LR / batch tokens)^beta,
     so that at a constant LR the loss falls like B_D/D^beta; ``L0`` such that the loss at the planned
     last step is exactly L(N, D) + the LR penalty + ``p.offset``."""
-    shift = _lr_penalty(p, cfg) + p.offset
     if cfg.shared_size_law:
         law = size_mpl(truth, p.n_params, p.lr, p.batch_tokens, cfg)
-        return replace(law, L0=law.L0 + shift)
+        return replace(law, L0=law.L0 + _lr_penalty(p, cfg) + p.offset)
     weight, c, beta, gamma = family_mpl(truth, cfg)
     amplitude = truth.B * (p.lr / p.batch_tokens) ** truth.beta
     shape = MultiPowerLaw(0.0, amplitude, truth.beta, weight, c, beta, gamma)
-    end = truth.loss(p.n_params, p.tokens_planned) + shift
+    end = truth.loss(p.n_params, p.tokens_planned) + _lr_penalty(p, cfg) + p.offset
     return replace(shape, L0=float(end - shape.predict([p.total_steps], lr)[0]))
 
 
