@@ -6,7 +6,7 @@ L(N, D), compared with the fit to every grid run (benchmarks/README.md, "Curve-l
 On the real ladder (``--data``; its runs are cosine to their own end, so each size's longest run is the
 source) and on the simulator with one MPL per size (``--sim``, known truth). Per family: the exponents of the
 full-grid fit and of the cheap fit (sources + curve-law points), and the backtest: each curve-law point
-against an observed run at the same (N, D) (within 2% in D), relative error and its ratio to loss_sd.
+against the observed run at the same (N, D) (``observed_loss``), relative error and its ratio to loss_sd.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scaling_pipeline.lib.cleaning import CleanConfig, clean  # noqa: E402
-from scaling_pipeline.lib.curves.points import _read, source_runs  # noqa: E402
+from scaling_pipeline.lib.curves.points import read_curve_points, source_runs  # noqa: E402
 from scaling_pipeline.lib.fitting.chinchilla import fit_chinchilla  # noqa: E402
 from scaling_pipeline.lib.formats import write_logs  # noqa: E402
 from scaling_pipeline.lib.ingest import ingest  # noqa: E402
@@ -42,7 +42,7 @@ def compare(con: duckdb.DuckDBPyConnection, label: str, min_tokens: float = 0.0)
     """Per family: full-grid and cheap exponents, and the backtest of the curve-law points."""
     points = con.execute("SELECT * FROM clean.points ORDER BY family, run_id").df()
     t0 = time.perf_counter()
-    made = _read(con, points)
+    made = read_curve_points(con, points)
     seconds = time.perf_counter() - t0
     virtual, long = made.points, source_runs(points)
     out = []
@@ -51,10 +51,9 @@ def compare(con: duckdb.DuckDBPyConnection, label: str, min_tokens: float = 0.0)
         v = virtual[(virtual.family == family) & (virtual.n_tokens >= min_tokens)]
         src = long[(long.family == family) & (long.n_tokens >= min_tokens)]
         full, cheap = _exponents(grid), _exponents(pd.concat([src, v], ignore_index=True))
-        pairs = v.merge(grid[["n_params", "n_tokens", "loss"]], on="n_params", suffixes=("", "_obs"))
-        pairs = pairs[np.abs(pairs.n_tokens_obs / pairs.n_tokens - 1) < 0.02]
-        rel = (pairs.loss / pairs.loss_obs - 1).to_numpy()
-        z = ((pairs.loss - pairs.loss_obs) / pairs.loss_sd).to_numpy()
+        pairs = v[v.observed_loss.notna()]
+        rel = (pairs.loss / pairs.observed_loss - 1).to_numpy(float)
+        z = ((pairs.loss - pairs.observed_loss) / pairs.loss_sd).to_numpy(float)
         out.append(dict(data=label, family=family, min_tokens=min_tokens, grid_runs=len(grid), sources=len(src),
                         curve_points=len(v), alpha_full=full[0], beta_full=full[1], alpha_cheap=cheap[0],
                         beta_cheap=cheap[1], d_alpha=cheap[0] - full[0], d_beta=cheap[1] - full[1],

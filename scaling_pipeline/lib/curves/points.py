@@ -19,6 +19,9 @@ covariance of all seven MPL parameters from the relative residuals (variance inf
 autocorrelation), plus the standard error of the eval gap. It does not include the error of transferring
 the law to another schedule, which the backtest measures (benchmarks/README.md, "Curve-law points").
 
+Backtest: a curve-law point with an observed run at the same N and D (within :data:`MATCH_TOKENS`) names it
+and its loss (``observed_run``, ``observed_loss``): the evidence for turning the setting on.
+
 A source whose curve cannot be fitted (no LR logged and no schedule described, an LR that never changes so
 no loss drop to fit, too few points) gives no points and a row in ``fits.curve_sources`` with the reason.
 """
@@ -40,10 +43,12 @@ from scaling_pipeline.lib.curves.schedule import CurveError
 from scaling_pipeline.lib.forecast import _curve, _schedule
 from scaling_pipeline.lib.settings import FitSettings
 
-__all__ = ["FRACTIONS", "CurvePoints", "curve_law_points", "fit_points", "source_runs", "stretched_lr"]
+__all__ = ["FRACTIONS", "CurvePoints", "curve_law_points", "fit_points", "read_curve_points", "source_runs",
+           "stretched_lr"]
 
 FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # budgets of the curve-law points, fractions of the source's
 MIN_STEPS = 10  # a virtual run needs at least this many steps
+MATCH_TOKENS = 0.02  # an observed run within this fraction of a curve-law point's D backtests it
 NO_CURVE_FIT = "no_curve_fit"  # no LR and no described schedule, or a series the law cannot be fitted to
 NO_BUDGET = "no_budget_in_range"  # every budget falls before the first fitted point
 
@@ -183,11 +188,27 @@ def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFra
             out += got
             if status:
                 sources.append(status)
-    return CurvePoints(pd.DataFrame(out, columns=T.FITS_CURVE_POINTS.names),
+    return CurvePoints(_observed(pd.DataFrame(out, columns=T.FITS_CURVE_POINTS.names), points),
                        pd.DataFrame(sources, columns=T.FITS_CURVE_SOURCES.names))
 
 
-def _read(con: duckdb.DuckDBPyConnection, points: pd.DataFrame) -> CurvePoints:
+def _observed(virtual: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """``virtual`` with ``observed_run``/``observed_loss``: the observed point of the same family and N whose D
+    is nearest, when within :data:`MATCH_TOKENS` (the backtest of the curve-law points)."""
+    runs, losses = [], []
+    for v in virtual.itertuples(index=False):
+        same = points[(points.family == v.family) & (points.n_params == v.n_params)]
+        gap = np.abs(np.log(same.n_tokens.to_numpy(float) / v.n_tokens))
+        j = int(np.argmin(gap)) if len(gap) else -1
+        hit = j >= 0 and gap[j] < np.log1p(MATCH_TOKENS)
+        runs.append(same.run_id.iloc[j] if hit else None)
+        losses.append(float(same.loss.iloc[j]) if hit else np.nan)
+    return virtual.assign(observed_run=pd.Series(runs, index=virtual.index, dtype=object),
+                          observed_loss=np.array(losses, dtype=float))
+
+
+def read_curve_points(con: duckdb.DuckDBPyConnection, points: pd.DataFrame) -> CurvePoints:
+    """Curve-law points of ``points`` (clean.points rows) from the warehouse's clean.runs, raw.runs and clean.steps."""
     runs = con.execute("""SELECT r.*, x.extra FROM clean.runs r LEFT JOIN (
                               SELECT run_id, min(extra) AS extra FROM raw.runs GROUP BY run_id) x USING (run_id)
                           WHERE list_contains(?, r.run_id)""", [sorted(source_runs(points).run_id)]).df()
@@ -200,7 +221,7 @@ def fit_points(con: duckdb.DuckDBPyConnection, points: pd.DataFrame, settings: F
     """The points the L(N, D) fit uses: ``points`` (clean.points), plus the curve-law points when
     ``settings.curve_law_points`` is 'use'. 'store' and 'use' rebuild ``fits.curve_points`` and
     ``fits.curve_sources`` (one transaction); 'off' empties them."""
-    made = (_read(con, points) if settings.curve_law_points != "off" and len(points)
+    made = (read_curve_points(con, points) if settings.curve_law_points != "off" and len(points)
             else CurvePoints(pd.DataFrame(columns=T.FITS_CURVE_POINTS.names),
                              pd.DataFrame(columns=T.FITS_CURVE_SOURCES.names)))
     with T.transaction(con):

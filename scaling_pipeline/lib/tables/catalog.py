@@ -224,6 +224,8 @@ _TABLES = [
         ("source_run", "VARCHAR", "the long run whose curve law gave the point"),
         ("fraction", "DOUBLE", "D / the source run's tokens"),
         ("final_step", "BIGINT", "the virtual run's last step (steps of the source run's batch)"),
+        ("observed_run", "VARCHAR", "backtest: a run in clean.points at this N and D (within 2%), else NULL"),
+        ("observed_loss", "DOUBLE", "backtest: that run's final loss (nats/token)"),
     ), key=("run_id",)),
     Table("fits.curve_sources", "Per size's longest run: its curve-law fit for curve-law points, or why it gave none.",
           _cols(
