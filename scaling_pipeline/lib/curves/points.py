@@ -14,10 +14,11 @@ the law would extrapolate its forward term A·S1^(−α) past the data that fixe
 scaling ladder is run to avoid; below its first points the curve is warm-up transient the law does not
 describe.
 
-Uncertainty (``loss_sd``, nats): the fit's statistical error only: the delta method with the Gauss-Newton
-covariance of all seven MPL parameters from the relative residuals (variance inflated for their lag-1
-autocorrelation), plus the standard error of the eval gap. It does not include the error of transferring
-the law to another schedule, which the backtest measures (benchmarks/README.md, "Curve-law points").
+Uncertainty (``loss_sd``, nats), in quadrature: the run's own (L0, A) by the delta method (Gauss-Newton
+covariance from the relative residuals, inflated for their lag-1 autocorrelation); the shared shape by a
+jackknife over the sources (the family's shape refitted without each source in turn, from 3 sources on); the
+standard error of the eval gap; the family fit's misfit at its curves' ends. The backtest (below) measures how
+well that covers the real error (benchmarks/README.md, "Curve-law points").
 
 Backtest: a curve-law point with an observed run at the same N and D (within :data:`MATCH_TOKENS`) names it
 and its loss (``observed_run``, ``observed_loss``): the evidence for turning the setting on.
@@ -107,7 +108,25 @@ def _eval_gap(law: MultiPowerLaw, curve: Curve, g: pd.DataFrame, final_loss: flo
     return float(ratio.mean()), se
 
 
-def _from_source(src: Any, curve: Curve, g: pd.DataFrame, family: FamilyCurves,
+def _jackknife_sd(curve: Curve, replicates: list[FamilyCurves], targets: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """Relative jackknife standard errors of the loss at each target over the family shapes fitted without
+    one source each (``replicates``; zeros with fewer than 3)."""
+    lr = curve.lr[: curve.steps[-1] + 1]
+    preds = []
+    for rep in replicates:
+        try:
+            law = forecast_run(curve, lr, rep).law
+        except CurveError:  # this shape does not fit the run (A <= 0): no replicate from it
+            continue
+        preds.append([float(law.predict([steps], eta)[0]) for steps, eta in targets])
+    if len(preds) < 3:
+        return np.zeros(len(targets))
+    logs = np.log(np.array(preds))
+    k = len(preds)
+    return np.sqrt((k - 1) / k * np.sum((logs - logs.mean(axis=0)) ** 2, axis=0))
+
+
+def _from_source(src: Any, curve: Curve, g: pd.DataFrame, family: FamilyCurves, replicates: list[FamilyCurves],
                  fractions: tuple[float, ...]) -> tuple[list[dict], dict]:
     """The curve-law points of one source run and its ``fits.curve_sources`` row."""
     row = dict(family=src.family, run_id=src.run_id, n_params=src.n_params, n_tokens=src.n_tokens)
@@ -132,12 +151,13 @@ def _from_source(src: Any, curve: Curve, g: pd.DataFrame, family: FamilyCurves,
                     "detail": f"every budget {', '.join(f'{f:g}' for f in fractions)} of its tokens falls before "
                               f"its first fitted point (step {curve.steps[0]})"}
     gap, gap_se = _eval_gap(law, curve, g, float(src.loss))
-    sd = _prediction_sd(law, curve, targets)
+    rel_sd = np.sqrt(_prediction_sd(law, curve, targets) ** 2 + _jackknife_sd(curve, replicates, targets) ** 2
+                     + gap_se**2 + family.end_sigma**2)
     out = []
-    for f, (steps, eta), s in zip(budgets, targets, sd):
+    for f, (steps, eta), s in zip(budgets, targets, rel_sd):
         loss = float(law.predict([steps], eta)[0]) * np.exp(gap)
         d = f * float(src.n_tokens)
-        sd = loss * float(np.sqrt(s**2 + gap_se**2 + family.end_sigma**2))
+        sd = loss * float(s)
         out.append(dict(run_id=f"{src.run_id}@{f:g}", family=src.family, n_params=float(src.n_params), n_tokens=d,
                         flops=6.0 * float(src.n_params) * d, loss=loss, loss_sd=sd,
                         loss_source="curve_law", source_run=src.run_id, fraction=f, final_step=steps))
@@ -179,9 +199,15 @@ def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFra
             for src, _, _ in curves:
                 exclude(src, NO_CURVE_FIT, f"the family's curve law could not be fitted: {exc}")
             continue
+        replicates = []
+        for j in range(len(curves) if len(curves) >= 3 else 0):
+            try:
+                replicates.append(fit_family([c for i, (_, c, _) in enumerate(curves) if i != j]))
+            except CurveError:  # without this source the shape cannot be fitted: one replicate fewer
+                continue
         for src, curve, g in curves:
             try:
-                got, status = _from_source(src, curve, g, family, fractions)
+                got, status = _from_source(src, curve, g, family, replicates, fractions)
             except CurveError as exc:
                 got, status = [], None
                 exclude(src, NO_CURVE_FIT, str(exc))
