@@ -73,7 +73,8 @@ class SimConfig:
     Shared size laws (``shared_size_law``, off by default): the runs of one size share one batch size (the
     one ``_plan`` gives the size's middle grid budget, so steps grow with the budget) and, per peak LR, one
     Multi-Power Law (:func:`.loss.size_mpl`), as a real ladder whose runs of one size differ only in where
-    the LR decays; the final loss is then that law's, within ~0.1-1% of L(N, D) (see :mod:`.loss`).
+    the LR decays; the final loss is then that law's, within 0.1% of L(N, D) for the first schedule kind
+    (see :mod:`.loss`).
     Runs in flight: ``in_flight`` fractions, one extra run per fraction and family, stopped there
     (status 'running'; the manifest keeps the planned end); the last one of each family has
     ``off_track`` nats added to its whole curve (0: all on track).
