@@ -41,6 +41,18 @@ def exponents(frame: pd.DataFrame) -> np.ndarray:
     return np.array([fit.params["alpha"], fit.params["beta"]])
 
 
+def test_shared_size_law_one_batch_per_size_and_final_losses_near_the_law() -> None:
+    """Simulator option: the runs of a size share one batch (steps grow with the budget) and one MPL, whose
+    decayed losses stay within 0.2% of L(N, D) over the grid (noise-free)."""
+    cfg = SimConfig(**{**SHARED.__dict__, "train_noise": 0.0, "eval_noise": 0.0})
+    ladder, runs, _, points = frames(cfg, 2)
+    assert (runs.groupby(["family", "n_params"]).batch_tokens.nunique() == 1).all()
+    assert runs.total_steps.max() / runs.total_steps.min() > 20
+    truth = np.array([ladder.truth[f].loss(n, d) for f, n, d in zip(points.family, points.n_params, points.n_tokens)])
+    gap = points.loss / truth - 1
+    assert np.abs(gap).max() < 2e-3 and np.abs(gap).max() > 1e-5  # near the law, not forced onto it
+
+
 def test_stretched_lr_compresses_the_profile_in_time() -> None:
     lr = np.concatenate([np.linspace(0, 1, 11), np.ones(70), np.linspace(1, 0.1, 20)])  # 101 steps: warm-up, WSD
     short = stretched_lr(lr, 25)
