@@ -62,28 +62,33 @@ def test_stretched_lr_compresses_the_profile_in_time() -> None:
 
 def test_one_long_run_per_size_recovers_the_full_grid_exponents_noise_free() -> None:
     """Known truth (noise-free; budgets 5, 10, 20, 40, 80 tokens/param, so the points at 1/2 … 1/16 of the
-    longest run's tokens land on grid runs): the points sit on the simulated runs within 0.5%, and the
-    exponents fitted to the long runs plus those points are within 0.03 of the full-grid fit."""
-    cfg = SimConfig(**{**SHARED.__dict__, "tpp_max": 80.0, "train_noise": 0.0, "eval_noise": 0.0})
-    ladder, runs, steps, points = frames(cfg, 1)
+    longest run's tokens land on grid runs; losses not squashed below log(vocab), which the MPL does not
+    describe): the points sit on the simulated runs within 0.3%, and the exponents fitted to the long runs
+    plus those points are within 0.01 of the full-grid fit, in every family."""
+    cfg = SimConfig(**{**SHARED.__dict__, "tpp_max": 80.0, "train_noise": 0.0, "eval_noise": 0.0, "cap_start": 10.8})
+    ladder, runs, steps, points = frames(cfg, 3)
     made = curve_law_points(runs, steps, points)
-    assert (made.sources.status == "ok").all() and len(made.sources) == 5
+    assert (made.sources.status == "ok").all() and len(made.sources) == 15
     virtual = made.points
-    assert len(virtual) == 25 and (virtual.loss_source == "curve_law").all()
+    assert len(virtual) == 75 and (virtual.loss_source == "curve_law").all()
     assert set(virtual.source_run) == set(source_runs(points).run_id)
     assert (virtual.loss_sd > 0).all() and (virtual.fraction < 1).all()
     backtested = virtual[virtual.observed_loss.notna()]
-    assert len(backtested) == 20 and set(backtested.fraction) == {1 / 2, 1 / 4, 1 / 8, 1 / 16}
-    assert np.abs(backtested.loss / backtested.observed_loss - 1).max() < 5e-3
-    truth = ladder.truth["atlas"]
-    assert np.abs(virtual.loss / truth.loss(virtual.n_params, virtual.n_tokens) - 1).max() < 1e-2
-    cheap = exponents(pd.concat([source_runs(points), virtual], ignore_index=True))
-    assert np.abs(cheap - exponents(points)).max() < 0.03
+    assert len(backtested) == 60 and set(backtested.fraction) == {1 / 2, 1 / 4, 1 / 8, 1 / 16}
+    assert np.abs(backtested.loss / backtested.observed_loss - 1).max() < 3e-3
+    long = source_runs(points)
+    for family, grid in points.groupby("family"):
+        v = virtual[virtual.family == family]
+        truth = ladder.truth[family]
+        inside = v[v.n_tokens >= cfg.tpp_min * v.n_params * 0.98]  # the size laws match L(N, D) over the grid
+        assert np.abs(inside.loss / truth.loss(inside.n_params, inside.n_tokens) - 1).max() < 3e-3, family
+        cheap = exponents(pd.concat([long[long.family == family], v], ignore_index=True))
+        assert np.abs(cheap - exponents(grid)).max() < 0.01, family
 
 
-@pytest.mark.xfail(strict=True, reason="the family's shared curve law (curves.family.fit_family) lands in a local "
-                   "optimum for some families (noise-free rms 0.3% where the truth gives 0.02%): curve-law points "
-                   "then miss by 1-5% and the exponents by more than 0.03")
+@pytest.mark.xfail(strict=True, reason="with 1.2% train noise one decay per size does not pin the family's "
+                   "loss-drop shape (C, beta, gamma end at their bounds at an rms equal to the truth's): curve-law "
+                   "points miss by 1-3% and the exponents move by up to 0.04-0.06")
 def test_one_long_run_per_size_within_003_of_the_full_grid_with_noise() -> None:
     _, runs, steps, points = frames(SHARED, 3)
     virtual = curve_law_points(runs, steps, points).points
