@@ -86,6 +86,30 @@ def test_one_long_run_per_size_recovers_the_full_grid_exponents_noise_free() -> 
         assert np.abs(cheap - exponents(grid)).max() < 0.01, family
 
 
+def test_a_constant_lr_source_gets_a_cool_down_and_the_family_s_loss_drop() -> None:
+    """A size whose longest run is constant-LR (a WSD run stopped before its decay): its curve-law points
+    add a 20% linear cool-down to 10% of the LR, the simulator's WSD recipe, and land on L(N, D)."""
+    cfg = SimConfig(**{**SHARED.__dict__, "tpp_max": 80.0, "train_noise": 0.0, "eval_noise": 0.0, "cap_start": 10.8})
+    ladder, runs, steps, points = frames(cfg, 1)
+    src = source_runs(points).iloc[1]
+    run = runs.set_index("run_id").loc[src.run_id]
+    stop = int(0.75 * run.total_steps)  # the decay starts at 80%
+    kept = steps[(steps.run_id != src.run_id) | (steps.step <= stop)]
+    last = kept[kept.run_id == src.run_id].iloc[-1]
+    runs = runs.assign(schedule=np.where(runs.run_id == src.run_id, "constant", runs.schedule),
+                       total_steps=np.where(runs.run_id == src.run_id, last.step, runs.total_steps))
+    points = points.copy()
+    points.loc[points.run_id == src.run_id, ["n_tokens", "loss"]] = [last.step * run.batch_tokens, last.train_loss]
+    made = curve_law_points(runs, kept, points)
+    status = made.sources.set_index("run_id").loc[src.run_id]
+    assert status.status == "ok" and "constant LR" in status.detail
+    v = made.points[made.points.source_run == src.run_id]
+    inside = v[v.n_tokens >= cfg.tpp_min * v.n_params]
+    assert len(inside) >= 2
+    truth = ladder.truth["atlas"].loss(inside.n_params, inside.n_tokens)
+    assert np.abs(inside.loss / truth - 1).max() < 5e-3
+
+
 @pytest.mark.xfail(strict=True, reason="with 1.2% train noise one decay per size does not pin the family's "
                    "loss-drop shape (C, beta, gamma end at their bounds at an rms equal to the truth's): curve-law "
                    "points miss by 1-3% and the exponents move by up to 0.04-0.06")

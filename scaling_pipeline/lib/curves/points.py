@@ -1,12 +1,15 @@
 """Curve-law points: schedule-valid loss estimates at smaller budgets from one long run per model size.
 
-Per (family, N) the completed run with the most tokens (the *source*) gets a Multi-Power Law fitted to its
-whole curve (:func:`~scaling_pipeline.lib.curves.fit.fit_curves`, its per-step LR from the described schedule
-or the logged LR). A run of the same size and batch decayed at ``f·D`` (``f`` in :data:`FRACTIONS`) follows
-the source's LR profile compressed in time to ``f·T`` steps (the same warm-up share, decay shape and end LR:
-a cosine to its own end stays one, a WSD keeps its decay share); the law evaluated there at its last step,
-times the source's gap between its evaluations and the fitted curve (an eval loss sits above or below the
-train loss the law is fitted to), is the point's loss, ``loss_source = 'curve_law'``.
+Per (family, N) the completed run with the most tokens is the *source*. The sources of a family share one
+Multi-Power Law loss-drop shape and ``alpha`` (:func:`~scaling_pipeline.lib.curves.family.fit_family` on their
+whole curves, the per-step LR from the described schedule or the logged LR); each source has its own ``L0`` and
+``A`` (:func:`~scaling_pipeline.lib.curves.family.forecast_run` on its whole curve). A run of the same size and
+batch decayed at ``f·D`` (``f`` in :data:`FRACTIONS`) follows the source's LR profile compressed in time to
+``f·T`` steps (the same warm-up share, decay shape and end LR: a cosine to its own end stays one, a WSD keeps
+its decay share; a constant-LR source, which never decays, gets the :data:`COOLDOWN` cool-down at each budget,
+its loss drop from the family's decayed sources). The source's law at that run's last step, times the source's
+gap between its evaluations and its fitted curve (an eval loss sits above or below the train loss the law is
+fitted to), is the point's loss, ``loss_source = 'curve_law'``.
 
 Only budgets inside the source's observed range: the budget's LR area must be at least the area at the
 first fitted point, and ``f < 1`` (the source's own budget is an observed point). Beyond the run's own tokens
@@ -23,8 +26,9 @@ well that covers the real error (benchmarks/README.md, "Curve-law points").
 Backtest: a curve-law point with an observed run at the same N and D (within :data:`MATCH_TOKENS`) names it
 and its loss (``observed_run``, ``observed_loss``): the evidence for turning the setting on.
 
-A source whose curve cannot be fitted (no LR logged and no schedule described, an LR that never changes so
-no loss drop to fit, too few points) gives no points and a row in ``fits.curve_sources`` with the reason.
+A source whose curve cannot be fitted (no LR logged and no schedule described, too few points, a family none
+of whose sources decays so no loss drop to fit) gives no points and a row in ``fits.curve_sources`` with the
+reason.
 """
 
 from __future__ import annotations
@@ -44,11 +48,12 @@ from scaling_pipeline.lib.curves.schedule import CurveError
 from scaling_pipeline.lib.forecast import _curve, _schedule
 from scaling_pipeline.lib.settings import FitSettings
 
-__all__ = ["FRACTIONS", "CurvePoints", "curve_law_points", "fit_points", "read_curve_points", "source_runs",
-           "stretched_lr"]
+__all__ = ["COOLDOWN", "FRACTIONS", "CurvePoints", "curve_law_points", "decays", "fit_points", "read_curve_points",
+           "source_runs", "stretched_lr", "target_lr"]
 
 FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # budgets of the curve-law points, fractions of the source's
 MIN_STEPS = 10  # a virtual run needs at least this many steps
+COOLDOWN = (0.2, 0.1)  # a constant-LR source's budgets: linear decay over this share of the steps to this share of the LR
 MATCH_TOKENS = 0.02  # an observed run within this fraction of a curve-law point's D backtests it
 NO_CURVE_FIT = "no_curve_fit"  # no LR and no described schedule, or a series the law cannot be fitted to
 NO_BUDGET = "no_budget_in_range"  # every budget falls before the first fitted point
@@ -68,6 +73,24 @@ def stretched_lr(lr: np.ndarray, last: int) -> np.ndarray:
     has the LR of step t·T/last of ``lr`` (linear between steps)."""
     grid = np.arange(len(lr), dtype=float)
     return np.interp(np.arange(last + 1) * (len(lr) - 1) / last, grid, lr)
+
+
+def decays(lr: np.ndarray) -> bool:
+    """Whether the LR falls after its peak (else the run is constant-LR after its warm-up)."""
+    top = int(np.argmax(lr))
+    return bool(np.any(lr[top:] < lr[top] * (1 - 1e-6)))
+
+
+def target_lr(lr: np.ndarray, last: int) -> np.ndarray:
+    """The per-step LR (steps 0 … ``last``) of a run of the source's recipe decayed at step ``last``: the
+    source's profile ``lr`` compressed in time (:func:`stretched_lr`); a source that never decays gets the
+    :data:`COOLDOWN` cool-down over the last steps."""
+    eta = stretched_lr(lr, last)
+    if not decays(lr):
+        share, end = COOLDOWN
+        start = int(round((1 - share) * last))
+        eta[start:] = np.linspace(eta[start], end * eta[start], last + 1 - start)
+    return eta
 
 
 def source_runs(points: pd.DataFrame) -> pd.DataFrame:
@@ -141,7 +164,7 @@ def _from_source(src: Any, curve: Curve, g: pd.DataFrame, family: FamilyCurves, 
         steps = int(round(f * last))
         if not 0 < f < 1 or steps < MIN_STEPS:
             continue
-        eta = stretched_lr(lr, steps)
+        eta = target_lr(lr, steps)
         if eta.sum() < first_area:  # before the first fitted point: warm-up transient, not in the law
             continue
         targets.append((steps, eta))
@@ -162,7 +185,9 @@ def _from_source(src: Any, curve: Curve, g: pd.DataFrame, family: FamilyCurves, 
                         flops=6.0 * float(src.n_params) * d, loss=loss, loss_sd=sd,
                         loss_source="curve_law", source_run=src.run_id, fraction=f, final_step=steps))
     detail = (f"MPL with the family's shared shape, L0 {law.L0:.4g}, A {law.A:.4g} on {len(curve.steps)} points "
-              f"(rms {rms:.2%}); eval gap {np.expm1(gap):+.2%}")
+              f"(rms {rms:.2%}); eval gap {np.expm1(gap):+.2%}"
+              + ("" if decays(lr) else f"; constant LR: budgets with a linear cool-down over the last {COOLDOWN[0]:.0%} "
+                                       f"of their steps to {COOLDOWN[1]:.0%} of the LR"))
     return out, {**row, "status": "ok", "reason": None, "detail": detail, "n_points": len(out), "rms": rms}
 
 
