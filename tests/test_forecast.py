@@ -24,6 +24,15 @@ PLANTED = "atlas-140M-tpp160-live0"  # the in-flight run whose LR log and schedu
 DESCRIBED = "boreal-140M-tpp160-live0"  # an in-flight run whose LR log is removed: its manifest describes it
 
 
+def _pipeline(logs, db) -> tuple[duckdb.DuckDBPyConnection, object]:
+    """Ingest, clean, fit and forecast ``logs`` into the warehouse ``db``."""
+    con = duckdb.connect(str(db))
+    ingest(logs, con)
+    clean(con)
+    fit_families(con, FitSettings(bootstrap=0))
+    return con, forecast_families(con)
+
+
 @pytest.fixture(scope="module")
 def forecast(tmp_path_factory) -> tuple[duckdb.DuckDBPyConnection, dict, object]:
     root = tmp_path_factory.mktemp("forecast")
@@ -36,11 +45,7 @@ def forecast(tmp_path_factory) -> tuple[duckdb.DuckDBPyConnection, dict, object]
     runs = pd.read_csv(manifest)
     runs.loc[runs.run_id == PLANTED, "schedule"] = None
     runs.to_csv(manifest, index=False)
-    con = duckdb.connect(str(root / "warehouse.duckdb"))
-    ingest(root / "logs", con)
-    clean(con)
-    fit_families(con, FitSettings(bootstrap=0))
-    result = forecast_families(con)
+    con, result = _pipeline(root / "logs", root / "warehouse.duckdb")
     yield con, truth, result
     con.close()
 
@@ -123,3 +128,28 @@ def test_unchanged_inputs_keep_the_forecasts_and_a_changed_step_redoes_them(fore
     old = next(r[8] for r in before["forecasts.in_flight"] if r[1] == live[0])  # column 8: forecast
     new = con.execute("SELECT forecast FROM forecasts.in_flight WHERE run_id = ?", [live[0]]).fetchone()[0]
     assert new != old
+
+
+def test_a_new_log_file_refits_only_its_family_and_gives_the_full_recompute(tmp_path):
+    logs = tmp_path / "logs"
+    write_demo(logs, seed=3, fmt="csv", n_families=2, config=LADDER)
+    new = logs / "csv" / "boreal-38M-tpp50.csv"  # a completed run of the second family, logged last
+    held = new.rename(tmp_path / new.name)
+    con, first = _pipeline(logs, tmp_path / "before.duckdb")
+    assert first.refitted == ["atlas", "boreal"] and first.families == ["atlas", "boreal"]
+    stored = dict(con.execute("SELECT family, input_hash FROM forecasts.inputs").fetchall())
+    held.rename(new)
+    ingest(logs, con)
+    clean(con)
+    fit_families(con, FitSettings(bootstrap=0))
+    after = forecast_families(con)
+    assert after.refitted == ["boreal"] and not after.unchanged  # atlas's inputs did not change: its rows are kept
+    hashes = dict(con.execute("SELECT family, input_hash FROM forecasts.inputs").fetchall())
+    assert hashes["atlas"] == stored["atlas"] and hashes["boreal"] != stored["boreal"]
+    assert con.execute("SELECT count(*) FROM forecasts.backtest WHERE run_id = ?", [new.stem]).fetchone()[0] == 3
+    fresh, _ = _pipeline(logs, tmp_path / "fresh.duckdb")
+    for table in T.FORECASTS:
+        rows = f"SELECT * FROM {table.name} ORDER BY ALL"
+        assert con.execute(rows).fetchall() == fresh.execute(rows).fetchall(), table.name
+    con.close()
+    fresh.close()

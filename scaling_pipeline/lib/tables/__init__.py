@@ -6,7 +6,7 @@ Kinds of table (``Table.kind``):
 
 * ``RAW``: the ingested source data (``raw.*``). Created if absent and never dropped: an older layout
   only gains the columns it lacks.
-* ``KEPT``: derived tables updated in place (``fits.*``: unchanged families are not refit). Created if
+* ``KEPT``: derived tables updated in place (``fits.*``, ``forecasts.*``: unchanged families are not refit). Created if
   absent; when a stored layout differs from the registry's, the tables created together are dropped and
   rebuilt (derived data, recomputed on the next run).
 * ``REBUILT``: derived tables written from scratch on every run (``clean.*``, ``plans.*``).

@@ -247,12 +247,12 @@ _TABLES = [
         ("deviation", "DOUBLE", "forecast - law (nats/token)"), ("flag", "VARCHAR", "on_track or off_track"),
         ("message", "VARCHAR", "what the flag means for this run"), ("n_points", "BIGINT", "logged points used"),
         ("curve_law", "VARCHAR", "the run's fitted curve-law parameters (JSON)"),
-    )),
+    ), kind=KEPT),
     Table("forecasts.curves", "Per run in flight: the fitted curve and forecast band at up to 60 steps.", _cols(
         ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"), ("step", "BIGINT", "step"),
         ("lr", "DOUBLE", "learning rate at the step"), ("fitted", "DOUBLE", "curve law's loss (nats/token)"),
         ("lo", "DOUBLE", "lower band"), ("hi", "DOUBLE", "upper band"),
-    )),
+    ), kind=KEPT),
     Table("forecasts.backtest", "Completed runs cut at 25/50/75% of their steps, forecast, and the loss they reached.",
           _cols(
         ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"),
@@ -261,11 +261,11 @@ _TABLES = [
         ("lo", "DOUBLE", "lower bound"), ("hi", "DOUBLE", "upper bound"), ("actual", "DOUBLE", "final loss reached"),
         ("error", "DOUBLE", "forecast - actual (nats/token)"), ("rel_error", "DOUBLE", "error / actual"),
         ("covered", "BOOLEAN", "actual inside [lo, hi]"),
-    )),
+    ), kind=KEPT),
     Table("forecasts.exclusions", "Runs that got no curve fit or forecast, with the reason.", _cols(
         ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"),
         ("reason", "VARCHAR", "reason code"), ("detail", "VARCHAR", "what is missing"),
-    )),
+    ), kind=KEPT),
     Table("forecasts.families", "Per family with runs in flight: its shared curve-law fit.", _cols(
         ("family", "VARCHAR", "model family"), ("n_curves", "BIGINT", "completed curves fitted"),
         ("n_points", "BIGINT", "points fitted"), ("rms", "DOUBLE", "rms log residual"),
@@ -273,9 +273,11 @@ _TABLES = [
         ("end_offset", "DOUBLE", "mean final loss - curve end (nats/token)"),
         ("shared", "VARCHAR", "shared curve-law parameters (JSON)"), ("status", "VARCHAR", "ok or why not"),
         ("detail", "VARCHAR", "detail of the status"),
-    )),
-    Table("forecasts.inputs", "The hash of what the stored forecasts were made from (unchanged: they are kept).",
-          _cols(("input_hash", "VARCHAR", "SHA-256 of the input tables, settings and code"))),
+    ), kind=KEPT),
+    Table("forecasts.inputs", "Per family: the hash of what its stored forecasts were made from (unchanged: kept).",
+          _cols(("family", "VARCHAR", "model family"),
+                ("input_hash", "VARCHAR", "SHA-256 of the family's inputs, the settings and the code")),
+          key=("family",), kind=KEPT),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
 
