@@ -15,7 +15,8 @@ check. Backtest: completed runs not used in the family fit, cut at :data:`CUTS` 
 compared with their final loss (``clean.points``). N of a run in flight is its ``n_params`` (else its
 non-embedding, else its total count), D its ``tokens_planned`` (else total_steps × batch_tokens). Only
 families with a run in flight are fitted and backtested. A run whose curve cannot be used (no LR and no described
-schedule, too few points, ...) is listed in ``forecasts.exclusions`` with the reason; nothing else changes.
+schedule, too few points, ...) is listed in ``forecasts.exclusions`` with the reason (and with clean's exclusions
+in the view ``pipeline.exclusions``, stage 'forecast', kind 'forecast'); nothing else changes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from scaling_pipeline.lib.cleaning import INCOMPLETE
 from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule
-from scaling_pipeline.lib.forecast_inputs import family_keys, stored_keys
+from scaling_pipeline.lib.forecast_inputs import family_keys, stored_keys, update_sources
 from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.laws import Chinchilla
 
@@ -146,8 +147,10 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
     with a run in flight get a curve law and a backtest, unless ``every_family`` (benchmarks). A family whose
     inputs, the settings and the code are as at its last forecast (:func:`~scaling_pipeline.lib.forecast_inputs.
     family_keys`) keeps its rows; the others are forecast anew (``refitted``), with the rows a full recompute
-    would give."""
-    T.create(con, *T.FORECASTS)
+    would give. Its exclusions are read with clean's in the view ``pipeline.exclusions``."""
+    T.create(con, *T.FORECASTS, T.FORECASTS_SOURCES)
+    T.create_view(con, T.PIPELINE_EXCLUSIONS)
+    update_sources(con)
     keys = family_keys(con, level=level, max_family_curves=max_family_curves, max_backtest_runs=max_backtest_runs,
                        every_family=every_family)
     stored = stored_keys(con)

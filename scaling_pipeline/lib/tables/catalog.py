@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import KEPT, RAW, Column, Table, _cols
+from .core import KEPT, RAW, Column, Table, View, _cols
 
 # --- raw: what the readers produced -----------------------------------------------------------------
 _METRICS = _cols(
@@ -278,6 +278,12 @@ _TABLES = [
           _cols(("family", "VARCHAR", "model family"),
                 ("input_hash", "VARCHAR", "SHA-256 of the family's inputs, the settings and the code")),
           key=("family",), kind=KEPT),
+    Table("forecasts.sources", "Per source unit of raw.files and run it logs steps of: what forecasts.inputs hashes "
+          "for clean.steps (a run's steps follow from its sources and its clean.runs row).", _cols(
+        ("source_path", "VARCHAR", "the source unit (raw.files)"),
+        ("fingerprint", "VARCHAR", "its sha256 and ingest time: a change means its raw rows changed"),
+        ("run_id", "VARCHAR", "a run it logs steps of (NULL: none)"),
+    ), kind=KEPT),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
 
@@ -292,7 +298,17 @@ PLANS_ALLOCATIONS = TABLES["plans.allocations"]
 FORECASTS = tuple(TABLES[f"forecasts.{t}"] for t in ("in_flight", "curves", "backtest", "exclusions", "families",
                                                         "inputs"))
 FORECASTS_IN_FLIGHT, FORECASTS_INPUTS = FORECASTS[0], FORECASTS[-1]
+FORECASTS_SOURCES = TABLES["forecasts.sources"]
 
+NO_FORECAST = "forecast"  # pipeline.exclusions: stage and kind of a run in flight the forecast stage left out
+_AS_CLEAN = {"kind": f"'{NO_FORECAST}'", "step": "NULL", "n_rows": "NULL"}  # forecasts.exclusions as clean's
+PIPELINE_EXCLUSIONS = View(
+    "pipeline.exclusions", "Every exclusion users read: clean.exclusions and forecasts.exclusions, with the stage.",
+    (Column("stage", "VARCHAR", "the stage that excluded it: 'clean' or 'forecast'"),
+     *(c._replace(description="'run', 'rows', 'flag' (clean) or 'forecast' (no curve fit or forecast)")
+       if c.name == "kind" else c for c in CLEAN_EXCLUSIONS.columns)),
+    f"SELECT 'clean', {', '.join(CLEAN_EXCLUSIONS.names)} FROM clean.exclusions UNION ALL "
+    f"SELECT '{NO_FORECAST}', {', '.join(_AS_CLEAN.get(n, n) for n in CLEAN_EXCLUSIONS.names)} FROM forecasts.exclusions")
 
 # --- fitted intervals ---------------------------------------------------------------------------------
 

@@ -46,6 +46,30 @@ class Table:
         return ddl(self.name, cols, how=how, key=self.key)
 
 
+@dataclass(frozen=True)
+class View:
+    """A view over registry tables (one writer per table; a view joins what several stages wrote)."""
+
+    name: str  # schema-qualified
+    description: str
+    columns: tuple[Column, ...]
+    query: str  # SELECT giving ``columns``, in order
+
+    @property
+    def schema(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def create_view(con: duckdb.DuckDBPyConnection, view: View) -> None:
+    """(Re)create ``view`` (its tables must exist)."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {view.schema}")
+    con.execute(f"CREATE OR REPLACE VIEW {view.name} ({', '.join(view.names)}) AS {view.query}")
+
+
 def ddl(table: str, columns: list[tuple[str, str]], *, how: str = "CREATE TABLE IF NOT EXISTS",
         key: tuple[str, ...] = ()) -> str:
     """``<how> table (columns[, PRIMARY KEY (key)])``: the one place a CREATE statement is written."""
