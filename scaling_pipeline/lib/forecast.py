@@ -257,9 +257,9 @@ def _end_offset(runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: Family
 
 def _backtest(family: str, runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyCurves, offset: float,
               level: float, z: float) -> list[dict[str, Any]]:
-    """Completed runs cut at CUTS of their steps, forecast and compared with their final loss. Each interval's
-    sigma is at least the RMS relative error of the other runs' forecasts at the same cut (leave one out), as
-    :func:`_calibrated` does for runs in flight."""
+    """Completed runs cut at CUTS of their steps, forecast and compared with their final loss. Each forecast is
+    corrected by the other runs' mean relative error at the same cut and its sigma is at least their spread
+    about that mean (leave one out: :func:`_correction`), as :func:`_calibrated` does for runs in flight."""
     rows = []
     for run, full in runs:
         for cut in CUTS:
@@ -269,26 +269,40 @@ def _backtest(family: str, runs: list[tuple[Any, Curve]], points: pd.DataFrame, 
                                           full.lr, fam, level), offset)
             except CurveError:
                 continue
+            actual = float(points.at[run.run_id, "loss"])
             rows.append({"family": family, "run_id": run.run_id, "cut": cut, "cut_step": int(part[-1]),
-                         "total_steps": int(full.steps[-1]), "forecast": f.loss, "sigma": f.sigma,
-                         "actual": float(points.at[run.run_id, "loss"])})
+                         "total_steps": int(full.steps[-1]), "uncorrected": f, "actual": actual,
+                         "raw_rel_error": (f.loss - actual) / actual})
     for row in rows:
-        row["rel_error"] = (row["forecast"] - row["actual"]) / row["actual"]
-    for row in rows:
-        others = [o["rel_error"] for o in rows if o["cut"] == row["cut"] and o is not row]
-        half = z * max(row.pop("sigma"), row["forecast"] * _rms(others))
-        row.update(lo=row["forecast"] - half, hi=row["forecast"] + half, error=row["forecast"] - row["actual"])
-        row["covered"] = row["lo"] <= row["actual"] <= row["hi"]
+        f = _corrected(row.pop("uncorrected"), [o["raw_rel_error"] for o in rows
+                                                 if o["cut"] == row["cut"] and o is not row], z)
+        row.update(forecast=f.loss, lo=f.lo, hi=f.hi, error=f.loss - row["actual"],
+                   rel_error=(f.loss - row["actual"]) / row["actual"], covered=f.lo <= row["actual"] <= f.hi)
     return rows
 
 
+def _correction(errors: list[float]) -> tuple[float, float]:
+    """(mean, predictive spread) of backtest relative errors: the bias a forecast at that cut is divided out by,
+    and the sd of one more such error (sample sd x sqrt(1 + 1/n)); (0, RMS) with fewer than 3 errors."""
+    if len(errors) < 3:
+        return 0.0, _rms(errors)
+    return float(np.mean(errors)), float(np.std(errors, ddof=1) * math.sqrt(1 + 1 / len(errors)))
+
+
+def _corrected(f, errors: list[float], z: float):
+    """``f`` divided by (1 + the mean of ``errors``), sigma at least the errors' spread (:func:`_correction`)."""
+    bias, spread = _correction(errors)
+    loss = f.loss / (1 + bias)
+    sigma = max(f.sigma, loss * spread)
+    return replace(f, loss=loss, sigma=sigma, lo=loss - z * sigma, hi=loss + z * sigma)
+
+
 def _calibrated(f, progress: float, backtest: list[dict[str, Any]], z: float):
-    """``f`` with sigma at least the family's backtest RMS relative error at the cut nearest ``progress``."""
+    """``f`` corrected by the family's backtest errors at the cut nearest ``progress`` (:func:`_corrected`)."""
     if not backtest:
         return f
     cut = min(CUTS, key=lambda c: abs(c - progress))
-    sigma = max(f.sigma, f.loss * _rms([r["rel_error"] for r in backtest if r["cut"] == cut]))
-    return replace(f, sigma=sigma, lo=f.loss - z * sigma, hi=f.loss + z * sigma)
+    return _corrected(f, [r["raw_rel_error"] for r in backtest if r["cut"] == cut], z)
 
 
 def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: float, law: Chinchilla | None,
