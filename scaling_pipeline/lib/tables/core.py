@@ -22,12 +22,10 @@ class Column(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Table:
+class _Relation:
     name: str  # schema-qualified, e.g. "fits.chinchilla"
     description: str
     columns: tuple[Column, ...]
-    key: tuple[str, ...] = ()  # primary key (enforced); () when rows have no unique identity
-    kind: str = REBUILT
 
     @property
     def schema(self) -> str:
@@ -36,6 +34,12 @@ class Table:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+
+@dataclass(frozen=True)
+class Table(_Relation):
+    key: tuple[str, ...] = ()  # primary key (enforced); () when rows have no unique identity
+    kind: str = REBUILT
 
     def pairs(self, *, without: tuple[str, ...] = ()) -> list[tuple[str, str]]:
         """(name, type) of the columns, in order, leaving out ``without``."""
@@ -47,21 +51,10 @@ class Table:
 
 
 @dataclass(frozen=True)
-class View:
+class View(_Relation):
     """A view over registry tables (one writer per table; a view joins what several stages wrote)."""
 
-    name: str  # schema-qualified
-    description: str
-    columns: tuple[Column, ...]
-    query: str  # SELECT giving ``columns``, in order
-
-    @property
-    def schema(self) -> str:
-        return self.name.split(".", 1)[0]
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
+    query: str = ""  # SELECT giving ``columns``, in order
 
 
 def create_view(con: duckdb.DuckDBPyConnection, view: View) -> None:
