@@ -51,7 +51,8 @@ def build(db: Path, rows: int) -> None:
         con.execute("""INSERT INTO raw.files (source_path, sha256, ingested_at)
                        SELECT DISTINCT source_path, md5(source_path), TIMESTAMP '2026-12-03' FROM raw.metrics""")
         con.execute("""INSERT INTO clean.runs (run_id, family, n_params, tokens_planned, total_steps, schedule, lr)
-                       SELECT 'r' || i, 'f' || (i // ?), 1e6 * (1 + i % 10), 1e9, ?, 'cosine', 3e-4 FROM range(?) t(i)""",
+                       SELECT 'r' || i, 'f' || (i // ?), 1e6 * (1 + i % 10), 1e9, ?, 'cosine', 3e-4
+                       FROM range(?) t(i)""",
                     [RUNS_PER_FAMILY, per_run, runs])
         con.execute("INSERT INTO raw.runs (run_id, family, extra, source_path) SELECT run_id, family, '{}', 'runs.csv' "
                     "FROM clean.runs")
