@@ -4,6 +4,7 @@ writers, ingested and cleaned into a real DuckDB file, the family law fitted, th
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -24,6 +25,15 @@ PLANTED = "atlas-140M-tpp160-live0"  # the in-flight run whose LR log and schedu
 DESCRIBED = "boreal-140M-tpp160-live0"  # an in-flight run whose LR log is removed: its manifest describes it
 
 
+def _pipeline(logs, db) -> tuple[duckdb.DuckDBPyConnection, object]:
+    """Ingest, clean, fit and forecast ``logs`` into the warehouse ``db``."""
+    con = duckdb.connect(str(db))
+    ingest(logs, con)
+    clean(con)
+    fit_families(con, FitSettings(bootstrap=0))
+    return con, forecast_families(con)
+
+
 @pytest.fixture(scope="module")
 def forecast(tmp_path_factory) -> tuple[duckdb.DuckDBPyConnection, dict, object]:
     root = tmp_path_factory.mktemp("forecast")
@@ -36,11 +46,7 @@ def forecast(tmp_path_factory) -> tuple[duckdb.DuckDBPyConnection, dict, object]
     runs = pd.read_csv(manifest)
     runs.loc[runs.run_id == PLANTED, "schedule"] = None
     runs.to_csv(manifest, index=False)
-    con = duckdb.connect(str(root / "warehouse.duckdb"))
-    ingest(root / "logs", con)
-    clean(con)
-    fit_families(con, FitSettings(bootstrap=0))
-    result = forecast_families(con)
+    con, result = _pipeline(root / "logs", root / "warehouse.duckdb")
     yield con, truth, result
     con.close()
 
@@ -58,6 +64,10 @@ def test_every_run_in_flight_gets_a_forecast_or_an_exclusion(forecast):
     assert con.execute("SELECT reason FROM clean.exclusions WHERE run_id = ? AND kind = 'run'", [PLANTED]).fetchall() == [
         ("incomplete_schedule",)]
     assert summary.excluded == {PLANTED: NO_CURVE}
+    # users read both stages' exclusions in one place (one writer per table, a view over both)
+    both = con.execute("SELECT stage, kind, reason FROM pipeline.exclusions WHERE run_id = ? AND kind <> 'rows' "
+                       "ORDER BY stage", [PLANTED]).fetchall()
+    assert both == [("clean", "run", "incomplete_schedule"), ("forecast", "forecast", NO_CURVE)]
     # without a logged LR the manifest's schedule (kind, peak LR, warm-up, total steps, end LR) is the LR
     assert con.execute("SELECT schedule FROM forecasts.in_flight WHERE run_id = ?", [DESCRIBED]).fetchall() == [
         ("cosine",)]
@@ -101,7 +111,10 @@ def test_the_report_shows_runs_in_flight_per_family(forecast, tmp_path):
     off = [r for r, v in truth["in_flight"].items() if v["offset"]]
     for run_id in off:
         assert f"<tr class=bad><td>{run_id}</td>" in html
-    assert f"{PLANTED}: no forecast (no_curve_fit)" in html
+    section = html.split("<section data-family='atlas'>")[1].split("</section>")[0]
+    assert f"No forecast for 1 run in flight ({PLANTED})" in section.split("<h3>Exclusions</h3>")[0]
+    assert f"{PLANTED}: no forecast (no_curve_fit): {PLANTED}: no learning rate" in section.split(
+        "<h3>Exclusions</h3>")[1]  # listed with the family's other exclusions
     assert len(list((tmp_path / "latest").glob("*_in_flight.png"))) == 2
 
 
@@ -114,12 +127,43 @@ def test_unchanged_inputs_keep_the_forecasts_and_a_changed_step_redoes_them(fore
     assert (again.forecasts, sorted(again.off_track), again.excluded, again.backtest_rows) == (
         first.forecasts, sorted(first.off_track), first.excluded, first.backtest_rows)
     assert {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables} == before
-    live = con.execute("SELECT run_id, max(step) FROM clean.steps WHERE run_id IN "
-                       "(SELECT run_id FROM forecasts.in_flight) GROUP BY run_id ORDER BY run_id LIMIT 1").fetchone()
-    con.execute("UPDATE clean.steps SET train_loss = train_loss * 1.05 WHERE run_id = ? AND step = ?", list(live))
+    # a run in flight logs a higher loss at its last step: its log file changes, is ingested and cleaned again
+    (live,) = con.execute("SELECT run_id FROM forecasts.in_flight ORDER BY family DESC, run_id LIMIT 1").fetchone()
+    db = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+    logs = Path(db).parent / "logs"
+    metrics = logs / "csv" / f"{live}.csv"
+    frame = pd.read_csv(metrics)
+    frame.loc[frame.index[-1], "train_loss"] *= 1.05
+    frame.to_csv(metrics, index=False)
+    ingest(logs, con)
+    clean(con)
     redone = forecast_families(con)
-    assert not redone.unchanged
-    assert con.execute("SELECT input_hash FROM forecasts.inputs").fetchall() != before["forecasts.inputs"]
-    old = next(r[8] for r in before["forecasts.in_flight"] if r[1] == live[0])  # column 8: forecast
-    new = con.execute("SELECT forecast FROM forecasts.in_flight WHERE run_id = ?", [live[0]]).fetchone()[0]
+    assert redone.refitted == [live.split("-")[0]] and not redone.unchanged
+    old = next(r[8] for r in before["forecasts.in_flight"] if r[1] == live)  # column 8: forecast
+    new = con.execute("SELECT forecast FROM forecasts.in_flight WHERE run_id = ?", [live]).fetchone()[0]
     assert new != old
+
+
+def test_a_new_log_file_refits_only_its_family_and_gives_the_full_recompute(tmp_path):
+    logs = tmp_path / "logs"
+    write_demo(logs, seed=3, fmt="csv", n_families=2, config=LADDER)
+    new = logs / "csv" / "boreal-38M-tpp50.csv"  # a completed run of the second family, logged last
+    held = new.rename(tmp_path / new.name)
+    con, first = _pipeline(logs, tmp_path / "before.duckdb")
+    assert first.refitted == ["atlas", "boreal"] and first.families == ["atlas", "boreal"]
+    stored = dict(con.execute("SELECT family, input_hash FROM forecasts.inputs").fetchall())
+    held.rename(new)
+    ingest(logs, con)
+    clean(con)
+    fit_families(con, FitSettings(bootstrap=0))
+    after = forecast_families(con)
+    assert after.refitted == ["boreal"] and not after.unchanged  # atlas's inputs did not change: its rows are kept
+    hashes = dict(con.execute("SELECT family, input_hash FROM forecasts.inputs").fetchall())
+    assert hashes["atlas"] == stored["atlas"] and hashes["boreal"] != stored["boreal"]
+    assert con.execute("SELECT count(*) FROM forecasts.backtest WHERE run_id = ?", [new.stem]).fetchone()[0] == 3
+    fresh, _ = _pipeline(logs, tmp_path / "fresh.duckdb")
+    for table in T.FORECASTS[:-1]:  # not forecasts.inputs: its hashes hold each warehouse's ingest times
+        rows = f"SELECT * FROM {table.name} ORDER BY ALL"
+        assert con.execute(rows).fetchall() == fresh.execute(rows).fetchall(), table.name
+    con.close()
+    fresh.close()

@@ -20,7 +20,8 @@ _SPEC = table_spec(T.FORECASTS_IN_FLIGHT)
 def in_flight(duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Every run that has not reached its planned end: its final loss forecast from its curve so far and the
     family's shared curve law, a 90% interval, the family law's L(N, D) and a flag (``off_track`` with what to
-    check). Also forecasts.backtest (completed runs cut at 25/50/75%), forecasts.curves, forecasts.exclusions."""
+    check). Also forecasts.backtest (completed runs cut at 25/50/75%), forecasts.curves, forecasts.exclusions.
+    Only the families whose inputs changed are forecast anew (``refitted``); the others keep their rows."""
     from scaling_pipeline.lib.forecast import forecast_families  # scipy: loaded by the run, not by the code location
 
     with warehouse(duckdb) as con:
@@ -33,7 +34,8 @@ def in_flight(duckdb: DuckDBResource) -> dg.MaterializeResult:
                                   FROM forecasts.backtest GROUP BY cut ORDER BY cut""").df()
         tables = table_metadata(con, T.FORECASTS_IN_FLIGHT)
     return dg.MaterializeResult(metadata={**tables,
-        "forecasts": summary.forecasts, "unchanged": summary.unchanged, "off_track": dg.MetadataValue.json(summary.off_track),
+        "forecasts": summary.forecasts, "unchanged": summary.unchanged,
+        "refitted": dg.MetadataValue.json(summary.refitted), "off_track": dg.MetadataValue.json(summary.off_track),
         "excluded": dg.MetadataValue.json(summary.excluded),
         "runs": dg.MetadataValue.md(table.to_markdown(index=False)),
         "backtest": dg.MetadataValue.md(backtest.to_markdown(index=False))})

@@ -12,19 +12,20 @@ evaluated by :class:`~scaling_pipeline.lib.laws.Chinchilla`) at the run's planne
 a forecast further from it than the forecast's and the law's own uncertainty allow (``z·sqrt(σ_F² + σ_law²)``,
 σ_law the RMS of the law's residuals at the family's points) is ``off_track``, with a sentence saying what to
 check. Backtest: completed runs not used in the family fit, cut at :data:`CUTS` of their steps, forecast and
-compared with their final loss (``clean.points``). N of a run in flight is its ``n_params`` (else its
-non-embedding, else its total count), D its ``tokens_planned`` (else total_steps × batch_tokens). Only
-families with a run in flight are fitted and backtested. A run whose curve cannot be used (no LR and no described
-schedule, too few points, ...) is listed in ``forecasts.exclusions`` with the reason; nothing else changes.
+compared with their final loss (``clean.points``); every forecast is divided by (1 + the family's mean backtest
+relative error at the nearest cut), its sigma at least their spread (:func:`_corrected`). N of a run in flight
+is its ``n_params`` (else its non-embedding, else its total count), D its ``tokens_planned`` (else total_steps ×
+batch_tokens). Only families with a run in flight are fitted and backtested. A run whose curve cannot be used
+(no LR and no described schedule, too few points, ...) is listed in ``forecasts.exclusions`` with the reason (and
+with clean's exclusions in the view ``pipeline.exclusions``, stage 'forecast', kind 'forecast'); nothing else
+changes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -36,6 +37,7 @@ from scaling_pipeline.lib.cleaning import INCOMPLETE
 from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule
+from scaling_pipeline.lib.forecast_inputs import family_keys, stored_keys, update_sources
 from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.laws import Chinchilla
 
@@ -60,41 +62,20 @@ class ForecastSummary:
     off_track: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)  # run_id -> reason
     backtest_rows: int = 0
-    families: list[str] = field(default_factory=list)
-    unchanged: bool = False  # inputs, settings and code as at the last forecast: the tables were kept
+    families: list[str] = field(default_factory=list)  # families with a shared curve law
+    refitted: list[str] = field(default_factory=list)  # families forecast anew (the others' rows were kept)
+    unchanged: bool = False  # no family's inputs, no setting and no code changed: every row was kept
 
 
-# What a forecast reads; when none of it (nor the settings, nor the code) changed, the tables are kept.
-_INPUTS = (T.CLEAN_RUNS, T.CLEAN_POINTS, T.CLEAN_EXCLUSIONS, T.CLEAN_STEPS, T.FITS_CHINCHILLA, T.RAW_RUNS)
-_CODE = (Path(__file__), *sorted((Path(__file__).parent / "curves").glob("*.py")))
-
-
-def input_hash(con: duckdb.DuckDBPyConnection, **settings: Any) -> str:
-    """SHA-256 of everything a forecast depends on: each input table's row count and order-independent sum of
-    row hashes, ``settings``, and the source of this module and ``lib/curves``."""
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for table in _INPUTS:  # names from the table registry, not from input
-        h.update(repr(con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {table.name} t").fetchone()).encode())
-    for path in _CODE:
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def _kept_summary(con: duckdb.DuckDBPyConnection, key: str) -> ForecastSummary | None:
-    """The summary of the stored forecasts when they were made from inputs hashing to ``key``; else None."""
-    try:
-        stored = con.execute(f"SELECT input_hash FROM {T.FORECASTS_INPUTS.name}").fetchall()
-    except duckdb.CatalogException:
-        return None
-    if stored != [(key,)]:
-        return None
+def _summary(con: duckdb.DuckDBPyConnection, refitted: list[str], unchanged: bool) -> ForecastSummary:
+    """The summary of the stored forecasts."""
     flags = con.execute("SELECT run_id, flag FROM forecasts.in_flight ORDER BY family, run_id").fetchall()
     return ForecastSummary(
         forecasts=len(flags), off_track=[r for r, flag in flags if flag == "off_track"],
         excluded=dict(con.execute("SELECT run_id, reason FROM forecasts.exclusions ORDER BY run_id").fetchall()),
         backtest_rows=con.execute("SELECT count(*) FROM forecasts.backtest").fetchone()[0],
         families=[f for (f,) in con.execute("SELECT family FROM forecasts.families WHERE status = 'ok' "
-                                            "ORDER BY family").fetchall()], unchanged=True)
+                                            "ORDER BY family").fetchall()], refitted=refitted, unchanged=unchanged)
 
 
 def _schedule(run: Any) -> Schedule | None:
@@ -164,41 +145,61 @@ def _law_of(row: Any) -> Chinchilla:
 def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
                       max_family_curves: int = MAX_FAMILY_CURVES,
                       max_backtest_runs: int = MAX_BACKTEST_RUNS, every_family: bool = False) -> ForecastSummary:
-    """Rebuild the ``forecasts`` tables from ``clean`` and ``fits.chinchilla`` in one transaction. Only families
-    with a run in flight get a curve law and a backtest, unless ``every_family`` (benchmarks). When nothing it
-    reads, no setting and no code changed since the last forecast (:func:`input_hash`), the tables are kept and
-    their summary returned (``unchanged``)."""
-    key = input_hash(con, level=level, max_family_curves=max_family_curves, max_backtest_runs=max_backtest_runs,
-                     every_family=every_family)
-    kept = _kept_summary(con, key)
-    if kept is not None:
-        return kept
+    """Update the ``forecasts`` tables from ``clean`` and ``fits.chinchilla`` in one transaction. Only families
+    with a run in flight get a curve law and a backtest, unless ``every_family`` (benchmarks). A family whose
+    inputs, the settings and the code are as at its last forecast (:func:`~scaling_pipeline.lib.forecast_inputs.
+    family_keys`) keeps its rows; the others are forecast anew (``refitted``), with the rows a full recompute
+    would give. Its exclusions are read with clean's in the view ``pipeline.exclusions``."""
+    T.create(con, *T.FORECASTS, T.FORECASTS_SOURCES)
+    T.create_view(con, T.PIPELINE_EXCLUSIONS)
+    update_sources(con)
+    keys = family_keys(con, level=level, max_family_curves=max_family_curves, max_backtest_runs=max_backtest_runs,
+                       every_family=every_family)
+    stored = stored_keys(con)
+    todo = sorted(f for f, k in keys.items() if stored.get(f) != k)
+    stale = sorted(set(stored) - set(keys))
+    if not todo and not stale:
+        return _summary(con, [], unchanged=True)
+    out = _forecast(con, todo, level, max_family_curves, max_backtest_runs, every_family)
+    out["inputs"] = [{"family": f, "input_hash": keys[f]} for f in todo]
+    with T.transaction(con):
+        for table in T.FORECASTS:
+            con.execute(f"DELETE FROM {table.name} WHERE list_contains(?, family)", [todo + stale])
+            rows = out[table.name.split(".", 1)[1]]
+            if rows:
+                frame = pd.concat(rows, ignore_index=True) if isinstance(rows[0], pd.DataFrame) else pd.DataFrame(rows)
+                T.insert_frame(con, table, frame.reindex(columns=table.names))
+    return _summary(con, todo, unchanged=False)
+
+
+def _forecast(con: duckdb.DuckDBPyConnection, families: list[str], level: float, max_family_curves: int,
+              max_backtest_runs: int, every_family: bool) -> dict[str, list]:
+    """The rows of every forecasts table for ``families`` (table name without schema -> rows)."""
     runs = con.execute("""SELECT r.* REPLACE (coalesce(r.n_params, r.n_params_non_embedding, r.n_params_total) AS n_params,
                                      coalesce(r.tokens_planned, r.total_steps * r.batch_tokens) AS tokens_planned),
                                  x.extra
                           FROM clean.runs r LEFT JOIN (
                               SELECT run_id, min(extra) AS extra FROM raw.runs GROUP BY run_id) x USING (run_id)
-                          ORDER BY r.family, r.n_params, r.tokens_planned, r.run_id""").df()
+                          WHERE list_contains(?, r.family)
+                          ORDER BY r.family, r.n_params, r.tokens_planned, r.run_id""", [families]).df()
     in_flight = {r for (r,) in con.execute("SELECT run_id FROM clean.exclusions WHERE kind = 'run' AND reason = ?",
                                            [INCOMPLETE]).fetchall()}
     points = con.execute("SELECT run_id, family, n_params, n_tokens, loss FROM clean.points").df().set_index("run_id")
     wanted = in_flight | set(points.index)
+    live = set(runs.family[runs.run_id.isin(in_flight)])
+    runs = runs[runs.run_id.isin(wanted) & (runs.family.isin(live) | every_family)]
     steps = con.execute("SELECT run_id, step, train_loss, eval_loss, lr FROM clean.steps WHERE list_contains(?, run_id) "
-                        "ORDER BY run_id, step", [sorted(wanted)]).df()
+                        "ORDER BY run_id, step", [sorted(runs.run_id)]).df()
     by_run = dict(tuple(steps.groupby("run_id")))
     fits = {r.family: r for r in con.execute(
         "SELECT family, E, A, B, alpha, beta FROM fits.chinchilla WHERE status = 'ok'").df().itertuples(index=False)}
     z = float(norm.ppf(0.5 + level / 2))
     out: dict[str, list] = {t.name.split(".", 1)[1]: [] for t in T.FORECASTS}
-    summary = ForecastSummary()
 
     def exclude(run: Any, reason: str, detail: str) -> None:
         out["exclusions"].append({"family": run.family, "run_id": run.run_id, "reason": reason, "detail": detail})
-        summary.excluded[run.run_id] = reason
 
-    for family, group in runs[runs.run_id.isin(wanted)].groupby("family", sort=True):
-        if not (every_family or group.run_id.isin(in_flight).any()):
-            continue
+    for family, group in runs.groupby("family", sort=True):
         curves: dict[str, tuple[Any, Curve]] = {}
         for run in group[group.run_id.isin(points.index)].itertuples(index=False):
             try:
@@ -222,7 +223,6 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
                                 "end_sigma": fam.end_sigma, "end_offset": offset, "shared": json.dumps(fam.shared),
                                 "status": "ok",
                                 "detail": ", ".join(chosen)})
-        summary.families.append(family)
         law = _law_of(fits[family]) if family in fits else None
         fam_points = points[points.family == family]
         sigma_law = (float(np.sqrt(np.mean(np.square(fam_points.loss - law.predict(fam_points.n_params,
@@ -232,12 +232,8 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
                                                                   max_backtest_runs)], points, fam, offset, level, z)
         out["backtest"] += backtest
         for run in group[group.run_id.isin(in_flight)].itertuples(index=False):
-            _forecast_one(run, by_run.get(run.run_id), fam, offset, law, sigma_law, z, level, backtest, exclude,
-                          out, summary)
-    summary.backtest_rows = len(out["backtest"])
-    out["inputs"].append({"input_hash": key})
-    _write(con, out)
-    return summary
+            _forecast_one(run, by_run.get(run.run_id), fam, offset, law, sigma_law, z, level, backtest, exclude, out)
+    return out
 
 
 def _rms(errors: list[float]) -> float:
@@ -263,9 +259,9 @@ def _end_offset(runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: Family
 
 def _backtest(family: str, runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyCurves, offset: float,
               level: float, z: float) -> list[dict[str, Any]]:
-    """Completed runs cut at CUTS of their steps, forecast and compared with their final loss. Each interval's
-    sigma is at least the RMS relative error of the other runs' forecasts at the same cut (leave one out), as
-    :func:`_calibrated` does for runs in flight."""
+    """Completed runs cut at CUTS of their steps, forecast and compared with their final loss. Each forecast is
+    corrected by the other runs' mean relative error at the same cut and its sigma is at least their spread
+    about that mean (leave one out: :func:`_correction`), as :func:`_calibrated` does for runs in flight."""
     rows = []
     for run, full in runs:
         for cut in CUTS:
@@ -275,32 +271,45 @@ def _backtest(family: str, runs: list[tuple[Any, Curve]], points: pd.DataFrame, 
                                           full.lr, fam, level), offset)
             except CurveError:
                 continue
+            actual = float(points.at[run.run_id, "loss"])
             rows.append({"family": family, "run_id": run.run_id, "cut": cut, "cut_step": int(part[-1]),
-                         "total_steps": int(full.steps[-1]), "forecast": f.loss, "sigma": f.sigma,
-                         "actual": float(points.at[run.run_id, "loss"])})
+                         "total_steps": int(full.steps[-1]), "uncorrected": f, "actual": actual,
+                         "raw_rel_error": (f.loss - actual) / actual})
     for row in rows:
-        row["rel_error"] = (row["forecast"] - row["actual"]) / row["actual"]
-    for row in rows:
-        others = [o["rel_error"] for o in rows if o["cut"] == row["cut"] and o is not row]
-        half = z * max(row.pop("sigma"), row["forecast"] * _rms(others))
-        row.update(lo=row["forecast"] - half, hi=row["forecast"] + half, error=row["forecast"] - row["actual"])
-        row["covered"] = row["lo"] <= row["actual"] <= row["hi"]
+        f = _corrected(row.pop("uncorrected"), [o["raw_rel_error"] for o in rows
+                                                 if o["cut"] == row["cut"] and o is not row], z)
+        row.update(forecast=f.loss, lo=f.lo, hi=f.hi, error=f.loss - row["actual"],
+                   rel_error=(f.loss - row["actual"]) / row["actual"], covered=f.lo <= row["actual"] <= f.hi)
     return rows
 
 
+def _correction(errors: list[float]) -> tuple[float, float]:
+    """(mean, predictive spread) of backtest relative errors: the bias a forecast at that cut is divided out by,
+    and the sd of one more such error (sample sd x sqrt(1 + 1/n)); (0, RMS) with fewer than 3 errors."""
+    if len(errors) < 3:
+        return 0.0, _rms(errors)
+    return float(np.mean(errors)), float(np.std(errors, ddof=1) * math.sqrt(1 + 1 / len(errors)))
+
+
+def _corrected(f, errors: list[float], z: float):
+    """``f`` divided by (1 + the mean of ``errors``), sigma at least the errors' spread (:func:`_correction`)."""
+    bias, spread = _correction(errors)
+    loss = f.loss / (1 + bias)
+    sigma = max(f.sigma, loss * spread)
+    return replace(f, loss=loss, sigma=sigma, lo=loss - z * sigma, hi=loss + z * sigma)
+
+
 def _calibrated(f, progress: float, backtest: list[dict[str, Any]], z: float):
-    """``f`` with sigma at least the family's backtest RMS relative error at the cut nearest ``progress``."""
+    """``f`` corrected by the family's backtest errors at the cut nearest ``progress`` (:func:`_corrected`)."""
     if not backtest:
         return f
     cut = min(CUTS, key=lambda c: abs(c - progress))
-    sigma = max(f.sigma, f.loss * _rms([r["rel_error"] for r in backtest if r["cut"] == cut]))
-    return replace(f, sigma=sigma, lo=f.loss - z * sigma, hi=f.loss + z * sigma)
+    return _corrected(f, [r["raw_rel_error"] for r in backtest if r["cut"] == cut], z)
 
 
 def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: float, law: Chinchilla | None,
                   sigma_law: float,
-                  z: float, level: float, backtest: list[dict[str, Any]], exclude, out: dict[str, list],
-                  summary: ForecastSummary) -> None:
+                  z: float, level: float, backtest: list[dict[str, Any]], exclude, out: dict[str, list]) -> None:
     """Forecast one run in flight into ``out`` (or exclude it with the reason)."""
     if steps is None or steps.empty:
         exclude(run, NO_CURVE, f"{run.run_id}: no logged steps after the warm-up")
@@ -327,9 +336,6 @@ def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: fl
     tol = z * math.sqrt(f.sigma**2 + sigma_law**2)
     progress = float(curve.steps[-1] / run.total_steps)
     flag, message = _message(run, f, expected, tol, progress)
-    if flag == "off_track":
-        summary.off_track.append(run.run_id)
-    summary.forecasts += 1
     out["in_flight"].append({
         "family": run.family, "run_id": run.run_id, "n_params": run.n_params, "n_tokens": run.tokens_planned,
         "last_step": int(curve.steps[-1]), "total_steps": int(run.total_steps), "progress": progress,
@@ -339,13 +345,3 @@ def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: fl
         "curve_law": json.dumps({k: getattr(f.law, k) for k in f.law.params})})
     out["curves"].append(_band(run, f, planned, int(curve.steps[0]), int(curve.steps[-1])))
 
-
-def _write(con: duckdb.DuckDBPyConnection, out: dict[str, list]) -> None:
-    """Replace every forecasts table in one transaction."""
-    with T.transaction(con):
-        for table in T.FORECASTS:
-            T.replace(con, table)
-            rows = out[table.name.split(".", 1)[1]]
-            if rows:
-                frame = pd.concat(rows, ignore_index=True) if isinstance(rows[0], pd.DataFrame) else pd.DataFrame(rows)
-                T.insert_frame(con, table, frame.reindex(columns=table.names))

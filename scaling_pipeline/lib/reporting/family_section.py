@@ -17,7 +17,7 @@ from .exports import plan_exports
 from .figures_plan import plan_figures
 from .formatting import (esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
                          plural, prose)
-from .in_flight import in_flight_block
+from .in_flight import in_flight_block, no_forecast_list
 
 _VERDICT_LABEL = {"ok": "fit OK", "caution": "use with care", "withheld": "PLAN WITHHELD", "failed": "FIT FAILED",
                   "missing": "NOT FITTED"}
@@ -200,4 +200,5 @@ def _exclusion_table(excl: pd.DataFrame) -> str:
         if not special.empty:
             parts.append("<ul>" + "".join(f"<li>{esc(r.run_id)}: {prose(r.detail)}</li>"
                                           for r in special.itertuples(index=False)) + "</ul>")
+    parts.append(no_forecast_list(excl))
     return "\n".join(parts)

@@ -1,6 +1,7 @@
 """A family's "Runs in flight" block: forecast of each unfinished run's final loss against the family's law
 (``forecasts.in_flight``), the backtest of those forecasts, and a curve figure per family (observed, fitted,
-forecast band, the planned learning rate on a second axis)."""
+forecast band, the planned learning rate on a second axis); and the list of runs in flight without a forecast
+that the family's exclusions show (``pipeline.exclusions``, kind 'forecast')."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .formatting import esc, mpl_text, plural
+from scaling_pipeline.lib.tables.catalog import NO_FORECAST
+
+from .formatting import esc, mpl_text, plural, prose
 
 QUERIES = {
     "in_flight": "SELECT * FROM forecasts.in_flight ORDER BY family, run_id",
     "curves": "SELECT * FROM forecasts.curves ORDER BY family, run_id, step",
     "backtest": """SELECT family, cut, count(*) AS runs, avg(abs(rel_error)) AS mean_abs_rel_error,
                           avg(covered::INT) AS coverage FROM forecasts.backtest GROUP BY family, cut ORDER BY ALL""",
-    "exclusions": "SELECT * FROM forecasts.exclusions ORDER BY family, run_id",
     "observed": """SELECT s.family, s.run_id, s.step, coalesce(s.train_loss, s.eval_loss) AS loss
                    FROM clean.steps s SEMI JOIN forecasts.in_flight f USING (run_id) ORDER BY s.run_id, s.step""",
 }
@@ -35,8 +37,8 @@ def in_flight_block(f, out: Path) -> str:
     """HTML of family ``f``'s runs in flight (``f.forecasts``: the tables of :func:`load_forecasts`, its rows);
     empty without any forecast or exclusion. The figure's PNG is written into ``out``."""
     tables = f.forecasts
-    live, excl = tables.get("in_flight", pd.DataFrame()), tables.get("exclusions", pd.DataFrame())
-    if live.empty and excl.empty:
+    live, missing = tables.get("in_flight", pd.DataFrame()), _no_forecast(f.excl)
+    if live.empty and missing.empty:
         return ""
     parts = ["<h3>Runs in flight</h3>"]
     if not live.empty:
@@ -55,14 +57,29 @@ def in_flight_block(f, out: Path) -> str:
         parts.append("<p class=note>Backtest (completed runs cut part-way, forecast at their planned end): " + "; ".join(
             f"at {r.cut:.0%} of the steps {r.mean_abs_rel_error:.2%} mean error, interval coverage {r.coverage:.0%} "
             f"({plural(int(r.runs), 'run')})" for r in back.itertuples(index=False)) + ".</p>")
-    if not excl.empty:
-        parts.append("<ul>" + "".join(f"<li>{esc(r.run_id)}: no forecast ({esc(r.reason)}): {esc(r.detail)}</li>"
-                                      for r in excl.itertuples(index=False)) + "</ul>")
+    if not missing.empty:
+        parts.append(f"<p class=note>No forecast for {plural(len(missing), 'run')} in flight "
+                     f"({esc(', '.join(missing.run_id))}): the reasons are under Exclusions below.</p>")
     if not live.empty:
         b64, cap = plot_in_flight(f, out)
         parts.append(f"<div class=figs><figure data-fig='in_flight'><img src='data:image/png;base64,{b64}' "
                      f"alt='runs in flight of {esc(f.name)}'><figcaption>{cap}</figcaption></figure></div>")
     return "\n".join(parts)
+
+
+def _no_forecast(excl: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``excl`` (``pipeline.exclusions``) of runs in flight the forecast stage left out."""
+    return excl[excl.kind == NO_FORECAST] if "kind" in excl else excl.iloc[:0]
+
+
+def no_forecast_list(excl: pd.DataFrame) -> str:
+    """HTML list of the family's runs in flight without a forecast, with the reason (for its exclusions)."""
+    rows = _no_forecast(excl)
+    if rows.empty:
+        return ""
+    return ("<p>Runs in flight without a forecast (no curve fit; the run is otherwise kept as it is):</p><ul>"
+            + "".join(f"<li>{esc(r.run_id)}: no forecast ({esc(r.reason)}): {prose(r.detail)}</li>"
+                      for r in rows.itertuples(index=False)) + "</ul>")
 
 
 def plot_in_flight(f, out: Path) -> tuple[str, str]:

@@ -8,9 +8,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from scaling_pipeline.lib.tables import (CLEAN_EXCLUSIONS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS,
-                                         CLEAN_POINTS, FITS_BOOTSTRAP, FITS_CHINCHILLA, LAW_PARAMS, PLANS_ALLOCATIONS,
-                                         RAW_QUARANTINE)
+from scaling_pipeline.lib.tables import (CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS, CLEAN_POINTS,
+                                         FITS_BOOTSTRAP, FITS_CHINCHILLA, LAW_PARAMS, PIPELINE_EXCLUSIONS,
+                                         PLANS_ALLOCATIONS, RAW_QUARANTINE)
 
 from .comparison import COLUMNS as COMPARISON_COLUMNS
 from .comparison import SQL as COMPARISON_SQL
@@ -21,7 +21,7 @@ PARAMS = LAW_PARAMS  # the law's parameters, columns of fits.chinchilla and fits
 COLUMNS = {  # per table: its columns (a missing one reads as empty)
     **{kind: table.names for kind, table in (
         ("points", CLEAN_POINTS), ("fits", FITS_CHINCHILLA), ("bootstrap", FITS_BOOTSTRAP),
-        ("plans", PLANS_ALLOCATIONS), ("exclusions", CLEAN_EXCLUSIONS), ("quarantine", RAW_QUARANTINE),
+        ("plans", PLANS_ALLOCATIONS), ("exclusions", PIPELINE_EXCLUSIONS), ("quarantine", RAW_QUARANTINE),
         ("lr_sweeps", CLEAN_LR_SWEEPS), ("lr_optima", CLEAN_LR_OPTIMA), ("lr_scaling", CLEAN_LR_SCALING))},
     "curves": ["run_id", "family", "n_params", "step", "tokens", "loss"],  # clean.steps of fitted runs, thinned
     "comparison": COMPARISON_COLUMNS,
@@ -59,18 +59,21 @@ class ReportInputs:
 def load_inputs(con: duckdb.DuckDBPyConnection) -> ReportInputs:
     """Read every table the report shows from the warehouse (a missing table reads as empty)."""
 
-    def q(sql: str, kind: str) -> pd.DataFrame:
-        try:
-            return con.execute(sql).df()
-        except duckdb.CatalogException:
-            return pd.DataFrame(columns=COLUMNS[kind])
+    def q(sql: str, kind: str, *fallbacks: str) -> pd.DataFrame:
+        for query in (sql, *fallbacks):
+            try:
+                return con.execute(query).df()
+            except duckdb.CatalogException:
+                continue
+        return pd.DataFrame(columns=COLUMNS[kind])
 
     return ReportInputs(
         points=q("SELECT * FROM clean.points ORDER BY family, n_params, n_tokens", "points"),
         fits=q("SELECT * FROM fits.chinchilla ORDER BY family", "fits"),
         bootstrap=q("SELECT * FROM fits.bootstrap ORDER BY family, sample", "bootstrap"),
         plans=q("SELECT * FROM plans.allocations ORDER BY family, compute", "plans"),
-        exclusions=q("SELECT * FROM clean.exclusions ORDER BY family, run_id, kind", "exclusions"),
+        exclusions=q(f"SELECT * FROM {PIPELINE_EXCLUSIONS.name} ORDER BY family, run_id, stage, kind", "exclusions",
+                     "SELECT 'clean' AS stage, * FROM clean.exclusions ORDER BY family, run_id, kind"),  # no forecasts yet
         quarantine=q("SELECT * FROM raw.quarantine ORDER BY source_path, location", "quarantine"),
         curves=q(_CURVES_SQL, "curves"),
         lr_sweeps=q("SELECT * FROM clean.lr_sweeps ORDER BY family, n_params, n_tokens, lr", "lr_sweeps"),

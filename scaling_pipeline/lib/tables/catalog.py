@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import KEPT, RAW, Column, Table, _cols
+from .core import KEPT, RAW, Column, Table, View, _cols
 
 # --- raw: what the readers produced -----------------------------------------------------------------
 _METRICS = _cols(
@@ -275,12 +275,12 @@ _TABLES = [
         ("deviation", "DOUBLE", "forecast - law (nats/token)"), ("flag", "VARCHAR", "on_track or off_track"),
         ("message", "VARCHAR", "what the flag means for this run"), ("n_points", "BIGINT", "logged points used"),
         ("curve_law", "VARCHAR", "the run's fitted curve-law parameters (JSON)"),
-    )),
+    ), kind=KEPT),
     Table("forecasts.curves", "Per run in flight: the fitted curve and forecast band at up to 60 steps.", _cols(
         ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"), ("step", "BIGINT", "step"),
         ("lr", "DOUBLE", "learning rate at the step"), ("fitted", "DOUBLE", "curve law's loss (nats/token)"),
         ("lo", "DOUBLE", "lower band"), ("hi", "DOUBLE", "upper band"),
-    )),
+    ), kind=KEPT),
     Table("forecasts.backtest", "Completed runs cut at 25/50/75% of their steps, forecast, and the loss they reached.",
           _cols(
         ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"),
@@ -289,11 +289,11 @@ _TABLES = [
         ("lo", "DOUBLE", "lower bound"), ("hi", "DOUBLE", "upper bound"), ("actual", "DOUBLE", "final loss reached"),
         ("error", "DOUBLE", "forecast - actual (nats/token)"), ("rel_error", "DOUBLE", "error / actual"),
         ("covered", "BOOLEAN", "actual inside [lo, hi]"),
-    )),
+    ), kind=KEPT),
     Table("forecasts.exclusions", "Runs that got no curve fit or forecast, with the reason.", _cols(
         ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"),
         ("reason", "VARCHAR", "reason code"), ("detail", "VARCHAR", "what is missing"),
-    )),
+    ), kind=KEPT),
     Table("forecasts.families", "Per family with runs in flight: its shared curve-law fit.", _cols(
         ("family", "VARCHAR", "model family"), ("n_curves", "BIGINT", "completed curves fitted"),
         ("n_points", "BIGINT", "points fitted"), ("rms", "DOUBLE", "rms log residual"),
@@ -301,9 +301,17 @@ _TABLES = [
         ("end_offset", "DOUBLE", "mean final loss - curve end (nats/token)"),
         ("shared", "VARCHAR", "shared curve-law parameters (JSON)"), ("status", "VARCHAR", "ok or why not"),
         ("detail", "VARCHAR", "detail of the status"),
-    )),
-    Table("forecasts.inputs", "The hash of what the stored forecasts were made from (unchanged: they are kept).",
-          _cols(("input_hash", "VARCHAR", "SHA-256 of the input tables, settings and code"))),
+    ), kind=KEPT),
+    Table("forecasts.inputs", "Per family: the hash of what its stored forecasts were made from (unchanged: kept).",
+          _cols(("family", "VARCHAR", "model family"),
+                ("input_hash", "VARCHAR", "SHA-256 of the family's inputs, the settings and the code")),
+          key=("family",), kind=KEPT),
+    Table("forecasts.sources", "Per source unit of raw.files and run it logs steps of: what forecasts.inputs hashes "
+          "for clean.steps (a run's steps follow from its sources and its clean.runs row).", _cols(
+        ("source_path", "VARCHAR", "the source unit (raw.files)"),
+        ("fingerprint", "VARCHAR", "its sha256 and ingest time: a change means its raw rows changed"),
+        ("run_id", "VARCHAR", "a run it logs steps of (NULL: none)"),
+    ), kind=KEPT),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
 
@@ -319,7 +327,17 @@ PLANS_ALLOCATIONS = TABLES["plans.allocations"]
 FORECASTS = tuple(TABLES[f"forecasts.{t}"] for t in ("in_flight", "curves", "backtest", "exclusions", "families",
                                                         "inputs"))
 FORECASTS_IN_FLIGHT, FORECASTS_INPUTS = FORECASTS[0], FORECASTS[-1]
+FORECASTS_SOURCES = TABLES["forecasts.sources"]
 
+NO_FORECAST = "forecast"  # pipeline.exclusions: stage and kind of a run in flight the forecast stage left out
+_AS_CLEAN = {"kind": f"'{NO_FORECAST}'", "step": "NULL", "n_rows": "NULL"}  # forecasts.exclusions as clean's
+PIPELINE_EXCLUSIONS = View(
+    "pipeline.exclusions", "Every exclusion users read: clean.exclusions and forecasts.exclusions, with the stage.",
+    (Column("stage", "VARCHAR", "the stage that excluded it: 'clean' or 'forecast'"),
+     *(c._replace(description="'run', 'rows', 'flag' (clean) or 'forecast' (no curve fit or forecast)")
+       if c.name == "kind" else c for c in CLEAN_EXCLUSIONS.columns)),
+    f"SELECT 'clean', {', '.join(CLEAN_EXCLUSIONS.names)} FROM clean.exclusions UNION ALL "
+    f"SELECT '{NO_FORECAST}', {', '.join(_AS_CLEAN.get(n, n) for n in CLEAN_EXCLUSIONS.names)} FROM forecasts.exclusions")
 
 # --- fitted intervals ---------------------------------------------------------------------------------
 

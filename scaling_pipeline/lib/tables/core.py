@@ -22,12 +22,10 @@ class Column(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Table:
+class _Relation:
     name: str  # schema-qualified, e.g. "fits.chinchilla"
     description: str
     columns: tuple[Column, ...]
-    key: tuple[str, ...] = ()  # primary key (enforced); () when rows have no unique identity
-    kind: str = REBUILT
 
     @property
     def schema(self) -> str:
@@ -37,6 +35,12 @@ class Table:
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+
+@dataclass(frozen=True)
+class Table(_Relation):
+    key: tuple[str, ...] = ()  # primary key (enforced); () when rows have no unique identity
+    kind: str = REBUILT
+
     def pairs(self, *, without: tuple[str, ...] = ()) -> list[tuple[str, str]]:
         """(name, type) of the columns, in order, leaving out ``without``."""
         return [(c.name, c.type) for c in self.columns if c.name not in without]
@@ -44,6 +48,19 @@ class Table:
     def ddl(self, how: str = "CREATE TABLE IF NOT EXISTS") -> str:
         cols = [(c.name, f"{c.type} DEFAULT {c.default}" if c.default else c.type) for c in self.columns]
         return ddl(self.name, cols, how=how, key=self.key)
+
+
+@dataclass(frozen=True)
+class View(_Relation):
+    """A view over registry tables (one writer per table; a view joins what several stages wrote)."""
+
+    query: str = ""  # SELECT giving ``columns``, in order
+
+
+def create_view(con: duckdb.DuckDBPyConnection, view: View) -> None:
+    """(Re)create ``view`` (its tables must exist)."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {view.schema}")
+    con.execute(f"CREATE OR REPLACE VIEW {view.name} ({', '.join(view.names)}) AS {view.query}")
 
 
 def ddl(table: str, columns: list[tuple[str, str]], *, how: str = "CREATE TABLE IF NOT EXISTS",
