@@ -140,8 +140,9 @@ class CurveFit:
         return CURVE_LAWS[self.form](**self.params, **self.settings)
 
     def predict_interval(self, steps: ArrayLike, lr: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile interval at ``level`` of the bootstrap refits' losses (nats/token) at ``steps`` of a
-        run with per-step LR ``lr`` (as ``law.predict``); needs ``n_boot`` ≥ 2."""
+        """Interval at ``level`` of the law's loss (nats/token) at ``steps`` of a run with per-step LR ``lr``
+        (as ``law.predict``): the prediction ± t·sd of the bootstrap refits' predictions, on a log scale
+        (module docstring); needs ``n_boot`` ≥ 2. The law's mean curve, without the noise of new points."""
         if len(self.boot) < 2:
             raise CurveError(f"{self.form}: no bootstrap refits (n_boot < 2), so no prediction interval")
         law = CURVE_LAWS[self.form]
