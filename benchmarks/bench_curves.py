@@ -2,6 +2,7 @@
 
     python benchmarks/bench_curves.py            # print results as a Markdown table
     python benchmarks/bench_curves.py --write    # ... and store them in benchmarks/README.md
+    python benchmarks/bench_curves.py --coverage 16 --boot 40   # known-truth coverage of the intervals
 
 Per size: fit the MPL on cosine_24000, constant_24000 and wsdcon_9 (their schedules from schedules.json) and
 predict the six other curves, as in the paper's protocol. Measures the fit's wall time (median of repeats,
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +59,45 @@ def bench_size(size: str, ref: dict, schedules: dict, repeats: int, n_boot: int,
             "mean_of_max": 100 * errors[:, 1].mean()}
 
 
+def coverage(draws: int, n_boot: int, rho: float, noise: float = 1e-3) -> tuple[str, str]:
+    """Known-truth coverage of the MPL's 95% bootstrap intervals: the tests' simulated curves (the published
+    100M MPL; 12k-step cosine, WSD and constant runs logged every 100 steps) with AR(1) noise in log loss;
+    hits per parameter and for the loss of two held-out schedules at their middle and last point, as a
+    Markdown row and its header."""
+    from tests.test_curves import TRUTH, ar1_noise, simulate  # the tests' simulator
+
+    rng = np.random.default_rng(0)
+    held = [simulate(TRUTH, "two_stage"), simulate(TRUTH, "long_cosine", last=24000)]
+    hits = np.zeros(len(TRUTH.params) + 2 * len(held))
+    for d in range(draws):
+        train = [simulate(TRUTH, kind) for kind in ("cosine", "wsd", "constant")]
+        train = [replace(c, loss=c.loss * np.exp(ar1_noise(len(c.loss), noise, rho, rng))) for c in train]
+        fit = fit_curves(train, "mpl", n_boot=n_boot, seed=d)
+        row = [fit.ci[n][0] <= getattr(TRUTH, n) <= fit.ci[n][1] for n in TRUTH.params]
+        for c in held:
+            at = np.array([len(c.steps) // 2, len(c.steps) - 1])
+            lo, hi = fit.predict_interval(c.steps[at], c.lr)
+            row += list((lo <= c.loss[at]) & (c.loss[at] <= hi))
+        hits += row
+    names = [*TRUTH.params, "two_stage mid", "two_stage end", "long_cosine mid", "long_cosine end"]
+    return (f"| ρ = {rho} | {draws} | {n_boot} | " + " | ".join(f"{int(h)}" for h in hits) + " |",
+            "| noise | draws | refits | " + " | ".join(names) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="fits timed per size for the median")
     parser.add_argument("--boot", type=int, default=20, help="bootstrap refits timed once per size (0: none)")
     parser.add_argument("--form", default="mpl", choices=["mpl", "lr_annealing"])
     parser.add_argument("--write", action="store_true", help=f"update {README.name}")
+    parser.add_argument("--coverage", type=int, default=0, metavar="DRAWS",
+                        help="instead: known-truth coverage of the MPL's bootstrap intervals over DRAWS draws")
     args = parser.parse_args()
+    if args.coverage:
+        rows = [coverage(args.coverage, args.boot, rho) for rho in (0.0, 0.8)]
+        header = rows[0][1]
+        print("\n".join([header, "|---" * (header.count("|") - 1) + "|", *(r[0] for r in rows)]))
+        return
     ref = json.loads((DATA / "reference_values.json").read_text())
     schedules = read_schedules(DATA / "schedules.json")
     info = machine()

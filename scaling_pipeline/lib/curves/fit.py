@@ -12,20 +12,20 @@ Multi-Power Law paper. The search is global and deterministic:
 Fits work in the :class:`~scaling_pipeline.lib.curves.laws.Units` of the training runs, where the parameters
 are of order one.
 
-**Intervals** (``n_boot`` > 0): a block wild bootstrap. The log residuals of the fit stay where they are;
-each block of :data:`BOOT_BLOCK` consecutive points of a curve has its residuals' sign flipped with
-probability 1/2 (the residuals of a loss curve are correlated over about that many logged points, and part
-of them is structure the law does not capture, such as the transient right after the warm-up, which
-resampling positions would move about); the law is refitted to the fitted log losses plus those residuals,
-from the fit's optimum (L-BFGS-B only), and the intervals are percentiles of the refits. A refit costs
-about one polish, up to a few when it runs far along a weakly determined direction (MPL: B large with β
-small, the log limit of G). The intervals are approximate and too narrow: in known-truth fits (three
-12k-step curves, 0.1% noise, seeded draws) the 95% intervals held the true value in 30-33 of 40 draws
-for the LR-annealing law (40 refits; the ~18 blocks give the spread few degrees of freedom) and in only
-4-6 of 12 for the MPL (20 refits), whose estimate wanders along the weakly determined loss-drop shape
-more than refits from one optimum do. (A Hessian sandwich held it in 6 of 12 for the MPL; resampling
-residual blocks across positions held it in 9-10 of 12 but put the refits beside the estimate on the
-paper's curves, because it moves the structured misfit after the warm-up about.)
+**Intervals** (``n_boot`` ≥ 2): a wild AR-sieve bootstrap. The log residuals of a loss curve are
+correlated from one logged point to the next (lag-1 autocorrelation ρ, pooled over the curves, at most
+:data:`MAX_RHO`), and the fit absorbs the slow part of that noise, which therefore hides from the
+residuals themselves (flipping the signs of residual blocks made intervals half as wide as the estimates'
+spread over draws). So the residuals are split into innovations ``r_i − ρ·r_{i−1}``, scaled by
+``1/sqrt(1 − h_i)`` (``h_i`` the leverage of the point in the log-linearized fit, at most
+:data:`LEVERAGE_CAP`), each innovation's sign is flipped with probability 1/2 where it stands (so the
+larger misfit after the warm-up stays there), and the AR(1) recursion rebuilds new noise from them, per
+curve. The law is refitted to the fitted log losses plus that noise, from the fit's optimum (L-BFGS-B
+only). The interval of a parameter is the estimate ± t·sd of the refits (t: Student's quantile at
+``level`` with ``n_boot − 1`` degrees of freedom; on a log scale for the positive scale parameters A, B, C;
+clipped to the bounds of the others); :meth:`CurveFit.predict_interval` does the same for the log loss
+at given steps. Percentiles of 20-60 refits missed more often, because the refits' median is not the
+estimate. Coverage on known truth: see benchmarks/README.md (curve laws) and tests/test_curves.py.
 """
 
 from __future__ import annotations
@@ -41,15 +41,18 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.ndimage import minimum_filter
 from scipy.optimize import minimize
+from scipy.signal import lfilter
+from scipy.stats import t as student_t
 from threadpoolctl import threadpool_limits
 
 from scaling_pipeline.lib.curves.laws import CURVE_LAWS, Units
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule, per_step_lr
 
-__all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA", "BOOT_BLOCK"]
+__all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA"]
 
 DELTA = 1e-3  # Huber δ on log loss
-BOOT_BLOCK = 20  # points per sign-flipped block of residuals (they stay correlated over ~10-20 logged points)
+MAX_RHO = 0.98  # lag-1 autocorrelation of the residuals counted at most
+LEVERAGE_CAP = 0.9  # leverage counted at most (innovations scaled by ≤ 3.2)
 POLISH_STARTS = 3
 # grid of the global search, internal coordinates
 _ALPHA_GRID = np.linspace(0.05, 1.5, 30)
@@ -115,7 +118,8 @@ class Curve:
 class CurveFit:
     """A fitted curve law: parameters in absolute LR units (``params``), the objective (sum of
     Huber_δ of log residuals), wall time of the fit (without the bootstrap), and per-parameter
-    bootstrap intervals (``ci``, at ``level``, from ``n_boot`` refits; empty without)."""
+    bootstrap intervals (``ci``, at ``level``, from ``n_boot`` refits; empty without) and the refits'
+    parameters (``boot``: refits × parameters, absolute units, in the order of the law's ``params``)."""
 
     form: str
     params: dict[str, float]
@@ -128,11 +132,22 @@ class CurveFit:
     level: float = 0.95
     n_boot: int = 0
     notes: tuple[str, ...] = ()
+    boot: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)  # refits × params
 
     @property
     def law(self) -> Any:
         """The law object, ready to ``predict``."""
         return CURVE_LAWS[self.form](**self.params, **self.settings)
+
+    def predict_interval(self, steps: ArrayLike, lr: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Interval at ``level`` of the law's loss (nats/token) at ``steps`` of a run with per-step LR ``lr``
+        (as ``law.predict``): the prediction ± t·sd of the bootstrap refits' predictions, on a log scale
+        (module docstring); needs ``n_boot`` ≥ 2. The law's mean curve, without the noise of new points."""
+        if len(self.boot) < 2:
+            raise CurveError(f"{self.form}: no bootstrap refits (n_boot < 2), so no prediction interval")
+        law = CURVE_LAWS[self.form]
+        preds = [law(**dict(zip(law.params, row)), **self.settings).predict(steps, lr) for row in self.boot]
+        return _spread(self.law.predict(steps, lr), np.transpose(preds), self.level, log=True)
 
 
 def curve_errors(law: Any, curve: Curve) -> tuple[float, float]:
@@ -233,21 +248,59 @@ def _polish(problem: _Problem, z0: np.ndarray, options: Mapping[str, Any] = _POL
                     options=options)
 
 
-def _bootstrap(problem: _Problem, z: np.ndarray, n_boot: int, level: float, seed: int) -> dict[str, tuple]:
-    """Percentile intervals from block wild bootstrap refits (module docstring)."""
+def _lag_correlation(problem: _Problem, residual: np.ndarray) -> float:
+    """Lag-1 autocorrelation of the residuals within curves, in [0, :data:`MAX_RHO`]."""
+    same = problem.curve_of[1:] == problem.curve_of[:-1]
+    a, b = residual[1:][same], residual[:-1][same]
+    norm = np.sqrt((a @ a) * (b @ b))
+    return float(np.clip(a @ b / norm, 0.0, MAX_RHO)) if norm > 0 else 0.0
+
+
+def _leverage(problem: _Problem, z: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """Diagonal of the hat matrix of the log-linearized fit at ``z`` (points in Huber's quadratic zone)."""
+    pred, d = problem.predict(z, jac=True)
+    J = d / pred[:, None] * (np.abs(residual) <= problem.delta)[:, None]  # ∂ln L̂/∂z where Huber is quadratic
+    U, s, _ = np.linalg.svd(J, full_matrices=False)
+    U = U[:, s > s[0] * 1e-10] if s.size and s[0] > 0 else U[:, :0]
+    return np.einsum("ij,ij->i", U, U)
+
+
+def _bootstrap(problem: _Problem, z: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Parameters (absolute units) of ``n_boot`` wild AR-sieve bootstrap refits (module docstring)."""
     rng = np.random.default_rng(seed)
     fitted = np.log(problem.predict(z))
     residual = problem.log_loss - fitted
-    first = np.searchsorted(problem.curve_of, problem.curve_of)  # each point's curve's first point
-    _, block = np.unique(problem.curve_of * len(residual) + (np.arange(len(residual)) - first) // BOOT_BLOCK,
-                         return_inverse=True)
+    rho = _lag_correlation(problem, residual)
+    curves = np.split(np.arange(len(residual)), np.nonzero(np.diff(problem.curve_of))[0] + 1)
+    first = [c[0] for c in curves]
+    innovation = residual - rho * np.r_[0.0, residual[:-1]]
+    innovation[first] = residual[first]  # a curve's first point starts the recursion
+    innovation /= np.sqrt(1.0 - np.minimum(_leverage(problem, z, residual), LEVERAGE_CAP))
     samples = []
     for _ in range(n_boot):
-        signs = rng.choice([-1.0, 1.0], size=block.max() + 1)
-        res = _polish(problem.observing(fitted + signs[block] * residual), z, _REFIT_OPTIONS)
+        shock = rng.choice([-1.0, 1.0], size=len(residual)) * innovation
+        noise = np.concatenate([lfilter([1.0], [1.0, -rho], shock[c]) for c in curves])  # AR(1) per curve
+        res = _polish(problem.observing(fitted + noise), z, _REFIT_OPTIONS)
         samples.append(list(problem.law.from_internal(res.x, problem.units).values()))
-    lo, hi = np.quantile(np.array(samples), [0.5 - level / 2, 0.5 + level / 2], axis=0)
-    return {name: (float(lo[j]), float(hi[j])) for j, name in enumerate(problem.law.params)}
+    return np.array(samples)
+
+
+def _spread(estimate: np.ndarray, samples: np.ndarray, level: float, log: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``estimate ± t·sd(samples)`` (on a log scale when ``log``): t the Student quantile at ``level`` for
+    the samples' degrees of freedom (the last axis holds the samples)."""
+    f, inv = (np.log, np.exp) if log else (np.asarray, np.asarray)
+    half = student_t.ppf(0.5 + level / 2, samples.shape[-1] - 1) * f(samples).std(axis=-1, ddof=1)
+    return inv(f(estimate) - half), inv(f(estimate) + half)
+
+
+def _intervals(law: Any, params: Mapping[str, float], boot: np.ndarray, level: float) -> dict[str, tuple]:
+    """Per-parameter intervals at ``level`` from the bootstrap refits ``boot`` (module docstring)."""
+    out = {}
+    for j, name in enumerate(law.params):
+        lo, hi = _spread(np.array(params[name]), boot[:, j], level, name in law.log_params)
+        low, high = _BOUNDS[name] if name not in law.log_params else (None, None)
+        out[name] = (float(lo if low is None else max(lo, low)), float(hi if high is None else min(hi, high)))
+    return out
 
 
 def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DELTA, n_boot: int = 0,
@@ -265,6 +318,8 @@ def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DEL
     settings = {**law.settings_of(), **settings}
     if not curves:
         raise CurveError("no curves to fit")
+    if n_boot == 1:
+        raise CurveError("an interval needs at least 2 bootstrap refits, got n_boot = 1")
     n_points = sum(len(c.steps) for c in curves)
     if n_points <= len(law.params):
         raise CurveError(f"{form} has {len(law.params)} parameters; the curves have only {n_points} points")
@@ -277,6 +332,8 @@ def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DEL
         if best is None or not np.isfinite(best.fun) or best.fun >= 1e30:
             raise CurveError(f"{form}: no starting point of the grid predicts positive losses; check the curves")
         seconds = time.perf_counter() - t0
-        ci = _bootstrap(problem, best.x, n_boot, level, seed) if n_boot > 0 else {}
-    return CurveFit(form, law.from_internal(best.x, problem.units), problem.huber(best.x), seconds, n_points,
-                    delta, settings, ci, level, n_boot, tuple(n for c in curves for n in c.notes))
+        boot = _bootstrap(problem, best.x, n_boot, seed) if n_boot > 0 else np.zeros((0, len(law.params)))
+    params = law.from_internal(best.x, problem.units)
+    ci = _intervals(law, params, boot, level) if n_boot > 1 else {}
+    return CurveFit(form, params, problem.huber(best.x), seconds, n_points, delta, settings, ci, level, n_boot,
+                    tuple(n for c in curves for n in c.notes), boot)
