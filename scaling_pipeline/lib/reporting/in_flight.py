@@ -10,6 +10,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from .figcache import cached_figure
 from .formatting import esc, mpl_text, plural
 
 QUERIES = {
@@ -65,6 +66,7 @@ def in_flight_block(f, out: Path) -> str:
     return "\n".join(parts)
 
 
+@cached_figure("name", "slug", "forecasts")
 def plot_in_flight(f, out: Path) -> tuple[str, str]:
     """Observed loss (dots), fitted curve law (line), forecast band to the planned end, the law's expectation
     (diamond) per run in flight; the planned LR (dotted) on the right axis."""
