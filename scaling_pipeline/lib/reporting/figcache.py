@@ -24,7 +24,6 @@ import datetime as dt
 import enum
 import functools
 import hashlib
-import importlib.metadata
 import json
 import os
 import pickle
@@ -39,9 +38,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling_pipeline.lib import digest
+
 CACHE_DIR = ".figure-cache"
-_LIB = Path(__file__).resolve().parents[1]  # scaling_pipeline/lib: the code every figure depends on
-_LIBRARIES = ("matplotlib", "numpy", "pandas")
 _STALE_PARTIAL_SECONDS = 3600.0
 _ACTIVE: contextvars.ContextVar[FigureCache | None] = contextvars.ContextVar("figure_cache", default=None)
 
@@ -135,15 +134,9 @@ def _feed_array(h, put: Callable[..., None], a: np.ndarray) -> None:
         _feed(h, v)
 
 
-@functools.cache
 def code_version() -> str:
-    """SHA-256 over every ``*.py`` of ``scaling_pipeline.lib`` and the versions of the plotting libraries."""
-    h = hashlib.sha256()
-    for path in sorted(_LIB.rglob("*.py")):
-        h.update(path.relative_to(_LIB).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    for dist in _LIBRARIES:
-        h.update(f"{dist}=={importlib.metadata.version(dist)}\0".encode())
-    return h.hexdigest()
+    """The library's code and the plotting libraries' versions (:func:`scaling_pipeline.lib.digest.code_version`)."""
+    return digest.code_version("matplotlib")
 
 
 class FigureCache:

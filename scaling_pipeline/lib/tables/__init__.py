@@ -22,16 +22,16 @@ call ``create(con, FITS_X)`` / ``replace(con, FITS_X)`` in its writer; write row
 Units: tokens in tokens, losses in nats per token, FLOPs in floating-point operations, times in seconds.
 """
 
-from .catalog import (CLEAN_EXCLUSIONS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS, CLEAN_POINTS, CLEAN_RUNS,
-                      CLEAN_STEPS, FITS_BOOTSTRAP, FITS_CHINCHILLA, FITS_COMPARISON, FITS_COMPARISON_PARAMS, FORECASTS,
-                      FORECASTS_IN_FLIGHT, FORECASTS_INPUTS, INTERVALS, LAW_PARAMS, PLANS_ALLOCATIONS, RAW_FILES,
-                      RAW_METRICS, RAW_QUARANTINE, RAW_RUNS, TABLES, interval_columns, intervals)
+from .catalog import (CLEAN_EXCLUSIONS, CLEAN_INPUTS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS, CLEAN_POINTS,
+                      CLEAN_RUNS, CLEAN_STEPS, FITS_BOOTSTRAP, FITS_CHINCHILLA, FITS_COMPARISON, FITS_COMPARISON_PARAMS,
+                      FORECASTS, FORECASTS_INPUTS, FORECASTS_IN_FLIGHT, INTERVALS, LAW_PARAMS, PLANS_ALLOCATIONS,
+                      RAW_FILES, RAW_METRICS, RAW_QUARANTINE, RAW_RUNS, TABLES, interval_columns, intervals)
 from .core import (KEPT, RAW, REBUILT, Column, Table, create, ddl, insert_frame, replace, row_count, stored_columns,
                    transaction)
 
-__all__ = ["CLEAN_EXCLUSIONS", "CLEAN_LR_OPTIMA", "CLEAN_LR_SCALING", "CLEAN_LR_SWEEPS", "CLEAN_POINTS", "CLEAN_RUNS",
-           "CLEAN_STEPS", "FITS_BOOTSTRAP", "FITS_CHINCHILLA", "FITS_COMPARISON", "FITS_COMPARISON_PARAMS",
-           "FORECASTS", "FORECASTS_IN_FLIGHT", "FORECASTS_INPUTS", "INTERVALS", "LAW_PARAMS", "PLANS_ALLOCATIONS",
-           "RAW_FILES", "RAW_METRICS", "RAW_QUARANTINE", "RAW_RUNS", "TABLES", "interval_columns", "intervals", "KEPT",
-           "RAW", "REBUILT", "Column", "Table", "create", "ddl", "insert_frame", "replace", "row_count",
-           "stored_columns", "transaction"]
+__all__ = ["CLEAN_EXCLUSIONS", "CLEAN_INPUTS", "CLEAN_LR_OPTIMA", "CLEAN_LR_SCALING", "CLEAN_LR_SWEEPS",
+           "CLEAN_POINTS", "CLEAN_RUNS", "CLEAN_STEPS", "FITS_BOOTSTRAP", "FITS_CHINCHILLA", "FITS_COMPARISON",
+           "FITS_COMPARISON_PARAMS", "FORECASTS", "FORECASTS_IN_FLIGHT", "FORECASTS_INPUTS", "INTERVALS", "LAW_PARAMS",
+           "PLANS_ALLOCATIONS", "RAW_FILES", "RAW_METRICS", "RAW_QUARANTINE", "RAW_RUNS", "TABLES", "interval_columns",
+           "intervals", "KEPT", "RAW", "REBUILT", "Column", "Table", "create", "ddl", "insert_frame", "replace",
+           "row_count", "stored_columns", "transaction"]
