@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import threading
 import warnings
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 
 from scaling_pipeline.lib.reporting import figcache, figures, figures_plan, load_inputs, render_report
 from scaling_pipeline.lib.reporting.figcache import FigureCache, cached_figure, fingerprint
+from scaling_pipeline.lib.simulate import write_demo
+from tests.conftest import materialize_all
 from tests.test_report import base_db, con, sections  # noqa: F401  (fixtures)
 
 DAY1, DAY2 = dt.date(2026, 1, 5), dt.date(2026, 1, 6)
@@ -179,3 +182,55 @@ def test_fingerprint_is_by_content():
     assert fingerprint("ab", "c") != fingerprint("a", "bc")
     with pytest.raises(TypeError):
         fingerprint(threading.Lock())
+
+
+def _add_better_copy(logs: Path) -> str:
+    """Add a run (its log file and a manifest naming it) that copies a completed run with losses 1% lower: it
+    becomes its family's point at that N and D. Return its family."""
+    manifest = pd.read_csv(logs / "csv" / "runs.csv")
+    meta = manifest[manifest.status == "completed"].iloc[0]
+    steps = pd.read_csv(logs / "csv" / f"{meta.run_id}.csv")
+    new_id = f"{meta.run_id}-better"
+    steps.assign(run_id=new_id, train_loss=steps.train_loss * 0.99, eval_loss=steps.eval_loss * 0.99).to_csv(
+        logs / "csv" / f"{new_id}.csv", index=False)
+    meta.to_frame().T.assign(run_id=new_id).to_csv(logs / "csv" / "runs-better.csv", index=False)
+    return str(meta.family)
+
+
+def _metadata(result, node: str) -> dict:
+    """The metadata of every asset the step ``node`` materialized, merged."""
+    return {k: v.value for m in result.asset_materializations_for_node(node) for k, v in m.metadata.items()}
+
+
+def test_a_new_run_redraws_only_its_familys_figures_and_the_frontier_in_a_dagster_run(tmp_path, drawn_pngs):
+    """Three materializations of the real Definitions: first, no change (nothing cleaned again, refit or
+    redrawn), one new run (its family's figures that show its points or fit, and the all-families frontier)."""
+    logs, db, reports = tmp_path / "logs", tmp_path / "w.duckdb", tmp_path / "reports"
+    write_demo(logs, seed=0, n_families=2)
+
+    def run() -> tuple[dict, dict, dict[str, bytes]]:
+        drawn_pngs.clear()
+        result = materialize_all(logs, db, reports, bootstrap=8)
+        pngs = {p.name: p.read_bytes() for p in sorted((reports / "latest").glob("*.png"))}
+        return _metadata(result, "clean_tables"), _metadata(result, "reports__planning_report"), pngs
+
+    _, first, png1 = run()
+    assert first["figures_redrawn"] == len(drawn_pngs) == len(png1) > 15 and first["figures_reused"] == 0
+
+    clean_md, report_md, png2 = run()
+    assert clean_md["unchanged"] and drawn_pngs == [] and png2 == png1
+    assert (report_md["figures_redrawn"], report_md["figures_reused"]) == (0, len(png1))
+
+    family = _add_better_copy(logs)
+    clean_md, report_md, png3 = run()
+    assert not clean_md["unchanged"]
+    drawn = set(drawn_pngs)
+    assert len(drawn) == len(drawn_pngs) == report_md["figures_redrawn"]
+    assert report_md["figures_reused"] == len(png3) - len(drawn)
+    shows_fit = {f"{family}_{kind}.png" for kind in ("fit", "frontier", "residuals", "isoflop", "allocation",
+                                                    "tokens_per_param", "backtest", "curves")} & set(png3)
+    assert {f"{family}_fit.png", f"{family}_curves.png"} <= shows_fit
+    assert shows_fit | {"all_frontiers.png"} <= drawn <= {n for n in png3 if n.startswith(f"{family}_")} | {
+        "all_frontiers.png"}
+    assert {n for n in png3 if png3[n] != png1.get(n)} <= drawn  # nothing changed without being redrawn
+    assert all(png3[n] == png1[n] for n in png1 if not n.startswith(f"{family}_") and n != "all_frontiers.png")
