@@ -162,6 +162,16 @@ class UI:
         results = data.get("results") or []
         return results[0]["runId"] if results else None
 
+    def sensor_tick(self, name: str, run_id: str) -> tuple[float, float] | None:
+        """(start, end) wall clock of the sensor tick that requested ``run_id``."""
+        data = self.gql("""query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor {
+            sensorState { ticks(limit: 10) { timestamp endTimestamp runIds } } } } }""",
+                        {"s": {**self.selector(), "sensorName": name}})["sensorOrError"]
+        for tick in (data.get("sensorState") or {}).get("ticks") or []:
+            if run_id in tick["runIds"]:
+                return tick["timestamp"], tick["endTimestamp"] or tick["timestamp"]
+        return None
+
     def stop(self) -> None:
         """SIGTERM to `scaling-pipeline ui` (it stops its process group); SIGKILL the group if it lingers."""
         if self.proc.poll() is None:
@@ -318,6 +328,12 @@ def main() -> None:
                     run_id = ui.sensor_run_id(SENSOR)
                 results.append(wait_for(ui, run_id, t0, "no change, daemon (sensor tick)"))
                 print(f"# sensor run: {results[-1].wall:.1f} s", flush=True)
+                tick = ui.sensor_tick(SENSOR, run_id)
+                if tick is not None:  # where the time before the run starts goes
+                    r = results[-1]
+                    print(f"# sensor: tick started {tick[0] - t0:.1f} s after startSensor (the sensor daemon's loop), "
+                          f"evaluated in {tick[1] - tick[0]:.1f} s, run dequeued {t0 + r.dequeue - tick[1]:.1f} s "
+                          f"after the tick; tick start to run end {t0 + r.wall - tick[0]:.1f} s", flush=True)
         finally:
             ui.stop()
         print()
