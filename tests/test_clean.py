@@ -176,3 +176,12 @@ def test_unchanged_raw_keeps_the_tables_and_a_new_file_rebuilds_them_as_a_full_r
     fourth = C.clean(con, C.CleanConfig(min_steps=150))
     assert not fourth.unchanged and fourth.excluded_by_reason[C.BELOW_MIN_BUDGET] == 4 and fourth.points == 0
     assert C.clean(con, C.CleanConfig(min_steps=150)).unchanged
+
+
+def test_clean_tables_changed_by_hand_are_rebuilt(con):
+    _raw(con, [_run("a", 1e6), _run("b", 2e6)], _curve("a", 3.0) + _curve("b", 2.8))
+    C.clean(con)
+    tables = _tables(con)
+    con.execute("DELETE FROM clean.points WHERE run_id = 'a'")
+    assert not C.clean(con).unchanged and _tables(con) == tables  # raw unchanged, but not what clean wrote
+    assert C.clean(con).unchanged

@@ -34,7 +34,7 @@ CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
 )
 def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings):
     """Rebuild the clean schema from raw in one transaction; kept as it is when raw.metrics, raw.runs, the
-    cleaning settings and the code are as at the last clean (metadata ``unchanged``)."""
+    cleaning settings and the code are as at the last clean and the tables hold what it wrote (``unchanged``)."""
     cfg = resolved(settings).clean
     with warehouse(duckdb) as con:
         summary = clean(con, cfg)

@@ -1,5 +1,6 @@
 """The cleaning stage: rebuild the ``clean`` schema from ``raw`` in one transaction, or keep it when nothing it is
-made from changed (``clean.inputs`` holds the digest of raw.metrics, raw.runs, the settings and the code)."""
+made from changed (``clean.inputs`` holds the digest of raw.metrics, raw.runs, the settings, the code and the clean
+tables written from them)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import duckdb
 import pandas as pd
 
 from scaling_pipeline.lib.digest import inputs_digest, stored_digest
-from scaling_pipeline.lib.tables import (CLEAN_EXCLUSIONS, CLEAN_INPUTS, CLEAN_POINTS, RAW_METRICS, RAW_RUNS,
+from scaling_pipeline.lib.tables import (CLEAN_EXCLUSIONS, CLEAN_INPUTS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING,
+                                         CLEAN_LR_SWEEPS, CLEAN_POINTS, CLEAN_RUNS, CLEAN_STEPS, RAW_METRICS, RAW_RUNS,
                                          insert_frame, replace, transaction)
 
 from .completion import Verdict, overshoot, rejected_at_ingest, run_verdict
@@ -22,20 +24,26 @@ from .sweeps import write_lr_tables
 
 _EXCLUSION_COLUMNS = CLEAN_EXCLUSIONS.names
 _POINT_COLUMNS = CLEAN_POINTS.names
+_OUTPUTS = (CLEAN_RUNS, CLEAN_STEPS, CLEAN_POINTS, CLEAN_EXCLUSIONS, CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING)
 
 
 def clean(con: duckdb.DuckDBPyConnection, config: CleanConfig = CleanConfig()) -> CleanSummary:
     """Rebuild the ``clean`` schema from ``raw`` in one transaction and summarise what was dropped. When raw,
-    ``config`` and the code are as at the last clean, the tables are kept (``unchanged`` in the summary): a
-    rebuild would write the very same rows."""
+    ``config`` and the code are as at the last clean and the clean tables still hold what it wrote, they are kept
+    (``unchanged`` in the summary): a rebuild would write the very same rows."""
     with transaction(con):
-        key = inputs_digest(con, (RAW_METRICS, RAW_RUNS), config.to_dict())
-        if stored_digest(con, CLEAN_INPUTS) == key:
+        inputs = inputs_digest(con, (RAW_METRICS, RAW_RUNS), config.to_dict())
+        if stored_digest(con, CLEAN_INPUTS) == _written(con, inputs):
             return _summary(con, unchanged=True)
         _clean(con, config)
         replace(con, CLEAN_INPUTS)
-        con.execute(f"INSERT INTO {CLEAN_INPUTS.name} VALUES (?)", [key])
+        con.execute(f"INSERT INTO {CLEAN_INPUTS.name} VALUES (?)", [_written(con, inputs)])
         return _summary(con)
+
+
+def _written(con: duckdb.DuckDBPyConnection, inputs: str) -> str:
+    """The digest of the inputs (``inputs``) together with what the clean tables hold now."""
+    return inputs_digest(con, _OUTPUTS, {"inputs": inputs})
 
 
 def _summary(con: duckdb.DuckDBPyConnection, unchanged: bool = False) -> CleanSummary:

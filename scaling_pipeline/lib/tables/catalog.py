@@ -156,7 +156,8 @@ _TABLES = [
         ("detail", "VARCHAR", "how it was fitted"),
     ), key=("family",)),
     Table("clean.inputs", "The digest of what the clean tables were made from (unchanged: they are kept).",
-          _cols(("input_hash", "VARCHAR", "SHA-256 of raw.metrics, raw.runs, the cleaning settings and the code"))),
+          _cols(("input_hash", "VARCHAR", "SHA-256 of raw.metrics, raw.runs, the cleaning settings, the code and the "
+                                          "clean tables written from them"))),
     Table("fits.chinchilla", "Per family: the Chinchilla fit, its bootstrap intervals and quality assessment.", (
         *_cols(
             ("family", "VARCHAR", "model family"),
