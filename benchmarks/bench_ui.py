@@ -22,8 +22,9 @@ Wall = launch (or sensor start) to SUCCESS seen by polling every 0.25 s; dequeue
 run's RUN_STARTING event (the launch mutation, then the daemon's queued run coordinator, which looks
 every ``dequeue_interval_seconds`` of deploy/dagster.dev.yaml, takes the run and asks the code server to
 start it); worker start = RUN_STARTING to RUN_START (the run worker's process start, imports and code
-load); exec = run start to run end; steps = sum of the step durations (``stepStats``). Every result line
-carries the load average.
+load); exec = run start to run end; steps = sum of the step durations (``stepStats``). For the sensor's
+run also: when its tick started, how long the tick took (evaluation, run submission) and when the queue took
+the run. Every result line carries the load average.
 Loopback only; the UI is stopped with SIGTERM at the end (it stops its whole process group).
 """
 
@@ -188,7 +189,7 @@ class UI:
 
 
 def _metadata(run: dict) -> dict[str, object]:
-    """What the run did: units ingested, families refit, families whose report figures were redrawn."""
+    """What the run did: units ingested, families refit, report figures redrawn."""
     out: dict[str, object] = {}
     for step in run["stepStats"]:
         for mat in step["materializations"]:
