@@ -22,8 +22,9 @@ Wall = launch (or sensor start) to SUCCESS seen by polling every 0.25 s; dequeue
 run's RUN_STARTING event (the launch mutation, then the daemon's queued run coordinator, which looks
 every ``dequeue_interval_seconds`` of deploy/dagster.dev.yaml, takes the run and asks the code server to
 start it); worker start = RUN_STARTING to RUN_START (the run worker's process start, imports and code
-load); exec = run start to run end; steps = sum of the step durations (``stepStats``). Every result line
-carries the load average.
+load); exec = run start to run end; steps = sum of the step durations (``stepStats``). For the sensor's
+run also: when its tick started, how long the tick took (evaluation, run submission) and when the queue took
+the run. Every result line carries the load average.
 Loopback only; the UI is stopped with SIGTERM at the end (it stops its whole process group).
 """
 
@@ -162,6 +163,16 @@ class UI:
         results = data.get("results") or []
         return results[0]["runId"] if results else None
 
+    def sensor_tick(self, name: str, run_id: str) -> tuple[float, float] | None:
+        """(start, end) wall clock of the sensor tick that requested ``run_id``."""
+        data = self.gql("""query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor {
+            sensorState { ticks(limit: 10) { timestamp endTimestamp runIds } } } } }""",
+                        {"s": {**self.selector(), "sensorName": name}})["sensorOrError"]
+        for tick in (data.get("sensorState") or {}).get("ticks") or []:
+            if run_id in tick["runIds"]:
+                return tick["timestamp"], tick["endTimestamp"] or tick["timestamp"]
+        return None
+
     def stop(self) -> None:
         """SIGTERM to `scaling-pipeline ui` (it stops its process group); SIGKILL the group if it lingers."""
         if self.proc.poll() is None:
@@ -178,7 +189,7 @@ class UI:
 
 
 def _metadata(run: dict) -> dict[str, object]:
-    """What the run did: units ingested, families refit, families whose report figures were redrawn."""
+    """What the run did: units ingested, families refit, report figures redrawn."""
     out: dict[str, object] = {}
     for step in run["stepStats"]:
         for mat in step["materializations"]:
@@ -318,6 +329,12 @@ def main() -> None:
                     run_id = ui.sensor_run_id(SENSOR)
                 results.append(wait_for(ui, run_id, t0, "no change, daemon (sensor tick)"))
                 print(f"# sensor run: {results[-1].wall:.1f} s", flush=True)
+                tick = ui.sensor_tick(SENSOR, run_id)
+                if tick is not None:  # where the time before the run starts goes
+                    r = results[-1]
+                    print(f"# sensor: tick started {tick[0] - t0:.1f} s after startSensor (the sensor daemon's loop), "
+                          f"evaluated in {tick[1] - tick[0]:.1f} s, run dequeued {t0 + r.dequeue - tick[1]:.1f} s "
+                          f"after the tick; tick start to run end {t0 + r.wall - tick[0]:.1f} s", flush=True)
         finally:
             ui.stop()
         print()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import duckdb
@@ -132,3 +133,55 @@ def test_min_budget_filter_and_rebuild_is_idempotent(con):
     assert con.execute("SELECT * FROM clean.exclusions ORDER BY ALL").fetchall() == first
     assert [r[0] for r in con.execute("SELECT run_id FROM clean.points").fetchall()] == ["big"]
     assert ("small", C.BELOW_MIN_BUDGET) in [(r[0], r[3]) for r in first]
+
+
+CLEAN_TABLES = ("clean.runs", "clean.steps", "clean.points", "clean.exclusions", "clean.lr_sweeps", "clean.lr_optima",
+                "clean.lr_scaling")
+
+
+def _tables(con) -> dict[str, list[tuple]]:
+    """Every clean table's rows in stored order (what a reader without ORDER BY sees)."""
+    return {t: con.execute(f"SELECT * FROM {t}").fetchall() for t in CLEAN_TABLES}
+
+
+def _rebuilt(con, config: C.CleanConfig) -> dict[str, list[tuple]]:
+    """The clean tables a full rebuild from the same raw tables writes, in a fresh warehouse."""
+    with duckdb.connect() as fresh:
+        _raw(fresh, *(
+            [dict(zip([d[0] for d in cur.description], row)) for row in cur.fetchall()]
+            for cur in (con.execute(f"SELECT * FROM {t} ORDER BY rowid") for t in ("raw.runs", "raw.metrics"))))
+        assert not C.clean(fresh, config).unchanged
+        return _tables(fresh)
+
+
+def test_unchanged_raw_keeps_the_tables_and_a_new_file_rebuilds_them_as_a_full_rebuild_would(con):
+    cfg = C.CleanConfig()
+    runs = [_run("a", 1e6), _run("b", 2e6), _run("c", 2e6), _run("d", 4e6, steps=200, warmup=10)]
+    _raw(con, runs, _curve("a", 3.0) + _curve("b", 2.8) + _curve("c", 2.9) + _curve("d", 2.5, steps=200, last=150))
+    first = C.clean(con, cfg)
+    assert not first.unchanged and first.points == 2 and first.excluded_by_reason == {
+        C.INCOMPLETE: 1, C.NOT_BEST_HPARAMS: 1}
+    tables = _tables(con)
+
+    again = C.clean(con, cfg)  # nothing changed: kept, with the same summary
+    assert again.unchanged and again == dataclasses.replace(first, unchanged=True)
+    assert _tables(con) == tables == _rebuilt(con, cfg)
+
+    # one new file (a new run's log): rebuilt, the same rows as a rebuild from scratch
+    _raw(con, [_run("e", 8e6)], _curve("e", 2.2))
+    third = C.clean(con, cfg)
+    assert not third.unchanged and third.points == 3 and third.runs == 5
+    assert _tables(con) == _rebuilt(con, cfg) != tables
+    # a setting changes: rebuilt too
+    fourth = C.clean(con, C.CleanConfig(min_steps=150))
+    assert not fourth.unchanged and fourth.excluded_by_reason[C.BELOW_MIN_BUDGET] == 4 and fourth.points == 0
+    assert C.clean(con, C.CleanConfig(min_steps=150)).unchanged
+
+
+def test_clean_tables_changed_by_hand_are_rebuilt(con):
+    _raw(con, [_run("a", 1e6), _run("b", 2e6)], _curve("a", 3.0) + _curve("b", 2.8))
+    C.clean(con)
+    tables = _tables(con)
+    con.execute("DELETE FROM clean.points WHERE run_id = 'a'")
+    assert not C.clean(con).unchanged and _tables(con) == tables  # raw unchanged, but not what clean wrote
+    assert C.clean(con).unchanged

@@ -3,6 +3,7 @@ lay out in a real browser (headless Chromium at 1400 px, screenshots kept)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -57,6 +58,7 @@ class UI:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      start_new_session=True)
         self.output: list[str] = []
+        self.below: list[int] = []  # the processes below `ui` when it was last looked at
         threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True).start()
         deadline = time.monotonic() + 180
         while True:
@@ -70,15 +72,18 @@ class UI:
                 time.sleep(0.5)
 
     def group_alive(self) -> bool:
+        """Whether the `ui` process's group, or any process that was below it when it was last looked at (dg dev
+        runs in a group of its own), still lives."""
         try:
             os.killpg(self.proc.pid, 0)
+            return True
         except ProcessLookupError:
-            return False
-        return True
+            return any(_alive(pid) for pid in self.below)
 
     def stop(self, sig: int) -> None:
         """Send ``sig`` to the `ui` process alone (as a supervisor does) and wait for it; it kills what is
-        left of its group before it exits, so the group is gone (its zombies reaped) at once."""
+        left of dg dev's group before it exits, so every process below it is gone (its zombies reaped) at once."""
+        self.below = _descendants(self.proc.pid)
         self.proc.send_signal(sig)
         self.proc.wait(timeout=60)
         deadline = time.monotonic() + 10  # reaping by init, not a speed bound
@@ -86,9 +91,48 @@ class UI:
             time.sleep(0.1)
 
     def kill(self) -> None:
-        if self.group_alive():
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """SIGKILL the `ui` process and every process below it, by pid and by process group: dg dev runs in a
+        group of its own, which a SIGKILL to `ui` cannot pass on (as its SIGTERM handler does), so a test that
+        fails before the UI is stopped would leave webserver, daemon and code server running."""
+        below = _descendants(self.proc.pid)  # before `ui` dies: then they are re-parented and not found
+        self.below = below
+        groups = {self.proc.pid}
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(pid))
+        for pid in (self.proc.pid, *below):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for group in groups - {os.getpgrp()}:  # never the test's own group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         self.proc.wait(timeout=30)
+        deadline = time.monotonic() + 10  # the kernel ending them, not a speed bound
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, grandchildren ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # after "(comm)": state, ppid
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +140,9 @@ def ui(tmp_path_factory):
     ui = UI(tmp_path_factory.mktemp("dagster_home"))
     try:
         yield ui
-    finally:
+    finally:  # also when a test of the module failed: no process of the UI outlives the module
         ui.kill()
+        assert not ui.group_alive(), f"processes of the UI outlived SIGKILL: {ui.below}"
 
 
 @pytest.fixture(scope="module")

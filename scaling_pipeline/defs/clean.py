@@ -33,7 +33,8 @@ CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
     pool=POOL,
 )
 def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, settings: PipelineSettings):
-    """Rebuild the clean schema from raw in one transaction."""
+    """Rebuild the clean schema from raw in one transaction; kept as it is when raw.metrics, raw.runs, the
+    cleaning settings and the code are as at the last clean and the tables hold what it wrote (``unchanged``)."""
     cfg = resolved(settings).clean
     with warehouse(duckdb) as con:
         summary = clean(con, cfg)
@@ -42,12 +43,14 @@ def clean_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResource, sett
         ).df().to_markdown(index=False)
         lr_md = con.execute("""SELECT family, n_sizes, gamma, gamma_lo, gamma_hi, delta, status, detail
                                FROM clean.lr_scaling ORDER BY family""").df().to_markdown(index=False)
+        kept = " (inputs unchanged: tables kept)" if summary.unchanged else ""
         context.log.info(f"clean: {summary.points} points from {summary.runs} runs, "
-                         f"{summary.excluded_runs} runs excluded")
+                         f"{summary.excluded_runs} runs excluded{kept}")
         yield table_result(con, T.CLEAN_RUNS)
         yield table_result(con, T.CLEAN_STEPS, dropped_rows=dg.MetadataValue.json(summary.dropped_rows))
         yield table_result(con, T.CLEAN_POINTS, families=dg.MetadataValue.json(summary.families),
-                           flagged=dg.MetadataValue.json(summary.flagged), config=dg.MetadataValue.json(cfg.to_dict()))
+                           flagged=dg.MetadataValue.json(summary.flagged), config=dg.MetadataValue.json(cfg.to_dict()),
+                           unchanged=summary.unchanged)
         yield table_result(con, T.CLEAN_EXCLUSIONS, excluded_runs=summary.excluded_runs,
                            by_reason=dg.MetadataValue.json(summary.excluded_by_reason), runs=dg.MetadataValue.md(excl_md))
         yield table_result(con, T.CLEAN_LR_SWEEPS)

@@ -20,8 +20,8 @@ PLANNING_REPORT = dg.AssetKey(["reports", "planning_report"])
                                  FORECASTS_IN_FLIGHT],
           group_name="reports", kinds={"html"}, pool=POOL)
 def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.MaterializeResult:
-    """Self-contained HTML report with figures, allocation tables and exclusions. A family whose view (points,
-    fit, plans, exclusions) and the code did not change since the last report keeps its figures (no redraw)."""
+    """Self-contained HTML report with figures, allocation tables and exclusions. A figure whose inputs (e.g. the
+    family's points and fit) and the code did not change since the last report is reused, not redrawn."""
     # imported when a report is made, not when the code location loads (every run worker loads it)
     from scaling_pipeline.lib.reporting import load_inputs, render_report
     from scaling_pipeline.lib.reporting.figcache import FigureCache
@@ -47,6 +47,6 @@ def planning_report(duckdb: DuckDBResource, settings: PipelineSettings) -> dg.Ma
         "path": dg.MetadataValue.path(str((settings.reports_path / "latest" / "index.html").resolve())),
         "dated_copy": dg.MetadataValue.path(str(index.resolve())),
         "families": len(summary["families"]),
-        "figures_redrawn": dg.MetadataValue.int(cache.drawn),  # families whose figures were drawn anew
-        "figures_reused": dg.MetadataValue.int(cache.reused),  # families unchanged since the last report
+        "figures_redrawn": dg.MetadataValue.int(cache.drawn),  # figures drawn anew
+        "figures_reused": dg.MetadataValue.int(cache.reused),  # figures whose inputs are unchanged
         "verdicts": dg.MetadataValue.md("\n".join(lines))})

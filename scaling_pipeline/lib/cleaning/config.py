@@ -40,6 +40,7 @@ class CleanSummary:
     excluded_by_reason: dict[str, int]
     families: list[str]
     flagged: dict[str, int] = field(default_factory=dict)  # flag code -> runs (they keep their point)
+    unchanged: bool = False  # raw tables, settings and code as at the last clean: the tables were kept
 
     def to_metadata(self) -> dict:
         return asdict(self)

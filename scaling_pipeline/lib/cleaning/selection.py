@@ -52,7 +52,9 @@ def drop_duplicate_series(points: pd.DataFrame) -> tuple[pd.DataFrame, list[tupl
     """Keep one run (the first run id) of each set of runs at one (N, D) (column ``sweep``) that logged
     the very same steps and losses (column ``series``): a run logged under two names would count twice."""
     dropped: list[tuple[str, str]] = []
-    for _, same in points.sort_values("run_id").groupby(["sweep", "series"], sort=False):
+    ordered = points.sort_values("run_id")
+    shared = ordered[ordered.duplicated(["sweep", "series"], keep=False)]  # only these can be dropped
+    for _, same in shared.groupby(["sweep", "series"], sort=False):
         for row in same.iloc[1:].itertuples():
             dropped.append((row.run_id, f"logs the very same steps and losses as run {same.run_id.iloc[0]!r} "
                                         f"{_same_point(row)}: one run logged under two names, counted once"))

@@ -1,11 +1,16 @@
-"""The cleaning stage: rebuild the ``clean`` schema from ``raw`` in one transaction."""
+"""The cleaning stage: rebuild the ``clean`` schema from ``raw`` in one transaction, or keep it when nothing it is
+made from changed (``clean.inputs`` holds the digest of raw.metrics, raw.runs, the settings, the code and the clean
+tables written from them)."""
 
 from __future__ import annotations
 
 import duckdb
 import pandas as pd
 
-from scaling_pipeline.lib.tables import CLEAN_EXCLUSIONS, CLEAN_POINTS, insert_frame, replace, transaction
+from scaling_pipeline.lib.digest import inputs_digest, stored_digest
+from scaling_pipeline.lib.tables import (CLEAN_EXCLUSIONS, CLEAN_INPUTS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING,
+                                         CLEAN_LR_SWEEPS, CLEAN_POINTS, CLEAN_RUNS, CLEAN_STEPS, RAW_METRICS, RAW_RUNS,
+                                         insert_frame, replace, transaction)
 
 from .completion import Verdict, overshoot, rejected_at_ingest, run_verdict
 from .config import (BELOW_MIN_BUDGET, DOMINATED, DUPLICATE_SERIES, DUPLICATE_STEPS, IMPLAUSIBLE_LOSS_SCALE,
@@ -19,12 +24,47 @@ from .sweeps import write_lr_tables
 
 _EXCLUSION_COLUMNS = CLEAN_EXCLUSIONS.names
 _POINT_COLUMNS = CLEAN_POINTS.names
+_OUTPUTS = (CLEAN_RUNS, CLEAN_STEPS, CLEAN_POINTS, CLEAN_EXCLUSIONS, CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING)
 
 
 def clean(con: duckdb.DuckDBPyConnection, config: CleanConfig = CleanConfig()) -> CleanSummary:
-    """Rebuild the ``clean`` schema from ``raw`` in one transaction and summarise what was dropped."""
+    """Rebuild the ``clean`` schema from ``raw`` in one transaction and summarise what was dropped. When raw,
+    ``config`` and the code are as at the last clean and the clean tables still hold what it wrote, they are kept
+    (``unchanged`` in the summary): a rebuild would write the very same rows."""
     with transaction(con):
-        return _clean(con, config)
+        inputs = inputs_digest(con, (RAW_METRICS, RAW_RUNS), config.to_dict())
+        if stored_digest(con, CLEAN_INPUTS) == _written(con, inputs):
+            return _summary(con, unchanged=True)
+        _clean(con, config)
+        replace(con, CLEAN_INPUTS)
+        con.execute(f"INSERT INTO {CLEAN_INPUTS.name} VALUES (?)", [_written(con, inputs)])
+        return _summary(con)
+
+
+def _written(con: duckdb.DuckDBPyConnection, inputs: str) -> str:
+    """The digest of the inputs (``inputs``) together with what the clean tables hold now."""
+    return inputs_digest(con, _OUTPUTS, {"inputs": inputs})
+
+
+def _summary(con: duckdb.DuckDBPyConnection, unchanged: bool = False) -> CleanSummary:
+    """What the clean tables hold: runs, steps, points, exclusions by reason, dropped rows, flags."""
+    def counts(kind: str, value: str) -> dict[str, int]:
+        sql = f"SELECT reason, {value} FROM clean.exclusions WHERE kind = ? GROUP BY reason ORDER BY reason"
+        return {str(r): int(n) for r, n in con.execute(sql, [kind]).fetchall()}
+
+    rows = counts("rows", "coalesce(sum(n_rows), 0)")
+    excluded = counts("run", "count(*)")
+    return CleanSummary(
+        runs=con.execute("SELECT count(*) FROM clean.runs").fetchone()[0],
+        steps=con.execute("SELECT count(*) FROM clean.steps").fetchone()[0],
+        points=con.execute("SELECT count(*) FROM clean.points").fetchone()[0],
+        excluded_runs=sum(excluded.values()),
+        dropped_rows={r: rows.get(r, 0) for r in (DUPLICATE_STEPS, NONFINITE_ROWS, WARMUP_ROWS)},
+        excluded_by_reason=excluded,
+        families=[f for (f,) in con.execute("SELECT DISTINCT family FROM clean.points ORDER BY 1").fetchall()],
+        flagged=counts("flag", "count(*)"),
+        unchanged=unchanged,
+    )
 
 
 def _final_loss(run_id: str, st, smoothed: pd.DataFrame, evals: pd.DataFrame) -> tuple[float, str] | None:
@@ -60,7 +100,7 @@ def _point(run, st, n_params: float, final: tuple[float, str] | None, cfg: Clean
                 series=st.series)
 
 
-def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
+def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> None:
     conflicts = merge_sources(con)
     dupes = duplicate_steps(con)
     build_steps(con)
@@ -131,16 +171,3 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> CleanSummary:
     insert_frame(con, CLEAN_EXCLUSIONS, excl_df, order_by="family, run_id, kind, reason")
     con.execute("DROP TABLE deduped")
 
-    dropped_rows = {r: int(excl_df.loc[excl_df.reason == r, "n_rows"].sum())
-                    for r in (DUPLICATE_STEPS, NONFINITE_ROWS, WARMUP_ROWS)}
-    run_excl = excl_df[excl_df.kind == "run"]
-    return CleanSummary(
-        runs=len(runs),
-        steps=con.execute("SELECT count(*) FROM clean.steps").fetchone()[0],
-        points=len(points_df),
-        excluded_runs=len(run_excl),
-        dropped_rows=dropped_rows,
-        excluded_by_reason={str(k): int(v) for k, v in run_excl.reason.value_counts().sort_index().items()},
-        families=sorted(points_df.family.unique().tolist()),
-        flagged={str(k): int(v) for k, v in excl_df[excl_df.kind == "flag"].reason.value_counts().sort_index().items()},
-    )

@@ -1,31 +1,36 @@
 """Figures are not redrawn when nothing they show has changed.
 
-``FigureCache(root).call(draw, *args, out=folder)`` runs ``draw(*args, folder)`` (a function that draws figures
-into ``folder`` and returns text, e.g. a family's section of the page) and stores what it returned and the files it
-wrote under ``root/.figure-cache/<key>/``. The key is a SHA-256 over the function's name, the content of its
-arguments (:func:`fingerprint`: DataFrames, arrays, dataclasses, dicts ... by value) and the code version
-(:func:`code_version`: every source file of ``scaling_pipeline.lib`` and the plotting libraries' versions). A later
-call with the same key copies the stored files into the new folder and returns the stored value without drawing:
-the output is byte-identical to a fresh draw. ``draw`` must depend only on its arguments and the code (not on the
-clock or on files it reads); an argument that cannot be fingerprinted (e.g. a connection) means no caching.
-:meth:`FigureCache.prune` drops the entries the last render did not use, so the cache holds one report's worth.
+A figure function ``draw(subject, out, *args)`` (``subject``: a report view such as a family, or a list of them)
+declares the attributes of its subject it reads with :func:`cached_figure` (it draws into ``out`` and returns text,
+e.g. the PNG's base64 and a caption). Inside :meth:`FigureCache.active`, a call is keyed by a SHA-256 over the
+function's name, those attributes' values and ``args`` (:func:`fingerprint`: DataFrames, arrays, dataclasses,
+dicts ... by content) and the code version (:func:`code_version`: every source file of ``scaling_pipeline.lib`` and
+the plotting libraries' versions); what it returned and the files it wrote are stored under
+``root/.figure-cache/<key>/``. A later call with the same key copies the stored files into its folder and returns
+the stored value without drawing: the output is byte-identical to a fresh draw. So a family whose fit changed
+redraws its fit figures but not, e.g., its learning-rate figures. ``draw`` must depend only on its arguments and
+the code (not on the clock or on files it reads); it sees its subject through a view that records reads of
+undeclared attributes: such a call is drawn correctly but not stored (and warns), so a missing declaration never
+gives a stale figure. Without an active cache every call draws. :meth:`FigureCache.prune` drops the entries the
+last render did not use, so the cache holds one report's worth.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import enum
 import functools
 import hashlib
-import importlib.metadata
 import json
 import os
 import pickle
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,10 +38,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling_pipeline.lib import digest
+
 CACHE_DIR = ".figure-cache"
-_LIB = Path(__file__).resolve().parents[1]  # scaling_pipeline/lib: the code every figure depends on
-_LIBRARIES = ("matplotlib", "numpy", "pandas")
 _STALE_PARTIAL_SECONDS = 3600.0
+_ACTIVE: contextvars.ContextVar[FigureCache | None] = contextvars.ContextVar("figure_cache", default=None)
 
 
 def fingerprint(*objs: Any) -> str:
@@ -118,54 +124,84 @@ def _feed_array(h, put: Callable[..., None], a: np.ndarray) -> None:
     put(b"a", f"{a.dtype.str}{a.shape}".encode())
     if a.dtype.kind in "biufcmM":
         h.update(np.ascontiguousarray(a).tobytes())
-    else:  # objects, strings: element by element
-        for v in a.ravel().tolist():
-            _feed(h, v)
+        return
+    values = a.ravel().tolist()
+    if all(type(v) is str for v in values):  # strings (names, run ids): their lengths, then their bytes
+        data = [v.encode("utf-8", "surrogatepass") for v in values]
+        put(b"A", np.array([len(d) for d in data], np.int64).tobytes() + b"".join(data))
+        return
+    for v in values:  # other objects: element by element
+        _feed(h, v)
 
 
-@functools.cache
 def code_version() -> str:
-    """SHA-256 over every ``*.py`` of ``scaling_pipeline.lib`` and the versions of the plotting libraries."""
-    h = hashlib.sha256()
-    for path in sorted(_LIB.rglob("*.py")):
-        h.update(path.relative_to(_LIB).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    for dist in _LIBRARIES:
-        h.update(f"{dist}=={importlib.metadata.version(dist)}\0".encode())
-    return h.hexdigest()
+    """The library's code and the plotting libraries' versions (:func:`scaling_pipeline.lib.digest.code_version`)."""
+    return digest.code_version("matplotlib")
 
 
 class FigureCache:
-    """Stored results of drawing calls under ``root/.figure-cache`` (``root`` None: every call draws, nothing is
-    stored); ``drawn`` / ``reused`` count the calls."""
+    """Stored results of figure calls under ``root/.figure-cache`` (``root`` None: every call draws, nothing is
+    stored); ``drawn`` / ``reused`` count the figure calls."""
 
     def __init__(self, root: Path | None):
         self.dir = Path(root) / CACHE_DIR if root is not None else None
         self.drawn = 0
         self.reused = 0
         self._used: set[str] = set()
+        self._around: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+        self._within: list[set[str]] = []  # the keys used inside each call being drawn, innermost last
 
-    def call(self, draw: Callable[..., Any], *args: Any, out: Path,
-             around: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> Any:
-        """``draw(*args, out)`` inside ``around()`` (e.g. the plot style), or what an earlier call with equal
-        arguments returned and wrote."""
+    @contextlib.contextmanager
+    def active(self, around: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        """Figure calls inside the block go through this cache; each draw runs inside ``around()`` (e.g. the plot
+        style, entered only when something is drawn)."""
+        self._around = around
+        token = _ACTIVE.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE.reset(token)
+            self._around = contextlib.nullcontext
+
+    def figure(self, draw: Callable[..., Any], reads: tuple[str, ...] | None, subject: Any, out: Path,
+               *args: Any) -> Any:
+        """``draw(view of subject, out, *args)``, or what an earlier call with equal ``reads`` attributes of
+        ``subject`` (``reads`` None: a part of the page keyed on the whole subject, whose figure calls are counted,
+        not the part), equal ``args`` and the same code returned and wrote."""
         out = Path(out)
         key = None
         if self.dir is not None:
-            with contextlib.suppress(TypeError):  # an argument it cannot read: drawn, not stored
-                key = fingerprint(f"{draw.__module__}.{draw.__qualname__}", args, code_version())
+            with contextlib.suppress(TypeError):  # a value it cannot read: drawn, not stored
+                key = fingerprint(f"{draw.__module__}.{draw.__qualname__}", _declared(subject, reads), args,
+                                  code_version())
         if key is not None:
+            for within in self._within:
+                within.add(key)
             self._used.add(key)
             found = self._restore(self.dir / key, out)
             if found is not None:
-                self.reused += 1
-                return found[0]
+                value, uses = found
+                self._used.update(uses)  # the figures of a reused part stay in the cache
+                for within in self._within:
+                    within.update(uses)
+                self.reused += len(uses) if reads is None else 1
+                return value
         before = _files(out) if key is not None else {}
-        with around():
-            value = draw(*args, out)
-        self.drawn += 1
-        if key is not None:
+        stray: set[str] = set()
+        uses: set[str] = set()
+        self._within.append(uses)
+        try:
+            with self._around() if reads is not None else contextlib.nullcontext():
+                value = draw(_view(subject, reads, stray), out, *args)
+        finally:
+            self._within.pop()
+        self.drawn += reads is not None
+        if stray:
+            warnings.warn(f"{draw.__qualname__} read {sorted(stray)}, not among its declared inputs {list(reads)}: "
+                          "drawn, not cached", RuntimeWarning, stacklevel=3)
+        elif key is not None:
             after = _files(out)
-            self._store(key, value, out, [rel for rel, stat in after.items() if before.get(rel) != stat])
+            self._store(key, value, out, [rel for rel, stat in after.items() if before.get(rel) != stat], uses)
         return value
 
     def prune(self) -> None:
@@ -180,8 +216,9 @@ class FigureCache:
             elif child.name not in self._used:
                 shutil.rmtree(child, ignore_errors=True)
 
-    def _restore(self, entry: Path, out: Path) -> tuple[Any] | None:
-        """Copy the entry's files into ``out`` and return (its value,), or None when absent or unreadable."""
+    def _restore(self, entry: Path, out: Path) -> tuple[Any, list[str]] | None:
+        """Copy the entry's files into ``out`` and return (its value, the keys of the figure calls inside it), or
+        None when absent or unreadable."""
         try:
             stored = json.loads((entry / "value.json").read_text(encoding="utf-8"))
             files = entry / "files"
@@ -191,15 +228,16 @@ class FigureCache:
                     return None
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(files / rel, dest)
-            return (tuple(stored["value"]) if stored["tuple"] else stored["value"],)
+            return (tuple(stored["value"]) if stored["tuple"] else stored["value"]), list(stored["uses"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def _store(self, key: str, value: Any, out: Path, written: list[str]) -> None:
+    def _store(self, key: str, value: Any, out: Path, written: list[str], uses: set[str]) -> None:
         """Write the entry in a hidden folder and rename it into place (a reader never sees half of one).
         A value that is not JSON (str, numbers, lists/tuples of them) is not stored."""
         try:
-            text = json.dumps({"value": value, "tuple": isinstance(value, tuple), "files": sorted(written)})
+            text = json.dumps({"value": value, "tuple": isinstance(value, tuple), "files": sorted(written),
+                               "uses": sorted(uses)})
         except (TypeError, ValueError):
             return
         try:
@@ -227,3 +265,62 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
             st = path.stat()
             out[path.relative_to(folder).as_posix()] = (st.st_size, st.st_mtime_ns)
     return out
+
+
+def figure_inputs(*reads: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a function of a subject as reading only the attributes ``reads`` of it (``fn.reads``; see
+    :func:`figure_call`)."""
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.reads = reads
+        return fn
+    return mark
+
+
+def cached_figure(*reads: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a figure function ``draw(subject, out, *args)`` that reads only the attributes ``reads`` of its
+    subject (a view, or a list of views): its calls go through :func:`figure_call`."""
+    def decorate(draw: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(draw)
+        def call(subject: Any, out: Path, *args: Any) -> Any:
+            return figure_call(draw, reads, subject, out, *args)
+
+        call.reads = reads
+        return call
+    return decorate
+
+
+def figure_call(draw: Callable[..., Any], reads: tuple[str, ...] | None, subject: Any, out: Path, *args: Any) -> Any:
+    """``draw(subject, out, *args)`` through the active cache (:meth:`FigureCache.active`), else drawn."""
+    cache = _ACTIVE.get()
+    return draw(subject, out, *args) if cache is None else cache.figure(draw, reads, subject, out, *args)
+
+
+def _declared(subject: Any, reads: tuple[str, ...] | None) -> Any:
+    """The values of the attributes ``reads`` of ``subject`` (of each, for a list), by name; None: the subject."""
+    if reads is None:
+        return subject
+    if isinstance(subject, list):
+        return [_declared(s, reads) for s in subject]
+    return {name: getattr(subject, name) for name in reads}
+
+
+def _view(subject: Any, reads: tuple[str, ...] | None, stray: set[str]) -> Any:
+    if reads is None:
+        return subject
+    if isinstance(subject, list):
+        return [_View(s, reads, stray) for s in subject]
+    return _View(subject, reads, stray)
+
+
+class _View:
+    """Reads of ``obj``'s attributes, each outside ``reads`` noted in ``stray`` (the value is still given)."""
+
+    __slots__ = ("_obj", "_reads", "_stray")
+
+    def __init__(self, obj: Any, reads: tuple[str, ...], stray: set[str]):
+        self._obj, self._reads, self._stray = obj, reads, stray
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._reads:
+            self._stray.add(name)
+        return getattr(self._obj, name)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from scaling_pipeline.lib.lazy import LazyModule
 
+from .figcache import cached_figure
 from .family import ISO_TOLERANCE, Family, interval, optimum, predict
 from .formatting import fmt_flops, fmt_human, identified, mpl_text, num, plural
 
@@ -126,6 +127,7 @@ def _human_axis(axis) -> None:
     _loss_axis(axis, min(lo, hi), max(lo, hi), fmt_human)
 
 
+@cached_figure("name", "slug", "pts", "P", "ok")
 def plot_fit(f: Family, out: Path) -> tuple[str, str]:
     fig, ax = _new_fig()
     fig.subplots_adjust(right=0.88)
@@ -159,6 +161,7 @@ def plot_fit(f: Family, out: Path) -> tuple[str, str]:
     return _save(fig, f, "fit" if f.ok else "data", out), cap
 
 
+@cached_figure("name", "slug", "pts", "P", "boot", "level", "headline", "publishable")
 def plot_frontier(f: Family, out: Path) -> tuple[str, str]:
     fig, ax = _new_fig()
     pts = f.pts
@@ -202,6 +205,7 @@ def plot_frontier(f: Family, out: Path) -> tuple[str, str]:
     return _save(fig, f, "frontier", out), cap
 
 
+@cached_figure("name", "slug", "pts", "P", "backtest")
 def plot_residuals(f: Family, out: Path) -> tuple[str, str]:
     fig, ax = _new_fig()
     fig.subplots_adjust(left=0.15, right=0.88)
@@ -236,6 +240,7 @@ def plot_residuals(f: Family, out: Path) -> tuple[str, str]:
     return _save(fig, f, "residuals", out), cap
 
 
+@cached_figure("name", "slug", "pts", "P", "boot", "level", "iso_budgets")
 def plot_isoflop(f: Family, out: Path) -> tuple[str, str]:
     fig, ax = _new_fig()
     pts = f.pts

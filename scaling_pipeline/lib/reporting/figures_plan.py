@@ -16,6 +16,7 @@ import pandas as pd
 from scaling_pipeline.lib.hparams import OK
 from scaling_pipeline.lib.quality import THRESHOLDS
 
+from .figcache import cached_figure, figure_call, figure_inputs
 from .family import Family, interval, optimum, predict
 from .figures import (matplotlib, mcolors, plt, _flops_axis, _human_axis, _loss_axis, _new_fig, _save, _size_colorbar, _size_norm, save_png)
 from .formatting import esc, fmt_flops, fmt_human, fmt_pct, identified, mpl_text, num, plural
@@ -61,6 +62,7 @@ def _against_compute(ax, f: Family, ylabel: str, title: str) -> None:
     _label(ax, "training compute C = 6·N·D (FLOPs)", ylabel, mpl_text(f"{f.name}: {title}"), "upper left")
 
 
+@figure_inputs("name", "slug", "pts", "P", "boot", "level", "max_flops", "slices")
 def allocation_figure(f: Family):
     """N*(C) and D*(C) of the fit (bands: bootstrap), with each IsoFLOP slice's best run (N, D = C/(6N))."""
     fig, ax = _new_fig()
@@ -80,6 +82,7 @@ def allocation_figure(f: Family):
     return fig
 
 
+@figure_inputs("name", "slug", "pts", "P", "boot", "level", "max_flops", "slices")
 def tokens_per_param_figure(f: Family):
     """D*/N* against C (band: bootstrap), with the ratio of each IsoFLOP slice's best run."""
     fig, ax = _new_fig()
@@ -99,6 +102,7 @@ def tokens_per_param_figure(f: Family):
     return fig
 
 
+@figure_inputs("name", "slug", "pts", "curves")
 def curves_figure(f: Family):
     """Loss against training tokens of every fitted run (clean.steps), coloured by model size; log axes with
     tick labels spaced for the range shown."""
@@ -125,6 +129,7 @@ def curves_figure(f: Family):
     return fig
 
 
+@figure_inputs("name", "slug", "pts", "P", "backtest")
 def backtest_figure(f: Family):
     """Held-out runs' losses predicted by the fit without them against the observed ones, with every fitted
     run's in-sample prediction for reference; the diagonal and ± the backtest caution threshold."""
@@ -157,6 +162,7 @@ def backtest_figure(f: Family):
     return fig
 
 
+@figure_inputs("name", "slug", "lr")
 def lr_sweeps_figure(f: Family):
     """Loss against peak learning rate for every swept (N, D), coloured by N, with each sweep's fitted optimum."""
     fig, ax = _new_fig()
@@ -191,6 +197,7 @@ def _lr_axis(axis) -> None:
     _loss_axis(axis, lo, hi, fmt=lambda v: fmt_flops(v, 2), max_ticks=6)
 
 
+@figure_inputs("name", "slug", "lr")
 def lr_scaling_figure(f: Family):
     """LR* against N: each sweep's optimum, and LR*(N) = c·N^−γ with its 95% confidence band (at the geometric
     mean token budget of the optima when D was fitted too)."""
@@ -263,6 +270,16 @@ def frontiers_figure(fams: list[Family]):
     return fig
 
 
+def _png(make, f: Family, kind: str, out: Path) -> str:
+    """``make(f)`` written as the family's ``kind`` figure (base64 returned), through the figure cache: redrawn only
+    when what ``make`` reads of the family changed."""
+    return figure_call(_draw_png, make.reads, f, out, make, kind)
+
+
+def _draw_png(f: Family, out: Path, make, kind: str) -> str:
+    return _save(make(f), f, kind, out)
+
+
 def plan_figures(f: Family, out: Path) -> list[tuple[str, str, str]]:
     """(kind, PNG base64, caption) of the family's planning figures that its data allow."""
     figs = []
@@ -271,27 +288,27 @@ def plan_figures(f: Family, out: Path) -> list[tuple[str, str, str]]:
                   "optimum the fit should pass near" if f.slices else "; no budget has ≥ 3 model sizes, so no "
                   "IsoFLOP minimum to compare")
         band = "shaded where the 95% bootstrap interval is identified" if len(f.boot) else "no bootstrap: no band"
-        figs.append(("allocation", _save(allocation_figure(f), f, "allocation", out),
+        figs.append(("allocation", _png(allocation_figure, f, "allocation", out),
                      f"Compute-optimal model size N* and training tokens D* of the fit against compute ({band})"
                      f"{slices}. Right of the dotted line the fit extrapolates."))
-        figs.append(("tokens_per_param", _save(tokens_per_param_figure(f), f, "tokens_per_param", out),
+        figs.append(("tokens_per_param", _png(tokens_per_param_figure, f, "tokens_per_param", out),
                      f"Tokens per parameter D*/N* at the compute-optimal allocation ({band}); grey: every run's "
                      "own D/N" + ("; large dots: the best run of each IsoFLOP slice." if f.slices else ".")))
         if f.backtest.get("holdout"):
-            figs.append(("backtest", _save(backtest_figure(f), f, "backtest", out),
+            figs.append(("backtest", _png(backtest_figure, f, "backtest", out),
                          f"The law fitted without the {esc(f.backtest.get('n_holdout'))} largest-compute runs "
                          "predicts them (red); grey: every run against the full fit; shaded: "
                          f"± {THRESHOLDS.backtest_caution:.0%} of the observed loss."))
     if len(f.curves):
-        figs.append(("curves", _save(curves_figure(f), f, "curves", out),
+        figs.append(("curves", _png(curves_figure, f, "curves", out),
                      f"Training loss against tokens seen for the {plural(f.curves.run_id.nunique(), 'fitted run')} "
                      "(clean.steps after warm-up, up to 200 points a run); dots: each run's final loss as fitted."))
     if len(f.lr.get("sweeps", ())):
-        figs.append(("lr_sweeps", _save(lr_sweeps_figure(f), f, "lr_sweeps", out),
+        figs.append(("lr_sweeps", _png(lr_sweeps_figure, f, "lr_sweeps", out),
                      f"Final loss against peak learning rate in each of the {len(f.lr['optima'])} sweeps (runs at one "
                      "(N, D) that differ only in LR); ★: the optimum of a parabola in ln LR through the best LR and "
                      "its neighbours (only where the best LR is inside the sweep)."))
-        figs.append(("lr_scaling", _save(lr_scaling_figure(f), f, "lr_scaling", out), _lr_scaling_caption(f)))
+        figs.append(("lr_scaling", _png(lr_scaling_figure, f, "lr_scaling", out), _lr_scaling_caption(f)))
     return figs
 
 
@@ -310,6 +327,7 @@ def _lr_scaling_caption(f: Family) -> str:
             "band: the confidence band of the line.")
 
 
+@cached_figure("name", "pts", "P", "ok", "publishable", "max_flops")
 def frontiers_section(fams: list[Family], out: Path) -> str:
     """The all-families frontier figure (only with two or more fitted families), as a page section."""
     if sum(f.ok and len(f.pts) > 0 for f in fams) < 2:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from scaling_pipeline.lib.tables.catalog import NO_FORECAST
 
+from .figcache import cached_figure
 from .formatting import esc, mpl_text, plural, prose
 
 QUERIES = {
@@ -82,6 +83,7 @@ def no_forecast_list(excl: pd.DataFrame) -> str:
                       for r in rows.itertuples(index=False)) + "</ul>")
 
 
+@cached_figure("name", "slug", "forecasts")
 def plot_in_flight(f, out: Path) -> tuple[str, str]:
     """Observed loss (dots), fitted curve law (line), forecast band to the planned end, the law's expectation
     (diamond) per run in flight; the planned LR (dotted) on the right axis."""

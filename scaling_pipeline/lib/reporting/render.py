@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .family import family_views
 from .family_section import family_section
-from .figcache import FigureCache
+from .figcache import FigureCache, figure_call
 from .figures import plot_style
 from .figures_plan import frontiers_section
 from .formatting import esc, plural
@@ -35,8 +35,8 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
     ``headline_compute``: the budget (FLOPs) of the "at a glance" lines for every family; by default each
     family gets the power of ten nearest 10× its largest run. ``settings``: the run's settings
     (``Settings.flat()``), kept in summary.json; a change since the previous report is named in "what changed".
-    ``cache``: reuse the figures and section of a family whose view and the code are unchanged since the cache
-    stored them (:mod:`.figcache`); by default every figure is drawn.
+    ``cache``: reuse each figure whose inputs and the code are unchanged since the cache stored it
+    (:mod:`.figcache`); by default every figure is drawn.
     """
     date = date or dt.date.today()
     reports_root = Path(reports_root)
@@ -50,9 +50,9 @@ def render_report(inputs: ReportInputs, reports_root: Path, *, date: dt.date | N
     fams = family_views(inp, headline_compute)
     drift = Drift.build(previous, fams) if previous else None
     cache = cache or FigureCache(None)
-    with dated_folder(reports_root, date) as tmp:
-        sections = [cache.call(family_section, f, out=tmp, around=plot_style) for f in fams]
-        frontiers = cache.call(frontiers_section, fams, out=tmp, around=plot_style)
+    with dated_folder(reports_root, date) as tmp, cache.active(around=plot_style):
+        sections = [figure_call(family_section, None, f, tmp) for f in fams]  # a family's part of the page
+        frontiers = frontiers_section(fams, tmp)
         summary = build_summary(fams, date, now, title)
         body = "\n".join([
             f"<h1>{esc(title)}</h1>",

@@ -25,17 +25,19 @@ call ``create(con, FITS_X)`` / ``replace(con, FITS_X)`` in its writer; write row
 Units: tokens in tokens, losses in nats per token, FLOPs in floating-point operations, times in seconds.
 """
 
-from .catalog import (CLEAN_EXCLUSIONS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS, CLEAN_POINTS, CLEAN_RUNS,
-                      CLEAN_STEPS, FITS_BOOTSTRAP, FITS_CHINCHILLA, FITS_COMPARISON, FITS_COMPARISON_PARAMS,
-                      FITS_CURVE_POINTS, FITS_CURVE_SOURCES, FORECASTS, FORECASTS_IN_FLIGHT, FORECASTS_INPUTS,
-                      FORECASTS_SOURCES, INTERVALS, LAW_PARAMS, PIPELINE_EXCLUSIONS, PLANS_ALLOCATIONS, RAW_FILES,
-                      RAW_METRICS, RAW_QUARANTINE, RAW_RUNS, TABLES, interval_columns, intervals)
-from .core import (KEPT, RAW, REBUILT, Column, Table, View, create, create_view, ddl, insert_frame, replace, row_count,
-                   stored_columns, transaction)
+from .catalog import (CLEAN_EXCLUSIONS, CLEAN_INPUTS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING, CLEAN_LR_SWEEPS,
+                      CLEAN_POINTS, CLEAN_RUNS, CLEAN_STEPS, FITS_BOOTSTRAP, FITS_CHINCHILLA, FITS_COMPARISON,
+                      FITS_COMPARISON_PARAMS, FITS_CURVE_POINTS, FITS_CURVE_SOURCES, FORECASTS, FORECASTS_INPUTS,
+                      FORECASTS_IN_FLIGHT, FORECASTS_SOURCES, INTERVALS, LAW_PARAMS, PIPELINE_EXCLUSIONS,
+                      PLANS_ALLOCATIONS, RAW_FILES, RAW_METRICS, RAW_QUARANTINE, RAW_RUNS, TABLES, interval_columns,
+                      intervals)
+from .core import (KEPT, RAW, REBUILT, Column, Table, View, create, create_view, ddl, insert_frame, replace,
+                   row_count, stored_columns, transaction)
 
-__all__ = ["CLEAN_EXCLUSIONS", "CLEAN_LR_OPTIMA", "CLEAN_LR_SCALING", "CLEAN_LR_SWEEPS", "CLEAN_POINTS", "CLEAN_RUNS",
-           "CLEAN_STEPS", "FITS_BOOTSTRAP", "FITS_CHINCHILLA", "FITS_COMPARISON", "FITS_COMPARISON_PARAMS",
-           "FITS_CURVE_POINTS", "FITS_CURVE_SOURCES", "FORECASTS", "FORECASTS_IN_FLIGHT", "FORECASTS_INPUTS", "FORECASTS_SOURCES", "INTERVALS", "LAW_PARAMS",
-           "PIPELINE_EXCLUSIONS", "PLANS_ALLOCATIONS", "RAW_FILES", "RAW_METRICS", "RAW_QUARANTINE", "RAW_RUNS",
-           "TABLES", "interval_columns", "intervals", "KEPT", "RAW", "REBUILT", "Column", "Table", "View", "create",
+__all__ = ["CLEAN_EXCLUSIONS", "CLEAN_INPUTS", "CLEAN_LR_OPTIMA", "CLEAN_LR_SCALING", "CLEAN_LR_SWEEPS",
+           "CLEAN_POINTS", "CLEAN_RUNS", "CLEAN_STEPS", "FITS_BOOTSTRAP", "FITS_CHINCHILLA", "FITS_COMPARISON",
+           "FITS_COMPARISON_PARAMS", "FITS_CURVE_POINTS", "FITS_CURVE_SOURCES", "FORECASTS", "FORECASTS_INPUTS",
+           "FORECASTS_IN_FLIGHT", "FORECASTS_SOURCES", "INTERVALS", "LAW_PARAMS", "PIPELINE_EXCLUSIONS",
+           "PLANS_ALLOCATIONS", "RAW_FILES", "RAW_METRICS", "RAW_QUARANTINE", "RAW_RUNS", "TABLES",
+           "interval_columns", "intervals", "KEPT", "RAW", "REBUILT", "Column", "Table", "View", "create",
            "create_view", "ddl", "insert_frame", "replace", "row_count", "stored_columns", "transaction"]

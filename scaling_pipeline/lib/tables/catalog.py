@@ -155,6 +155,9 @@ _TABLES = [
         ("status", "VARCHAR", "'ok' or why no fit"),
         ("detail", "VARCHAR", "how it was fitted"),
     ), key=("family",)),
+    Table("clean.inputs", "The digest of what the clean tables were made from (unchanged: they are kept).",
+          _cols(("input_hash", "VARCHAR", "SHA-256 of raw.metrics, raw.runs, the cleaning settings, the code and the "
+                                          "clean tables written from them"))),
     Table("fits.chinchilla", "Per family: the Chinchilla fit, its bootstrap intervals and quality assessment.", (
         *_cols(
             ("family", "VARCHAR", "model family"),
@@ -320,6 +323,7 @@ CLEAN_RUNS, CLEAN_STEPS, CLEAN_POINTS, CLEAN_EXCLUSIONS = (
     TABLES[f"clean.{t}"] for t in ("runs", "steps", "points", "exclusions"))
 CLEAN_LR_SWEEPS, CLEAN_LR_OPTIMA, CLEAN_LR_SCALING = (
     TABLES[f"clean.lr_{t}"] for t in ("sweeps", "optima", "scaling"))
+CLEAN_INPUTS = TABLES["clean.inputs"]
 FITS_CHINCHILLA, FITS_BOOTSTRAP = TABLES["fits.chinchilla"], TABLES["fits.bootstrap"]
 FITS_COMPARISON, FITS_COMPARISON_PARAMS = TABLES["fits.comparison"], TABLES["fits.comparison_params"]
 FITS_CURVE_POINTS, FITS_CURVE_SOURCES = TABLES["fits.curve_points"], TABLES["fits.curve_sources"]
