@@ -23,11 +23,10 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, law_allocation_table
 from scaling_pipeline.lib.fitting.chinchilla import CHINCHILLA_PARAMS, fit_chinchilla
-from scaling_pipeline.lib.fitting.common import FitError
+from scaling_pipeline.lib.fitting.common import FitError, blas_controller
 from scaling_pipeline.lib.fitting.compare import Compared, Given, compare_forms
 from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
 from scaling_pipeline.lib.laws import FORMS, Chinchilla
@@ -179,7 +178,7 @@ def _init_worker(run_pid: int) -> None:
     """Worker initializer: one BLAS thread per process (the pool parallelises across families); the
     worker exits when the run's process ``run_pid`` is gone (killed)."""
     exit_with(run_pid)
-    threadpool_limits(limits=1, user_api="blas")
+    blas_controller().limit(limits=1, user_api="blas")
 
 
 def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
