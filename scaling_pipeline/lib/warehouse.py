@@ -27,7 +27,7 @@ import pandas as pd
 from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, law_allocation_table
 from scaling_pipeline.lib.fitting.chinchilla import CHINCHILLA_PARAMS, fit_chinchilla
 from scaling_pipeline.lib.fitting.common import FitError, blas_controller
-from scaling_pipeline.lib.fitting.compare import Compared, Given, compare_forms
+from scaling_pipeline.lib.fitting.compare import Given, compare_forms, compared_rows, comparison_frames, rejudge
 from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
 from scaling_pipeline.lib.laws import FORMS, Chinchilla
 from scaling_pipeline.lib.process import exit_with
@@ -50,19 +50,6 @@ class FitStageSummary:
 
     def to_metadata(self) -> dict:
         return asdict(self)
-
-
-def comparison_frames(family: str, rows: list[Compared]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``fits.comparison`` and ``fits.comparison_params`` rows of one family's comparison (columns by name:
-    the fields of :class:`~scaling_pipeline.lib.fitting.compare.Compared`)."""
-    table = pd.DataFrame([{"family": family, "applicable": r.applicable, "n_fitted_params": r.n_fitted,
-                           **{k: v for k, v in vars(r).items() if k not in ("n_fitted", "params", "intervals")}}
-                          for r in rows])
-    params = pd.DataFrame([dict(family=family, form=r.form, subset=r.subset, param=k, value=v,
-                                lo=r.intervals.get(k, (None, None))[0], hi=r.intervals.get(k, (None, None))[1])
-                           for r in rows for k, v in r.params.items()],
-                          columns=["family", "form", "subset", "param", "value", "lo", "hi"])
-    return table, params.astype({"value": float, "lo": float, "hi": float})
 
 
 def ensure_fit_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -235,23 +222,41 @@ def assessment_columns(row: dict, pts: pd.DataFrame) -> dict:
 
 def _reassess(con: duckdb.DuckDBPyConnection, families: list[str], points: pd.DataFrame) -> None:
     """Recompute the assessment of fits kept as they were (the quality rules may have changed since they
-    were written); rows whose assessment changed are updated in one transaction."""
+    were written), and with it their comparison rows' eligibility and choice (:func:`~scaling_pipeline.lib.
+    fitting.compare.rejudge`); rows whose judgement changed are updated in one transaction."""
     if not families:
         return
     rows = con.execute("SELECT * EXCLUDE (fitted_at) FROM fits.chinchilla WHERE list_contains(?, family)",
                        [families]).df()
+    compared = dict(tuple(con.execute("SELECT * FROM fits.comparison WHERE list_contains(?, family)",
+                                      [families]).df().groupby("family")))
+    params = dict(tuple(con.execute("SELECT * FROM fits.comparison_params WHERE list_contains(?, family)",
+                                    [families]).df().groupby("family")))
     by_family = dict(tuple(points.groupby("family")))
-    changed = []
+    changed, judged = [], []
     for row in rows.to_dict("records"):
-        new = assessment_columns(row, by_family[row["family"]])
+        fam = row["family"]
+        new = assessment_columns(row, by_family[fam])
         old = {k: list(v) if isinstance(v, np.ndarray | list) else v for k, v in ((k, row[k]) for k in new)}
         if old != new:
-            changed.append([new["publishable"], new["verdict"], new["reasons"], new["reason_messages"], row["family"]])
-    if not changed:
+            changed.append([new["publishable"], new["verdict"], new["reasons"], new["reason_messages"], fam])
+        if fam not in compared:
+            continue
+        stored = compared_rows(compared[fam], params.get(fam))
+        before = [(r.eligible, r.verdict, r.chosen) for r in stored]
+        given = {"chinchilla": (new["publishable"], new["verdict"])} if row["status"] == "ok" else {}
+        rejudge(by_family[fam], stored, given)
+        judged += [[r.eligible, r.verdict, r.chosen, fam, r.form, r.subset] for r, b in zip(stored, before)
+                   if (bool(b[0]), b[1], bool(b[2])) != (r.eligible, r.verdict, r.chosen)]
+    if not changed and not judged:
         return
     with transaction(con):
-        con.executemany("UPDATE fits.chinchilla SET publishable = ?, verdict = ?, reasons = ?, reason_messages = ? "
-                        "WHERE family = ?", changed)
+        for sql, values in (("UPDATE fits.chinchilla SET publishable = ?, verdict = ?, reasons = ?, reason_messages = ? "
+                             "WHERE family = ?", changed),
+                            ("UPDATE fits.comparison SET eligible = ?, verdict = ?, chosen = ? "
+                             "WHERE family = ? AND form = ? AND subset = ?", judged)):
+            if values:
+                con.executemany(sql, values)
 
 
 def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None,
