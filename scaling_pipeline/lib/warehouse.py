@@ -322,8 +322,9 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
     chosen = _chosen_laws(con)
     conventions = family_conventions(con)
-    smallest = dict(con.execute("SELECT family, min(coalesce(flops, 6 * n_params * n_tokens)) FROM clean.points "
-                                "GROUP BY family").fetchall())
+    observed = {fam: (smallest, unique) for fam, smallest, unique in con.execute(  # unique_tokens: in the registry
+        "SELECT family, min(coalesce(flops, 6 * n_params * n_tokens)), max(unique_tokens) FROM clean.points "
+        "GROUP BY family").fetchall()}
     tables = []
     for f in fits.itertuples(index=False):
         form, params = chosen.get(f.family, ("chinchilla", {}))
@@ -333,11 +334,10 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
             samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
         else:
             law, samples = FORMS[form].from_params(params), None
-        unique = con.execute("SELECT max(unique_tokens) FROM clean.points WHERE family = ?",
-                             [f.family]).fetchone()[0] if form != "chinchilla" else None
+        smallest, unique = observed.get(f.family, (None, None))
         fitted_level = json.loads(f.settings or "{}").get("level", level)  # the level of the fit's own intervals
-        t = law_allocation_table(law, plan_budgets(f.max_observed_flops, smallest.get(f.family)), samples=samples,
-                                 level=fitted_level, unique_tokens=unique)
+        t = law_allocation_table(law, plan_budgets(f.max_observed_flops, smallest), samples=samples,
+                                 level=fitted_level, unique_tokens=unique if form != "chinchilla" else None)
         t.insert(0, "family", f.family)
         t["form"] = form
         t["extrapolation"] = t.compute / f.max_observed_flops
