@@ -98,9 +98,8 @@ def test_plans_are_made_from_the_chosen_form(warehouse):
     assert len(plans) and (plans.form == "chinchilla").all() and plans.n_params_lo.notna().all()
 
 
-def test_data_constrained_wins_on_repeated_data_and_plans_record_it(tmp_path):
-    """Runs of 1 and 2 epochs from a data-constrained truth: Chinchilla is publishable but the data-constrained
-    law predicts the held-out largest runs better, so the plans are made from it (no bootstrap: no intervals)."""
+def repeated_data_warehouse(tmp_path: Path) -> tuple[duckdb.DuckDBPyConnection, pd.DataFrame]:
+    """Runs of 1 and 2 epochs from a data-constrained truth, fitted (20 resamples): (warehouse, points)."""
     truth = DataConstrained(TRUTH.E, TRUTH.A, TRUTH.B, TRUTH.alpha, TRUTH.beta, rd_star=15.0, rn_star=5.0)
     rng = np.random.default_rng(0)
     pts = pd.concat([ladder().assign(unique_tokens=lambda p: p.n_tokens / epochs, run_id=lambda p: p.run_id + f"-{epochs}")
@@ -110,6 +109,13 @@ def test_data_constrained_wins_on_repeated_data_and_plans_record_it(tmp_path):
     con.execute("CREATE SCHEMA clean")
     con.execute("CREATE TABLE clean.points AS SELECT * FROM pts")
     fit_families(con, FitSettings(bootstrap=20), n_jobs=1)
+    return con, pts
+
+
+def test_data_constrained_wins_on_repeated_data_and_plans_record_it(tmp_path):
+    """Runs of 1 and 2 epochs from a data-constrained truth: Chinchilla is publishable but the data-constrained
+    law predicts the held-out largest runs better, so the plans are made from it (no bootstrap: no intervals)."""
+    con, pts = repeated_data_warehouse(tmp_path)
     rows = con.execute("SELECT form, backtest_mean_error, eligible, chosen FROM fits.comparison WHERE subset = '' "
                        "AND status = 'ok'").df().set_index("form")
     assert con.execute("SELECT publishable FROM fits.chinchilla").fetchone()[0]
@@ -217,15 +223,7 @@ def test_rejudging_without_a_refit_recomputes_the_choice(tmp_path, monkeypatch):
     too: eligibility and the chosen form follow the quality rules of the run, through quality.assess."""
     from scaling_pipeline.lib import quality
 
-    truth = DataConstrained(TRUTH.E, TRUTH.A, TRUTH.B, TRUTH.alpha, TRUTH.beta, rd_star=15.0, rn_star=5.0)
-    rng = np.random.default_rng(0)
-    pts = pd.concat([ladder().assign(unique_tokens=lambda p: p.n_tokens / epochs, run_id=lambda p: p.run_id + f"-{epochs}")
-                     for epochs in (1, 2)], ignore_index=True)
-    pts["loss"] = truth.predict(pts.n_params, pts.n_tokens, pts.unique_tokens) * np.exp(rng.normal(0, 0.003, len(pts)))
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("CREATE SCHEMA clean")
-    con.execute("CREATE TABLE clean.points AS SELECT * FROM pts")
-    fit_families(con, FitSettings(bootstrap=20), n_jobs=1)
+    con, _ = repeated_data_warehouse(tmp_path)
 
     def judged() -> dict[str, tuple]:
         return {f: (e, v, c) for f, e, v, c in con.execute(
