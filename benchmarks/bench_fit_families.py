@@ -1,11 +1,13 @@
 """Fit stage at scale: ``fit_families`` over many families (fit + bootstrap + backtest each).
 
-    python benchmarks/bench_fit_families.py [--families 1000] [--boot 200] [--jobs N] [--write]
+    python benchmarks/bench_fit_families.py [--families 1000] [--boot 200] [--jobs N] [--without-comparison] [--write]
 
 Each family is a known-truth ladder (7 sizes 1e7…2e9 × 5 budgets 5…160 tokens/param, 0.3% log-normal
 noise on the final loss) written straight into ``clean.points`` of a temporary DuckDB warehouse; then
 the fit stage runs exactly as the pipeline runs it (``scaling_pipeline.lib.warehouse.fit_families``, families
 across ``--jobs`` worker processes, default one per available core).
+``--without-comparison`` runs the stage as it was before the per-family model comparison (the Chinchilla fit,
+bootstrap and backtest only; no ``fits.comparison`` rows): the baseline the comparison's cost is measured against.
 Prints wall time, time per family and how many families' exponents landed within 0.03 of truth as a table
 row; ``--write`` appends it to the table in benchmarks/README.md ("Fit stage at scale").
 """
@@ -24,7 +26,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from scaling_pipeline.lib import warehouse
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families
+
+_FIT_FAMILY = warehouse.fit_family
+
+
+def _fit_family_without_comparison(family: str, pts: pd.DataFrame, s: FitSettings, *, n_jobs: int | None = None):
+    """The per-family unit without the model comparison (runs in the pool's workers, which import this module)."""
+    warehouse.compare_forms = lambda points, given=None: []
+    row, boot, _ = _FIT_FAMILY(family, pts, s, n_jobs=n_jobs)
+    return row, boot, None
 
 
 def _points(n_families: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -52,9 +64,12 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=None, help="processes (default: one per available core)")
+    ap.add_argument("--without-comparison", action="store_true", help="baseline: no per-family model comparison")
     ap.add_argument("--write", action="store_true", help="append the result to benchmarks/README.md")
     args = ap.parse_args()
     points, truths = _points(args.families, args.seed)
+    if args.without_comparison:
+        warehouse.fit_family = _fit_family_without_comparison
     with tempfile.TemporaryDirectory() as tmp:
         con = duckdb.connect(str(Path(tmp) / "w.duckdb"))
         con.execute("CREATE SCHEMA clean")
@@ -64,6 +79,7 @@ def main() -> None:
         summary = fit_families(con, FitSettings(bootstrap=args.boot), n_jobs=args.jobs)
         wall = time.perf_counter() - t0
         fits = con.execute("SELECT family, alpha, beta FROM fits.chinchilla WHERE status = 'ok'").df().set_index("family")
+        compared = con.execute("SELECT count(*) FROM fits.comparison").fetchone()[0]
         t1 = time.perf_counter()
         again = fit_families(con, FitSettings(bootstrap=args.boot), n_jobs=args.jobs)
         rerun = time.perf_counter() - t1
@@ -74,7 +90,8 @@ def main() -> None:
            f"{wall / args.families * 1e3:.0f} ms | ≤ 30 min | {int((err <= 0.03).sum())} of {len(fits)} "
            f"(worst {err.max():.3f}) | {rerun:.1f} s, {len(again.unchanged)} unchanged | "
            f"{load0:.2f} → {os.getloadavg()[0]:.2f} |")
-    print(f"fitted {len(summary.fitted)}, failed {len(summary.failed)}; {os.cpu_count()} CPUs, {platform.platform()}, "
+    print(f"{'without' if args.without_comparison else 'with'} the model comparison ({compared} rows); "
+          f"fitted {len(summary.fitted)}, failed {len(summary.failed)}; {os.cpu_count()} CPUs, {platform.platform()}, "
           "one BLAS thread per fit")
     print("| measured (UTC) | families | points each | bootstrap | families fitted | wall (fit + bootstrap + backtest) "
           "| per family | goal | α, β within 0.03 of truth | rerun, nothing changed | load before → after |")

@@ -98,9 +98,8 @@ def test_plans_are_made_from_the_chosen_form(warehouse):
     assert len(plans) and (plans.form == "chinchilla").all() and plans.n_params_lo.notna().all()
 
 
-def test_data_constrained_wins_on_repeated_data_and_plans_record_it(tmp_path):
-    """Runs of 1 and 2 epochs from a data-constrained truth: Chinchilla is publishable but the data-constrained
-    law predicts the held-out largest runs better, so the plans are made from it (no bootstrap: no intervals)."""
+def repeated_data_warehouse(tmp_path: Path) -> tuple[duckdb.DuckDBPyConnection, pd.DataFrame]:
+    """Runs of 1 and 2 epochs from a data-constrained truth, fitted (20 resamples): (warehouse, points)."""
     truth = DataConstrained(TRUTH.E, TRUTH.A, TRUTH.B, TRUTH.alpha, TRUTH.beta, rd_star=15.0, rn_star=5.0)
     rng = np.random.default_rng(0)
     pts = pd.concat([ladder().assign(unique_tokens=lambda p: p.n_tokens / epochs, run_id=lambda p: p.run_id + f"-{epochs}")
@@ -110,6 +109,13 @@ def test_data_constrained_wins_on_repeated_data_and_plans_record_it(tmp_path):
     con.execute("CREATE SCHEMA clean")
     con.execute("CREATE TABLE clean.points AS SELECT * FROM pts")
     fit_families(con, FitSettings(bootstrap=20), n_jobs=1)
+    return con, pts
+
+
+def test_data_constrained_wins_on_repeated_data_and_plans_record_it(tmp_path):
+    """Runs of 1 and 2 epochs from a data-constrained truth: Chinchilla is publishable but the data-constrained
+    law predicts the held-out largest runs better, so the plans are made from it (no bootstrap: no intervals)."""
+    con, pts = repeated_data_warehouse(tmp_path)
     rows = con.execute("SELECT form, backtest_mean_error, eligible, chosen FROM fits.comparison WHERE subset = '' "
                        "AND status = 'ok'").df().set_index("form")
     assert con.execute("SELECT publishable FROM fits.chinchilla").fetchone()[0]
@@ -210,3 +216,35 @@ def test_a_newly_registered_form_is_compared_with_no_other_edit():
     assert flat.backtest_mean_error > 0.05  # a constant misses the largest runs (lowest losses)
     assert math.isfinite(flat.aic) and flat.aic > rows["chinchilla"].aic
     assert Flat.name not in FORMS
+
+
+def test_rejudging_without_a_refit_recomputes_the_choice(tmp_path, monkeypatch):
+    """A family kept as it was (same points, same settings) is judged again on every run, its comparison rows
+    too: eligibility and the chosen form follow the quality rules of the run, through quality.assess."""
+    from scaling_pipeline.lib import quality
+
+    con, _ = repeated_data_warehouse(tmp_path)
+
+    def judged() -> dict[str, tuple]:
+        return {f: (e, v, c) for f, e, v, c in con.execute(
+            "SELECT form, eligible, verdict, chosen FROM fits.comparison WHERE has_allocation AND status = 'ok'")
+            .fetchall()}
+
+    first = judged()
+    assert first["data_constrained"][0] and first["data_constrained"][2] and first["chinchilla"][0]
+    dc_error = con.execute("SELECT backtest_mean_error FROM fits.comparison WHERE form = 'data_constrained'").fetchone()[0]
+    # stricter rules: every form's backtest error is now too high, so nothing may be planned from
+    strict = quality.Thresholds(backtest_mean_error=dc_error / 2, backtest_max_error=dc_error / 2)
+    monkeypatch.setitem(quality.assess.__kwdefaults__, "limits", strict)
+    summary = fit_families(con, FitSettings(bootstrap=20), n_jobs=1)
+    assert summary.unchanged == ["boreal"] and not summary.fitted
+    now = judged()
+    assert now["data_constrained"][:2] == (False, "withheld") and now["chinchilla"][:2] == (False, "withheld")
+    assert not any(c for _, _, c in now.values())
+    assert not con.execute("SELECT publishable FROM fits.chinchilla").fetchone()[0]
+    assert plan_families(con).empty
+    # the rules back as they were: the same rows, judged as when they were fitted
+    monkeypatch.undo()
+    fit_families(con, FitSettings(bootstrap=20), n_jobs=1)
+    assert judged() == first
+    assert (plan_families(con).form == "data_constrained").all()

@@ -5,6 +5,7 @@ not match (columns, settings, changed points) are rejected naming the file, befo
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -65,17 +66,29 @@ def _empty_copy(reference: Path, dest: Path) -> Path:
     """A copy of the reference warehouse without fits."""
     shutil.copy(reference, dest)
     with duckdb.connect(str(dest)) as con:
-        con.execute("DELETE FROM fits.chinchilla")
-        con.execute("DELETE FROM fits.bootstrap")
+        for table in ("chinchilla", "bootstrap", "comparison", "comparison_params"):
+            con.execute(f"DELETE FROM fits.{table}")
     return dest
+
+
+def comparison_snapshot(con: duckdb.DuckDBPyConnection) -> tuple[list, list]:
+    """fits.comparison and fits.comparison_params rows (NaN as a marker so equal tables compare equal)."""
+    def rows(sql: str) -> list:
+        return [tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in r)
+                for r in con.execute(sql).fetchall()]
+
+    return (rows("SELECT * FROM fits.comparison ORDER BY family, form, subset"),
+            rows("SELECT * FROM fits.comparison_params ORDER BY family, form, subset, param"))
 
 
 def test_separate_processes_give_the_in_warehouse_fits(reference, fitted, tmp_path):
     points_dir, fits_dir = fitted
     with duckdb.connect(str(reference), read_only=True) as con:
-        expected = fits_snapshot(con)
+        expected, compared = fits_snapshot(con), comparison_snapshot(con)
+        chosen = con.execute("SELECT family, form FROM fits.comparison WHERE chosen ORDER BY family").fetchall()
         families = [r[0] for r in con.execute("SELECT DISTINCT family FROM clean.points ORDER BY 1").fetchall()]
-    for root, name in ((points_dir, "points.parquet"), (fits_dir, "fit.parquet"), (fits_dir, "bootstrap.parquet")):
+    for root, name in ((points_dir, "points.parquet"), (fits_dir, "fit.parquet"), (fits_dir, "bootstrap.parquet"),
+                       (fits_dir, "comparison.parquet"), (fits_dir, "comparison_params.parquet")):
         files = sorted(root.rglob(name))
         assert len(files) == len(families) and all(f.parent.parent == root for f in files)
     # the hostile name became a plain folder name; the real name is inside the files
@@ -96,8 +109,12 @@ def test_separate_processes_give_the_in_warehouse_fits(reference, fitted, tmp_pa
     assert f"imported {len(families)} families" in done.stdout
     with duckdb.connect(str(db)) as con:
         assert fits_snapshot(con) == expected
+        # the model comparison comes along: every form's row, and the form plans are made from
+        assert comparison_snapshot(con) == compared and len(compared[0]) > len(families)
+        assert con.execute("SELECT family, form FROM fits.comparison WHERE chosen ORDER BY family").fetchall() == chosen
+        assert len(chosen) == len(families)  # every demo family has a form plans are made from
         assert import_fits(con, fits_dir) == families  # importing again is harmless
-        assert fits_snapshot(con) == expected
+        assert fits_snapshot(con) == expected and comparison_snapshot(con) == compared
         rerun = fit_families(con, SETTINGS)  # the imported fits carry the stage's input hashes: nothing is refit
         assert rerun.unchanged == families and not rerun.fitted
 
@@ -131,6 +148,11 @@ def test_mismatching_outputs_are_rejected_naming_the_file(reference, fitted, tmp
                     "TO ? (FORMAT parquet)",
                     [str(atlas_fit), str(bad)])
     _expect_rejected(db, columns, bad, "columns .* do not match fits.chinchilla")
+
+    missing = tmp_path / "missing"
+    shutil.copytree(fits_dir, missing)
+    (missing / "family=atlas" / "comparison.parquet").unlink()
+    _expect_rejected(db, missing, missing / "family=atlas" / "comparison.parquet", "missing .*older fit-family")
 
     with duckdb.connect(str(db)) as con:
         con.execute("UPDATE clean.points SET loss = loss * 1.01 WHERE family = 'atlas'")

@@ -3,6 +3,7 @@ processes is not part of the input hash, and an interrupted stage keeps the fami
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -129,3 +130,34 @@ def test_fits_of_an_older_table_layout_are_refit(tmp_path):
         assert "atlas" in summary.fitted and not summary.unchanged
         cols = [r[0] for r in con.execute("DESCRIBE fits.chinchilla").fetchall()]
         assert {"verdict", "reasons", "reason_messages"} <= set(cols) and "withheld_reason" not in cols
+
+
+def test_fits_and_pool_workers_hold_every_blas_to_one_thread():
+    """numpy and scipy each bring an OpenBLAS; scipy loads its own at the first fit (lazy import). The fits'
+    one-thread limit and the pool workers' limit must cover it too: with two threaded BLAS per worker, the
+    pool's workers oversubscribe the cores and the tiny L-BFGS-B steps get many times slower."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import json
+from threadpoolctl import threadpool_info
+from scaling_pipeline.lib.fitting.common import _one_blas_thread
+from scaling_pipeline.lib import warehouse
+def threads():
+    import scipy.optimize, scipy.linalg  # what a fit loads
+    return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas")
+with _one_blas_thread():
+    inside = threads()
+outside = threads()
+import os
+warehouse._init_worker(os.getppid())  # the test process: alive
+print(json.dumps([inside, outside, threads()]))
+"""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    inside, outside, worker = json.loads(out.stdout.splitlines()[-1])
+    assert len(inside) >= 2  # numpy's and scipy's libraries
+    assert {n for _, n in inside} == {1} and {n for _, n in worker} == {1}
+    assert {n for _, n in outside} == {2}  # restored after the fit

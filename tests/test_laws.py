@@ -79,6 +79,32 @@ def test_chinchilla_closed_forms_agree_with_predict():
     assert TRUTH.n_opt_for_data(d[1]) == pytest.approx(n[1], rel=1e-12)
 
 
+def test_chinchilla_sql_expression_equals_predict():
+    """The law's SQL expression (what DuckDB evaluates, e.g. the scale simulator) equals ``predict``, with the
+    parameters as columns and as bound ``?`` values."""
+    import duckdb
+
+    rng = np.random.default_rng(11)
+    k = 200
+    frame = pd.DataFrame({"E": rng.uniform(0.5, 3, k), "A": rng.uniform(10, 5e3, k), "B": rng.uniform(10, 5e3, k),
+                          "alpha": rng.uniform(0.05, 1.5, k), "beta": rng.uniform(0.05, 1.5, k),
+                          "n": np.exp(rng.uniform(np.log(1e5), np.log(1e12), k)),
+                          "steps": rng.integers(1, 10_000, k), "batch": rng.integers(1, 4_000_000, k)})
+    with duckdb.connect() as con:
+        con.register("frame", frame)
+        sql = Chinchilla.sql_expression({"N": "n", "D": "steps * batch"})
+        got = np.array(con.execute(f"SELECT {sql} FROM frame").fetchall(), float)[:, 0]
+        bound = Chinchilla.sql_expression({"N": "n", "D": "?"}, {"E": "?", "alpha": "?"})
+        one = con.execute(f"SELECT {bound} FROM frame LIMIT 1", [1.7, 0.3, 5e11]).fetchone()[0]
+    want = Chinchilla.stack(frame[list(Chinchilla.params)].to_numpy()).predict(
+        frame.n.to_numpy(), (frame.steps * frame.batch).to_numpy().astype(float))
+    np.testing.assert_allclose(got, np.diag(want), rtol=1e-13)
+    row = frame.iloc[0]
+    assert one == pytest.approx(Chinchilla(1.7, row.A, row.B, 0.3, row.beta).predict(row.n, 5e11), rel=1e-13)
+    with pytest.raises(NotImplementedError, match="power_law"):
+        FORMS["power_law"].sql_expression({"x": "x"})
+
+
 def test_data_constrained_choice_of_unique_tokens():
     """With U as given, a run of D < U tokens counts U as its data; with cap_unique only the min(U, D) tokens
     it sees count, so a single pass with no excess parameters is the Chinchilla law."""

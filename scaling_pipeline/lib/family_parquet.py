@@ -5,12 +5,15 @@ Layout under a root folder (local, or shared storage mounted on every worker)::
     <root>/family=<safe name>/points.parquet      the family's clean.points rows      (export_points)
     <root>/family=<safe name>/fit.parquet         its fits.chinchilla row             (fit_family_file)
     <root>/family=<safe name>/bootstrap.parquet   its fits.bootstrap rows
+    <root>/family=<safe name>/comparison.parquet  its fits.comparison rows (every law form; the chosen one)
+    <root>/family=<safe name>/comparison_params.parquet  their fits.comparison_params rows
 
 ``<safe name>`` is ASCII ``[A-Za-z0-9._-]`` (with a short hash when the name had to change), so a
 family name can never lead outside the root; the real name is in every file's ``family`` column (read
 the files with ``hive_partitioning = false``, else DuckDB takes ``family`` from the folder name).
 A family is fitted by :func:`~scaling_pipeline.lib.warehouse.fit_family`, exactly as the fit stage
-does it, so imported fits equal in-warehouse ones and later runs do not refit them.
+does it, so imported fits equal in-warehouse ones (model comparison and chosen form included) and later
+runs do not refit them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from scaling_pipeline.lib.formats.writing import safe_name
 from scaling_pipeline.lib.warehouse import FitSettings, ensure_fit_tables, fit_family, input_hash, replace_family
 
 POINTS, FIT, BOOTSTRAP = "points.parquet", "fit.parquet", "bootstrap.parquet"
+COMPARISON, COMPARISON_PARAMS = "comparison.parquet", "comparison_params.parquet"
+_ROWS = {BOOTSTRAP: "bootstrap", COMPARISON: "comparison", COMPARISON_PARAMS: "comparison_params",
+         FIT: "chinchilla"}  # file -> its fits table, in writing order (fit.parquet last: the family is complete)
 _POINT_COLUMNS = ("run_id", "family", "n_params", "n_tokens", "loss")
 
 
@@ -78,8 +84,8 @@ def export_points(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
 
 def fit_family_file(points_parquet: Path, out_dir: Path, settings: FitSettings = FitSettings(), *,
                     n_jobs: int | None = 1) -> Path:
-    """Fit the one family in ``points_parquet`` (no warehouse needed) and write its ``fit.parquet``
-    and ``bootstrap.parquet`` under ``out_dir/family=<safe name>/``; returns the fit file.
+    """Fit the one family in ``points_parquet`` (no warehouse needed) and write its ``fit.parquet``,
+    ``bootstrap.parquet`` and comparison files under ``out_dir/family=<safe name>/``; returns the fit file.
     ``n_jobs``: processes for the bootstrap (results do not depend on it). ``fit.parquet`` is written
     last, so its presence means the family is complete."""
     with duckdb.connect() as con:
@@ -91,20 +97,21 @@ def fit_family_file(points_parquet: Path, out_dir: Path, settings: FitSettings =
         families = pts.family.unique()
         if len(families) != 1:
             raise FamilyFileError(f"{points_parquet}: expected the points of one family, found {list(families)}")
-        row, boot, _ = fit_family(str(families[0]), pts, settings, n_jobs=n_jobs)  # comparison: not exported
+        row, boot, comparison = fit_family(str(families[0]), pts, settings, n_jobs=n_jobs)
         ensure_fit_tables(con)
-        replace_family(con, row["family"], row, boot)
+        replace_family(con, row["family"], row, boot, comparison)
         folder = family_dir(out_dir, row["family"])
         folder.mkdir(parents=True, exist_ok=True)
-        _write(con, "SELECT * FROM fits.bootstrap ORDER BY sample", [], folder / BOOTSTRAP)
-        _write(con, "SELECT * FROM fits.chinchilla", [], folder / FIT)
+        for name, table in _ROWS.items():
+            _write(con, f"SELECT * FROM fits.{table}", [], folder / name)
     return folder / FIT
 
 
 def import_fits(con: duckdb.DuckDBPyConnection, fits_dir: Path, settings: FitSettings | None = None) -> list[str]:
-    """Load every ``family=*/fit.parquet`` (+ ``bootstrap.parquet``) under ``fits_dir`` into
-    ``fits.chinchilla`` / ``fits.bootstrap`` (per family delete-then-insert in one transaction, so
-    importing twice is harmless); returns the families loaded.
+    """Load every ``family=*/fit.parquet`` (+ ``bootstrap.parquet`` and the comparison files) under
+    ``fits_dir`` into ``fits.chinchilla``, ``fits.bootstrap``, ``fits.comparison`` and
+    ``fits.comparison_params`` (per family delete-then-insert in one transaction, so importing twice is
+    harmless); returns the families loaded.
 
     Every file is checked before anything is written: columns and types must be the tables', all
     fits must share one set of settings (``settings``, when given), and each fit's input hash must
@@ -115,12 +122,14 @@ def import_fits(con: duckdb.DuckDBPyConnection, fits_dir: Path, settings: FitSet
         raise FamilyFileError(f"no family=*/{FIT} under {fits_dir} (run fit-family first)")
     ensure_fit_tables(con)
     points = con.execute("SELECT * FROM clean.points ORDER BY family, run_id").df()
-    want = {t: [r[:2] for r in con.execute(f"DESCRIBE fits.{t}").fetchall()] for t in ("chinchilla", "bootstrap")}
+    want = {t: [r[:2] for r in con.execute(f"DESCRIBE fits.{t}").fetchall()] for t in _ROWS.values()}
     expected, source = (asdict(settings), "this import asks for") if settings else (None, "")
     staged = []
     for fit_path in fit_files:
-        boot_path = fit_path.with_name(BOOTSTRAP)
-        for path, table in ((fit_path, "chinchilla"), (boot_path, "bootstrap")):
+        for name, table in _ROWS.items():
+            path = fit_path.with_name(name)
+            if not path.exists():
+                raise FamilyFileError(f"{path}: missing (written by an older fit-family: fit the family again)")
             have = _columns(con, path)
             if have != want[table]:
                 raise FamilyFileError(f"{path}: columns {have} do not match fits.{table} {want[table]}")
@@ -147,10 +156,12 @@ def import_fits(con: duckdb.DuckDBPyConnection, fits_dir: Path, settings: FitSet
         if input_hash(pts, fitted_with) != row["input_hash"]:
             raise FamilyFileError(f"{fit_path}: family {fam!r}'s points changed since they were exported "
                                   "(export and fit it again)")
-        boot = _read(con, boot_path).df()
-        if (boot.family != fam).any():
-            raise FamilyFileError(f"{boot_path}: holds rows of another family than {fam!r}")
-        staged.append((fam, row, boot))
-    for fam, row, boot in staged:
-        replace_family(con, fam, row, boot)
-    return [fam for fam, _, _ in staged]
+        boot, *comparison = (_read(con, fit_path.with_name(name)).df()
+                             for name in (BOOTSTRAP, COMPARISON, COMPARISON_PARAMS))
+        for name, frame in zip((BOOTSTRAP, COMPARISON, COMPARISON_PARAMS), (boot, *comparison)):
+            if (frame.family != fam).any():
+                raise FamilyFileError(f"{fit_path.with_name(name)}: holds rows of another family than {fam!r}")
+        staged.append((fam, row, boot, tuple(comparison)))
+    for fam, row, boot, comparison in staged:
+        replace_family(con, fam, row, boot, comparison)
+    return [fam for fam, *_ in staged]

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from scaling_pipeline.lib.jsonutil import jsonable
+
 PARAMS = ("E", "A", "B", "alpha", "beta")
 BLOCKS, CAUTION = "blocks", "caution"
 VERDICTS = ("ok", "caution", "withheld", "failed")
@@ -178,6 +180,20 @@ def assess(n_params: ArrayLike, n_tokens: ArrayLike, loss: ArrayLike, *, params:
     reasons += _residuals(d, limits) + _backtest(backtest, limits)
     reasons += _identification(d, ci or {}, n_boot, limits) + _design(params, N, D, L, limits)
     return Assessment.of(reasons)
+
+
+def assessment_inputs(diagnostics: Mapping[str, Any] | None, backtest: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What :func:`assess` reads of a fit's ``diagnostics`` and ``backtest`` (as plain JSON values), so a stored fit
+    can be judged again without a refit: ``assess(N, D, L, params=..., **assessment_inputs(d, bt))``."""
+    d, bt = diagnostics or {}, backtest
+    kept_bt = None
+    if bt is not None:
+        kept_bt = {k: bt[k] for k in ("error", "mean_abs_rel_error", "max_abs_rel_error", "n_holdout") if k in bt}
+        if (bt.get("holdout") or {}).get("rel_error") is not None:
+            kept_bt["holdout"] = {"rel_error": bt["holdout"]["rel_error"]}
+    return jsonable({"diagnostics": {k: d[k] for k in ("at_bounds", "rmse_log_residual", "hessian_condition",
+                                                        "bootstrap_at_bounds") if k in d},
+                     "backtest": kept_bt})
 
 
 def _finite(v: Any) -> bool:

@@ -23,12 +23,11 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from scaling_pipeline.lib.allocate import DEFAULT_BUDGETS, law_allocation_table
 from scaling_pipeline.lib.fitting.chinchilla import CHINCHILLA_PARAMS, fit_chinchilla
-from scaling_pipeline.lib.fitting.common import FitError
-from scaling_pipeline.lib.fitting.compare import Compared, Given, compare_forms
+from scaling_pipeline.lib.fitting.common import FitError, blas_controller
+from scaling_pipeline.lib.fitting.compare import Given, compare_forms, compared_rows, comparison_frames, rejudge
 from scaling_pipeline.lib.fitting.resample import backtest_chinchilla, bootstrap_chinchilla
 from scaling_pipeline.lib.laws import FORMS, Chinchilla
 from scaling_pipeline.lib.process import exit_with
@@ -52,19 +51,6 @@ class FitStageSummary:
 
     def to_metadata(self) -> dict:
         return asdict(self)
-
-
-def comparison_frames(family: str, rows: list[Compared]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``fits.comparison`` and ``fits.comparison_params`` rows of one family's comparison (columns by name:
-    the fields of :class:`~scaling_pipeline.lib.fitting.compare.Compared`)."""
-    table = pd.DataFrame([{"family": family, "applicable": r.applicable, "n_fitted_params": r.n_fitted,
-                           **{k: v for k, v in vars(r).items() if k not in ("n_fitted", "params", "intervals")}}
-                          for r in rows])
-    params = pd.DataFrame([dict(family=family, form=r.form, subset=r.subset, param=k, value=v,
-                                lo=r.intervals.get(k, (None, None))[0], hi=r.intervals.get(k, (None, None))[1])
-                           for r in rows for k, v in r.params.items()],
-                          columns=["family", "form", "subset", "param", "value", "lo", "hi"])
-    return table, params.astype({"value": float, "lo": float, "hi": float})
 
 
 def ensure_fit_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -181,7 +167,7 @@ def _init_worker(run_pid: int) -> None:
     """Worker initializer: one BLAS thread per process (the pool parallelises across families); the
     worker exits when the run's process ``run_pid`` is gone (killed)."""
     exit_with(run_pid)
-    threadpool_limits(limits=1, user_api="blas")
+    blas_controller().limit(limits=1, user_api="blas")
 
 
 def fit_family(family: str, pts: pd.DataFrame, s: FitSettings, *,
@@ -238,23 +224,41 @@ def assessment_columns(row: dict, pts: pd.DataFrame) -> dict:
 
 def _reassess(con: duckdb.DuckDBPyConnection, families: list[str], points: pd.DataFrame) -> None:
     """Recompute the assessment of fits kept as they were (the quality rules may have changed since they
-    were written); rows whose assessment changed are updated in one transaction."""
+    were written), and with it their comparison rows' eligibility and choice (:func:`~scaling_pipeline.lib.
+    fitting.compare.rejudge`); rows whose judgement changed are updated in one transaction."""
     if not families:
         return
     rows = con.execute("SELECT * EXCLUDE (fitted_at) FROM fits.chinchilla WHERE list_contains(?, family)",
                        [families]).df()
+    compared = dict(tuple(con.execute("SELECT * FROM fits.comparison WHERE list_contains(?, family)",
+                                      [families]).df().groupby("family")))
+    params = dict(tuple(con.execute("SELECT * FROM fits.comparison_params WHERE list_contains(?, family)",
+                                    [families]).df().groupby("family")))
     by_family = dict(tuple(points.groupby("family")))
-    changed = []
+    changed, judged = [], []
     for row in rows.to_dict("records"):
-        new = assessment_columns(row, by_family[row["family"]])
+        fam = row["family"]
+        new = assessment_columns(row, by_family[fam])
         old = {k: list(v) if isinstance(v, np.ndarray | list) else v for k, v in ((k, row[k]) for k in new)}
         if old != new:
-            changed.append([new["publishable"], new["verdict"], new["reasons"], new["reason_messages"], row["family"]])
-    if not changed:
+            changed.append([new["publishable"], new["verdict"], new["reasons"], new["reason_messages"], fam])
+        if fam not in compared:
+            continue
+        stored = compared_rows(compared[fam], params.get(fam))
+        before = [(r.eligible, r.verdict, r.chosen) for r in stored]
+        given = {"chinchilla": (new["publishable"], new["verdict"])} if row["status"] == "ok" else {}
+        rejudge(by_family[fam], stored, given)
+        judged += [[r.eligible, r.verdict, r.chosen, fam, r.form, r.subset] for r, b in zip(stored, before)
+                   if (bool(b[0]), b[1], bool(b[2])) != (r.eligible, r.verdict, r.chosen)]
+    if not changed and not judged:
         return
     with transaction(con):
-        con.executemany("UPDATE fits.chinchilla SET publishable = ?, verdict = ?, reasons = ?, reason_messages = ? "
-                        "WHERE family = ?", changed)
+        for sql, values in (("UPDATE fits.chinchilla SET publishable = ?, verdict = ?, reasons = ?, reason_messages = ? "
+                             "WHERE family = ?", changed),
+                            ("UPDATE fits.comparison SET eligible = ?, verdict = ?, chosen = ? "
+                             "WHERE family = ? AND form = ? AND subset = ?", judged)):
+            if values:
+                con.executemany(sql, values)
 
 
 def replace_family(con: duckdb.DuckDBPyConnection, fam: str, row: dict | None, boot: pd.DataFrame | None,
@@ -320,8 +324,9 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
     boot = con.execute("SELECT * FROM fits.bootstrap ORDER BY family, sample").df()
     chosen = _chosen_laws(con)
     conventions = family_conventions(con)
-    smallest = dict(con.execute("SELECT family, min(coalesce(flops, 6 * n_params * n_tokens)) FROM clean.points "
-                                "GROUP BY family").fetchall())
+    observed = {fam: (smallest, unique) for fam, smallest, unique in con.execute(  # unique_tokens: in the registry
+        "SELECT family, min(coalesce(flops, 6 * n_params * n_tokens)), max(unique_tokens) FROM clean.points "
+        "GROUP BY family").fetchall()}
     tables = []
     for f in fits.itertuples(index=False):
         form, params = chosen.get(f.family, ("chinchilla", {}))
@@ -331,11 +336,10 @@ def plan_families(con: duckdb.DuckDBPyConnection, *, level: float = 0.95) -> pd.
             samples = [Chinchilla(E=r.E, A=r.A, B=r.B, alpha=r.alpha, beta=r.beta) for r in b.itertuples(index=False)]
         else:
             law, samples = FORMS[form].from_params(params), None
-        unique = con.execute("SELECT max(unique_tokens) FROM clean.points WHERE family = ?",
-                             [f.family]).fetchone()[0] if form != "chinchilla" else None
+        smallest, unique = observed.get(f.family, (None, None))
         fitted_level = json.loads(f.settings or "{}").get("level", level)  # the level of the fit's own intervals
-        t = law_allocation_table(law, plan_budgets(f.max_observed_flops, smallest.get(f.family)), samples=samples,
-                                 level=fitted_level, unique_tokens=unique)
+        t = law_allocation_table(law, plan_budgets(f.max_observed_flops, smallest), samples=samples,
+                                 level=fitted_level, unique_tokens=unique if form != "chinchilla" else None)
         t.insert(0, "family", f.family)
         t["form"] = form
         t["extrapolation"] = t.compute / f.max_observed_flops

@@ -77,13 +77,22 @@ class FitResult:
 _controller: ThreadpoolController | None = None
 
 
+def blas_controller() -> ThreadpoolController:
+    """The thread pools of every BLAS the fits use: numpy's and scipy's own OpenBLAS. scipy loads its library
+    only with ``scipy.optimize`` / ``scipy.linalg`` (imported lazily, at the first fit), and a controller made
+    before that would never limit it; so scipy.optimize is imported first."""
+    global _controller
+    if _controller is None:
+        import scipy.optimize  # noqa: F401, PLC0415 - loads scipy's BLAS, so that the controller sees it
+
+        _controller = ThreadpoolController()
+    return _controller
+
+
 @contextmanager
 def _one_blas_thread() -> Iterator[None]:
     """Limit BLAS to one thread: tiny fits are much slower with threaded BLAS."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
+    with blas_controller().limit(limits=1, user_api="blas"):
         yield
 
 

@@ -19,14 +19,16 @@ have none (no bootstrap for them).
 **The form plans are made from** (``chosen``): among the forms with an allocation (``optimal_allocation``) whose
 fit is publishable by :func:`~scaling_pipeline.lib.quality.assess` (for Chinchilla, the family's own
 assessment), the lowest backtest mean error; errors within :data:`TIE` are ties, won by fewer parameters and
-then by registry order.
+then by registry order. Each row keeps what its assessment read (``assessed_with``), so stored rows are judged
+again without a refit (:func:`rejudge`) when the quality rules change.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -36,9 +38,10 @@ from scaling_pipeline.lib.fitting.common import FitError, FitResult
 from scaling_pipeline.lib.fitting.resample import backtest
 from scaling_pipeline.lib.laws import FORMS
 from scaling_pipeline.lib.laws.selection import NotApplicable, Sample
-from scaling_pipeline.lib.quality import assess
+from scaling_pipeline.lib.quality import assess, assessment_inputs
 
-__all__ = ["Compared", "Given", "TIE", "choose", "compare_forms", "score"]
+__all__ = ["Compared", "Given", "TIE", "choose", "compare_forms", "comparison_frames", "compared_rows", "judge",
+           "rejudge", "score"]
 
 TIE = 1e-4  # backtest mean errors closer than this (0.01 percentage points) are a tie
 
@@ -80,6 +83,7 @@ class Compared:
     eligible: bool = False  # may plans be made from it (allocation + publishable)
     chosen: bool = False
     interval_source: str = "none"
+    assessed_with: dict[str, Any] | None = None  # what quality.assess read (None: judged with a given fit)
     params: dict[str, float] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -138,10 +142,17 @@ def score(form: str, sample: Sample, given: Given | None = None) -> Compared:
         if given:
             row.eligible, row.verdict = given.publishable, given.verdict
         else:
-            a = assess(sample.inputs.get("N", []), sample.inputs.get("D", []), sample.y, params=fit.params,
-                       diagnostics=fit.diagnostics, backtest=bt)
-            row.eligible, row.verdict = a.publishable, a.verdict
+            row.assessed_with = assessment_inputs(fit.diagnostics, bt)
+            judge(row, sample)
     return row
+
+
+def judge(row: Compared, sample: Sample) -> None:
+    """Set ``eligible`` and ``verdict`` of a row with an allocation: :func:`~scaling_pipeline.lib.quality.assess`
+    of its ``params`` on ``sample`` (the runs it was fitted to) with what it read (``assessed_with``)."""
+    a = assess(sample.inputs.get("N", []), sample.inputs.get("D", []), sample.y, params=row.params,
+               **(row.assessed_with or {}))
+    row.eligible, row.verdict = a.publishable, a.verdict
 
 
 def compare_forms(points: pd.DataFrame, given: Mapping[str, Given] | None = None) -> list[Compared]:
@@ -176,3 +187,61 @@ def choose(rows: list[Compared]) -> Compared | None:
     best = min(tied, key=lambda r: (r.n_fitted or 0, rows.index(r)))
     best.chosen = True
     return best
+
+
+def rejudge(points: pd.DataFrame, rows: list[Compared], given: Mapping[str, tuple[bool, str]]) -> None:
+    """Judge a family's stored comparison ``rows`` again, without a refit (the quality rules may have changed):
+    rows judged by :func:`judge` are judged again on the same runs (``points``: the family's, unchanged); a
+    given form's row takes ``given[form]`` = the family's (publishable, verdict); then :func:`choose`."""
+    samples: dict[str, dict[str, Sample]] = {}
+    for r in rows:
+        if not r.has_allocation or r.status != "ok":
+            continue
+        if r.assessed_with is None:
+            if r.form in given:
+                r.eligible, r.verdict = given[r.form]
+            continue
+        if r.form not in samples:
+            samples[r.form] = {s.subset: s for s in FORMS[r.form].samples(points)}
+        judge(r, samples[r.form][r.subset])
+    choose(rows)
+
+
+_FRAME_ONLY = ("n_fitted", "params", "intervals", "assessed_with")  # fields stored otherwise than by name
+
+
+def comparison_frames(family: str, rows: list[Compared]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``fits.comparison`` and ``fits.comparison_params`` rows of one family's comparison (columns by name:
+    the fields of :class:`Compared`; ``assessed_with`` as JSON)."""
+    table = pd.DataFrame([{"family": family, "applicable": r.applicable, "n_fitted_params": r.n_fitted,
+                           "assessed_with": None if r.assessed_with is None else json.dumps(r.assessed_with),
+                           **{k: v for k, v in vars(r).items() if k not in _FRAME_ONLY}}
+                          for r in rows])
+    params = pd.DataFrame([dict(family=family, form=r.form, subset=r.subset, param=k, value=v,
+                                lo=r.intervals.get(k, (None, None))[0], hi=r.intervals.get(k, (None, None))[1])
+                           for r in rows for k, v in r.params.items()],
+                          columns=["family", "form", "subset", "param", "value", "lo", "hi"])
+    return table, params.astype({"value": float, "lo": float, "hi": float})
+
+
+def compared_rows(table: pd.DataFrame, params: pd.DataFrame | None) -> list[Compared]:
+    """Back from one family's stored ``fits.comparison`` / ``fits.comparison_params`` rows (the inverse of
+    :func:`comparison_frames`), in registry order."""
+    def value(v: Any) -> Any:
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+    names = [f.name for f in fields(Compared) if f.name not in _FRAME_ONLY]
+    by_row: dict[tuple[str, str], dict[str, float]] = {}
+    for p in (params.itertuples(index=False) if params is not None else ()):
+        by_row.setdefault((p.form, p.subset), {})[p.param] = float(p.value)
+    order = {name: i for i, name in enumerate(FORMS)}
+    out = []
+    for rec in sorted(table.to_dict("records"), key=lambda r: order.get(r["form"], len(order))):
+        kw = {k: value(rec[k]) for k in names if k in rec}
+        for k in ("objective", "rmse_log", "aic", "bic", "backtest_mean_error", "backtest_max_error"):
+            kw[k] = math.nan if kw.get(k) is None else float(kw[k])
+        n_fitted, assessed = value(rec.get("n_fitted_params")), value(rec.get("assessed_with"))
+        out.append(Compared(**kw, n_fitted=None if n_fitted is None else int(n_fitted),
+                            assessed_with=None if assessed is None else json.loads(assessed),
+                            params=by_row.get((rec["form"], rec["subset"]), {})))
+    return out

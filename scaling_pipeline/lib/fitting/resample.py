@@ -93,16 +93,19 @@ def _boot_chunk(
     return out, obj, bound
 
 
+MIN_POOL_RESAMPLES = 1000  # fewer are fitted in-process by default: ~4 ms each, starting workers costs ~0.5-1 s
+
+
 def _n_workers(n_jobs: int | None, n_boot: int) -> int:
     """Worker processes: ``n_jobs``, or for ``None`` one per idle core (this process counts as
-    idle; others' load from the 1-minute load average) once there are >= 100 resamples."""
+    idle; others' load from the 1-minute load average) once there are >= MIN_POOL_RESAMPLES resamples."""
     if multiprocessing.current_process().daemon:  # daemonic processes cannot have children
         return 1
     if n_jobs is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         others = max(os.getloadavg()[0] - 1.0, 0.0) if hasattr(os, "getloadavg") else 0.0
         idle = int((cpus or 1) - others + 0.5)
-        return 1 if n_boot < 100 else max(1, min(idle, n_boot // 50))
+        return 1 if n_boot < MIN_POOL_RESAMPLES else max(1, min(idle, n_boot // 50))
     if n_jobs < 1:
         raise FitError(f"n_jobs must be >= 1 or None, got {n_jobs}")
     return min(n_jobs, n_boot)
@@ -127,7 +130,7 @@ def bootstrap_chinchilla(
     Each resample is warm-started from the full-data optimum and also checks the minima of a
     coarse exponent grid, so it stays global. Results depend only on the data and ``seed``, not
     on ``n_jobs`` (processes; 1: in-process; ``None``: one per idle core, judged from the load
-    average, for >= 100 resamples).
+    average, for >= MIN_POOL_RESAMPLES resamples).
     """
     t0 = time.perf_counter()
     if n_boot < 1:

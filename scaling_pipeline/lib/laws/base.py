@@ -50,7 +50,9 @@ class Law:
       compute-optimal allocation (further arguments: the form's limits, e.g. unique tokens), ``None``
       otherwise; plans are made only from such forms;
     * :meth:`samples`: which of a family's runs the pipeline's model comparison fits it to (default: every
-      run, inputs from ``variables``); a form overrides it to select runs or to say it does not apply.
+      run, inputs from ``variables``); a form overrides it to select runs or to say it does not apply;
+    * :meth:`sql_expression`: the form as a SQL expression, for code that evaluates it inside DuckDB (forms
+      that offer it).
     """
 
     name: ClassVar[str]
@@ -63,6 +65,14 @@ class Law:
     def predict(self, *args: ArrayLike, **inputs: ArrayLike) -> float | np.ndarray:
         """The law at the given inputs (the keywords of ``variables``)."""
         raise NotImplementedError
+
+    @classmethod
+    def sql_expression(cls, inputs: Mapping[str, str], params: Mapping[str, str] | None = None) -> str:
+        """The form as a DuckDB SQL expression equal to ``predict``: ``inputs`` maps each ``predict`` keyword,
+        and ``params`` each parameter (default: a column of the parameter's name), to a SQL expression written
+        by code (column names, ``?`` placeholders), never user text. Raises ``NotImplementedError`` for forms
+        without one."""
+        raise NotImplementedError(f"form {cls.name!r} has no SQL expression")
 
     @classmethod
     def fit(cls, inputs: Mapping[str, ArrayLike], y: ArrayLike, *, loss: str = "huber", delta: float = 1e-3,

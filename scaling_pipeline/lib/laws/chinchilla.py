@@ -45,6 +45,14 @@ class Chinchilla(Law):
         """Loss (nats/token) of a model with ``N`` parameters trained on ``D`` tokens."""
         return out(self.E + self.A * arr(N) ** -self.alpha + self.B * arr(D) ** -self.beta)
 
+    @classmethod
+    def sql_expression(cls, inputs: Mapping[str, str], params: Mapping[str, str] | None = None) -> str:
+        """``E + A·N^-alpha + B·D^-beta`` in SQL (see :meth:`Law.sql_expression`); the terms appear in the order
+        E, A, N, alpha, B, D, beta (the order of their ``?`` placeholders)."""
+        p = {k: f"({v})" for k, v in {**{k: k for k in cls.params}, **(params or {})}.items()}
+        n, d = (f"({inputs[k]})" for k in ("N", "D"))
+        return f"({p['E']} + {p['A']} * pow({n}, -{p['alpha']}) + {p['B']} * pow({d}, -{p['beta']}))"
+
     @property
     def a(self) -> float:
         """Exponent of the compute-optimal size, ``N* ∝ C^a`` with ``a = beta/(alpha+beta)``."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling_pipeline.lib.laws import Chinchilla
+
 from .design import RUN_FIELDS, SimConfig, family_plans, family_truths
 from .ladder import run_record
 
@@ -67,6 +69,7 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
     n_files = len(plans)
     width = math.log(cfg.vocab_size) - cfg.cap_start
     every = max(1, -(-per_run // cfg.eval_points))
+    law = Chinchilla.sql_expression({"N": "n_params", "D": "step * batch_tokens"})  # truths: columns E, A, …
     z = ("sqrt(-2 * ln((hash(?, run_id, step, {k}) % 4294967296 + 0.5) / 4294967296)) "
          "* cos(2 * pi() * (hash(?, run_id, step, {k2}) % 4294967296 + 0.5) / 4294967296)")
     query = f"""
@@ -76,7 +79,7 @@ def write_scale_logs(out_dir: Path, fmt: str, *, n_families: int = 1000, runs_pe
         curve AS (
             SELECT *, 0.5 * (1 + cos(pi() * least(greatest((step - warmup_steps)
                       / greatest(total_steps - warmup_steps, 1), 0), 1))) AS ahead,
-                   E + A / pow(n_params, alpha) + B / pow(step * batch_tokens, beta) AS law
+                   {law} AS law
             FROM logged),
         capped AS (
             SELECT *, CASE WHEN raw > ? THEN ? + ? * tanh((raw - ?) / ?) ELSE raw END AS clean

@@ -208,6 +208,7 @@ _TABLES = [
         ("eligible", "BOOLEAN", "plans may be made from it (allocation and publishable)"),
         ("chosen", "BOOLEAN", "the form plans are made from"),
         ("interval_source", "VARCHAR", "where the parameter intervals come from"),
+        ("assessed_with", "VARCHAR", "what the quality assessment read (JSON; NULL: the family's own assessment)"),
     ), key=("family", "form", "subset"), kind=KEPT),
     Table("fits.comparison_params", "Per family and form: each fitted parameter with its interval.", _cols(
         ("family", "VARCHAR", "model family"), ("form", "VARCHAR", "law form"), ("subset", "VARCHAR", "runs fitted"),
