@@ -41,7 +41,7 @@ from scaling_pipeline.lib.forecast_inputs import family_keys, stored_keys, updat
 from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.laws import Chinchilla
 
-__all__ = ["CUTS", "LEVEL", "ForecastSummary", "forecast_families"]
+__all__ = ["CUTS", "LEVEL", "ForecastSummary", "forecast_families", "run_curve", "run_schedule"]
 
 LEVEL = 0.9  # two-sided level of the forecast intervals
 CUTS = (0.25, 0.5, 0.75)  # backtest: fractions of a completed run's steps it is cut at
@@ -78,7 +78,7 @@ def _summary(con: duckdb.DuckDBPyConnection, refitted: list[str], unchanged: boo
                                             "ORDER BY family").fetchall()], refitted=refitted, unchanged=unchanged)
 
 
-def _schedule(run: Any) -> Schedule | None:
+def run_schedule(run: Any) -> Schedule | None:
     """The schedule the run metadata describes, or None when it names no kind (CurveError: unusable)."""
     if run.schedule is None or pd.isna(run.schedule):
         return None
@@ -89,7 +89,7 @@ def _schedule(run: Any) -> Schedule | None:
     return Schedule.from_mapping(spec, f"{run.run_id}: schedule in the run metadata")
 
 
-def _curve(run: Any, g: pd.DataFrame, schedule: Schedule | None) -> Curve:
+def run_curve(run: Any, g: pd.DataFrame, schedule: Schedule | None) -> Curve:
     """The run's curve: train loss where logged, else eval loss."""
     loss = g.train_loss.where(g.train_loss.notna(), g.eval_loss).to_numpy(dtype=float)
     keep = np.isfinite(loss)
@@ -204,10 +204,10 @@ def _forecast(con: duckdb.DuckDBPyConnection, families: list[str], level: float,
         for run in group[group.run_id.isin(points.index)].itertuples(index=False):
             try:
                 try:
-                    schedule = _schedule(run)
+                    schedule = run_schedule(run)
                 except CurveError:  # an incomplete description: a completed run's LR is in its log
                     schedule = None
-                curves[run.run_id] = (run, _curve(run, by_run[run.run_id], schedule))
+                curves[run.run_id] = (run, run_curve(run, by_run[run.run_id], schedule))
             except (CurveError, KeyError) as exc:
                 exclude(run, NO_CURVE, str(exc))
         chosen = _spread(list(curves), max_family_curves)
@@ -316,8 +316,8 @@ def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: fl
         return
     schedule = None
     try:
-        schedule = _schedule(run)
-        curve = _curve(run, steps, schedule)
+        schedule = run_schedule(run)
+        curve = run_curve(run, steps, schedule)
         if schedule is None:
             raise CurveError(f"{run.run_id}: its LR is logged up to step {curve.steps[-1]}, but the run metadata does "
                              "not describe its schedule (kind, end LR, ...), so the LR until its planned end "

@@ -45,7 +45,7 @@ from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecas
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.laws import MultiPowerLaw, Units
 from scaling_pipeline.lib.curves.schedule import CurveError
-from scaling_pipeline.lib.forecast import _curve, _schedule
+from scaling_pipeline.lib.forecast import run_curve, run_schedule
 from scaling_pipeline.lib.settings import FitSettings
 
 __all__ = ["COOLDOWN", "FRACTIONS", "CurvePoints", "curve_law_points", "decays", "fit_points", "read_curve_points",
@@ -212,10 +212,10 @@ def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFra
                 if src.run_id not in meta:
                     raise CurveError(f"{src.run_id}: no run metadata")
                 try:
-                    schedule = _schedule(meta[src.run_id])
+                    schedule = run_schedule(meta[src.run_id])
                 except CurveError:  # an incomplete description: the LR is in the log
                     schedule = None
-                curves.append((src, _curve(meta[src.run_id], g, schedule), g))
+                curves.append((src, run_curve(meta[src.run_id], g, schedule), g))
             except CurveError as exc:
                 exclude(src, NO_CURVE_FIT, str(exc))
         try:
