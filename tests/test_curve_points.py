@@ -110,10 +110,10 @@ def test_a_constant_lr_source_gets_a_cool_down_and_the_family_s_loss_drop() -> N
     assert np.abs(inside.loss / truth - 1).max() < 5e-3
 
 
-@pytest.mark.xfail(strict=True, reason="with 1.2% train noise one decay per size does not pin the family's "
-                   "loss-drop shape (C, beta, gamma end at their bounds at an rms equal to the truth's): curve-law "
-                   "points miss by 1-3% and the exponents move by up to 0.04-0.06")
 def test_one_long_run_per_size_within_003_of_the_full_grid_with_noise() -> None:
+    """With 1.2% train noise one decay per size does not pin the family's loss-drop shape (C, beta, gamma);
+    the prior on it (SHAPE_PRIOR, from the MPL paper's fits) holds it where the data do not, and the exponents
+    land within 0.03 of the full grid's (without the prior they move by 0.046 and 0.060)."""
     _, runs, steps, points = frames(SHARED, 3)
     virtual = curve_law_points(runs, steps, points).points
     long = source_runs(points)

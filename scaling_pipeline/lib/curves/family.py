@@ -31,7 +31,7 @@ from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.laws import MultiPowerLaw, Units
 from scaling_pipeline.lib.curves.schedule import CurveError
 
-__all__ = ["FamilyCurves", "Forecast", "fit_family", "forecast_run", "SHARED"]
+__all__ = ["FamilyCurves", "Forecast", "ShapePrior", "fit_family", "forecast_run", "SHARED"]
 
 SHARED = ("alpha", "B", "C", "beta", "gamma")  # MPL parameters shared by a family's runs
 _LOW = np.array([1e-3, -30.0, 1e-3, 0.0])  # internal: alpha, ln C̃, beta, gamma (B̃, L0, Ã: least squares)
@@ -120,9 +120,32 @@ def _thinned(curve: Curve, n: int) -> tuple[np.ndarray, np.ndarray]:
     return curve.steps[keep], curve.loss[keep]
 
 
-def fit_family(curves: Sequence[Curve], max_points: int = FIT_POINTS) -> FamilyCurves:
+@dataclass(frozen=True)
+class ShapePrior:
+    """A Gaussian prior on the MPL loss-drop shape: means and standard deviations of (ln C, beta, gamma), C in
+    absolute units ((LR^(1−gamma)·steps)^−1)."""
+
+    mean: tuple[float, float, float]
+    sd: tuple[float, float, float]
+
+    def rows(self, theta: np.ndarray, units: Units, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """The prior as extra least-squares residual rows at internal ``theta`` = (alpha, ln C̃, beta, gamma),
+        each (value − mean)/sd times ``scale`` (the data residuals' standard deviation, so that the sum of
+        squares is the negative log posterior up to a factor), and their Jacobian by theta."""
+        ln_lr = np.log(units.lr)
+        value = np.array([theta[1] - (1.0 - theta[3]) * ln_lr, theta[2], theta[3]])  # ln C̃ = ln C + (1−gamma)·ln lr
+        sd = np.asarray(self.sd)
+        jac = np.zeros((3, len(theta)))
+        jac[0, 1], jac[0, 3], jac[1, 2], jac[2, 3] = 1.0, ln_lr, 1.0, 1.0
+        return scale * (value - np.asarray(self.mean)) / sd, scale * jac / sd[:, None]
+
+
+def fit_family(curves: Sequence[Curve], max_points: int = FIT_POINTS, prior: ShapePrior | None = None) -> FamilyCurves:
     """Shared MPL parameters from a family's completed curves (at most ``max_points`` evenly spread points of
-    each; module docstring); :class:`CurveError` when the curves show no loss drop to fit."""
+    each; module docstring); :class:`CurveError` when the curves show no loss drop to fit. With ``prior``, the
+    maximum a posteriori shape: the fit without it gives the residuals' standard deviation, then the shape is
+    refitted with the prior's rows (:meth:`ShapePrior.rows`) added, so the data override the prior where they
+    pin the shape and it holds where they do not."""
     if not curves:
         raise CurveError("no completed curves to fit the family's curve law on")
     if not any(np.any(np.diff(c.lr[: c.steps[-1] + 1]) != 0) for c in curves):
@@ -137,6 +160,16 @@ def fit_family(curves: Sequence[Curve], max_points: int = FIT_POINTS) -> FamilyC
         theta0 = min(grid, key=lambda t: float(np.sum(_joint(t, terms, losses)[1] ** 2)))
         res = least_squares(lambda t: _joint(t, terms, losses)[1], theta0, bounds=(_LOW, _HIGH), x_scale="jac",
                             jac=lambda t: _joint(t, terms, losses, jac=True)[2], max_nfev=100)
+        if prior is not None:
+            scale = float(np.sqrt(np.mean(_joint(res.x, terms, losses)[1] ** 2)))
+            start = np.clip(np.array([res.x[0], prior.mean[0] + (1.0 - prior.mean[2]) * np.log(units.lr),
+                                      *prior.mean[1:]]), _LOW, _HIGH)
+            theta0 = min((res.x, start), key=lambda t: float(np.sum(np.concatenate(
+                [_joint(t, terms, losses)[1], prior.rows(t, units, scale)[0]]) ** 2)))
+            res = least_squares(lambda t: np.concatenate([_joint(t, terms, losses)[1], prior.rows(t, units, scale)[0]]),
+                                theta0, bounds=(_LOW, _HIGH), x_scale="jac", max_nfev=100,
+                                jac=lambda t: np.vstack([_joint(t, terms, losses, jac=True)[2],
+                                                         prior.rows(t, units, scale)[1]]))
     coef, r = _joint(res.x, terms, losses)
     if coef[-1] <= 0:
         raise CurveError("the family's completed curves show no loss drop where the learning rate decays "

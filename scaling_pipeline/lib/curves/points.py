@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_pipeline.lib import tables as T
-from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecast_run
+from scaling_pipeline.lib.curves.family import FamilyCurves, ShapePrior, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.laws import MultiPowerLaw, Units
 from scaling_pipeline.lib.curves.schedule import CurveError
@@ -55,6 +55,14 @@ FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # budgets of the curve-law po
 MIN_STEPS = 10  # a virtual run needs at least this many steps
 COOLDOWN = (0.2, 0.1)  # a constant-LR source's budgets: linear decay over this share of the steps to this share of the LR
 MATCH_TOKENS = 0.02  # an observed run within this fraction of a curve-law point's D backtests it
+# Prior on the family's loss-drop shape (ln C, beta, gamma; C absolute): centred on the mean of the Multi-Power Law
+# paper's fitted shapes for its 25M, 100M and 400M models (Luo et al. 2025, arXiv:2503.12811; published parameters
+# in ../shared/data/multipower_curves/reference_values.json: C 2.066/2.132/2.025, beta 0.583/0.598/0.594, gamma
+# 0.641/0.655/0.635), with standard deviations PRIOR_WIDTH times the spread of those three fits (sd 0.026, 0.0078,
+# 0.0105): three sizes of one recipe understate how much the shape varies between recipes, so the prior is wide.
+PRIOR_WIDTH = 10.0
+SHAPE_PRIOR = ShapePrior(mean=(0.7294, 0.5914, 0.6438),
+                         sd=(PRIOR_WIDTH * 0.0262, PRIOR_WIDTH * 0.0078, PRIOR_WIDTH * 0.0105))
 NO_CURVE_FIT = "no_curve_fit"  # no LR and no described schedule, or a series the law cannot be fitted to
 NO_BUDGET = "no_budget_in_range"  # every budget falls before the first fitted point
 
@@ -219,7 +227,7 @@ def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFra
             except CurveError as exc:
                 exclude(src, NO_CURVE_FIT, str(exc))
         try:
-            family = fit_family([c for _, c, _ in curves])
+            family = fit_family([c for _, c, _ in curves], prior=SHAPE_PRIOR)
         except CurveError as exc:
             for src, _, _ in curves:
                 exclude(src, NO_CURVE_FIT, f"the family's curve law could not be fitted: {exc}")
@@ -227,7 +235,7 @@ def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFra
         replicates = []
         for j in range(len(curves) if len(curves) >= 3 else 0):
             try:
-                replicates.append(fit_family([c for i, (_, c, _) in enumerate(curves) if i != j]))
+                replicates.append(fit_family([c for i, (_, c, _) in enumerate(curves) if i != j], prior=SHAPE_PRIOR))
             except CurveError:  # without this source the shape cannot be fitted: one replicate fewer
                 continue
         for src, curve, g in curves:
