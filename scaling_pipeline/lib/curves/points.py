@@ -2,7 +2,8 @@
 
 Per (family, N) the completed run with the most tokens is the *source*. The sources of a family share one
 Multi-Power Law loss-drop shape and ``alpha`` (:func:`~scaling_pipeline.lib.curves.family.fit_family` on their
-whole curves, the per-step LR from the described schedule or the logged LR); each source has its own ``L0`` and
+whole curves, the per-step LR from the described schedule or the logged LR, with the weak prior
+:data:`SHAPE_PRIOR` on the drop shape: one decay per size with noisy losses does not pin it); each source has its own ``L0`` and
 ``A`` (:func:`~scaling_pipeline.lib.curves.family.forecast_run` on its whole curve). A run of the same size and
 batch decayed at ``f·D`` (``f`` in :data:`FRACTIONS`) follows the source's LR profile compressed in time to
 ``f·T`` steps (the same warm-up share, decay shape and end LR: a cosine to its own end stays one, a WSD keeps
@@ -48,7 +49,7 @@ from scaling_pipeline.lib.curves.schedule import CurveError
 from scaling_pipeline.lib.forecast import run_curve, run_schedule
 from scaling_pipeline.lib.settings import FitSettings
 
-__all__ = ["COOLDOWN", "FRACTIONS", "CurvePoints", "curve_law_points", "decays", "fit_points", "read_curve_points",
+__all__ = ["COOLDOWN", "FRACTIONS", "SHAPE_PRIOR", "CurvePoints", "curve_law_points", "decays", "fit_points", "read_curve_points",
            "source_runs", "stretched_lr", "target_lr"]
 
 FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # budgets of the curve-law points, fractions of the source's
