@@ -10,7 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling_pipeline.lib.curves.points import NO_CURVE_FIT, curve_law_points, source_runs, stretched_lr
+from scaling_pipeline.lib.curves.family import fit_family
+from scaling_pipeline.lib.curves.fit import Curve
+from scaling_pipeline.lib.curves.laws import MultiPowerLaw
+from scaling_pipeline.lib.curves.points import (NO_CURVE_FIT, SHAPE_PRIOR, curve_law_points, source_runs,
+                                               stretched_lr)
 from scaling_pipeline.lib.fitting.chinchilla import fit_chinchilla
 from scaling_pipeline.lib.formats import write_logs
 from scaling_pipeline.lib.simulate import SCHEDULE_FIELDS, SimConfig, simulate_ladder
@@ -120,6 +124,22 @@ def test_one_long_run_per_size_within_003_of_the_full_grid_with_noise() -> None:
     for family, grid in points.groupby("family"):
         cheap = exponents(pd.concat([long[long.family == family], virtual[virtual.family == family]]))
         assert np.abs(cheap - exponents(grid)).max() < 0.03, family
+
+
+def test_the_shape_prior_yields_to_data_that_pin_the_shape() -> None:
+    """Noise-free curves of one MPL whose drop shape (C 0.5, beta 0.8, gamma 0.4) is far from the prior's centre
+    (ln C 5 prior sds away), three sizes decayed by WSD: the fit with the prior recovers the true shape."""
+    truth = dict(alpha=0.45, B=400.0, C=0.5, beta=0.8, gamma=0.4)
+    curves = []
+    for k, (l0, a, total) in enumerate(((3.0, 0.5, 3000), (2.7, 0.55, 6000), (2.4, 0.6, 12000))):
+        lr = np.concatenate([np.linspace(0, 3e-4, 101)[1:], np.full(int(0.8 * total) - 100, 3e-4),
+                             np.linspace(3e-4, 3e-5, total - int(0.8 * total) + 1)])
+        steps = np.linspace(200, total, 80).round().astype(int)
+        loss = MultiPowerLaw(L0=l0, A=a, **truth).predict(steps, lr)
+        curves.append(Curve(f"run{k}", steps, loss, lr))
+    fitted = fit_family(curves, prior=SHAPE_PRIOR).shared
+    assert fitted["beta"] == pytest.approx(0.8, abs=0.02) and fitted["gamma"] == pytest.approx(0.4, abs=0.02)
+    assert fitted["C"] == pytest.approx(0.5, rel=0.05)
 
 
 @pytest.fixture(scope="module")
