@@ -7,8 +7,8 @@ forecast reads, by one DuckDB aggregate grouped by family over the small tables 
 is not scanned: a run's steps follow from its ``clean.runs`` row and the raw rows of the source units that log it,
 so the hash takes the fingerprints (sha256, ingest time) of those units from ``raw.files``. Which runs a unit
 logs is kept in ``forecasts.sources`` and looked up in ``raw.metrics`` only for new or re-ingested units. Plus
-the forecast's settings and the source of the forecast code and of ``clean.steps``'s SQL (a change refits every
-family). Cost at 10-100M steps: benchmarks/README.md, "Forecasts for runs in flight".
+the forecast's settings and the library's code version (:func:`~scaling_pipeline.lib.digest.code_version`, as the
+clean stage uses: a change refits every family). Cost at 10-100M steps: benchmarks/README.md, "Forecasts for runs in flight".
 """
 
 from __future__ import annotations
@@ -16,17 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from scaling_pipeline.lib import tables as T
+from scaling_pipeline.lib.digest import code_version
 
 __all__ = ["family_keys", "stored_keys", "update_sources"]
-
-_LIB = Path(__file__).parent
-_CODE = (_LIB / "forecast.py", Path(__file__), _LIB / "cleaning" / "steps.py", *sorted((_LIB / "curves").glob("*.py")))
 
 _FINGERPRINTS = "SELECT source_path, coalesce(sha256, '-') || '@' || ingested_at::VARCHAR AS fingerprint FROM raw.files"
 
@@ -67,9 +64,7 @@ def update_sources(con: duckdb.DuckDBPyConnection) -> None:
 def family_keys(con: duckdb.DuckDBPyConnection, **settings: Any) -> dict[str, str]:
     """family -> SHA-256 of what its forecast depends on (module docstring), for every family of clean.runs;
     ``forecasts.sources`` must be up to date (:func:`update_sources`)."""
-    base = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for path in _CODE:
-        base.update(path.read_bytes())
+    base = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + b"\0" + code_version().encode())
     parts: dict[str, list[str]] = defaultdict(list)
     for name, sql in _AGGREGATES.items():
         for family, n, total in con.execute(sql).fetchall():
