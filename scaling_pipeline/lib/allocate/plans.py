@@ -40,10 +40,7 @@ def allocate(law: Chinchilla, compute: float, *, max_params: float | None = None
     lim = _limits(max_params, max_tokens, unique_tokens, rd_star, rn_star)
     lim.check_budget(c)
     t_inf = _inference_tokens(inference_tokens)
-    arr, n_samples = _params(law, samples)
-    if n_samples:
-        level = _check_level(level)
-    p = Chinchilla.stack(arr)
+    _, p, n_samples, level = _sample_stack(law, samples, level)
     with np.errstate(all="ignore"):
         n, loss = _solve_budget(p, c, lim)
         d = c / (6.0 * n)
@@ -79,10 +76,7 @@ def plan_for_loss(law: Chinchilla, target_loss: float, *, max_params: float | No
     L = _positive("target_loss", target_loss, "nats/token")
     lim = _limits(max_params, max_tokens, unique_tokens, rd_star, rn_star)
     _check_reachable(law, L, lim)
-    arr, n_samples = _params(law, samples)
-    if n_samples:
-        level = _check_level(level)
-    p = Chinchilla.stack(arr)
+    _, p, n_samples, level = _sample_stack(law, samples, level)
     with np.errstate(all="ignore"):
         C = _cheapest_budget(p, L, lim)
         n, loss = _solve_budget(p, C, lim)
@@ -117,10 +111,7 @@ def inference_plan(law: Chinchilla, target_loss: float, inference_tokens: float,
         raise ValueError("inference_tokens is required for an inference-aware plan")
     lim = _limits(max_params, max_tokens, None, RD_STAR, RN_STAR)
     _check_reachable(law, L, lim)
-    arr, n_samples = _params(law, samples)
-    if n_samples:
-        level = _check_level(level)
-    p = Chinchilla.stack(arr)
+    arr, p, n_samples, level = _sample_stack(law, samples, level)
     with np.errstate(all="ignore"):
         n, d = _inference_solve(p, L, t_inf, lim)
         n_ref, d_ref = _inference_solve(Chinchilla.stack(arr[:1]), L, 0.0, lim)
@@ -182,3 +173,9 @@ def law_allocation_table(law: Chinchilla | DataConstrained, budgets, *,
     raise ValueError(f"form {getattr(law, 'name', type(law).__name__)!r} has no allocation")
 
 
+def _sample_stack(law: Chinchilla, samples: Sequence[Chinchilla] | np.ndarray | None,
+                  level: float) -> tuple[np.ndarray, Chinchilla, int, float]:
+    """The law and its bootstrap samples as one parameter array and one stacked law (row 0 = the fit), the
+    number of samples, and ``level`` checked when there are samples."""
+    arr, n_samples = _params(law, samples)
+    return arr, Chinchilla.stack(arr), n_samples, _check_level(level) if n_samples else level
