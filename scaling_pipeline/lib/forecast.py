@@ -13,12 +13,12 @@ a forecast further from it than the forecast's and the law's own uncertainty all
 σ_law the RMS of the law's residuals at the family's points) is ``off_track``, with a sentence saying what to
 check. Backtest: completed runs not used in the family fit, cut at :data:`CUTS` of their steps, forecast and
 compared with their final loss (``clean.points``); every forecast is divided by (1 + the family's mean backtest
-relative error at the nearest cut), its sigma at least their spread (:func:`_corrected`). N of a run in flight
-is its ``n_params`` (else its non-embedding, else its total count), D its ``tokens_planned`` (else total_steps ×
-batch_tokens). Only families with a run in flight are fitted and backtested. A run whose curve cannot be used
-(no LR and no described schedule, too few points, ...) is listed in ``forecasts.exclusions`` with the reason (and
-with clean's exclusions in the view ``pipeline.exclusions``, stage 'forecast', kind 'forecast'); nothing else
-changes.
+relative error at the nearest cut), its interval at least the predictive interval of one more such error
+(Student's t, :func:`_correction`). N of a run in flight is its ``n_params`` (else its non-embedding, else its
+total count), D its ``tokens_planned`` (else total_steps × batch_tokens). Only families with a run in flight are
+fitted and backtested. A run whose curve cannot be used (no LR and no described schedule, too few points, ...) is
+listed in ``forecasts.exclusions`` with the reason (and with clean's exclusions in the view ``pipeline.exclusions``,
+stage 'forecast', kind 'forecast'); nothing else changes.
 """
 
 from __future__ import annotations
