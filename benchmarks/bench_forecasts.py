@@ -8,8 +8,9 @@ three runs in flight per family, the last planted 0.15 nats off track) written a
 cleaned, fitted, then forecast. CPU ladder ($SCALING_REFERENCE_DATA/gpu_ladder: LR logged at every logged
 step, cosine schedules): ingested as it is. On both: completed runs not used in the family's curve fit, cut
 at 25/50/75% of their steps, forecast at their planned end and compared with their final loss; the error
-table and the coverage of the 90% intervals, plus the wall time of the forecast stage (every family
-backtested here; the asset backtests only families with a run in flight).
+table, the coverage of the 90% intervals and their mean width (hi - lo, relative to the final loss), plus the
+wall time of the forecast stage (every family backtested here; the asset backtests only families with a run in
+flight).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ SIM = SimConfig(inject_faults=False, isoflop_flops=None, schedules=("cosine", "w
                 in_flight=(0.3, 0.5, 0.7), off_track=0.15)
 
 _TABLE = """SELECT cut, count(*) AS runs, avg(abs(rel_error)) AS mean_abs, median(abs(rel_error)) AS median_abs,
-                   max(abs(rel_error)) AS max_abs, avg(error) AS bias, avg(covered::INT) AS coverage
+                   max(abs(rel_error)) AS max_abs, avg(error) AS bias, avg(covered::INT) AS coverage,
+                   avg((hi - lo) / actual) AS width
             FROM forecasts.backtest GROUP BY cut ORDER BY cut"""
 
 
@@ -61,10 +63,10 @@ def markdown(name: str, r: dict) -> str:
     lines = [f"**{name}**: forecast stage {r['seconds']:.1f} s; {r['summary'].forecasts} runs in flight forecast, "
              f"off track: {', '.join(r['summary'].off_track) or 'none'}; excluded: "
              f"{', '.join(f'{a} ({b})' for a, b in r['excluded']) or 'none'}.", "",
-             "| cut | runs | mean abs. rel. error | median | max | mean error (nats) | 90% interval coverage |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {cut:.0%} | {n} | {100 * m:.2f}% | {100 * med:.2f}% | {100 * mx:.2f}% | {bias:+.4f} | {cov:.2f} |"
-              for cut, n, m, med, mx, bias, cov in r["table"]]
+             "| cut | runs | mean abs. rel. error | median | max | mean error (nats) | 90% interval coverage | "
+             "mean interval width |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {cut:.0%} | {n} | {100 * m:.2f}% | {100 * med:.2f}% | {100 * mx:.2f}% | {bias:+.4f} | {cov:.2f} | "
+              f"{100 * w:.1f}% |" for cut, n, m, med, mx, bias, cov, w in r["table"]]
     if r["live"]:
         lines += ["", "| run in flight | progress | forecast [90%] | law | flag |", "|---|---|---|---|---|"]
         lines += [f"| {rid} | {p:.0%} | {f:.3f} [{lo:.3f}, {hi:.3f}] | {law:.3f} | {flag} |"

@@ -13,7 +13,8 @@ import pytest
 
 from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.cleaning import clean
-from scaling_pipeline.lib.forecast import LEVEL, NO_CURVE, forecast_families
+from scaling_pipeline.lib.curves.family import Forecast
+from scaling_pipeline.lib.forecast import LEVEL, NO_CURVE, _corrected, forecast_families
 from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.simulate import SimConfig, write_demo
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families
@@ -100,6 +101,21 @@ def test_forecasts_hold_the_truth_at_the_stated_coverage(forecast):
     assert 0.6 <= coverage <= 1.0  # nominal 0.9; measured on this ladder in benchmarks/README.md
     errors = [e for _, _, e, _ in back]
     assert errors[-1] < 0.015 and errors[-1] <= errors[0]  # more of the curve, a better forecast
+
+
+def test_the_backtest_interval_holds_one_more_error_at_its_level():
+    # nine other runs' relative errors at a cut set the bias and the interval of the tenth (leave one out); with
+    # normal errors the interval holds the tenth's final loss at the stated level (z alone instead of Student's
+    # t with 8 degrees of freedom would hold 0.86)
+    rng = np.random.default_rng(0)
+    z, draws, hits = 1.6448536269514722, 4000, 0
+    for errors in rng.normal(0.02, 0.03, size=(draws, 10)):
+        actual = 2.0
+        raw = actual * (1 + errors[-1])
+        f = _corrected(Forecast(1000, raw, raw, raw, LEVEL, 1e-9, None, 40), list(errors[:-1]), z)
+        hits += f.lo <= actual <= f.hi
+        assert f.hi - f.lo == pytest.approx(2 * z * f.sigma)
+    assert hits / draws == pytest.approx(LEVEL, abs=0.015)
 
 
 def test_the_report_shows_runs_in_flight_per_family(forecast, tmp_path):

@@ -13,12 +13,12 @@ a forecast further from it than the forecast's and the law's own uncertainty all
 σ_law the RMS of the law's residuals at the family's points) is ``off_track``, with a sentence saying what to
 check. Backtest: completed runs not used in the family fit, cut at :data:`CUTS` of their steps, forecast and
 compared with their final loss (``clean.points``); every forecast is divided by (1 + the family's mean backtest
-relative error at the nearest cut), its sigma at least their spread (:func:`_corrected`). N of a run in flight
-is its ``n_params`` (else its non-embedding, else its total count), D its ``tokens_planned`` (else total_steps ×
-batch_tokens). Only families with a run in flight are fitted and backtested. A run whose curve cannot be used
-(no LR and no described schedule, too few points, ...) is listed in ``forecasts.exclusions`` with the reason (and
-with clean's exclusions in the view ``pipeline.exclusions``, stage 'forecast', kind 'forecast'); nothing else
-changes.
+relative error at the nearest cut), its interval at least the predictive interval of one more such error
+(Student's t, :func:`_correction`). N of a run in flight is its ``n_params`` (else its non-embedding, else its
+total count), D its ``tokens_planned`` (else total_steps × batch_tokens). Only families with a run in flight are
+fitted and backtested. A run whose curve cannot be used (no LR and no described schedule, too few points, ...) is
+listed in ``forecasts.exclusions`` with the reason (and with clean's exclusions in the view ``pipeline.exclusions``,
+stage 'forecast', kind 'forecast'); nothing else changes.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from scaling_pipeline.lib.cleaning import INCOMPLETE
 from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecast_run
@@ -283,17 +284,21 @@ def _backtest(family: str, runs: list[tuple[Any, Curve]], points: pd.DataFrame, 
     return rows
 
 
-def _correction(errors: list[float]) -> tuple[float, float]:
+def _correction(errors: list[float], z: float) -> tuple[float, float]:
     """(mean, predictive spread) of backtest relative errors: the bias a forecast at that cut is divided out by,
-    and the sd of one more such error (sample sd x sqrt(1 + 1/n)); (0, RMS) with fewer than 3 errors."""
+    and the spread of one more such error in units of ``z``: sample sd x sqrt(1 + 1/n) x t_{n-1}/z, with t_{n-1}
+    Student's quantile at the tail of ``z`` (the predictive interval of a normal whose mean and sd are estimated
+    from n errors: z alone would hold 86% instead of 90% with n = 9); (0, RMS) with fewer than 3 errors."""
     if len(errors) < 3:
         return 0.0, _rms(errors)
-    return float(np.mean(errors)), float(np.std(errors, ddof=1) * math.sqrt(1 + 1 / len(errors)))
+    n = len(errors)
+    widen = float(student_t.ppf(norm.cdf(z), n - 1)) / z
+    return float(np.mean(errors)), float(np.std(errors, ddof=1) * math.sqrt(1 + 1 / n) * widen)
 
 
 def _corrected(f, errors: list[float], z: float):
     """``f`` divided by (1 + the mean of ``errors``), sigma at least the errors' spread (:func:`_correction`)."""
-    bias, spread = _correction(errors)
+    bias, spread = _correction(errors, z)
     loss = f.loss / (1 + bias)
     sigma = max(f.sigma, loss * spread)
     return replace(f, loss=loss, sigma=sigma, lo=loss - z * sigma, hi=loss + z * sigma)
