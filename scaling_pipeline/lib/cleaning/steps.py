@@ -14,6 +14,44 @@ SEMI JOIN deduped USING (run_id, step)
 GROUP BY run_id ORDER BY run_id
 """
 
+# A table with tokens and no step column gets step = tokens at ingest (formats.metric_sql): a run every row of
+# which has step = round(tokens) and whose metadata gives batch_tokens gets its optimizer steps back,
+# round(tokens / batch_tokens); of rows falling on one step the one with the most tokens is kept.
+_TOKEN_RUNS_SQL = """
+CREATE OR REPLACE TEMP TABLE token_runs AS
+SELECT d.run_id, any_value(r.batch_tokens) AS batch_tokens
+FROM deduped d JOIN clean.runs r USING (run_id)
+WHERE r.batch_tokens > 0
+GROUP BY d.run_id
+HAVING bool_and(d.tokens IS NOT NULL AND d.step = round(d.tokens))
+"""
+
+_TOKEN_CLASHES_SQL = """
+SELECT run_id, sum(n - 1) AS dropped, min(step) AS first_step FROM (
+    SELECT run_id, CAST(round(tokens / batch_tokens) AS BIGINT) AS step, count(*) AS n
+    FROM deduped JOIN token_runs USING (run_id) GROUP BY ALL HAVING n > 1)
+GROUP BY run_id ORDER BY run_id
+"""
+
+_TOKEN_STEPS_SQL = """
+CREATE OR REPLACE TEMP TABLE token_steps AS
+SELECT d.* REPLACE (CAST(round(d.tokens / t.batch_tokens) AS BIGINT) AS step)
+FROM deduped d JOIN token_runs t USING (run_id)
+QUALIFY row_number() OVER (PARTITION BY d.run_id, CAST(round(d.tokens / t.batch_tokens) AS BIGINT)
+                           ORDER BY d.tokens DESC) = 1
+"""
+
+_STEPS_SQL = """
+CREATE OR REPLACE TEMP TABLE deduped AS
+WITH mapped AS (
+    SELECT d.* REPLACE (CASE WHEN t.run_id IS NULL THEN d.step
+                             ELSE CAST(round(d.tokens / t.batch_tokens) AS BIGINT) END AS step)
+    FROM deduped d LEFT JOIN token_runs t USING (run_id)
+)
+SELECT * FROM mapped
+QUALIFY row_number() OVER (PARTITION BY run_id, step ORDER BY tokens DESC NULLS LAST) = 1
+"""
+
 _STEPS_SQL = """
 INSERT INTO clean.steps BY NAME
 SELECT d.run_id, r.family, d.step,
@@ -83,6 +121,21 @@ FROM clean.steps WHERE eval_loss IS NOT NULL GROUP BY run_id
 def duplicate_steps(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]]:
     """(run_id, rows dropped, first duplicated step) of every run that logged a kept step twice."""
     return con.execute(_DUPLICATES_SQL).fetchall()
+
+
+def steps_from_tokens(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]]:
+    """Give the runs logged by tokens without a step column their optimizer steps (tokens / batch_tokens, when
+    their metadata gives batch_tokens) in the TEMP table ``deduped``; (run_id, rows dropped, first step
+    concerned) of every such run two of whose rows fall on one step (the row with the most tokens is kept)."""
+    con.execute(_TOKEN_RUNS_SQL)
+    clashes = con.execute(_TOKEN_CLASHES_SQL).fetchall()
+    if con.execute("SELECT count(*) FROM token_runs").fetchone()[0]:
+        con.execute(_TOKEN_STEPS_SQL)
+        con.execute("DELETE FROM deduped WHERE run_id IN (SELECT run_id FROM token_runs)")
+        con.execute("INSERT INTO deduped BY NAME SELECT * FROM token_steps")
+        con.execute("DROP TABLE token_steps")
+    con.execute("DROP TABLE token_runs")
+    return [(run_id, int(dropped), int(step)) for run_id, dropped, step in clashes]
 
 
 def build_steps(con: duckdb.DuckDBPyConnection) -> None:
