@@ -1,6 +1,6 @@
 """Curve laws on the real log shapes, end to end through the real Definitions with ``curve_law_points = store``:
-a small simulated ladder (known truth, a run in flight per family) written per family in one shape by the real
-writers:
+a small simulated ladder (known truth; 3 sizes x 3 budgets and 3 runs in flight, stopped at 40, 60 and 80% of
+their steps, per family) written per family in one shape by the real writers:
 
 * ``nested`` (atlas): W&B run folders ``<size>/<budget>/train`` (the leaf name repeats; config.yaml, history
   JSONL), the LR logged at every logged step, the schedule described in the config; one completed run logs no
@@ -9,18 +9,18 @@ writers:
   tokens as ``n_tokens`` (no total_steps) and the schedule; the LR is known only from that description;
 * ``exports`` (cirrus): a W&B chart export (``Step``, ``<run name> - loss`` with its ``__MIN``/``__MAX``) and a
   manifest without LR or schedule: no curve fit, with the reason, and nothing else changes for these runs;
-* ``sweep`` (delta): an LR sweep (three peak LRs per (N, D)) as Parquet tables, the LR per step;
+* ``sweep`` (delta): an LR sweep (three peak LRs per (N, D)) as Parquet tables, the LR logged at every logged step
+  (every ~75 steps: rebuilt between them); the completed runs' schedules are not described, the runs in flight's are
+  (their LR until the planned end);
 * ``steps`` (twin): boreal's runs again, as per-run CSV tables with a step column (train loss only, no LR): what
   the token table must give once its tokens are turned into optimizer steps.
 
-Every family has three runs in flight (stopped at 40, 60 and 80% of their steps). The report is not drawn (its
-figures are tested elsewhere and cost most of the run).
+The report is not drawn (its figures are tested elsewhere and cost most of the run).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +32,7 @@ import yaml
 
 from scaling_pipeline.lib.curves.points import FRACTIONS, NO_CURVE_FIT
 from scaling_pipeline.lib.fitting.chinchilla import fit_chinchilla
-from scaling_pipeline.lib.forecast import NO_CURVE, NO_FAMILY_LAW
+from scaling_pipeline.lib.forecast import NO_CURVE
 from scaling_pipeline.lib.formats import write_logs
 from scaling_pipeline.lib.formats.jsonl_log import write_jsonl
 from scaling_pipeline.lib.formats.writing import write_csv
@@ -112,7 +112,10 @@ def write_chart_export(root: Path, runs: pd.DataFrame, metrics: pd.DataFrame) ->
 
 
 def write_sweep(root: Path, runs: pd.DataFrame, metrics: pd.DataFrame) -> dict[str, str]:
-    write_logs("parquet", root, runs, metrics)
+    """``runs.csv`` and a Parquet table per run; the completed runs' schedules not described (their LR is logged)."""
+    done = runs.status == "completed"
+    write_logs("parquet", root, runs.assign(**{k: runs[k].where(~done) for k in ("schedule", *SCHEDULE_FIELDS)}),
+               metrics)
     return {r: r for r in runs.run_id}
 
 
@@ -206,13 +209,15 @@ def test_every_run_in_flight_gets_a_forecast_or_the_reason(shapes: Shapes) -> No
 
 
 def test_forecasts_of_runs_in_flight_hold_the_truth(shapes: Shapes) -> None:
-    """Every shape's forecasts land near the simulated truth, most within their 90% interval (families of 9
-    completed runs have no backtest to calibrate the interval with: 22 of 27 covered over seeds 0-2)."""
+    """Every shape's forecasts land near the simulated truth (within 1.7% here; 2.3% at most over seeds 0-2), most
+    within their 90% interval: 9 of 12 here, 21 of 27 over seeds 0-2 (twin left out). The intervals are too narrow
+    in families this small: all 9 completed runs go into the family's curve fit, none is left for the backtest that
+    calibrates them."""
     rows = shapes.query("SELECT run_id, forecast, lo, hi, schedule FROM forecasts.in_flight")
     errors = {r: f / shapes.truth[r] - 1 for r, f, *_ in rows}
-    assert max(abs(e) for e in errors.values()) < 0.02, errors
+    assert max(abs(e) for e in errors.values()) < 0.025, errors
     covered = [r for r, _, lo, hi, _ in rows if lo <= shapes.truth[r] <= hi]
-    assert len(covered) >= 9, (covered, errors)
+    assert len(covered) >= 8, (covered, errors)
     # the token table's LR is the manifest's schedule: its forecasts are the stepped twin's
     by_run = {r: (f, lo, hi, kind) for r, f, lo, hi, kind in rows}
     for run_id in shapes.runs["boreal"].run_id[shapes.runs["boreal"].status == "running"]:
@@ -241,6 +246,23 @@ def test_a_token_table_gets_optimizer_steps_and_curve_law_points_at_the_right_to
     twin = made[made.family == "twin"].reset_index(drop=True)
     for column in ("n_tokens", "final_step", "loss", "loss_sd"):
         assert mine[column].to_numpy() == pytest.approx(twin[column].to_numpy(), rel=1e-6), column
+    # each point is the loss the source's own simulated curve law gives under the compressed LR profile (the train
+    # losses' last-5 mean is compared with the fitted curve's mean at those steps: once a 3.8% shift of one source)
+    truth = [curve_truth("boreal", 1, p.source_run, p.final_step) for p in mine.itertuples()]
+    assert np.abs(mine.loss / truth - 1).max() < 0.015
+
+
+def curve_truth(family: str, index: int, run_id: str, last: int) -> float:
+    """The noise-free loss of simulated run ``run_id`` (of ``family``, the ``index``-th of LADDER) with its LR profile
+    compressed to end at step ``last`` (what a curve-law point estimates; nats/token)."""
+    from scaling_pipeline.lib.curves.points import target_lr
+    from scaling_pipeline.lib.simulate.design import family_plans, family_truths, schedule_of
+    from scaling_pipeline.lib.simulate.loss import run_mpl
+
+    plan = next(p for p in family_plans(index, family, LADDER, {}) if p.run_id == run_id)
+    lr = schedule_of(plan, LADDER).lr(plan.total_steps)
+    law = run_mpl(family_truths(index + 1, LADDER)[index], plan, LADDER, lr)
+    return float(law.predict([last], target_lr(lr, last))[0])
 
 
 def test_a_chart_export_without_lr_gets_no_curve_fit_and_nothing_else_changes(shapes: Shapes) -> None:
@@ -253,9 +275,13 @@ def test_a_chart_export_without_lr_gets_no_curve_fit_and_nothing_else_changes(sh
     points = shapes.df("SELECT run_id, n_params, n_tokens, loss, loss_source FROM clean.points WHERE family = 'cirrus'")
     completed = export[export.status == "completed"]
     assert sorted(points.run_id) == sorted(shapes.ids[r] for r in completed.index)
+    chart = pd.read_csv(shapes.logs / "exports" / "loss.csv")
     for run_id, run in completed.iterrows():
         got = points[points.run_id == shapes.ids[run_id]].iloc[0]
-        assert (got.n_params, got.n_tokens) == (run.n_params, run.total_steps * run.batch_tokens)
+        last_five = chart[f"{shapes.ids[run_id]} - loss"].dropna().iloc[-5:].mean()
+        assert (got.n_params, got.n_tokens, got.loss_source) == (run.n_params, run.total_steps * run.batch_tokens,
+                                                                 "train_mean_last_5")
+        assert got.loss == pytest.approx(last_five)
     (status, n_points, alpha, beta), = shapes.query("SELECT status, n_points, alpha, beta FROM fits.chinchilla "
                                                    "WHERE family = 'cirrus'")
     direct = fit_chinchilla(points.n_params.to_numpy(), points.n_tokens.to_numpy(), points.loss.to_numpy())
@@ -271,3 +297,42 @@ def test_nested_folders_and_sweeps_give_curve_sources_by_their_own_ids(shapes: S
     # the sweep's other learning rates are no points, so no sources: the envelope keeps the best run per (N, D)
     assert shapes.query("SELECT count(*) FROM clean.exclusions WHERE family = 'delta' AND reason = 'not_best_hparams'"
                         ) == [(18,)]
+
+
+def test_token_rows_falling_on_one_step_keep_the_most_tokens_and_say_so(tmp_path: Path) -> None:
+    """Digitised points closer than a batch apart: one optimizer step each, the row with the most tokens kept, the
+    dropped rows counted in clean.exclusions."""
+    from tests.ladder_files import ingest_and_clean, run_exclusions
+
+    rows = [{"run": "d", "tokens": t, "loss": 3.0 + 1e3 / t} for t in (1000, 5000, 5400, 10000, 15000, 20000)]
+    write_csv(tmp_path / "digitised.csv", ["run", "tokens", "loss"], rows)
+    write_csv(tmp_path / "runs.csv", ["run_id", "n_params", "batch_tokens", "total_steps"],
+              [{"run_id": "d", "n_params": 1e6, "batch_tokens": 1000, "total_steps": 20}])
+    con = ingest_and_clean(tmp_path)
+    steps = con.execute("SELECT step, tokens FROM clean.steps ORDER BY step").fetchall()
+    assert steps == [(1, 1000.0), (5, 5400.0), (10, 10000.0), (15, 15000.0), (20, 20000.0)]
+    (detail, step, n_rows), = con.execute("SELECT detail, step, n_rows FROM clean.exclusions WHERE kind = 'rows'"
+                                          ).fetchall()
+    assert (step, n_rows) == (5, 1) and "fall on an optimizer step (tokens / batch_tokens)" in detail
+    assert run_exclusions(con) == {}
+
+
+def test_steps_that_are_tokens_get_no_curve_fit_and_say_why(tmp_path: Path) -> None:
+    """A token table whose metadata gives no batch size keeps step = tokens; with an LR logged its curve would need a
+    per-step LR over ~1e9 steps: refused with the reason (once a MemoryError that failed the fit stage)."""
+    from scaling_pipeline.lib.curves.points import read_curve_points
+
+    from tests.ladder_files import ingest_and_clean
+
+    rows = [{"run": f"t{k}", "tokens": s * 2**20, "loss": 3.0 - 0.2 * k + 2.0 * (1 - s / 1000) ** 2, "lr": 1e-3}
+            for k in range(2) for s in range(50, 1001, 50)]
+    write_csv(tmp_path / "curves.csv", ["run", "tokens", "loss", "lr"], rows)
+    write_csv(tmp_path / "runs.csv", ["run_id", "family", "n_params", "tokens_planned", "status"],
+              [{"run_id": f"t{k}", "family": "f", "n_params": 1e7 * (k + 1), "tokens_planned": 1000 * 2**20,
+                "status": "completed"} for k in range(2)])
+    con = ingest_and_clean(tmp_path)
+    points = con.execute("SELECT * FROM clean.points").df()
+    assert len(points) == 2
+    made = read_curve_points(con, points)
+    assert made.points.empty and set(made.sources.reason) == {NO_CURVE_FIT}
+    assert all("more than 1e+07 optimizer steps: are its steps tokens" in d for d in made.sources.detail)
