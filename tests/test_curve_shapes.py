@@ -175,15 +175,13 @@ def shapes(tmp_path_factory) -> Shapes:
             truth[logged[run.run_id]] = planted["law"] + planted["offset"] + lr_penalty(cfg, run)
     settings = work / "scaling-pipeline.toml"
     settings.write_text('[fit]\ncurve_law_points = "store"\n')
-    result = dg.materialize([*ASSETS, *CHECKS], instance=dg.DagsterInstance.ephemeral(),
+    no_report = dg.AssetSelection.all() - dg.AssetSelection.assets(dg.AssetKey(["reports", "planning_report"]))
+    result = dg.materialize([*ASSETS, *CHECKS], instance=dg.DagsterInstance.ephemeral(), selection=no_report,
                             resources=build_resources(logs, db, reports, settings_file=str(settings)),
-                            run_config=fit_run_config(0),
-                            selection=dg.AssetSelection.all() - dg.AssetSelection.assets(dg.AssetKey(["reports", "planning_report"])))
+                            run_config=fit_run_config(0))
     out = Shapes(logs, db, reports, result)
     out.ids, out.truth, out.runs = ids, truth, runs_of
     return out
-
-
 
 
 def test_every_run_in_flight_gets_a_forecast_or_the_reason(shapes: Shapes) -> None:

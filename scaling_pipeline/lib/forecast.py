@@ -230,7 +230,8 @@ def _forecast(con: duckdb.DuckDBPyConnection, families: list[str], level: float,
             out["families"].append({"family": family, "n_curves": len(chosen), "status": "failed", "detail": str(exc)})
             for run in group[group.run_id.isin(in_flight)].itertuples(index=False):
                 own = _curve_problem(run, by_run.get(run.run_id))  # its own reason first: it would not do either
-                exclude(run, NO_CURVE if own else NO_FAMILY_LAW, own or f"the family's curve law could not be fitted: {exc}")
+                exclude(run, NO_CURVE if own else NO_FAMILY_LAW,
+                        own or f"the family's curve law could not be fitted: {exc}")
             continue
         offset = _end_offset([curves[r] for r in chosen], points, fam, level)
         out["families"].append({"family": family, "n_curves": len(chosen), "n_points": fam.n_points, "rms": fam.rms,

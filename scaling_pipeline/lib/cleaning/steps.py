@@ -26,30 +26,16 @@ GROUP BY d.run_id
 HAVING bool_and(d.tokens IS NOT NULL AND d.step = round(d.tokens))
 """
 
-_TOKEN_CLASHES_SQL = """
-SELECT run_id, sum(n - 1) AS dropped, min(step) AS first_step FROM (
-    SELECT run_id, CAST(round(tokens / batch_tokens) AS BIGINT) AS step, count(*) AS n
-    FROM deduped JOIN token_runs USING (run_id) GROUP BY ALL HAVING n > 1)
-GROUP BY run_id ORDER BY run_id
-"""
-
 _TOKEN_STEPS_SQL = """
 CREATE OR REPLACE TEMP TABLE token_steps AS
 SELECT d.* REPLACE (CAST(round(d.tokens / t.batch_tokens) AS BIGINT) AS step)
 FROM deduped d JOIN token_runs t USING (run_id)
-QUALIFY row_number() OVER (PARTITION BY d.run_id, CAST(round(d.tokens / t.batch_tokens) AS BIGINT)
-                           ORDER BY d.tokens DESC) = 1
 """
 
-_STEPS_SQL = """
-CREATE OR REPLACE TEMP TABLE deduped AS
-WITH mapped AS (
-    SELECT d.* REPLACE (CASE WHEN t.run_id IS NULL THEN d.step
-                             ELSE CAST(round(d.tokens / t.batch_tokens) AS BIGINT) END AS step)
-    FROM deduped d LEFT JOIN token_runs t USING (run_id)
-)
-SELECT * FROM mapped
-QUALIFY row_number() OVER (PARTITION BY run_id, step ORDER BY tokens DESC NULLS LAST) = 1
+_TOKEN_CLASHES_SQL = """
+SELECT run_id, sum(n - 1) AS dropped, min(step) AS first_step FROM (
+    SELECT run_id, step, count(*) AS n FROM token_steps GROUP BY run_id, step HAVING n > 1)
+GROUP BY run_id ORDER BY run_id
 """
 
 _STEPS_SQL = """
@@ -128,14 +114,18 @@ def steps_from_tokens(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, in
     their metadata gives batch_tokens) in the TEMP table ``deduped``; (run_id, rows dropped, first step
     concerned) of every such run two of whose rows fall on one step (the row with the most tokens is kept)."""
     con.execute(_TOKEN_RUNS_SQL)
-    clashes = con.execute(_TOKEN_CLASHES_SQL).fetchall()
-    if con.execute("SELECT count(*) FROM token_runs").fetchone()[0]:
+    try:
+        if not con.execute("SELECT count(*) FROM token_runs").fetchone()[0]:
+            return []
         con.execute(_TOKEN_STEPS_SQL)
+        clashes = con.execute(_TOKEN_CLASHES_SQL).fetchall()
         con.execute("DELETE FROM deduped WHERE run_id IN (SELECT run_id FROM token_runs)")
-        con.execute("INSERT INTO deduped BY NAME SELECT * FROM token_steps")
-        con.execute("DROP TABLE token_steps")
-    con.execute("DROP TABLE token_runs")
-    return [(run_id, int(dropped), int(step)) for run_id, dropped, step in clashes]
+        con.execute("INSERT INTO deduped BY NAME SELECT * FROM token_steps "
+                    "QUALIFY row_number() OVER (PARTITION BY run_id, step ORDER BY tokens DESC) = 1")
+        return [(run_id, int(dropped), int(step)) for run_id, dropped, step in clashes]
+    finally:
+        con.execute("DROP TABLE IF EXISTS token_steps")
+        con.execute("DROP TABLE token_runs")
 
 
 def build_steps(con: duckdb.DuckDBPyConnection) -> None:

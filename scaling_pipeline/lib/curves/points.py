@@ -129,7 +129,8 @@ def _prediction_sd(law: MultiPowerLaw, curve: Curve, targets: list[tuple[int, np
     return np.array(out)
 
 
-def _eval_gap(law: MultiPowerLaw, curve: Curve, g: pd.DataFrame, final_loss: float, averaged: int) -> tuple[float, float]:
+def _eval_gap(law: MultiPowerLaw, curve: Curve, g: pd.DataFrame, final_loss: float,
+              averaged: int) -> tuple[float, float]:
     """(log of the evaluations' mean ratio to the fitted curve, its standard error); without logged evals,
     the final loss's ratio to the curve's end (its mean over the last ``averaged`` points, as the final loss
     averages them; error 0)."""
