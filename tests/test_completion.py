@@ -127,7 +127,8 @@ def test_family_options_are_validated_once() -> None:
 
 def test_token_only_runs_are_judged_by_tokens_not_by_their_derived_steps(tmp_path: Path) -> None:
     """A table with tokens but no step column gets step = tokens: that is no step progress to compare
-    with total_steps (once a spurious overshoot, logged to 'step 200000 of 200')."""
+    with total_steps (once a spurious overshoot, logged to 'step 200000 of 200'), unless the run metadata
+    gives batch_tokens, which turns the tokens into optimizer steps."""
     def token_rows(run_id: str, last: int) -> list[dict]:
         return [{k: v for k, v in r.items() if k not in ("run_id", "step")} for r in curve(run_id, 3.0, last=last)]
 
@@ -140,9 +141,11 @@ def test_token_only_runs_are_judged_by_tokens_not_by_their_derived_steps(tmp_pat
                                       for i, (run_id, (_, fields)) in enumerate(runs.items())])
     con = ingest_and_clean(tmp_path)
     assert dict(con.execute("SELECT run_id, n_tokens FROM clean.points").fetchall()) == {"done": 2e5, "no-batch": 2e5}
+    assert dict(con.execute("SELECT run_id, max(step) FROM clean.steps GROUP BY run_id").fetchall()) == {
+        "done": 200, "short": 100, "no-batch": 2e5, "no-batch-running": 2e5}
     assert run_exclusions(con, "flag") == {}
     assert run_exclusions(con) == {
-        "short": (C.INCOMPLETE, "stopped at 1e+05 tokens of 2e+05 planned (50.0%); a mid-schedule loss is not a "
+        "short": (C.INCOMPLETE, "stopped at step 100 of 200 planned (50.0%); a mid-schedule loss is not a "
                                 "valid point"),
         "no-batch-running": (C.UNKNOWN_SCHEDULE, "planned steps known (200) but not the steps taken: the log has tokens "
                                                  "and no step column, and the run metadata no tokens_planned or "

@@ -35,6 +35,7 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from scaling_pipeline.lib.cleaning import INCOMPLETE
+from scaling_pipeline.lib.cleaning.points import losses_averaged
 from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule
@@ -97,6 +98,17 @@ def run_curve(run: Any, g: pd.DataFrame, schedule: Schedule | None) -> Curve:
     lr = g.lr.to_numpy(dtype=float)
     return Curve.build(run.run_id, g.step.to_numpy()[keep], loss[keep], lr=lr if np.isfinite(lr).any() else None,
                        lr_steps=g.step.to_numpy(), schedule=schedule)
+
+
+def _curve_problem(run: Any, steps: pd.DataFrame | None) -> str | None:
+    """Why the run's own curve cannot be fitted (no logged steps, no LR and no described schedule, ...), or None."""
+    if steps is None or steps.empty:
+        return f"{run.run_id}: no logged steps after the warm-up"
+    try:
+        run_curve(run, steps, run_schedule(run))
+    except CurveError as exc:
+        return str(exc)
+    return None
 
 
 def _spread(items: list, k: int) -> list:
@@ -185,7 +197,8 @@ def _forecast(con: duckdb.DuckDBPyConnection, families: list[str], level: float,
                           ORDER BY r.family, r.n_params, r.tokens_planned, r.run_id""", [families]).df()
     in_flight = {r for (r,) in con.execute("SELECT run_id FROM clean.exclusions WHERE kind = 'run' AND reason = ?",
                                            [INCOMPLETE]).fetchall()}
-    points = con.execute("SELECT run_id, family, n_params, n_tokens, loss FROM clean.points").df().set_index("run_id")
+    points = con.execute("SELECT run_id, family, n_params, n_tokens, loss, loss_source FROM clean.points"
+                         ).df().set_index("run_id")
     wanted = in_flight | set(points.index)
     live = set(runs.family[runs.run_id.isin(in_flight)])
     runs = runs[runs.run_id.isin(wanted) & (runs.family.isin(live) | every_family)]
@@ -217,7 +230,9 @@ def _forecast(con: duckdb.DuckDBPyConnection, families: list[str], level: float,
         except CurveError as exc:
             out["families"].append({"family": family, "n_curves": len(chosen), "status": "failed", "detail": str(exc)})
             for run in group[group.run_id.isin(in_flight)].itertuples(index=False):
-                exclude(run, NO_FAMILY_LAW, f"the family's curve law could not be fitted: {exc}")
+                own = _curve_problem(run, by_run.get(run.run_id))  # its own reason first: it would not do either
+                exclude(run, NO_CURVE if own else NO_FAMILY_LAW,
+                        own or f"the family's curve law could not be fitted: {exc}")
             continue
         offset = _end_offset([curves[r] for r in chosen], points, fam, level)
         out["families"].append({"family": family, "n_curves": len(chosen), "n_points": fam.n_points, "rms": fam.rms,
@@ -248,11 +263,15 @@ def _shifted(f, offset: float):
 
 def _end_offset(runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyCurves, level: float) -> float:
     """Mean of (final loss in clean.points - the run's fitted curve at its last step) over the family-fit runs
-    (nats): the final loss is often an eval loss, the curve a train loss (a generalisation gap)."""
+    (nats): the final loss is often an eval loss, the curve a train loss (a generalisation gap). A final loss that
+    is the mean of the last k train losses is compared with the curve's mean at those k points (in a decay the
+    mean sits above the last step's loss)."""
     gaps = []
     for run, full in runs:
+        k = losses_averaged(points.at[run.run_id, "loss_source"])
         try:
-            gaps.append(float(points.at[run.run_id, "loss"]) - forecast_run(full, full.lr, fam, level).loss)
+            law = forecast_run(full, full.lr, fam, level).law
+            gaps.append(float(points.at[run.run_id, "loss"]) - float(np.mean(law.predict(full.steps[-k:], full.lr))))
         except CurveError:  # a curve the family law does not fit (A <= 0): no gap from it
             continue
     return float(np.mean(gaps)) if gaps else 0.0
@@ -317,7 +336,7 @@ def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: fl
                   z: float, level: float, backtest: list[dict[str, Any]], exclude, out: dict[str, list]) -> None:
     """Forecast one run in flight into ``out`` (or exclude it with the reason)."""
     if steps is None or steps.empty:
-        exclude(run, NO_CURVE, f"{run.run_id}: no logged steps after the warm-up")
+        exclude(run, NO_CURVE, _curve_problem(run, steps))
         return
     schedule = None
     try:

@@ -17,9 +17,9 @@ from .config import (BELOW_MIN_BUDGET, DOMINATED, DUPLICATE_SERIES, DUPLICATE_ST
                      IMPLAUSIBLE_POINT, NO_LOSS, NO_METADATA, NONFINITE_ROWS, NOT_BEST_HPARAMS, OVERSHOOT,
                      PARAM_COLUMNS, WARMUP_ROWS, CleanConfig, CleanSummary)
 from .merge import merge_sources
-from .points import as_int, first_finite, implausible_loss, implausible_point, params_used, product
+from .points import TRAIN_MEAN, as_int, first_finite, implausible_loss, implausible_point, params_used, product
 from .selection import drop_dominated, drop_duplicate_series, select_envelope, sweep_groups
-from .steps import build_steps, duplicate_steps, final_losses, run_stats
+from .steps import build_steps, duplicate_steps, final_losses, run_stats, steps_from_tokens
 from .sweeps import write_lr_tables
 
 _EXCLUSION_COLUMNS = CLEAN_EXCLUSIONS.names
@@ -74,7 +74,7 @@ def _final_loss(run_id: str, st, smoothed: pd.DataFrame, evals: pd.DataFrame) ->
         return float(evals.loc[run_id, "final_eval"]), "final_eval"
     if run_id in smoothed.index:
         n = int(smoothed.loc[run_id, "n_smoothed"])
-        return float(smoothed.loc[run_id, "smoothed_train"]), f"train_mean_last_{n}"
+        return float(smoothed.loc[run_id, "smoothed_train"]), f"{TRAIN_MEAN}{n}"
     return None
 
 
@@ -103,6 +103,7 @@ def _point(run, st, n_params: float, final: tuple[float, str] | None, cfg: Clean
 def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> None:
     conflicts = merge_sources(con)
     dupes = duplicate_steps(con)
+    token_clashes = steps_from_tokens(con)
     build_steps(con)
     run_meta = con.execute("SELECT * FROM run_meta").df()  # merge_sources' metadata under the logged run ids
     rejected = {conv: rejected_at_ingest(run_meta, (column, "n_params")) for conv, column in PARAM_COLUMNS.items()}
@@ -122,6 +123,11 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> None:
         exclude(run_id, "rows", DUPLICATE_STEPS,
                 f"{int(dropped)} duplicate step rows dropped (kept the last write of each step in its file; "
                 "equal copies in other files count once)", int(first_step), int(dropped))
+    for run_id, dropped, first_step in token_clashes:
+        exclude(run_id, "rows", DUPLICATE_STEPS,
+                f"{dropped} rows dropped: logged by tokens without a step column, they fall on an optimizer step "
+                "(tokens / batch_tokens) another row also falls on (kept the one with the most tokens)",
+                first_step, dropped)
     for run_id, st in stats.iterrows():
         if st.n_nonfinite_rows:
             exclude(run_id, "rows", NONFINITE_ROWS, f"{int(st.n_nonfinite_rows)} rows with NaN/inf/missing losses dropped",

@@ -14,6 +14,30 @@ SEMI JOIN deduped USING (run_id, step)
 GROUP BY run_id ORDER BY run_id
 """
 
+# A table with tokens and no step column gets step = tokens at ingest (formats.metric_sql): a run every row of
+# which has step = round(tokens) and whose metadata gives batch_tokens gets its optimizer steps back,
+# round(tokens / batch_tokens); of rows falling on one step the one with the most tokens is kept.
+_TOKEN_RUNS_SQL = """
+CREATE OR REPLACE TEMP TABLE token_runs AS
+SELECT d.run_id, any_value(r.batch_tokens) AS batch_tokens
+FROM deduped d JOIN clean.runs r USING (run_id)
+WHERE r.batch_tokens > 0
+GROUP BY d.run_id
+HAVING bool_and(d.tokens IS NOT NULL AND d.step = round(d.tokens))
+"""
+
+_TOKEN_STEPS_SQL = """
+CREATE OR REPLACE TEMP TABLE token_steps AS
+SELECT d.* REPLACE (CAST(round(d.tokens / t.batch_tokens) AS BIGINT) AS step)
+FROM deduped d JOIN token_runs t USING (run_id)
+"""
+
+_TOKEN_CLASHES_SQL = """
+SELECT run_id, sum(n - 1) AS dropped, min(step) AS first_step FROM (
+    SELECT run_id, step, count(*) AS n FROM token_steps GROUP BY run_id, step HAVING n > 1)
+GROUP BY run_id ORDER BY run_id
+"""
+
 _STEPS_SQL = """
 INSERT INTO clean.steps BY NAME
 SELECT d.run_id, r.family, d.step,
@@ -83,6 +107,25 @@ FROM clean.steps WHERE eval_loss IS NOT NULL GROUP BY run_id
 def duplicate_steps(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]]:
     """(run_id, rows dropped, first duplicated step) of every run that logged a kept step twice."""
     return con.execute(_DUPLICATES_SQL).fetchall()
+
+
+def steps_from_tokens(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]]:
+    """Give the runs logged by tokens without a step column their optimizer steps (tokens / batch_tokens, when
+    their metadata gives batch_tokens) in the TEMP table ``deduped``; (run_id, rows dropped, first step
+    concerned) of every such run two of whose rows fall on one step (the row with the most tokens is kept)."""
+    con.execute(_TOKEN_RUNS_SQL)
+    try:
+        if not con.execute("SELECT count(*) FROM token_runs").fetchone()[0]:
+            return []
+        con.execute(_TOKEN_STEPS_SQL)
+        clashes = con.execute(_TOKEN_CLASHES_SQL).fetchall()
+        con.execute("DELETE FROM deduped WHERE run_id IN (SELECT run_id FROM token_runs)")
+        con.execute("INSERT INTO deduped BY NAME SELECT * FROM token_steps "
+                    "QUALIFY row_number() OVER (PARTITION BY run_id, step ORDER BY tokens DESC) = 1")
+        return [(run_id, int(dropped), int(step)) for run_id, dropped, step in clashes]
+    finally:
+        con.execute("DROP TABLE IF EXISTS token_steps")
+        con.execute("DROP TABLE token_runs")
 
 
 def build_steps(con: duckdb.DuckDBPyConnection) -> None:

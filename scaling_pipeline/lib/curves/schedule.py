@@ -9,8 +9,9 @@ with a linear warm-up from 0, ``η_0 = 0``). Two sources:
   logging interval between two flat ones (a two-stage schedule), and a linear warm-up from 0 before the
   first logged step.
 
-When both are given they must agree after the warm-up (:func:`per_step_lr`); a run with neither gets no
-curve fit (:class:`CurveError` naming the run and what is missing).
+When both are given they must agree after the warm-up (:func:`per_step_lr`); a run with neither, or with
+more than :data:`MAX_STEPS` steps (steps that are tokens), gets no curve fit (:class:`CurveError` naming the run
+and what is wrong).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["CurveError", "Schedule", "SCHEDULE_KINDS", "lr_from_log", "per_step_lr"]
+__all__ = ["CurveError", "MAX_STEPS", "Schedule", "SCHEDULE_KINDS", "lr_from_log", "per_step_lr"]
 
 # kind -> keys it needs beyond kind and peak_lr ("wsd" is short for "wsd_linear_decay")
 SCHEDULE_KINDS: dict[str, tuple[str, ...]] = {
@@ -37,6 +38,7 @@ SCHEDULE_KINDS: dict[str, tuple[str, ...]] = {
 _KIND_ALIASES = {"wsd": "wsd_linear_decay"}
 JUMP_SLOPE_RATIO = 10.0  # a logging interval is a jump when its LR slope is this many times both neighbours'
 LOG_MISMATCH = 1e-2  # relative difference between a description and the logged LR that is a conflict
+MAX_STEPS = 10**7  # optimizer steps of a curve at most (~10x the longest runs known; the per-step LR is 80 MB)
 
 
 class CurveError(ValueError):
@@ -103,7 +105,10 @@ class Schedule:
         return out
 
     def lr(self, last_step: int) -> np.ndarray:
-        """LR of steps 0 … ``last_step`` (absolute units)."""
+        """LR of steps 0 … ``last_step`` (absolute units); :class:`CurveError` beyond :data:`MAX_STEPS`."""
+        if last_step > MAX_STEPS:
+            raise CurveError(f"{self.schedule or self.kind} schedule: {last_step} steps is more than {MAX_STEPS:.0e} "
+                             "optimizer steps (total_steps or tokens_planned / batch_tokens in the run metadata)")
         t = np.arange(last_step + 1, dtype=float)
         peak, w = self.peak_lr, self.warmup_steps
         if self.kind == "constant":
@@ -189,6 +194,10 @@ def per_step_lr(where: str, last_step: int, *, logged_steps: ArrayLike | None = 
     if schedule is None and not has_log:
         raise CurveError(f"{where}: no learning rate: the run logs none (column lr, learning_rate or train/lr) "
                          "and no schedule is described for it, so its curve cannot be fitted")
+    if last_step > MAX_STEPS:
+        raise CurveError(f"{where}: logged up to step {last_step}, more than {MAX_STEPS:.0e} optimizer steps: are its "
+                         "steps tokens (a table with tokens and no step column, whose run metadata gives no "
+                         "batch_tokens to turn them into steps)?")
     if schedule is None:
         return lr_from_log(logged_steps, logged_lr, last_step, where=where)
     eta = schedule.lr(last_step)
