@@ -45,6 +45,7 @@ from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.curves.family import FamilyCurves, ShapePrior, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.laws import MultiPowerLaw, Units
+from scaling_pipeline.lib.curves.observed import DROP_SHARES, TIME_POWERS, ObservedCurve
 from scaling_pipeline.lib.curves.schedule import CurveError
 from scaling_pipeline.lib.forecast import run_curve, run_schedule
 from scaling_pipeline.lib.settings import FitSettings
@@ -66,6 +67,7 @@ SHAPE_PRIOR = ShapePrior(mean=(0.7294, 0.5914, 0.6438),
                          sd=(PRIOR_WIDTH * 0.0262, PRIOR_WIDTH * 0.0078, PRIOR_WIDTH * 0.0105))
 NO_CURVE_FIT = "no_curve_fit"  # no LR and no described schedule, or a series the law cannot be fitted to
 NO_BUDGET = "no_budget_in_range"  # every budget falls before the first fitted point
+MIN_PAIRS = 4  # backtest pairs a family needs before its points may come from an observed-curve candidate
 
 
 @dataclass(frozen=True)
@@ -239,17 +241,55 @@ def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFra
                 replicates.append(fit_family([c for i, (_, c, _) in enumerate(curves) if i != j], prior=SHAPE_PRIOR))
             except CurveError:  # without this source the shape cannot be fitted: one replicate fewer
                 continue
+        made, done = [], []
         for src, curve, g in curves:
             try:
                 got, status = _from_source(src, curve, g, family, replicates, fractions)
             except CurveError as exc:
                 got, status = [], None
                 exclude(src, NO_CURVE_FIT, str(exc))
-            out += got
+            made += got
             if status:
-                sources.append(status)
-    return CurvePoints(_observed(pd.DataFrame(out, columns=T.FITS_CURVE_POINTS.names), points),
-                       pd.DataFrame(sources, columns=T.FITS_CURVE_SOURCES.names))
+                done.append(status)
+        chosen, how = _choose(_observed(pd.DataFrame(made, columns=T.FITS_CURVE_POINTS.names), points), curves, family)
+        out.append(chosen)
+        sources += [{**row, "detail": f"{row['detail']}; {how}"} for row in done]
+    frame = pd.concat(out, ignore_index=True) if out else _observed(pd.DataFrame(columns=T.FITS_CURVE_POINTS.names), points)
+    return CurvePoints(frame, pd.DataFrame(sources, columns=T.FITS_CURVE_SOURCES.names))
+
+
+def _choose(made: pd.DataFrame, curves: list, family: FamilyCurves) -> tuple[pd.DataFrame, str]:
+    """A family's points (``made``: the MPL's, with their backtest) from the candidate whose backtest rms relative
+    error is least: the MPL's, or an observed curve's (:class:`~scaling_pipeline.lib.curves.observed.ObservedCurve`,
+    one per (p, s)); and a sentence saying which. An observed curve's ``loss_sd`` is its loss times the
+    leave-one-pair-out error of that choice (each pair predicted by the candidate chosen on the other pairs)."""
+    pairs = made.observed_loss.notna().to_numpy()
+    if pairs.sum() < MIN_PAIRS:
+        return made, f"points from the MPL ({int(pairs.sum())} backtest pairs: too few to choose another candidate)"
+    by_run = {src.run_id: (curve, g) for src, curve, g in curves if src.run_id in set(made.source_run)}
+    if any(g.train_loss.notna().sum() < 2 or g.eval_loss.notna().sum() < 1 for _, g in by_run.values()):
+        return made, "points from the MPL (a source logs fewer than 2 train losses or no eval loss: no observed curve)"
+    candidates = {"MPL": made.loss.to_numpy(float)}
+    for power in TIME_POWERS:
+        for share in DROP_SHARES:
+            shapes = {}
+            for run_id, (curve, g) in by_run.items():
+                lr = curve.lr[: curve.steps[-1] + 1]
+                shapes[run_id] = (ObservedCurve.of(g[g.step <= curve.steps[-1]], lr, family.shared, power, share), lr)
+            candidates[f"observed curve (p {power:g}, drop share {share:g})"] = np.array(
+                [shapes[v.source_run][0].predict(int(v.final_step), target_lr(shapes[v.source_run][1], int(v.final_step)),
+                                                 family.shared) for v in made.itertuples(index=False)])
+    names = list(candidates)
+    err = np.array([candidates[k][pairs] for k in names]) / made.observed_loss.to_numpy(float)[pairs] - 1
+    best = int(np.argmin(np.mean(err**2, axis=1)))
+    held = [err[int(np.argmin(np.mean(np.delete(err, i, axis=1) ** 2, axis=1))), i] for i in range(err.shape[1])]
+    cv = float(np.sqrt(np.mean(np.square(held))))
+    how = (f"points from the {names[best]}: backtest rms {np.sqrt(np.mean(err[best] ** 2)):.2%} on {int(pairs.sum())} "
+           f"observed runs (MPL {np.sqrt(np.mean(err[0] ** 2)):.2%}; the choice left one run out: {cv:.2%})")
+    if best == 0:
+        return made, how
+    loss = candidates[names[best]]
+    return made.assign(loss=loss, loss_sd=loss * cv), how
 
 
 def _observed(virtual: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
