@@ -25,7 +25,11 @@ standard error of the eval gap; the family fit's misfit at its curves' ends. The
 well that covers the real error (benchmarks/README.md, "Curve-law points").
 
 Backtest: a curve-law point with an observed run at the same N and D (within :data:`MATCH_TOKENS`) names it
-and its loss (``observed_run``, ``observed_loss``): the evidence for turning the setting on.
+and its loss (``observed_run``, ``observed_loss``): the evidence for turning the setting on. With at least
+:data:`MIN_PAIRS` such pairs a family's points come from the candidate with the least backtest rms: the MPL's
+above, or an observed curve's (``curves.observed``: the source's own logged curve as its forward part, a share
+of the MPL's loss drop; for curves the MPL does not describe), its ``loss_sd`` then the choice's
+leave-one-pair-out error; ``fits.curve_sources.detail`` says which and both errors.
 
 A source whose curve cannot be fitted (no LR logged and no schedule described, too few points, a family none
 of whose sources decays so no loss drop to fit) gives no points and a row in ``fits.curve_sources`` with the
@@ -261,8 +265,9 @@ def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFra
 def _choose(made: pd.DataFrame, curves: list, family: FamilyCurves) -> tuple[pd.DataFrame, str]:
     """A family's points (``made``: the MPL's, with their backtest) from the candidate whose backtest rms relative
     error is least: the MPL's, or an observed curve's (:class:`~scaling_pipeline.lib.curves.observed.ObservedCurve`,
-    one per (p, s)); and a sentence saying which. An observed curve's ``loss_sd`` is its loss times the
-    leave-one-pair-out error of that choice (each pair predicted by the candidate chosen on the other pairs)."""
+    one per (p, s)); and a sentence saying which. The choice left one pair out (each pair predicted by the candidate
+    chosen on the other pairs) must beat the MPL's error, else the MPL's points stay (few pairs, many candidates:
+    the least in-sample error alone overfits); an observed curve's ``loss_sd`` is its loss times that error."""
     pairs = made.observed_loss.notna().to_numpy()
     if pairs.sum() < MIN_PAIRS:
         return made, f"points from the MPL ({int(pairs.sum())} backtest pairs: too few to choose another candidate)"
@@ -284,12 +289,13 @@ def _choose(made: pd.DataFrame, curves: list, family: FamilyCurves) -> tuple[pd.
     best = int(np.argmin(np.mean(err**2, axis=1)))
     held = [err[int(np.argmin(np.mean(np.delete(err, i, axis=1) ** 2, axis=1))), i] for i in range(err.shape[1])]
     cv = float(np.sqrt(np.mean(np.square(held))))
-    how = (f"points from the {names[best]}: backtest rms {np.sqrt(np.mean(err[best] ** 2)):.2%} on {int(pairs.sum())} "
-           f"observed runs (MPL {np.sqrt(np.mean(err[0] ** 2)):.2%}; the choice left one run out: {cv:.2%})")
-    if best == 0:
+    rms = np.sqrt(np.mean(err**2, axis=1))
+    use = best if cv < rms[0] else 0  # the choice must beat the MPL without the run it predicts
+    how = (f"points from the {names[use]}: backtest rms {rms[use]:.2%} on {int(pairs.sum())} observed runs (least: "
+           f"the {names[best]}, {rms[best]:.2%}, chosen without the run it predicts {cv:.2%}; MPL {rms[0]:.2%})")
+    if use == 0:
         return made, how
-    loss = candidates[names[best]]
-    return made.assign(loss=loss, loss_sd=loss * cv), how
+    return made.assign(loss=candidates[names[use]], loss_sd=candidates[names[use]] * cv), how
 
 
 def _observed(virtual: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
