@@ -5,8 +5,9 @@ L(N, D), compared with the fit to every grid run (benchmarks/README.md, "Curve-l
 
 On the real ladder (``--data``; its runs are cosine to their own end, so each size's longest run is the
 source) and on the simulator with one MPL per size (``--sim``, known truth). Per family: the exponents of the
-full-grid fit and of the cheap fit (sources + curve-law points), and the backtest: each curve-law point
-against the observed run at the same (N, D) (``observed_loss``), relative error and its ratio to loss_sd.
+full-grid fit, of the cheap fit (sources + curve-law points) and of the sources plus the observed runs at the
+backtested points (what perfect points would give there), and the backtest: each curve-law point against the
+observed run at the same (N, D) (``observed_loss``), relative error and its ratio to loss_sd.
 
 ``--grid-noise``: how well the full-grid fit itself determines the exponents, the scale the 0.03 goal has to be
 read against: the fit refitted without each grid run in turn (leave-one-run-out: the largest move of alpha and
@@ -97,6 +98,8 @@ def compare(con: duckdb.DuckDBPyConnection, label: str, min_tokens: float = 0.0,
         src = long[(long.family == family) & (long.n_tokens >= min_tokens)]
         full, cheap = _exponents(grid), _exponents(pd.concat([src, v], ignore_index=True))
         pairs = v[v.observed_loss.notna()]
+        # perfect points where they can be checked: the sources plus the observed runs the points stand in for
+        oracle = _exponents(pd.concat([src, grid[grid.run_id.isin(pairs.observed_run)]], ignore_index=True))
         details = made.sources[(made.sources.family == family) & (made.sources.status == "ok")].detail
         choice = "points from" + details.iloc[0].rsplit("; points from", 1)[-1] if len(details) else None
         rel = (pairs.loss / pairs.observed_loss - 1).to_numpy(float)
@@ -104,6 +107,7 @@ def compare(con: duckdb.DuckDBPyConnection, label: str, min_tokens: float = 0.0,
         out.append(dict(data=label, family=family, min_tokens=min_tokens, grid_runs=len(grid), sources=len(src),
                         curve_points=len(v), alpha_full=full[0], beta_full=full[1], alpha_cheap=cheap[0],
                         beta_cheap=cheap[1], d_alpha=cheap[0] - full[0], d_beta=cheap[1] - full[1],
+                        alpha_observed_pairs=oracle[0], beta_observed_pairs=oracle[1],
                         backtest_pairs=len(rel), backtest_rms=float(np.sqrt(np.mean(rel**2))) if len(rel) else None,
                         backtest_max=float(np.abs(rel).max()) if len(rel) else None,
                         backtest_rms_z=float(np.sqrt(np.mean(z**2))) if len(z) else None, seconds=seconds, choice=choice,
