@@ -124,14 +124,16 @@ def study(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                     "MPL, eval losses only": mpl(curves, logs, prep=_evals, gap=False),
                     "MPL, own alpha and shape per source": mpl(curves, logs, own=True),
                     **{f"LR annealing, decay {d:g}": lr_annealing(curves, logs, d) for d in (0.999, 0.99)},
-                    **{f"observed p {p:g} s {s:g}": observed(curves, logs, p, s) for p in TIME_POWERS for s in DROP_SHARES}}
+                    **{f"observed p {p:g} s {s:g}": observed(curves, logs, p, s)
+                       for p in TIME_POWERS for s in DROP_SHARES}}
         for src in sources.itertuples(index=False):
             c = curves[src.run_id]
             batch = runs.loc[src.run_id, "batch_tokens"]
             same = points[(points.family == family) & (points.n_params == src.n_params) & (points.run_id != src.run_id)]
             for run in same.itertuples(index=False):
                 n = int(runs.loc[run.run_id, "total_steps"])
-                if runs.loc[run.run_id, "batch_tokens"] != batch or target_lr(c.lr, n).sum() < c.lr[: c.steps[0] + 1].sum():
+                in_range = target_lr(c.lr, n).sum() >= c.lr[: c.steps[0] + 1].sum()
+                if runs.loc[run.run_id, "batch_tokens"] != batch or not in_range:
                     continue
                 out.append(dict(family=family, source=src.run_id, run=run.run_id, fraction=n / c.steps[-1],
                                 **{name: f(src.run_id, n) / run.loss - 1 for name, f in variants.items()}))

@@ -110,7 +110,8 @@ def compare(con: duckdb.DuckDBPyConnection, label: str, min_tokens: float = 0.0,
                         alpha_observed_pairs=oracle[0], beta_observed_pairs=oracle[1],
                         backtest_pairs=len(rel), backtest_rms=float(np.sqrt(np.mean(rel**2))) if len(rel) else None,
                         backtest_max=float(np.abs(rel).max()) if len(rel) else None,
-                        backtest_rms_z=float(np.sqrt(np.mean(z**2))) if len(z) else None, seconds=seconds, choice=choice,
+                        backtest_rms_z=float(np.sqrt(np.mean(z**2))) if len(z) else None, seconds=seconds,
+                        choice=choice,
                         **(grid_noise(grid, set(pairs.observed_run)) if noise else {})))
     return out
 

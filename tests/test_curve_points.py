@@ -14,8 +14,10 @@ import pytest
 from scaling_pipeline.lib.curves.family import fit_family
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.laws import MultiPowerLaw
+from scaling_pipeline.lib.curves.observed import ObservedCurve, loss_drop
 from scaling_pipeline.lib.curves.points import (NO_CURVE_FIT, SHAPE_PRIOR, curve_law_points, read_curve_points,
-                                               source_runs, stretched_lr)
+                                               source_runs, stretched_lr, target_lr)
+from scaling_pipeline.lib.curves.schedule import CurveError
 from scaling_pipeline.lib.fitting.chinchilla import fit_chinchilla
 from scaling_pipeline.lib.formats import write_logs
 from scaling_pipeline.lib.simulate import SCHEDULE_FIELDS, SimConfig, simulate_ladder
@@ -216,4 +218,23 @@ def test_gpu_ladder_points_come_from_the_observed_curve_and_beat_the_mpl() -> No
         assert len(v) == 11
         rel = (v.loss / v.observed_loss - 1).to_numpy()
         assert np.sqrt(np.mean(rel**2)) == pytest.approx(chosen, abs=1.5e-3)
-        assert np.sqrt(np.mean(((v.loss - v.observed_loss) / v.loss_sd) ** 2)) == pytest.approx(chosen / held_out, abs=0.1)
+        z = (v.loss - v.observed_loss) / v.loss_sd
+        assert np.sqrt(np.mean(z**2)) == pytest.approx(chosen / held_out, abs=0.1)
+
+
+def test_observed_curve_reads_the_source_at_the_budget_s_training_time() -> None:
+    """A source whose loss is a function of its LR area only (no loss drop: share 0, p 1), logged at every step, with
+    evals 2% above its train losses: a run decayed at step 400 gets the source's loss at that run's LR area, times
+    1.02. Without an eval loss there is no observed curve."""
+    lr = np.concatenate([np.linspace(1e-3, 3e-3, 50), 3e-3 * (0.55 + 0.45 * np.cos(np.pi * np.arange(1951) / 1950))])
+    area = np.cumsum(lr)
+    steps = np.arange(1, 2001)
+    logs = pd.DataFrame({"step": steps, "train_loss": 2.0 + 0.05 * area[steps] ** -0.3, "lr": lr[steps],
+                         "eval_loss": np.where(steps % 200 == 0, 1.02 * (2.0 + 0.05 * area[steps] ** -0.3), np.nan)})
+    shared = dict(alpha=0.3, B=100.0, C=2.0, beta=0.6, gamma=0.6)
+    seen = ObservedCurve.of(logs, lr, shared, power=1.0, share=0.0)
+    eta = target_lr(lr, 400)
+    assert seen.predict(400, eta, shared) == pytest.approx(1.02 * (2.0 + 0.05 * eta.sum() ** -0.3), rel=1e-4)
+    assert loss_drop(shared, np.array([400]), eta)[0] > 0.01  # what a share of 1 would take off
+    with pytest.raises(CurveError, match="no observed curve"):
+        ObservedCurve.of(logs.assign(eval_loss=np.nan), lr, shared, power=1.0, share=0.0)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_pipeline.lib.curves.laws import MultiPowerLaw, Units
+from scaling_pipeline.lib.curves.schedule import CurveError
 
 __all__ = ["DROP_SHARES", "TIME_POWERS", "ObservedCurve", "loss_drop"]
 
@@ -56,17 +57,19 @@ class ObservedCurve:
     def of(cls, steps: pd.DataFrame, lr: np.ndarray, shared: dict[str, float], power: float,
            share: float) -> ObservedCurve:
         """From the source's logged ``steps`` (step, train_loss, eval_loss; steps within ``lr``) and its per-step
-        LR ``lr``."""
+        LR ``lr``; :class:`CurveError` with fewer than 2 train losses or no eval loss after the LR starts."""
         top = float(lr.max())
         tau = np.cumsum((lr / top) ** power)
-        tr = steps[steps.train_loss.notna() & (steps.step > 0)]
+        started = steps[tau[steps.step.to_numpy(np.int64)] > 0]
+        tr, ev = started[started.train_loss.notna()], started[started.eval_loss.notna()]
+        if len(tr) < 2 or ev.empty:
+            raise CurveError(f"{len(tr)} train and {len(ev)} eval losses after the LR starts: no observed curve")
         end = tr.step.to_numpy(np.int64)
         start = np.concatenate([[0], end[:-1]])
         mid = np.clip((start + end) // 2, 0, len(lr) - 1)
         keep = np.concatenate([[True], np.diff(mid) > 0])
         forward = tr.train_loss.to_numpy(float)[keep] + share * loss_drop(shared, mid[keep], lr)
         time = ((tau[start] + tau[end]) / 2)[keep]
-        ev = steps[steps.eval_loss.notna() & (steps.step > 0)]
         at = ev.step.to_numpy(np.int64)
         eval_forward = ev.eval_loss.to_numpy(float) + share * loss_drop(shared, at, lr)
         gap = np.log(eval_forward) - np.interp(np.log(tau[at]), np.log(time), np.log(forward))

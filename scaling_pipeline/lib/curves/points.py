@@ -258,7 +258,8 @@ def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFra
         chosen, how = _choose(_observed(pd.DataFrame(made, columns=T.FITS_CURVE_POINTS.names), points), curves, family)
         out.append(chosen)
         sources += [{**row, "detail": f"{row['detail']}; {how}"} for row in done]
-    frame = pd.concat(out, ignore_index=True) if out else _observed(pd.DataFrame(columns=T.FITS_CURVE_POINTS.names), points)
+    empty = pd.DataFrame(columns=T.FITS_CURVE_POINTS.names)
+    frame = pd.concat(out, ignore_index=True) if out else _observed(empty, points)
     return CurvePoints(frame, pd.DataFrame(sources, columns=T.FITS_CURVE_SOURCES.names))
 
 
@@ -271,19 +272,18 @@ def _choose(made: pd.DataFrame, curves: list, family: FamilyCurves) -> tuple[pd.
     pairs = made.observed_loss.notna().to_numpy()
     if pairs.sum() < MIN_PAIRS:
         return made, f"points from the MPL ({int(pairs.sum())} backtest pairs: too few to choose another candidate)"
-    by_run = {src.run_id: (curve, g) for src, curve, g in curves if src.run_id in set(made.source_run)}
-    if any(g.train_loss.notna().sum() < 2 or g.eval_loss.notna().sum() < 1 for _, g in by_run.values()):
-        return made, "points from the MPL (a source logs fewer than 2 train losses or no eval loss: no observed curve)"
+    lrs = {src.run_id: curve.lr[: curve.steps[-1] + 1] for src, curve, _ in curves}
+    logs = {src.run_id: g[g.step <= curve.steps[-1]] for src, curve, g in curves}
     candidates = {"MPL": made.loss.to_numpy(float)}
     for power in TIME_POWERS:
         for share in DROP_SHARES:
-            shapes = {}
-            for run_id, (curve, g) in by_run.items():
-                lr = curve.lr[: curve.steps[-1] + 1]
-                shapes[run_id] = (ObservedCurve.of(g[g.step <= curve.steps[-1]], lr, family.shared, power, share), lr)
+            try:
+                seen = {k: ObservedCurve.of(logs[k], lrs[k], family.shared, power, share) for k in set(made.source_run)}
+            except CurveError as exc:
+                return made, f"points from the MPL (a source has {exc})"
             candidates[f"observed curve (p {power:g}, drop share {share:g})"] = np.array(
-                [shapes[v.source_run][0].predict(int(v.final_step), target_lr(shapes[v.source_run][1], int(v.final_step)),
-                                                 family.shared) for v in made.itertuples(index=False)])
+                [seen[v.source_run].predict(int(v.final_step), target_lr(lrs[v.source_run], int(v.final_step)),
+                                            family.shared) for v in made.itertuples(index=False)])
     names = list(candidates)
     err = np.array([candidates[k][pairs] for k in names]) / made.observed_loss.to_numpy(float)[pairs] - 1
     best = int(np.argmin(np.mean(err**2, axis=1)))
