@@ -4,8 +4,9 @@ of the family's Multi-Power Law loss drop.
 Where the MPL's forward term ``L0 + A·S1^(−alpha)`` does not describe a family's curves (byte-level runs that fall
 from ln 256 with a plateau and a late drop, ``alpha`` at its bound), the source's curve itself can stand in for
 it. Training time is ``τ_p(t) = Σ_{k≤t} (η_k/η_max)^p`` (``p`` = 1: the LR area S1 of the MPL; ``p`` = 0: steps).
-The source's train losses (each the mean over its log interval, placed at the interval's mid-time), minus a
-share ``s`` of the loss drop ``B·LD`` of the family's MPL at those steps, give its forward curve in ``τ_p``
+The source's train losses (each the mean over its log interval, placed at the interval's mid-time), plus a
+share ``s`` of the loss drop ``B·LD`` of the family's MPL at those steps (undoing its own decay's share), give its
+forward curve in ``τ_p``
 (log-linear interpolation in log ``τ_p``); the evaluations' log ratio to that curve, interpolated the same way,
 gives the train-to-eval gap. A run decayed at step T' with per-step LR ``η'`` then has the eval loss
 ``forward(τ'_p(T'))·exp(gap(τ'_p(T'))) − s·B·LD'(T')``.
