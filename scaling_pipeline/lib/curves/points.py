@@ -25,7 +25,11 @@ standard error of the eval gap; the family fit's misfit at its curves' ends. The
 well that covers the real error (benchmarks/README.md, "Curve-law points").
 
 Backtest: a curve-law point with an observed run at the same N and D (within :data:`MATCH_TOKENS`) names it
-and its loss (``observed_run``, ``observed_loss``): the evidence for turning the setting on.
+and its loss (``observed_run``, ``observed_loss``): the evidence for turning the setting on. With at least
+:data:`MIN_PAIRS` such pairs a family's points come from the candidate with the least backtest rms: the MPL's
+above, or an observed curve's (``curves.observed``: the source's own logged curve as its forward part, a share
+of the MPL's loss drop; for curves the MPL does not describe), its ``loss_sd`` then the choice's
+leave-one-pair-out error; ``fits.curve_sources.detail`` says which and both errors.
 
 A source whose curve cannot be fitted (no LR logged and no schedule described, too few points, a family none
 of whose sources decays so no loss drop to fit) gives no points and a row in ``fits.curve_sources`` with the
@@ -46,6 +50,7 @@ from scaling_pipeline.lib.cleaning.points import losses_averaged
 from scaling_pipeline.lib.curves.family import FamilyCurves, ShapePrior, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.laws import MultiPowerLaw, Units
+from scaling_pipeline.lib.curves.observed import DROP_SHARES, TIME_POWERS, ObservedCurve
 from scaling_pipeline.lib.curves.schedule import CurveError
 from scaling_pipeline.lib.forecast import run_curve, run_schedule
 from scaling_pipeline.lib.settings import FitSettings
@@ -67,6 +72,7 @@ SHAPE_PRIOR = ShapePrior(mean=(0.7294, 0.5914, 0.6438),
                          sd=(PRIOR_WIDTH * 0.0262, PRIOR_WIDTH * 0.0078, PRIOR_WIDTH * 0.0105))
 NO_CURVE_FIT = "no_curve_fit"  # no LR and no described schedule, or a series the law cannot be fitted to
 NO_BUDGET = "no_budget_in_range"  # every budget falls before the first fitted point
+MIN_PAIRS = 4  # backtest pairs a family needs before its points may come from an observed-curve candidate
 
 
 @dataclass(frozen=True)
@@ -242,17 +248,57 @@ def curve_law_points(runs: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFra
                 replicates.append(fit_family([c for i, (_, c, _) in enumerate(curves) if i != j], prior=SHAPE_PRIOR))
             except CurveError:  # without this source the shape cannot be fitted: one replicate fewer
                 continue
+        made, done = [], []
         for src, curve, g in curves:
             try:
                 got, status = _from_source(src, curve, g, family, replicates, fractions)
             except CurveError as exc:
                 got, status = [], None
                 exclude(src, NO_CURVE_FIT, str(exc))
-            out += got
+            made += got
             if status:
-                sources.append(status)
-    return CurvePoints(_observed(pd.DataFrame(out, columns=T.FITS_CURVE_POINTS.names), points),
-                       pd.DataFrame(sources, columns=T.FITS_CURVE_SOURCES.names))
+                done.append(status)
+        chosen, how = _choose(_observed(pd.DataFrame(made, columns=T.FITS_CURVE_POINTS.names), points), curves, family)
+        out.append(chosen)
+        sources += [{**row, "detail": f"{row['detail']}; {how}"} for row in done]
+    empty = pd.DataFrame(columns=T.FITS_CURVE_POINTS.names)
+    frame = pd.concat(out, ignore_index=True) if out else _observed(empty, points)
+    return CurvePoints(frame, pd.DataFrame(sources, columns=T.FITS_CURVE_SOURCES.names))
+
+
+def _choose(made: pd.DataFrame, curves: list, family: FamilyCurves) -> tuple[pd.DataFrame, str]:
+    """A family's points (``made``: the MPL's, with their backtest) from the candidate whose backtest rms relative
+    error is least: the MPL's, or an observed curve's (:class:`~scaling_pipeline.lib.curves.observed.ObservedCurve`,
+    one per (p, s)); and a sentence saying which. The choice left one pair out (each pair predicted by the candidate
+    chosen on the other pairs) must beat the MPL's error, else the MPL's points stay (few pairs, many candidates:
+    the least in-sample error alone overfits); an observed curve's ``loss_sd`` is its loss times that error."""
+    pairs = made.observed_loss.notna().to_numpy()
+    if pairs.sum() < MIN_PAIRS:
+        return made, f"points from the MPL ({int(pairs.sum())} backtest pairs: too few to choose another candidate)"
+    lrs = {src.run_id: curve.lr[: curve.steps[-1] + 1] for src, curve, _ in curves}
+    logs = {src.run_id: g[g.step <= curve.steps[-1]] for src, curve, g in curves}
+    candidates = {"MPL": made.loss.to_numpy(float)}
+    for power in TIME_POWERS:
+        for share in DROP_SHARES:
+            try:
+                seen = {k: ObservedCurve.of(logs[k], lrs[k], family.shared, power, share) for k in set(made.source_run)}
+            except CurveError as exc:
+                return made, f"points from the MPL (a source has {exc})"
+            candidates[f"observed curve (p {power:g}, drop share {share:g})"] = np.array(
+                [seen[v.source_run].predict(int(v.final_step), target_lr(lrs[v.source_run], int(v.final_step)),
+                                            family.shared) for v in made.itertuples(index=False)])
+    names = list(candidates)
+    err = np.array([candidates[k][pairs] for k in names]) / made.observed_loss.to_numpy(float)[pairs] - 1
+    best = int(np.argmin(np.mean(err**2, axis=1)))
+    held = [err[int(np.argmin(np.mean(np.delete(err, i, axis=1) ** 2, axis=1))), i] for i in range(err.shape[1])]
+    cv = float(np.sqrt(np.mean(np.square(held))))
+    rms = np.sqrt(np.mean(err**2, axis=1))
+    use = best if cv < rms[0] else 0  # the choice must beat the MPL without the run it predicts
+    how = (f"points from the {names[use]}: backtest rms {rms[use]:.2%} on {int(pairs.sum())} observed runs (least: "
+           f"the {names[best]}, {rms[best]:.2%}, chosen without the run it predicts {cv:.2%}; MPL {rms[0]:.2%})")
+    if use == 0:
+        return made, how
+    return made.assign(loss=candidates[names[use]], loss_sd=candidates[names[use]] * cv), how
 
 
 def _observed(virtual: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
