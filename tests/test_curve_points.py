@@ -185,12 +185,17 @@ def test_setting_off_fits_what_it_fitted_before_and_use_adds_the_points(warehous
 
 
 def test_a_run_without_lr_or_schedule_gets_no_points_and_says_why(tmp_path: Path) -> None:
-    """Bad input: the longest run of a size logs no LR and its schedule is not described."""
+    """Bad input: the longest run of a size logs no LR and its schedule is not described. The exclusions users read
+    (pipeline.exclusions, the family's Exclusions in the report) name it with the reason; with the setting off the
+    fit stage makes no curve-law points, so none is named."""
+    from scaling_pipeline.lib.forecast import forecast_families
+    from scaling_pipeline.lib.reporting import load_inputs, render_report
+
     rows = [*curve("f-1m-long", 3.0, steps=400, every=10), *curve("f-2m-long", 2.8, steps=400, every=10)]
-    write_jsonl(tmp_path / "metrics.jsonl", rows)
-    write_csv(tmp_path / "runs.csv", [dict(run_id=r, family="f", n_params=n, total_steps=400, batch_tokens=1000)
-                                      for r, n in (("f-1m-long", 1e6), ("f-2m-long", 2e6))])
-    con = ingest_and_clean(tmp_path)
+    write_jsonl(tmp_path / "logs" / "metrics.jsonl", rows)
+    write_csv(tmp_path / "logs" / "runs.csv", [dict(run_id=r, family="f", n_params=n, total_steps=400, batch_tokens=1000)
+                                               for r, n in (("f-1m-long", 1e6), ("f-2m-long", 2e6))])
+    con = ingest_and_clean(tmp_path / "logs")
     assert con.execute("SELECT count(*) FROM clean.points").fetchone()[0] == 2
     fit_families(con, FitSettings(bootstrap=0, curve_law_points="use"))
     sources = con.execute("SELECT run_id, status, reason, detail FROM fits.curve_sources ORDER BY run_id").fetchall()
@@ -198,6 +203,40 @@ def test_a_run_without_lr_or_schedule_gets_no_points_and_says_why(tmp_path: Path
                                                          ("f-2m-long", "excluded", NO_CURVE_FIT)]
     assert all("no learning rate" in detail and "no schedule is described" in detail for *_, detail in sources)
     assert con.execute("SELECT count(*) FROM fits.curve_points").fetchone()[0] == 0
+
+    forecast_families(con)  # creates the view
+    assert con.execute("SELECT run_id, family, kind, reason, detail, step, n_rows FROM pipeline.exclusions "
+                       "WHERE stage = 'fit' ORDER BY run_id").fetchall() == [
+        (r, "f", "curve_law", why, detail, None, None) for r, _, why, detail in sources]
+    page = render_report(load_inputs(con), tmp_path / "reports").read_text()
+    section = page.split("<section data-family='f'>")[1].split("</section>")[0]
+    excluded = section.split("<h3>Exclusions</h3>")[1]
+    assert "<p>Runs that gave no curve-law points (setting curve_law_points;" in excluded
+    for run_id in ("f-1m-long", "f-2m-long"):
+        assert f"<li>{run_id}: gave no curve-law points (no_curve_fit): {run_id}: no learning rate" in excluded
+
+    fit_families(con, FitSettings(bootstrap=0))  # off: the view reads the emptied fits.curve_sources
+    assert con.execute("SELECT count(*) FROM pipeline.exclusions WHERE stage = 'fit'").fetchone() == (0,)
+    page = render_report(load_inputs(con), tmp_path / "reports").read_text()
+    section = page.split("<section data-family='f'>")[1].split("</section>")[0]
+    assert "<h3>Exclusions</h3>" in section and "curve-law points" not in section
+
+
+def test_the_fit_tables_include_the_curve_law_tables_kept_when_current() -> None:
+    """The fit stage's tables (also made by import-fits, which runs no fit_points) include fits.curve_sources, which
+    pipeline.exclusions reads: created empty where absent or of another layout, kept (rows too) otherwise."""
+    from scaling_pipeline.lib import tables as T
+    from scaling_pipeline.lib.warehouse import ensure_fit_tables
+
+    con = duckdb.connect()
+    ensure_fit_tables(con)
+    assert [T.stored_columns(con, t) for t in (T.FITS_CURVE_POINTS, T.FITS_CURVE_SOURCES)] == [
+        T.FITS_CURVE_POINTS.names, T.FITS_CURVE_SOURCES.names]
+    con.execute("INSERT INTO fits.curve_sources (family, run_id, status) VALUES ('f', 'r', 'excluded')")
+    con.execute("CREATE OR REPLACE TABLE fits.curve_points (run_id VARCHAR)")  # an older layout
+    ensure_fit_tables(con)
+    assert con.execute("SELECT family, run_id FROM fits.curve_sources").fetchall() == [("f", "r")]
+    assert T.stored_columns(con, T.FITS_CURVE_POINTS) == T.FITS_CURVE_POINTS.names
 
 
 def test_gpu_ladder_points_come_from_the_observed_curve_and_beat_the_mpl() -> None:

@@ -25,6 +25,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -285,6 +286,36 @@ def test_a_chart_export_without_lr_gets_no_curve_fit_and_nothing_else_changes(sh
     direct = fit_chinchilla(points.n_params.to_numpy(), points.n_tokens.to_numpy(), points.loss.to_numpy())
     assert (status, n_points) == ("ok", 9)
     assert (alpha, beta) == pytest.approx((direct.params["alpha"], direct.params["beta"]))
+
+
+def test_sources_without_curve_law_points_are_in_the_exclusions_and_the_report(shapes: Shapes) -> None:
+    """Bad input: the chart export's longest runs and the nested run without LR or schedule give no curve-law points:
+    each is in pipeline.exclusions (stage 'fit', kind 'curve_law', fits.curve_sources' reason and detail) and in its
+    family's Exclusions in the report (the block the page shows, from the rows the report reads; the whole page in
+    tests/test_curve_points.py); its own point stays in clean.points."""
+    from scaling_pipeline.lib.reporting import load_inputs
+    from scaling_pipeline.lib.reporting.family_section import _exclusion_table
+
+    export = shapes.runs["cirrus"]
+    longest = export[export.status == "completed"].sort_values("tokens_planned").groupby("n_params").tail(1)
+    expected = {shapes.ids[NO_LR], *(shapes.ids[r] for r in longest.run_id)}
+    rows = shapes.query("SELECT run_id, family, reason, detail, step, n_rows FROM pipeline.exclusions "
+                        "WHERE stage = 'fit' ORDER BY run_id")
+    assert {r for r, *_ in rows} == expected and len(rows) == 4
+    assert rows == shapes.query("SELECT run_id, family, reason, detail, NULL, NULL FROM fits.curve_sources "
+                                "WHERE status = 'excluded' ORDER BY run_id")
+    assert {(reason, step, n_rows) for _, _, reason, _, step, n_rows in rows} == {(NO_CURVE_FIT, None, None)}
+    assert shapes.query("SELECT DISTINCT kind FROM pipeline.exclusions WHERE stage = 'fit'") == [("curve_law",)]
+    assert shapes.query("SELECT count(*) FROM clean.points WHERE list_contains(?, run_id)", [sorted(expected)]) == [(4,)]
+
+    with duckdb.connect(str(shapes.db), read_only=True) as con:
+        excl = load_inputs(con).exclusions
+    for family, runs in (("atlas", [shapes.ids[NO_LR]]), ("cirrus", sorted(expected - {shapes.ids[NO_LR]}))):
+        block = _exclusion_table(excl[excl.family == family])
+        assert block.count("gave no curve-law points (no_curve_fit)") == len(runs)
+        for run_id in runs:  # the detail starts with the run: "<run>: no learning rate is logged …"
+            assert f"<li>{run_id}: gave no curve-law points (no_curve_fit): {run_id}: no learning rate" in block
+    assert "curve-law points" not in _exclusion_table(excl[excl.family == "boreal"])
 
 
 def test_nested_folders_and_sweeps_give_curve_sources_by_their_own_ids(shapes: Shapes) -> None:

@@ -162,7 +162,8 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
     with a run in flight get a curve law and a backtest, unless ``every_family`` (benchmarks). A family whose
     inputs, the settings and the code are as at its last forecast (:func:`~scaling_pipeline.lib.forecast_inputs.
     family_keys`) keeps its rows; the others are forecast anew (``refitted``), with the rows a full recompute
-    would give. Its exclusions are read with clean's in the view ``pipeline.exclusions``."""
+    would give. Its exclusions are read with clean's and the fit stage's in the view ``pipeline.exclusions``, created
+    here (the stage after both)."""
     T.create(con, *T.FORECASTS, T.FORECASTS_SOURCES)
     T.create_view(con, T.PIPELINE_EXCLUSIONS)
     update_sources(con)

@@ -33,7 +33,7 @@ from scaling_pipeline.lib.laws import FORMS, Chinchilla
 from scaling_pipeline.lib.process import exit_with
 from scaling_pipeline.lib.quality import assess, beyond_limit, plan_verdict
 from scaling_pipeline.lib.settings import FitSettings
-from scaling_pipeline.lib.curves.points import fit_points
+from scaling_pipeline.lib.curves.points import create_curve_tables, fit_points
 from scaling_pipeline.lib.tables import (FITS_BOOTSTRAP, FITS_CHINCHILLA, FITS_COMPARISON, FITS_COMPARISON_PARAMS,
                                          PLANS_ALLOCATIONS, create, insert_frame, interval_columns, intervals, replace,
                                          transaction)
@@ -55,8 +55,9 @@ class FitStageSummary:
 
 def ensure_fit_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create ``fits.chinchilla``, ``fits.bootstrap``, ``fits.comparison`` and ``fits.comparison_params``
-    (dropping them all when one has an older layout)."""
+    (dropping them all when one has an older layout), and the curve-law tables where absent."""
     create(con, FITS_CHINCHILLA, FITS_BOOTSTRAP, FITS_COMPARISON, FITS_COMPARISON_PARAMS)
+    create_curve_tables(con)
 
 
 def input_hash(points: pd.DataFrame, settings: FitSettings) -> str:

@@ -55,8 +55,8 @@ from scaling_pipeline.lib.curves.schedule import CurveError
 from scaling_pipeline.lib.forecast import run_curve, run_schedule
 from scaling_pipeline.lib.settings import FitSettings
 
-__all__ = ["COOLDOWN", "FRACTIONS", "SHAPE_PRIOR", "CurvePoints", "curve_law_points", "decays", "fit_points", "read_curve_points",
-           "source_runs", "stretched_lr", "target_lr"]
+__all__ = ["COOLDOWN", "FRACTIONS", "SHAPE_PRIOR", "CurvePoints", "create_curve_tables", "curve_law_points", "decays",
+           "fit_points", "read_curve_points", "source_runs", "stretched_lr", "target_lr"]
 
 FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)  # budgets of the curve-law points, fractions of the source's
 MIN_STEPS = 10  # a virtual run needs at least this many steps
@@ -324,6 +324,15 @@ def read_curve_points(con: duckdb.DuckDBPyConnection, points: pd.DataFrame) -> C
     steps = con.execute("SELECT run_id, step, train_loss, eval_loss, lr FROM clean.steps WHERE list_contains(?, run_id) "
                         "ORDER BY run_id, step", [sorted(runs.run_id)]).df()
     return curve_law_points(runs, steps, points)
+
+
+def create_curve_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``fits.curve_points`` and ``fits.curve_sources`` empty where absent or of another layout (their rows:
+    :func:`fit_points`): the view ``pipeline.exclusions`` reads ``fits.curve_sources`` even where the fits were
+    imported (``import-fits``) and no fit stage made it."""
+    for table in (T.FITS_CURVE_POINTS, T.FITS_CURVE_SOURCES):
+        if T.stored_columns(con, table) != table.names:
+            T.replace(con, table)
 
 
 def fit_points(con: duckdb.DuckDBPyConnection, points: pd.DataFrame, settings: FitSettings) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_pipeline.lib.quality import EXTRAPOLATION_LIMIT, THRESHOLDS
+from scaling_pipeline.lib.tables.catalog import NO_CURVE_LAW, NO_FORECAST
 
 from .comparison import comparison_section
 from .family import Family
@@ -17,7 +18,7 @@ from .exports import plan_exports
 from .figures_plan import plan_figures
 from .formatting import (esc, fmt_ci, fmt_flops, fmt_hci, fmt_human, fmt_pct, fmt_times, fmt_tpp, nearly_equal, num,
                          plural, prose)
-from .in_flight import in_flight_block, no_forecast_list
+from .in_flight import in_flight_block
 
 _VERDICT_LABEL = {"ok": "fit OK", "caution": "use with care", "withheld": "PLAN WITHHELD", "failed": "FIT FAILED",
                   "missing": "NOT FITTED"}
@@ -200,5 +201,18 @@ def _exclusion_table(excl: pd.DataFrame) -> str:
         if not special.empty:
             parts.append("<ul>" + "".join(f"<li>{esc(r.run_id)}: {prose(r.detail)}</li>"
                                           for r in special.itertuples(index=False)) + "</ul>")
-    parts.append(no_forecast_list(excl))
+    parts.append(_excluded_list(excl, NO_CURVE_LAW, "Runs that gave no curve-law points (setting curve_law_points; the "
+                                "run's own point is kept as it is):", "gave no curve-law points"))
+    parts.append(_excluded_list(excl, NO_FORECAST, "Runs in flight without a forecast (no curve fit; the run is otherwise "
+                                "kept as it is):", "no forecast"))
     return "\n".join(parts)
+
+
+def _excluded_list(excl: pd.DataFrame, kind: str, intro: str, what: str) -> str:
+    """HTML list of the rows of ``excl`` (``pipeline.exclusions``) of ``kind``, "<run>: <what> (<reason>): <detail>",
+    under the sentence ``intro``; empty without any."""
+    rows = excl[excl.kind == kind]
+    if rows.empty:
+        return ""
+    return (f"<p>{intro}</p><ul>" + "".join(f"<li>{esc(r.run_id)}: {what} ({esc(r.reason)}): {prose(r.detail)}</li>"
+                                             for r in rows.itertuples(index=False)) + "</ul>")

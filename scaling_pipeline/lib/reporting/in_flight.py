@@ -1,7 +1,7 @@
 """A family's "Runs in flight" block: forecast of each unfinished run's final loss against the family's law
 (``forecasts.in_flight``), the backtest of those forecasts, and a curve figure per family (observed, fitted,
-forecast band, the planned learning rate on a second axis); and the list of runs in flight without a forecast
-that the family's exclusions show (``pipeline.exclusions``, kind 'forecast')."""
+forecast band, the planned learning rate on a second axis); runs in flight without a forecast are named here and
+listed with the reason in the family's exclusions (``pipeline.exclusions``, kind 'forecast')."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 from scaling_pipeline.lib.tables.catalog import NO_FORECAST
 
 from .figcache import cached_figure
-from .formatting import esc, mpl_text, plural, prose
+from .formatting import esc, mpl_text, plural
 
 QUERIES = {
     "in_flight": "SELECT * FROM forecasts.in_flight ORDER BY family, run_id",
@@ -71,16 +71,6 @@ def in_flight_block(f, out: Path) -> str:
 def _no_forecast(excl: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``excl`` (``pipeline.exclusions``) of runs in flight the forecast stage left out."""
     return excl[excl.kind == NO_FORECAST] if "kind" in excl else excl.iloc[:0]
-
-
-def no_forecast_list(excl: pd.DataFrame) -> str:
-    """HTML list of the family's runs in flight without a forecast, with the reason (for its exclusions)."""
-    rows = _no_forecast(excl)
-    if rows.empty:
-        return ""
-    return ("<p>Runs in flight without a forecast (no curve fit; the run is otherwise kept as it is):</p><ul>"
-            + "".join(f"<li>{esc(r.run_id)}: no forecast ({esc(r.reason)}): {prose(r.detail)}</li>"
-                      for r in rows.itertuples(index=False)) + "</ul>")
 
 
 @cached_figure("name", "slug", "forecasts")

@@ -12,7 +12,8 @@ Kinds of table (``Table.kind``):
 * ``REBUILT``: derived tables written from scratch on every run (``clean.*``, ``plans.*``).
 
 A :class:`View` joins tables that different stages write (each table has one writer): ``pipeline.exclusions``
-(clean's and the forecast stage's exclusions), created by the forecast stage with :func:`create_view`.
+(clean's, the fit stage's curve-law sources without points and the forecast stage's exclusions), created by the
+forecast stage with :func:`create_view`.
 
 Writers call :func:`create` (``RAW``/``KEPT``) or :func:`replace` (``REBUILT``) and never write DDL
 themselves; the Dagster layer builds each asset's column schema from the same :class:`Table`.

@@ -215,8 +215,10 @@ _TABLES = [
         ("param", "VARCHAR", "parameter name"), ("value", "DOUBLE", "fitted value"),
         ("lo", "DOUBLE", "lower interval bound (NULL: none)"), ("hi", "DOUBLE", "upper interval bound (NULL: none)"),
     ), kind=KEPT),
-    Table("fits.curve_points", "Curve-law points: the loss a long run's fitted Multi-Power Law gives for a run "
-          "decayed at a smaller budget (setting curve_law_points).", _cols(
+    Table("fits.curve_points", "Curve-law points: the loss a run of a long run's size and recipe would reach decayed "
+          "at a smaller budget, from the family's chosen candidate: the long run's fitted Multi-Power Law, or its "
+          "observed curve read at the budget's training time (setting curve_law_points; the choice in "
+          "fits.curve_sources.detail).", _cols(
         ("run_id", "VARCHAR", "'<source run>@<fraction>': the source run decayed at that fraction of its tokens"),
         ("family", "VARCHAR", "model family"),
         ("n_params", "DOUBLE", "parameters N (the source run's, as in clean.points)"),
@@ -335,14 +337,24 @@ FORECASTS_IN_FLIGHT, FORECASTS_INPUTS = FORECASTS[0], FORECASTS[-1]
 FORECASTS_SOURCES = TABLES["forecasts.sources"]
 
 NO_FORECAST = "forecast"  # pipeline.exclusions: stage and kind of a run in flight the forecast stage left out
-_AS_CLEAN = {"kind": f"'{NO_FORECAST}'", "step": "NULL", "n_rows": "NULL"}  # forecasts.exclusions as clean's
+NO_CURVE_LAW = "curve_law"  # pipeline.exclusions: kind of a source run that gave no curve-law points (stage 'fit')
+
+
+def _as_clean(kind: str) -> str:
+    """The clean.exclusions columns of a table with run_id, family, reason and detail: ``kind``, no step or rows."""
+    return ", ".join({"kind": f"'{kind}'", "step": "NULL", "n_rows": "NULL"}.get(n, n) for n in CLEAN_EXCLUSIONS.names)
+
+
 PIPELINE_EXCLUSIONS = View(
-    "pipeline.exclusions", "Every exclusion users read: clean.exclusions and forecasts.exclusions, with the stage.",
-    (Column("stage", "VARCHAR", "the stage that excluded it: 'clean' or 'forecast'"),
-     *(c._replace(description="'run', 'rows', 'flag' (clean) or 'forecast' (no curve fit or forecast)")
+    "pipeline.exclusions", "Every exclusion users read: clean.exclusions, the curve-law sources that gave no points "
+    "(fits.curve_sources with status 'excluded') and forecasts.exclusions, with the stage.",
+    (Column("stage", "VARCHAR", "the stage that excluded it: 'clean', 'fit' or 'forecast'"),
+     *(c._replace(description="'run', 'rows', 'flag' (clean), 'curve_law' (fit: a size's longest run that gave no "
+                              "curve-law points) or 'forecast' (no curve fit or forecast)")
        if c.name == "kind" else c for c in CLEAN_EXCLUSIONS.columns)),
     f"SELECT 'clean', {', '.join(CLEAN_EXCLUSIONS.names)} FROM clean.exclusions UNION ALL "
-    f"SELECT '{NO_FORECAST}', {', '.join(_AS_CLEAN.get(n, n) for n in CLEAN_EXCLUSIONS.names)} FROM forecasts.exclusions")
+    f"SELECT 'fit', {_as_clean(NO_CURVE_LAW)} FROM fits.curve_sources WHERE status = 'excluded' UNION ALL "
+    f"SELECT '{NO_FORECAST}', {_as_clean(NO_FORECAST)} FROM forecasts.exclusions")
 
 # --- fitted intervals ---------------------------------------------------------------------------------
 
