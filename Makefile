@@ -32,8 +32,9 @@ demo: install
 run: demo
 	$(BIN)/scaling-pipeline run
 
+# One worker per core; a test file stays on one worker, so its module fixtures are built once.
 test: demo
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 ui: demo
 	$(BIN)/scaling-pipeline ui --host 127.0.0.1 --port 3000
