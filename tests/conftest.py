@@ -98,3 +98,10 @@ def demo_truth(demo_dir) -> dict:
 @pytest.fixture(scope="session")
 def demo_faults(demo_dir) -> dict:
     return json.loads((demo_dir / "faults.json").read_text())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a ``slow`` test run first (otherwise in collection order, each file's tests together), so
+    that pytest-xdist's workers, which take whole files in order (``make test``), do not end on a long file."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)

@@ -7,6 +7,7 @@ import math
 import shutil
 
 import dagster as dg
+import pytest
 
 from tests.conftest import Materialized, materialize_all
 
@@ -85,6 +86,7 @@ def _snapshot(m: Materialized) -> dict:
     return snap
 
 
+@pytest.mark.slow
 def test_materialize_twice_is_idempotent_and_refits_nothing(demo_dir, tmp_path):
     logs = tmp_path / "logs"
     shutil.copytree(demo_dir, logs)
@@ -101,6 +103,7 @@ def test_materialize_twice_is_idempotent_and_refits_nothing(demo_dir, tmp_path):
     assert ingest_meta["ingest_units_ingested"].value == 0
 
 
+@pytest.mark.slow
 def test_changing_one_file_changes_only_its_rows(demo_dir, tmp_path):
     logs = tmp_path / "logs"
     shutil.copytree(demo_dir, logs)

@@ -81,6 +81,7 @@ def comparison_snapshot(con: duckdb.DuckDBPyConnection) -> tuple[list, list]:
             rows("SELECT * FROM fits.comparison_params ORDER BY family, form, subset, param"))
 
 
+@pytest.mark.slow
 def test_separate_processes_give_the_in_warehouse_fits(reference, fitted, tmp_path):
     points_dir, fits_dir = fitted
     with duckdb.connect(str(reference), read_only=True) as con:

@@ -233,6 +233,7 @@ def clean_cli_run(csv_logs, tmp_path_factory) -> dict:
 
 
 # ingest progress is throttled: line 1, then the (always logged) partial file at [29/85], mid-ingest
+@pytest.mark.slow
 @pytest.mark.parametrize("stage,needle,nth", [("ingest", "] csv csv/", 2), ("fit", "fitting", 1)])
 def test_sigkill_during_cli_run_then_rerun_equals_a_clean_run(csv_logs, clean_cli_run, tmp_path, stage, needle, nth):
     db, reports = tmp_path / "w.duckdb", tmp_path / "reports"

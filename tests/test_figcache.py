@@ -202,6 +202,7 @@ def _metadata(result, node: str) -> dict:
     return {k: v.value for m in result.asset_materializations_for_node(node) for k, v in m.metadata.items()}
 
 
+@pytest.mark.slow
 def test_a_new_run_redraws_only_its_familys_figures_and_the_frontier_in_a_dagster_run(tmp_path, drawn_pngs):
     """Three materializations of the real Definitions: first, no change (nothing cleaned again, refit or
     redrawn), one new run (its family's figures that show its points or fit, and the all-families frontier)."""

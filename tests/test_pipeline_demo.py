@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.mark.slow
 def test_truth_recovered_for_every_family(demo_run, demo_truth):
     fits = {r[0]: r[1:] for r in demo_run.query("SELECT family, alpha, beta, E, status FROM fits.chinchilla")}
     truth = demo_truth["families"]

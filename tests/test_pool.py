@@ -55,6 +55,7 @@ def _pool_state(home: Path) -> tuple[list, dict]:
     return claimed, runs
 
 
+@pytest.mark.slow
 def test_sigkilled_run_does_not_block_the_next_run(csv_logs, clean_cli_run, home, tmp_path):
     """Killed while its fit step holds the slot: the next run marks it failed, frees the slot, completes,
     and leaves the warehouse a clean run leaves."""
@@ -158,6 +159,7 @@ def test_waiting_run_gives_up_after_wait(csv_logs, home, holder, tmp_path):
     assert holder.poll() is None
 
 
+@pytest.mark.slow
 def test_run_goes_on_when_the_holder_dies_while_it_waits(csv_logs, home, holder, tmp_path):
     proc, _ = _start_waiting(_run_cmd(csv_logs, tmp_path), home, tmp_path)
     try:

@@ -100,6 +100,7 @@ def _psql(bindir: Path, port: int, sql: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines() if line]
 
 
+@pytest.mark.slow
 def test_full_graph_on_the_production_instance_is_stored_in_postgres(postgres, tmp_path, monkeypatch):
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 

@@ -226,6 +226,7 @@ def test_ui_starts_without_warnings_and_stops_on_sigterm(ui):
     assert ui.proc.returncode == 0 and "stopping the UI (SIGTERM)" in "".join(ui.output)
 
 
+@pytest.mark.slow
 def test_ui_stops_on_ctrl_c(tmp_path):
     ui = UI(tmp_path)
     try:
