@@ -25,7 +25,11 @@ only). The interval of a parameter is the estimate ± t·sd of the refits (t: St
 ``level`` with ``n_boot − 1`` degrees of freedom; on a log scale for the positive scale parameters A, B, C;
 clipped to the bounds of the others); :meth:`CurveFit.predict_interval` does the same for the log loss
 at given steps. Percentiles of 20-60 refits missed more often, because the refits' median is not the
-estimate. Coverage on known truth: see benchmarks/README.md (curve laws) and tests/test_curves.py.
+estimate. A law with a loss-drop shape (MPL: C, β, γ) has a weakly determined, multimodal ridge on which
+the estimate can land far from the truth while the refits, polished from it, stay near it; its parameter
+intervals are profile-likelihood intervals instead (:mod:`~scaling_pipeline.lib.curves.profile`), whose
+profile fits also start from the bootstrap refits. Coverage on known truth: see benchmarks/README.md
+(curve laws) and tests/test_curves.py.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from scipy.stats import t as student_t
 from threadpoolctl import threadpool_limits
 
 from scaling_pipeline.lib.curves.laws import CURVE_LAWS, Units
+from scaling_pipeline.lib.curves.profile import ar1_noise_moments, profile_intervals
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule, per_step_lr
 
 __all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA"]
@@ -303,6 +308,28 @@ def _intervals(law: Any, params: Mapping[str, float], boot: np.ndarray, level: f
     return out
 
 
+def _profile(problem: _Problem, z: np.ndarray, boot: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
+    """Per-parameter profile-likelihood intervals at ``level`` around the optimum ``z`` (internal), with the
+    bootstrap refits ``boot`` (absolute units) as extra starts (:mod:`~scaling_pipeline.lib.curves.profile`)."""
+    law = problem.law
+    logs = np.array([name in law.log_params for name in law.params])
+
+    def z_of(y: np.ndarray) -> np.ndarray:
+        return law.internal({n: np.exp(v) if log else v for n, v, log in zip(law.params, y, logs)}, problem.units)
+
+    y_hat = np.array(list(law.from_internal(z, problem.units).values()))
+    y_hat[logs] = np.log(y_hat[logs])
+    refits = np.where(logs, np.log(np.maximum(boot, 1e-300)), boot)
+    pred, d = problem.predict(z, jac=True)
+    J = d / pred[:, None]
+    curves = np.split(np.arange(len(pred)), np.nonzero(np.diff(problem.curve_of))[0] + 1)
+    rho, sigma2 = ar1_noise_moments(J, problem.log_loss - np.log(pred), curves, MAX_RHO)
+    ends = profile_intervals(problem.objective, z_of, y_hat, J, [_BOUNDS[n] for n in law.params], logs,
+                             problem.delta**-2, rho, sigma2, curves, level, _POLISH_OPTIONS, refits)
+    ends[logs] = np.exp(ends[logs])
+    return {n: (float(lo), float(hi)) for n, (lo, hi) in zip(law.params, ends)}
+
+
 def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DELTA, n_boot: int = 0,
                level: float = 0.95, seed: int = 0, **settings: Any) -> CurveFit:
     """Fit the curve law ``form`` (``mpl`` or ``lr_annealing``) to ``curves`` (module docstring), with
@@ -333,7 +360,8 @@ def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DEL
             raise CurveError(f"{form}: no starting point of the grid predicts positive losses; check the curves")
         seconds = time.perf_counter() - t0
         boot = _bootstrap(problem, best.x, n_boot, seed) if n_boot > 0 else np.zeros((0, len(law.params)))
-    params = law.from_internal(best.x, problem.units)
-    ci = _intervals(law, params, boot, level) if n_boot > 1 else {}
+        params = law.from_internal(best.x, problem.units)
+        ci = {} if n_boot < 2 else _profile(problem, best.x, boot, level) if law.shape else _intervals(
+            law, params, boot, level)
     return CurveFit(form, params, problem.huber(best.x), seconds, n_points, delta, settings, ci, level, n_boot,
                     tuple(n for c in curves for n in c.notes), boot)
