@@ -60,7 +60,8 @@ def bench_size(size: str, ref: dict, schedules: dict, repeats: int, n_boot: int,
 
 
 def coverage(draws: int, n_boot: int, rho: float, noise: float = 1e-3) -> tuple[str, str]:
-    """Known-truth coverage of the MPL's 95% bootstrap intervals: the tests' simulated curves (the published
+    """Known-truth coverage of the MPL's 95% intervals (profile likelihood for the parameters, the bootstrap's
+    ``predict_interval`` for the held-out losses): the tests' simulated curves (the published
     100M MPL; 12k-step cosine, WSD and constant runs logged every 100 steps) with AR(1) noise in log loss;
     hits per parameter and for the loss of two held-out schedules at their middle and last point, as a
     Markdown row and its header."""
