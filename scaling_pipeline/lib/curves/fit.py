@@ -178,6 +178,7 @@ class _Problem:
         self.loss = np.concatenate([c.loss for c in curves])
         self.log_loss = np.log(self.loss)
         self.curve_of = np.concatenate([np.full(len(c.steps), j) for j, c in enumerate(curves)])
+        self.slices = np.split(np.arange(len(self.loss)), np.cumsum([len(c.steps) for c in curves])[:-1])
 
     def observing(self, log_loss: np.ndarray) -> _Problem:
         """The same problem with other observed log losses."""
@@ -276,7 +277,7 @@ def _bootstrap(problem: _Problem, z: np.ndarray, n_boot: int, seed: int) -> np.n
     fitted = np.log(problem.predict(z))
     residual = problem.log_loss - fitted
     rho = _lag_correlation(problem, residual)
-    curves = np.split(np.arange(len(residual)), np.nonzero(np.diff(problem.curve_of))[0] + 1)
+    curves = problem.slices
     first = [c[0] for c in curves]
     innovation = residual - rho * np.r_[0.0, residual[:-1]]
     innovation[first] = residual[first]  # a curve's first point starts the recursion
@@ -322,10 +323,9 @@ def _profile(problem: _Problem, z: np.ndarray, boot: np.ndarray, level: float) -
     refits = np.where(logs, np.log(np.maximum(boot, 1e-300)), boot)
     pred, d = problem.predict(z, jac=True)
     J = d / pred[:, None]
-    curves = np.split(np.arange(len(pred)), np.nonzero(np.diff(problem.curve_of))[0] + 1)
-    rho, sigma2 = ar1_noise_moments(J, problem.log_loss - np.log(pred), curves, MAX_RHO)
+    rho, sigma2 = ar1_noise_moments(J, problem.log_loss - np.log(pred), problem.slices, MAX_RHO)
     ends = profile_intervals(problem.objective, z_of, y_hat, J, [_BOUNDS[n] for n in law.params], logs,
-                             problem.delta**-2, rho, sigma2, curves, level, _POLISH_OPTIONS, refits)
+                             problem.delta**-2, rho, sigma2, problem.slices, level, _POLISH_OPTIONS, refits)
     ends[logs] = np.exp(ends[logs])
     return {n: (float(lo), float(hi)) for n, (lo, hi) in zip(law.params, ends)}
 

@@ -104,8 +104,8 @@ def profile_intervals(objective: Objective, z_of: Callable[[np.ndarray], np.ndar
         lo, hi = box[j]
         lim = ((y_hat[j] - LOG_RANGE, y_hat[j] + LOG_RANGE) if logs[j]
                else (-np.inf if lo is None else lo, np.inf if hi is None else hi))
+        profile = _Profile(f, f_hat, y_hat, j, box, phi, options, refits)
         for side, sign in enumerate((-1.0, 1.0)):
-            profile = _Profile(f, f_hat, y_hat, j, box, phi, options, refits)
             out[j, side] = profile.end(sign, sd[j] * target, lim, target)
     return out
 
