@@ -208,15 +208,20 @@ def test_every_run_in_flight_gets_a_forecast_or_the_reason(shapes: Shapes) -> No
 
 
 def test_forecasts_of_runs_in_flight_hold_the_truth(shapes: Shapes) -> None:
-    """Every shape's forecasts land near the simulated truth (within 1.7% here; 2.3% at most over seeds 0-2), most
-    within their 90% interval: 9 of 12 here, 21 of 27 over seeds 0-2 (twin left out). The intervals are too narrow
-    in families this small: all 9 completed runs go into the family's curve fit, none is left for the backtest that
-    calibrates them."""
+    """Every shape's forecasts land near the simulated truth (within 2.8% here and over seeds 0-2) and hold it in
+    their 90% interval: 12 of 12 here, 27 of 27 over seeds 0-2 (twin left out). Every family here is small (its 8-9
+    completed runs all go into the family's curve fit), so the backtest that calibrates the intervals is
+    cross-fitted (lib/forecast_backtest.py); without it (no backtest, uncalibrated) 9 of 12 and 21 of 27 held,
+    at a mean width of 2.8% of the truth instead of 7.2%. The bias it divides out is what the family's completed
+    runs show when cut (boreal's are forecast ~2% low, with the full fit too), which moves boreal's forecasts
+    up by that much: the largest error, 1.7% before, is 2.7%."""
     rows = shapes.query("SELECT run_id, forecast, lo, hi, schedule FROM forecasts.in_flight")
     errors = {r: f / shapes.truth[r] - 1 for r, f, *_ in rows}
-    assert max(abs(e) for e in errors.values()) < 0.025, errors
+    assert max(abs(e) for e in errors.values()) < 0.03, errors
+    assert shapes.query("SELECT count(DISTINCT family), bool_and(fold IS NOT NULL) FROM forecasts.backtest") == [
+        (4, True)]  # atlas, boreal, delta, twin: every backtest row cross-fitted
     covered = [r for r, _, lo, hi, _ in rows if lo <= shapes.truth[r] <= hi]
-    assert len(covered) >= 8, (covered, errors)
+    assert len(covered) >= 11, (covered, errors)
     # the token table's LR is the manifest's schedule: its forecasts are the stepped twin's
     by_run = {r: (f, lo, hi, kind) for r, f, lo, hi, kind in rows}
     for run_id in shapes.runs["boreal"].run_id[shapes.runs["boreal"].status == "running"]:

@@ -14,7 +14,8 @@ import pytest
 from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.cleaning import clean
 from scaling_pipeline.lib.curves.family import Forecast
-from scaling_pipeline.lib.forecast import LEVEL, NO_CURVE, _corrected, forecast_families
+from scaling_pipeline.lib.forecast import LEVEL, NO_CURVE, forecast_families
+from scaling_pipeline.lib.forecast_backtest import corrected
 from scaling_pipeline.lib.ingest import ingest
 from scaling_pipeline.lib.simulate import SimConfig, write_demo
 from scaling_pipeline.lib.warehouse import FitSettings, fit_families
@@ -101,6 +102,15 @@ def test_forecasts_hold_the_truth_at_the_stated_coverage(forecast):
     assert 0.6 <= coverage <= 1.0  # nominal 0.9; measured on this ladder in benchmarks/README.md
     errors = [e for _, _, e, _ in back]
     assert errors[-1] < 0.015 and errors[-1] <= errors[0]  # more of the curve, a better forecast
+    # 20 completed runs per family: 12 in the family's curve fit, 8 left out and forecast with it (fold NULL); fewer
+    # than 10 left out, so the fit's runs are cross-fitted too: each in one of 3 folds, forecast by a refit without it
+    for family, detail in con.execute("SELECT family, detail FROM forecasts.families").fetchall():
+        fitted = set(detail.split(", "))
+        folds = dict(con.execute("SELECT run_id, any_value(fold) FROM forecasts.backtest WHERE family = ? "
+                                 "GROUP BY run_id", [family]).fetchall())
+        assert len(fitted) == 12 and {r for r, k in folds.items() if k is None}.isdisjoint(fitted)
+        assert len(folds) == 20 and {r for r, k in folds.items() if k is not None} == fitted
+        assert sorted(set(folds.values()) - {None}) == [1, 2, 3]
 
 
 def test_the_backtest_interval_holds_one_more_error_at_its_level():
@@ -112,7 +122,7 @@ def test_the_backtest_interval_holds_one_more_error_at_its_level():
     for errors in rng.normal(0.02, 0.03, size=(draws, 10)):
         actual = 2.0
         raw = actual * (1 + errors[-1])
-        f = _corrected(Forecast(1000, raw, raw, raw, LEVEL, 1e-9, None, 40), list(errors[:-1]), z)
+        f = corrected(Forecast(1000, raw, raw, raw, LEVEL, 1e-9, None, 40), list(errors[:-1]), z)
         hits += f.lo <= actual <= f.hi
         assert f.hi - f.lo == pytest.approx(2 * z * f.sigma)
     assert hits / draws == pytest.approx(LEVEL, abs=0.015)

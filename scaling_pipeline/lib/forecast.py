@@ -11,13 +11,15 @@ The planned LR after the last logged step comes from the schedule the run metada
 evaluated by :class:`~scaling_pipeline.lib.laws.Chinchilla`) at the run's planned (N, D) is the expectation:
 a forecast further from it than the forecast's and the law's own uncertainty allow (``z·sqrt(σ_F² + σ_law²)``,
 σ_law the RMS of the law's residuals at the family's points) is ``off_track``, with a sentence saying what to
-check. Backtest: completed runs not used in the family fit, cut at :data:`CUTS` of their steps, forecast and
-compared with their final loss (``clean.points``); every forecast is divided by (1 + the family's mean backtest
-relative error at the nearest cut), its interval at least the predictive interval of one more such error
-(Student's t, :func:`_correction`). N of a run in flight is its ``n_params`` (else its non-embedding, else its
-total count), D its ``tokens_planned`` (else total_steps × batch_tokens). Only families with a run in flight are
-fitted and backtested. A run whose curve cannot be used (no LR and no described schedule, too few points, ...) is
-listed in ``forecasts.exclusions`` with the reason (and with clean's exclusions in the view ``pipeline.exclusions``,
+check. Backtest (:mod:`~scaling_pipeline.lib.forecast_backtest`): completed runs left out of the family fit, and
+when fewer than ``max_backtest_runs`` are (≤ 21 completed runs with the defaults), also the fit's own runs by K-fold
+cross-fitting (each forecast by the family refitted without its fold), cut at 25/50/75% of their steps, forecast
+and compared with their final loss (``clean.points``); every forecast is divided by (1 + the family's mean backtest
+relative error at the nearest cut), its interval at least the predictive interval of one more such error (Student's
+t). N of a run in flight is its ``n_params`` (else its non-embedding, else its total count), D its
+``tokens_planned`` (else total_steps × batch_tokens). Only families with a run in flight are fitted and backtested.
+A run whose curve cannot be used (no LR and no described schedule, too few points, ...) is listed in
+``forecasts.exclusions`` with the reason (and with clean's exclusions in the view ``pipeline.exclusions``,
 stage 'forecast', kind 'forecast'); nothing else changes.
 """
 
@@ -32,23 +34,21 @@ import duckdb
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
-from scipy.stats import t as student_t
 
 from scaling_pipeline.lib.cleaning import INCOMPLETE
-from scaling_pipeline.lib.cleaning.points import losses_averaged
 from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule
+from scaling_pipeline.lib.forecast_backtest import FOLDS, backtest, calibrated, end_offset, shifted
 from scaling_pipeline.lib.forecast_inputs import family_keys, stored_keys, update_sources
 from scaling_pipeline.lib import tables as T
 from scaling_pipeline.lib.laws import Chinchilla
 
-__all__ = ["CUTS", "LEVEL", "ForecastSummary", "forecast_families", "run_curve", "run_schedule"]
+__all__ = ["LEVEL", "ForecastSummary", "forecast_families", "run_curve", "run_schedule"]
 
 LEVEL = 0.9  # two-sided level of the forecast intervals
-CUTS = (0.25, 0.5, 0.75)  # backtest: fractions of a completed run's steps it is cut at
 MAX_FAMILY_CURVES = 12  # completed curves the family's shared curve law is fitted on
-MAX_BACKTEST_RUNS = 10  # completed runs per family the backtest cuts
+MAX_BACKTEST_RUNS = 10  # completed runs per family held out of the family fit for the backtest, at most
 SCHEDULE_EXTRAS = ("end_lr", "decay_start", "stage_a_steps", "lr_b")  # schedule keys a manifest keeps in extra
 BAND_POINTS = 60  # steps per run in forecasts.curves
 
@@ -157,7 +157,8 @@ def _law_of(row: Any) -> Chinchilla:
 
 def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
                       max_family_curves: int = MAX_FAMILY_CURVES,
-                      max_backtest_runs: int = MAX_BACKTEST_RUNS, every_family: bool = False) -> ForecastSummary:
+                      max_backtest_runs: int = MAX_BACKTEST_RUNS, folds: int = FOLDS,
+                      every_family: bool = False) -> ForecastSummary:
     """Update the ``forecasts`` tables from ``clean`` and ``fits.chinchilla`` in one transaction. Only families
     with a run in flight get a curve law and a backtest, unless ``every_family`` (benchmarks). A family whose
     inputs, the settings and the code are as at its last forecast (:func:`~scaling_pipeline.lib.forecast_inputs.
@@ -168,13 +169,13 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
     T.create_view(con, T.PIPELINE_EXCLUSIONS)
     update_sources(con)
     keys = family_keys(con, level=level, max_family_curves=max_family_curves, max_backtest_runs=max_backtest_runs,
-                       every_family=every_family)
+                       folds=folds, every_family=every_family)
     stored = stored_keys(con)
     todo = sorted(f for f, k in keys.items() if stored.get(f) != k)
     stale = sorted(set(stored) - set(keys))
     if not todo and not stale:
         return _summary(con, [], unchanged=True)
-    out = _forecast(con, todo, level, max_family_curves, max_backtest_runs, every_family)
+    out = _forecast(con, todo, level, max_family_curves, max_backtest_runs, folds, every_family)
     out["inputs"] = [{"family": f, "input_hash": keys[f]} for f in todo]
     with T.transaction(con):
         for table in T.FORECASTS:
@@ -187,7 +188,7 @@ def forecast_families(con: duckdb.DuckDBPyConnection, *, level: float = LEVEL,
 
 
 def _forecast(con: duckdb.DuckDBPyConnection, families: list[str], level: float, max_family_curves: int,
-              max_backtest_runs: int, every_family: bool) -> dict[str, list]:
+              max_backtest_runs: int, folds: int, every_family: bool) -> dict[str, list]:
     """The rows of every forecasts table for ``families`` (table name without schema -> rows)."""
     runs = con.execute("""SELECT r.* REPLACE (coalesce(r.n_params, r.n_params_non_embedding, r.n_params_total) AS n_params,
                                      coalesce(r.tokens_planned, r.total_steps * r.batch_tokens) AS tokens_planned),
@@ -235,7 +236,7 @@ def _forecast(con: duckdb.DuckDBPyConnection, families: list[str], level: float,
                 exclude(run, NO_CURVE if own else NO_FAMILY_LAW,
                         own or f"the family's curve law could not be fitted: {exc}")
             continue
-        offset = _end_offset([curves[r] for r in chosen], points, fam, level)
+        offset = end_offset([curves[r] for r in chosen], points, fam, level)
         out["families"].append({"family": family, "n_curves": len(chosen), "n_points": fam.n_points, "rms": fam.rms,
                                 "end_sigma": fam.end_sigma, "end_offset": offset, "shared": json.dumps(fam.shared),
                                 "status": "ok",
@@ -245,96 +246,17 @@ def _forecast(con: duckdb.DuckDBPyConnection, families: list[str], level: float,
         sigma_law = (float(np.sqrt(np.mean(np.square(fam_points.loss - law.predict(fam_points.n_params,
                                                                                  fam_points.n_tokens)))))
                      if law is not None and len(fam_points) else 0.0)
-        backtest = _backtest(family, [curves[r] for r in _spread([r for r in curves if r not in chosen],
-                                                                  max_backtest_runs)], points, fam, offset, level, z)
-        out["backtest"] += backtest
+        rows = backtest(family, curves, chosen, _spread([r for r in curves if r not in chosen], max_backtest_runs),
+                        fam, offset, points, level, z, max_backtest_runs, folds)
+        out["backtest"] += rows
         for run in group[group.run_id.isin(in_flight)].itertuples(index=False):
-            _forecast_one(run, by_run.get(run.run_id), fam, offset, law, sigma_law, z, level, backtest, exclude, out)
+            _forecast_one(run, by_run.get(run.run_id), fam, offset, law, sigma_law, z, level, rows, exclude, out)
     return out
-
-
-def _rms(errors: list[float]) -> float:
-    return float(np.sqrt(np.mean(np.square(errors)))) if errors else 0.0
-
-
-def _shifted(f, offset: float):
-    """Forecast ``f`` of the curve's loss moved by the family's ``offset`` to the final loss as measured."""
-    return replace(f, loss=f.loss + offset, lo=f.lo + offset, hi=f.hi + offset)
-
-
-def _end_offset(runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyCurves, level: float) -> float:
-    """Mean of (final loss in clean.points - the run's fitted curve at its last step) over the family-fit runs
-    (nats): the final loss is often an eval loss, the curve a train loss (a generalisation gap). A final loss that
-    is the mean of the last k train losses is compared with the curve's mean at those k points (in a decay the
-    mean sits above the last step's loss)."""
-    gaps = []
-    for run, full in runs:
-        k = losses_averaged(points.at[run.run_id, "loss_source"])
-        try:
-            law = forecast_run(full, full.lr, fam, level).law
-            gaps.append(float(points.at[run.run_id, "loss"]) - float(np.mean(law.predict(full.steps[-k:], full.lr))))
-        except CurveError:  # a curve the family law does not fit (A <= 0): no gap from it
-            continue
-    return float(np.mean(gaps)) if gaps else 0.0
-
-
-def _backtest(family: str, runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyCurves, offset: float,
-              level: float, z: float) -> list[dict[str, Any]]:
-    """Completed runs cut at CUTS of their steps, forecast and compared with their final loss. Each forecast is
-    corrected by the other runs' mean relative error at the same cut and its sigma is at least their spread
-    about that mean (leave one out: :func:`_correction`), as :func:`_calibrated` does for runs in flight."""
-    rows = []
-    for run, full in runs:
-        for cut in CUTS:
-            part = full.steps[full.steps <= cut * full.steps[-1]]
-            try:
-                f = _shifted(forecast_run(Curve(run.run_id, part, full.loss[: len(part)], full.lr[: part[-1] + 1]),
-                                          full.lr, fam, level), offset)
-            except CurveError:
-                continue
-            actual = float(points.at[run.run_id, "loss"])
-            rows.append({"family": family, "run_id": run.run_id, "cut": cut, "cut_step": int(part[-1]),
-                         "total_steps": int(full.steps[-1]), "uncorrected": f, "actual": actual,
-                         "raw_rel_error": (f.loss - actual) / actual})
-    for row in rows:
-        f = _corrected(row.pop("uncorrected"), [o["raw_rel_error"] for o in rows
-                                                 if o["cut"] == row["cut"] and o is not row], z)
-        row.update(forecast=f.loss, lo=f.lo, hi=f.hi, error=f.loss - row["actual"],
-                   rel_error=(f.loss - row["actual"]) / row["actual"], covered=f.lo <= row["actual"] <= f.hi)
-    return rows
-
-
-def _correction(errors: list[float], z: float) -> tuple[float, float]:
-    """(mean, predictive spread) of backtest relative errors: the bias a forecast at that cut is divided out by,
-    and the spread of one more such error in units of ``z``: sample sd x sqrt(1 + 1/n) x t_{n-1}/z, with t_{n-1}
-    Student's quantile at the tail of ``z`` (the predictive interval of a normal whose mean and sd are estimated
-    from n errors: z alone would hold 86% instead of 90% with n = 9); (0, RMS) with fewer than 3 errors."""
-    if len(errors) < 3:
-        return 0.0, _rms(errors)
-    n = len(errors)
-    widen = float(student_t.ppf(norm.cdf(z), n - 1)) / z
-    return float(np.mean(errors)), float(np.std(errors, ddof=1) * math.sqrt(1 + 1 / n) * widen)
-
-
-def _corrected(f, errors: list[float], z: float):
-    """``f`` divided by (1 + the mean of ``errors``), sigma at least the errors' spread (:func:`_correction`)."""
-    bias, spread = _correction(errors, z)
-    loss = f.loss / (1 + bias)
-    sigma = max(f.sigma, loss * spread)
-    return replace(f, loss=loss, sigma=sigma, lo=loss - z * sigma, hi=loss + z * sigma)
-
-
-def _calibrated(f, progress: float, backtest: list[dict[str, Any]], z: float):
-    """``f`` corrected by the family's backtest errors at the cut nearest ``progress`` (:func:`_corrected`)."""
-    if not backtest:
-        return f
-    cut = min(CUTS, key=lambda c: abs(c - progress))
-    return _corrected(f, [r["raw_rel_error"] for r in backtest if r["cut"] == cut], z)
 
 
 def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: float, law: Chinchilla | None,
                   sigma_law: float,
-                  z: float, level: float, backtest: list[dict[str, Any]], exclude, out: dict[str, list]) -> None:
+                  z: float, level: float, backtest_rows: list[dict[str, Any]], exclude, out: dict[str, list]) -> None:
     """Forecast one run in flight into ``out`` (or exclude it with the reason)."""
     if steps is None or steps.empty:
         exclude(run, NO_CURVE, _curve_problem(run, steps))
@@ -350,8 +272,8 @@ def _forecast_one(run, steps: pd.DataFrame | None, fam: FamilyCurves, offset: fl
         if pd.isna(run.total_steps):
             raise CurveError(f"{run.run_id}: planned end unknown (no total_steps or tokens_planned/batch_tokens)")
         planned = schedule.lr(int(run.total_steps))
-        f = _calibrated(_shifted(forecast_run(curve, planned, fam, level), offset), curve.steps[-1] / run.total_steps,
-                        backtest, z)
+        f = calibrated(shifted(forecast_run(curve, planned, fam, level), offset), curve.steps[-1] / run.total_steps,
+                       backtest_rows, z)
     except CurveError as exc:
         no_lr = "no learning rate" in str(exc)
         exclude(run, NO_CURVE if no_lr or schedule is not None else NO_PLANNED_SCHEDULE, str(exc))

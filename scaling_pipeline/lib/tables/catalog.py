@@ -290,6 +290,8 @@ _TABLES = [
     Table("forecasts.backtest", "Completed runs cut at 25/50/75% of their steps, forecast, and the loss they reached.",
           _cols(
         ("family", "VARCHAR", "model family"), ("run_id", "VARCHAR", "run identifier"),
+        ("fold", "INTEGER", "the fit forecasting it: NULL the family's curve fit (the run was left out of it), k the "
+                            "family refitted without fold k of that fit's runs, the run's fold (cross-fitting)"),
         ("cut", "DOUBLE", "fraction of the steps seen"), ("cut_step", "BIGINT", "last step seen"),
         ("total_steps", "BIGINT", "the run's steps"), ("forecast", "DOUBLE", "forecast final loss (nats/token)"),
         ("lo", "DOUBLE", "lower bound"), ("hi", "DOUBLE", "upper bound"), ("actual", "DOUBLE", "final loss reached"),
