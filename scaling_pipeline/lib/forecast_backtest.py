@@ -62,7 +62,7 @@ def end_offset(runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyC
 
 def _folds(runs: list[str], k: int) -> list[list[str]]:
     """``runs`` (ordered by N, then D) in ``k`` interleaved folds (run i in fold i mod k), so that each refit still
-    spans the ladder's sizes; none with fewer than 2 runs."""
+    spans the ladder's sizes; no folds for fewer than 2 runs."""
     return [runs[i::k] for i in range(min(k, len(runs)))] if len(runs) > 1 else []
 
 

@@ -55,7 +55,8 @@ def in_flight_block(f, out: Path) -> str:
         parts += [f"<p class=bad>{esc(m)}</p>" for m in live[live.flag == "off_track"].message]
     back = tables.get("backtest", pd.DataFrame())
     if not back.empty:
-        parts.append("<p class=note>Backtest (completed runs cut part-way, forecast at their planned end): " + "; ".join(
+        parts.append("<p class=note>Backtest (completed runs cut part-way, forecast at their planned end by a curve "
+                     "fit without them): " + "; ".join(
             f"at {r.cut:.0%} of the steps {r.mean_abs_rel_error:.2%} mean error, interval coverage {r.coverage:.0%} "
             f"({plural(int(r.runs), 'run')})" for r in back.itertuples(index=False)) + ".</p>")
     if not missing.empty:
