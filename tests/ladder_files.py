@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 from scaling_pipeline.lib.cleaning import CleanConfig, clean
+from scaling_pipeline.lib.cleaning.steps import TREND_WINDOW
 from scaling_pipeline.lib.ingest import ingest
 
 
@@ -29,6 +31,19 @@ def curve(run_id: str, final: float, *, steps: int = 200, every: int = 20, batch
             row["tokens"] = s * batch
         rows.append(row)
     return rows
+
+
+def line_at_end(rows: list[tuple[float, float]], min_points: int = 5) -> tuple[float, str]:
+    """(loss, loss_source) cleaning gives a run without a final eval from its (step, train loss) ``rows`` (later
+    rows win a step): the least-squares line through the losses of the last TREND_WINDOW of its steps (at least
+    the last ``min_points``), at its last step."""
+    last = dict(rows)
+    steps = np.array(sorted(last), dtype=float)
+    k = max(min_points, int(np.sum(steps >= (1 - TREND_WINDOW) * steps[-1])))
+    x = steps[-k:]
+    y = np.array([last[s] for s in x])
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(intercept + slope * x[-1]), f"train_line_last_{len(x)}"
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:

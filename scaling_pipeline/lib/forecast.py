@@ -35,7 +35,6 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from scaling_pipeline.lib.cleaning import INCOMPLETE
-from scaling_pipeline.lib.cleaning.points import losses_averaged
 from scaling_pipeline.lib.curves.family import FamilyCurves, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule
@@ -264,15 +263,13 @@ def _shifted(f, offset: float):
 
 def _end_offset(runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyCurves, level: float) -> float:
     """Mean of (final loss in clean.points - the run's fitted curve at its last step) over the family-fit runs
-    (nats): the final loss is often an eval loss, the curve a train loss (a generalisation gap). A final loss that
-    is the mean of the last k train losses is compared with the curve's mean at those k points (in a decay the
-    mean sits above the last step's loss)."""
+    (nats): the final loss is often an eval loss, the curve a train loss (a generalisation gap); either way it is
+    the loss at the last logged step (cleaning.points.TRAIN_LINE)."""
     gaps = []
     for run, full in runs:
-        k = losses_averaged(points.at[run.run_id, "loss_source"])
         try:
             law = forecast_run(full, full.lr, fam, level).law
-            gaps.append(float(points.at[run.run_id, "loss"]) - float(np.mean(law.predict(full.steps[-k:], full.lr))))
+            gaps.append(float(points.at[run.run_id, "loss"]) - float(law.predict(full.steps[-1:], full.lr)[0]))
         except CurveError:  # a curve the family law does not fit (A <= 0): no gap from it
             continue
     return float(np.mean(gaps)) if gaps else 0.0

@@ -10,15 +10,9 @@ from scaling_pipeline.lib.schema import LOSS_RANGE, RUN_RANGES, TOKEN_RANGE, out
 
 from .config import PARAM_COLUMNS
 
-TRAIN_MEAN = "train_mean_last_"  # loss_source of a point whose loss is the mean of its run's last k train losses
-
-
-def losses_averaged(loss_source: str | None) -> int:
-    """How many of its run's last logged losses a point's loss (``clean.points.loss_source``) averages: k for
-    'train_mean_last_<k>', 1 for a single loss (its final eval; None: not said)."""
-    if isinstance(loss_source, str) and loss_source.startswith(TRAIN_MEAN):
-        return int(loss_source[len(TRAIN_MEAN):])
-    return 1
+# loss_source of a point whose loss is a least-squares line through its run's last k train losses, at its last
+# step (cleaning.steps.final_losses); like 'final_eval', the loss at the point's final_step
+TRAIN_LINE = "train_line_last_"
 
 
 def params_used(run, convention: str) -> tuple[float | None, str | None]:

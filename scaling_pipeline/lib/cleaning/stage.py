@@ -17,7 +17,7 @@ from .config import (BELOW_MIN_BUDGET, DOMINATED, DUPLICATE_SERIES, DUPLICATE_ST
                      IMPLAUSIBLE_POINT, NO_LOSS, NO_METADATA, NONFINITE_ROWS, NOT_BEST_HPARAMS, OVERSHOOT,
                      PARAM_COLUMNS, WARMUP_ROWS, CleanConfig, CleanSummary)
 from .merge import merge_sources
-from .points import TRAIN_MEAN, as_int, first_finite, implausible_loss, implausible_point, params_used, product
+from .points import TRAIN_LINE, as_int, first_finite, implausible_loss, implausible_point, params_used, product
 from .selection import drop_dominated, drop_duplicate_series, select_envelope, sweep_groups
 from .steps import build_steps, duplicate_steps, final_losses, run_stats, steps_from_tokens
 from .sweeps import write_lr_tables
@@ -67,14 +67,14 @@ def _summary(con: duckdb.DuckDBPyConnection, unchanged: bool = False) -> CleanSu
     )
 
 
-def _final_loss(run_id: str, st, smoothed: pd.DataFrame, evals: pd.DataFrame) -> tuple[float, str] | None:
-    """(final loss in nats/token, loss_source): the eval at the last logged step, else the mean of the
-    last train losses; None when the run has neither."""
+def _final_loss(run_id: str, st, at_end: pd.DataFrame, evals: pd.DataFrame) -> tuple[float, str] | None:
+    """(loss at the last logged step in nats/token, loss_source): the eval there, else the line through the last
+    train losses at that step (:func:`.steps.final_losses`); None when the run has neither."""
     if run_id in evals.index and evals.loc[run_id, "final_eval_step"] >= st.last_step:
         return float(evals.loc[run_id, "final_eval"]), "final_eval"
-    if run_id in smoothed.index:
-        n = int(smoothed.loc[run_id, "n_smoothed"])
-        return float(smoothed.loc[run_id, "smoothed_train"]), f"{TRAIN_MEAN}{n}"
+    if run_id in at_end.index:
+        n = int(at_end.loc[run_id, "n_fitted"])
+        return float(at_end.loc[run_id, "train_at_end"]), f"{TRAIN_LINE}{n}"
     return None
 
 
@@ -110,7 +110,7 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> None:
 
     runs = con.execute("SELECT * FROM clean.runs ORDER BY run_id").df()
     stats = run_stats(con, cfg.divergence_nats)
-    smoothed, evals = final_losses(con, cfg.smooth_points)
+    at_end, evals = final_losses(con, cfg.smooth_points)
 
     exclusions: list[dict] = []
     family_of = dict(zip(runs.run_id, runs.family))
@@ -145,7 +145,7 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> None:
         verdict = run_verdict(run, n_params, stats, cfg, opts, rejected[opts.param_convention])
         if verdict is None:
             st = stats.loc[run.run_id]
-            verdict = _point(run, st, n_params, _final_loss(run.run_id, st, smoothed, evals), cfg)
+            verdict = _point(run, st, n_params, _final_loss(run.run_id, st, at_end, evals), cfg)
         if isinstance(verdict, tuple):
             exclude(run.run_id, "run", *verdict)
             continue

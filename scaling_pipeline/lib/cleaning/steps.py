@@ -7,6 +7,8 @@ import pandas as pd
 
 from scaling_pipeline.lib.tables import CLEAN_STEPS, replace
 
+TREND_WINDOW = 0.04  # share of a run's steps whose train losses give its final loss when it has no final eval
+
 _DUPLICATES_SQL = """
 SELECT run_id, sum(n - 1) AS dropped, min(step) AS first_step FROM (
     SELECT run_id, step, count(*) AS n FROM raw.metrics GROUP BY run_id, step HAVING n > 1)
@@ -88,14 +90,21 @@ FROM d JOIN best b USING (run_id)
 GROUP BY d.run_id, b.best_train
 """
 
+# The loss at a run's last logged step from its train losses: the least-squares line in step through the losses of
+# the last TREND_WINDOW of its steps (at least its last ``min_points`` losses), at the last step. At the end of a
+# decay the loss still falls over those points, so their mean would sit above the loss at the last step.
 _FINAL_LOSS_SQL = """
 WITH s AS (
-    SELECT run_id, step, train_loss, eval_loss,
-           row_number() OVER (PARTITION BY run_id ORDER BY step DESC) AS k
+    SELECT run_id, step, train_loss,
+           row_number() OVER (PARTITION BY run_id ORDER BY step DESC) AS k,
+           max(step) OVER (PARTITION BY run_id) AS last_step
     FROM clean.steps WHERE train_loss IS NOT NULL
 )
-SELECT run_id, avg(train_loss) AS smoothed_train, count(*) AS n_smoothed
-FROM s WHERE k <= ? GROUP BY run_id
+SELECT run_id,
+       avg(train_loss) + CASE WHEN count(*) > 1 THEN regr_slope(train_loss, step) * (max(step) - avg(step)) ELSE 0 END
+           AS train_at_end,
+       count(*) AS n_fitted
+FROM s WHERE k <= ? OR step >= (1 - ?) * last_step GROUP BY run_id
 """
 
 _FINAL_EVAL_SQL = """
@@ -139,8 +148,11 @@ def run_stats(con: duckdb.DuckDBPyConnection, divergence_nats: float) -> pd.Data
     return con.execute(_RUN_STATS_SQL, [divergence_nats]).df().set_index("run_id")
 
 
-def final_losses(con: duckdb.DuckDBPyConnection, smooth_points: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(mean of the last ``smooth_points`` train losses, last eval loss) per run, indexed by run_id."""
-    smoothed = con.execute(_FINAL_LOSS_SQL, [smooth_points]).df().set_index("run_id")
+def final_losses(con: duckdb.DuckDBPyConnection, min_points: int,
+                 window: float = TREND_WINDOW) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train loss at the last logged step, last eval loss) per run, indexed by run_id. The first: a
+    least-squares line in step through the train losses of the last ``window`` of the run's steps (at least
+    its last ``min_points``), at its last step (``train_at_end``, nats/token; ``n_fitted`` losses)."""
+    trend = con.execute(_FINAL_LOSS_SQL, [min_points, window]).df().set_index("run_id")
     evals = con.execute(_FINAL_EVAL_SQL).df().set_index("run_id")
-    return smoothed, evals
+    return trend, evals
