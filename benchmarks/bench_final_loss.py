@@ -5,7 +5,7 @@ loss) of two estimates of the noise-free loss at a run's last step from its logg
 last 5 (the clean stage's estimate before) and ``cleaning.steps.final_losses`` (a least-squares line in step
 through the losses of the last ``window`` of the steps, at least 5, at the last step) for a few windows. Then the
 Chinchilla exponents fitted on ``clean.points`` of ladders whose evals are removed, against the fit on the
-noise-free final losses. Results: benchmarks/README.md, "Final loss from train losses".
+noise-free final losses (``--exponents``: only those). Results: benchmarks/README.md, "Final loss from train losses".
 """
 
 from __future__ import annotations
