@@ -1,11 +1,11 @@
 """Final loss of a run without an eval at its last step, on simulated ladders with a known truth.
 
 ``python benchmarks/bench_final_loss.py`` prints, per schedule and logging density, the bias and rms (% of the
-loss) of two estimates of the noise-free loss at a run's last step from its logged train losses: the mean of the
-last 5 (the clean stage's estimate before) and ``cleaning.steps.final_losses`` (a least-squares line in step
-through the losses of the last ``window`` of the steps, at least 5, at the last step) for a few windows. Then the
-Chinchilla exponents fitted on ``clean.points`` of ladders whose evals are removed, against the fit on the
-noise-free final losses (``--exponents``: only those). Results: benchmarks/README.md, "Final loss from train losses".
+loss) of estimates of the noise-free loss at a run's last step from its logged train losses: the mean of the
+last 5 and ``cleaning.steps.final_losses`` over the last 4% of the steps (at least 5) for a few shrinkages c:
+c = 0 is the least-squares line in step at the last step, c > 0 the losses' mean plus that line's trend shrunk by
+max(0, 1 - c var(slope) / slope^2). Then the Chinchilla exponents fitted on ``clean.points`` (the default c) of
+ladders whose evals are removed, against the fit on the noise-free final losses (``--exponents``: only those). Results: benchmarks/README.md, "Final loss from train losses".
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_pipeline.lib.cleaning import clean
+from scaling_pipeline.lib.cleaning.points import TRAIN_SHRUNK_LINE
 from scaling_pipeline.lib.cleaning.steps import final_losses
 from scaling_pipeline.lib.fitting.chinchilla import fit_chinchilla
 from scaling_pipeline.lib.formats import write_logs
@@ -33,7 +34,7 @@ GRID = SimConfig(n_sizes=5, n_budgets=4, isoflop_flops=None, inject_faults=False
 SCHEDULES = {"constant": ("cosine", 0.999, 1e-6), "cosine": ("cosine", 0.1, 0.4), "wsd": ("wsd", 0.1, 0.4),
              "cooldown": ("constant_cooldown", 0.1, 0.4), "two_stage": ("two_stage", 0.1, 0.4)}
 LOG_POINTS = (30, 60, 150, 500, 1500)
-WINDOWS = (0.03, 0.04, 0.05)
+SHRINKAGES = (0.0, 1.0, 2.0, 3.0)
 SEEDS = (0, 1, 2)
 
 
@@ -68,8 +69,8 @@ def per_run(name: str, log_points: int) -> dict[str, tuple[float, float]]:
         con.execute("CREATE SCHEMA clean")
         con.execute("CREATE TABLE clean.steps AS SELECT * FROM steps")
         estimates = {"mean5": mean_last(steps)}
-        for w in WINDOWS:
-            estimates[f"line{w:g}"] = final_losses(con, 5, w)[0].train_at_end
+        for c in SHRINKAGES:
+            estimates[f"c={c:g}"] = final_losses(con, 5, shrinkage=c)[0].train_at_end
         con.close()
         for est, values in estimates.items():
             errors.setdefault(est, []).extend(values[r] / truth[r] - 1 for r in values.index)
@@ -77,8 +78,8 @@ def per_run(name: str, log_points: int) -> dict[str, tuple[float, float]]:
 
 
 def exponents(schedules: tuple[str, ...], log_points: int, seed: int, noise: float) -> dict[str, np.ndarray]:
-    """(E, alpha, beta) fitted on the noise-free final losses, on the mean of the last 5 train losses and on
-    clean.points, of a 7 x 5 ladder (1 family) whose evals are removed (train-loss noise ``noise``)."""
+    """(E, alpha, beta) fitted on the noise-free final losses, on the mean of the last 5 train losses, on the line
+    at the last step (c = 0) and on clean.points, of a 7 x 5 ladder (1 family) whose evals are removed (train-loss noise ``noise``)."""
     config = replace(SimConfig(isoflop_flops=None, inject_faults=False), schedules=schedules, log_points=log_points,
                      train_noise=noise)
     ladder = simulate_ladder(seed, 1, config)
@@ -90,8 +91,9 @@ def exponents(schedules: tuple[str, ...], log_points: int, seed: int, noise: flo
         clean(con)
     points = con.execute("SELECT run_id, n_params, n_tokens, loss, loss_source FROM clean.points ORDER BY run_id").df()
     steps = con.execute("SELECT run_id, step, train_loss FROM clean.steps").df()
+    line = final_losses(con, 5, shrinkage=0.0)[0].train_at_end
     con.close()
-    assert points.loss_source.str.startswith("train_line_last_").all()
+    assert points.loss_source.str.startswith(TRAIN_SHRUNK_LINE).all()
     truth = true_final(config, 1)
     mean5 = mean_last(steps)
 
@@ -100,9 +102,10 @@ def exponents(schedules: tuple[str, ...], log_points: int, seed: int, noise: flo
         return np.array([f.params["E"], f.params["alpha"], f.params["beta"]])
 
     return {"truth": fit([truth[r] for r in points.run_id]), "mean5": fit(mean5[points.run_id]),
-            "line": fit(points.loss)}
+            "line": fit(line[points.run_id]), "shrunk": fit(points.loss)}
 
 
+ESTIMATES = ("mean5", "line", "shrunk")
 EXPONENT_SCHEDULES = (("wsd",), ("constant_cooldown",), ("cosine",), ("cosine", "wsd", "constant_cooldown", "two_stage"))
 
 
@@ -119,8 +122,8 @@ def main() -> None:
         for lp in (60, 150):
             row = f"{'+'.join(schedules):38s} {lp:4d}"
             e = exponents(schedules, lp, 0, 0.0)
-            row += "  noise-free " + "  ".join(f"{k} {_triple(e[k] - e['truth'])}" for k in ("mean5", "line"))
-            shifts: dict[str, list[np.ndarray]] = {"mean5": [], "line": []}
+            row += "  noise-free " + "  ".join(f"{k} {_triple(e[k] - e['truth'])}" for k in ESTIMATES)
+            shifts: dict[str, list[np.ndarray]] = {k: [] for k in ESTIMATES}
             for seed in range(5):
                 e = exponents(schedules, lp, seed, GRID.train_noise)
                 for k in shifts:

@@ -39,7 +39,7 @@ from scaling_pipeline.lib.formats.jsonl_log import write_jsonl
 from scaling_pipeline.lib.formats.writing import write_csv
 from scaling_pipeline.lib.simulate import SCHEDULE_FIELDS, SimConfig, lr_optimum, simulate_ladder
 from tests.conftest import Materialized
-from tests.ladder_files import line_at_end
+from tests.ladder_files import shrunk_line_at_end
 
 LADDER = SimConfig(n_sizes=3, n_budgets=3, n_min=2e7, n_max=3e8, isoflop_flops=None, inject_faults=False,
                    log_points=40, schedules=("cosine", "wsd"), in_flight=(0.4, 0.6, 0.8))
@@ -247,10 +247,10 @@ def test_a_token_table_gets_optimizer_steps_and_curve_law_points_at_the_right_to
     for column in ("n_tokens", "final_step", "loss", "loss_sd"):
         assert mine[column].to_numpy() == pytest.approx(twin[column].to_numpy(), rel=1e-6), column
     # each point is the loss the source's own simulated curve law gives under the compressed LR profile, moved by the
-    # source's final loss over its fitted curve at the last step: without evals, a line through its last 5 train
-    # losses (1.2% noise each, ~1% on the line), which shifts one source's points by up to 1.6%
+    # source's final loss over its fitted curve at the last step: without evals, from its last 5 train losses (1.2%
+    # noise each; 0.6-1% rms on the final loss at 30-60 logged steps), which shifts one source's points by 1.54%
     truth = [curve_truth("boreal", 1, p.source_run, p.final_step) for p in mine.itertuples()]
-    assert np.abs(mine.loss / truth - 1).max() < 0.02
+    assert np.abs(mine.loss / truth - 1).max() < 0.016
 
 
 def curve_truth(family: str, index: int, run_id: str, last: int) -> float:
@@ -281,7 +281,7 @@ def test_a_chart_export_without_lr_gets_no_curve_fit_and_nothing_else_changes(sh
     for run_id, run in completed.iterrows():
         got = points[points.run_id == shapes.ids[run_id]].iloc[0]
         logged = chart[["Step", f"{shapes.ids[run_id]} - loss"]].dropna().to_numpy()
-        loss, source = line_at_end([(step, value) for step, value in logged])
+        loss, source = shrunk_line_at_end([(step, value) for step, value in logged])
         assert (got.n_params, got.n_tokens, got.loss_source) == (run.n_params, run.total_steps * run.batch_tokens, source)
         assert got.loss == pytest.approx(loss)
     (status, n_points, alpha, beta), = shapes.query("SELECT status, n_points, alpha, beta FROM fits.chinchilla "

@@ -264,7 +264,7 @@ def _shifted(f, offset: float):
 def _end_offset(runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyCurves, level: float) -> float:
     """Mean of (final loss in clean.points - the run's fitted curve at its last step) over the family-fit runs
     (nats): the final loss is often an eval loss, the curve a train loss (a generalisation gap); either way it is
-    the loss at the last logged step (cleaning.points.TRAIN_LINE)."""
+    the loss at the last logged step (cleaning.points.TRAIN_SHRUNK_LINE)."""
     gaps = []
     for run, full in runs:
         try:

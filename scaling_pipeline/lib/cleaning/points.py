@@ -10,9 +10,10 @@ from scaling_pipeline.lib.schema import LOSS_RANGE, RUN_RANGES, TOKEN_RANGE, out
 
 from .config import PARAM_COLUMNS
 
-# loss_source of a point whose loss is a least-squares line through its run's last k train losses, at its last
-# step (cleaning.steps.final_losses); like 'final_eval', the loss at the point's final_step
-TRAIN_LINE = "train_line_last_"
+# loss_source of a point whose loss is from its run's last k train losses: their mean plus their least-squares
+# line's trend to the last step, shrunk by its evidence (cleaning.steps.final_losses); like 'final_eval', the loss
+# at the point's final_step
+TRAIN_SHRUNK_LINE = "train_shrunk_line_last_"
 
 
 def params_used(run, convention: str) -> tuple[float | None, str | None]:

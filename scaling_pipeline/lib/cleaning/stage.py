@@ -17,7 +17,7 @@ from .config import (BELOW_MIN_BUDGET, DOMINATED, DUPLICATE_SERIES, DUPLICATE_ST
                      IMPLAUSIBLE_POINT, NO_LOSS, NO_METADATA, NONFINITE_ROWS, NOT_BEST_HPARAMS, OVERSHOOT,
                      PARAM_COLUMNS, WARMUP_ROWS, CleanConfig, CleanSummary)
 from .merge import merge_sources
-from .points import TRAIN_LINE, as_int, first_finite, implausible_loss, implausible_point, params_used, product
+from .points import TRAIN_SHRUNK_LINE, as_int, first_finite, implausible_loss, implausible_point, params_used, product
 from .selection import drop_dominated, drop_duplicate_series, select_envelope, sweep_groups
 from .steps import build_steps, duplicate_steps, final_losses, run_stats, steps_from_tokens
 from .sweeps import write_lr_tables
@@ -68,13 +68,13 @@ def _summary(con: duckdb.DuckDBPyConnection, unchanged: bool = False) -> CleanSu
 
 
 def _final_loss(run_id: str, st, at_end: pd.DataFrame, evals: pd.DataFrame) -> tuple[float, str] | None:
-    """(loss at the last logged step in nats/token, loss_source): the eval there, else the line through the last
-    train losses at that step (:func:`.steps.final_losses`); None when the run has neither."""
+    """(loss at the last logged step in nats/token, loss_source): the eval there, else the estimate from the last
+    train losses (:func:`.steps.final_losses`); None when the run has neither."""
     if run_id in evals.index and evals.loc[run_id, "final_eval_step"] >= st.last_step:
         return float(evals.loc[run_id, "final_eval"]), "final_eval"
     if run_id in at_end.index:
         n = int(at_end.loc[run_id, "n_fitted"])
-        return float(at_end.loc[run_id, "train_at_end"]), f"{TRAIN_LINE}{n}"
+        return float(at_end.loc[run_id, "train_at_end"]), f"{TRAIN_SHRUNK_LINE}{n}"
     return None
 
 
