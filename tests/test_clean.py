@@ -132,6 +132,10 @@ def test_warmup_cut_and_train_loss_fallback(con):
     assert src == "train_shrunk_line_last_5" and abs(loss - 3.01) < 0.0004
 
 
+_MEAN_OF_LAST_5 = ("SELECT run_id, avg(train_loss) FROM (SELECT run_id, train_loss FROM clean.steps "
+                   "QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY step DESC) <= 5) GROUP BY run_id")
+
+
 def _errors_without_evals(tmp_path, config: SimConfig) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """(clean.points, its loss / the noise-free loss at the last step - 1, the same for the mean of the last 5 train
     losses) of a simulated 1-family ladder written as csv files with its evals removed."""
@@ -139,10 +143,8 @@ def _errors_without_evals(tmp_path, config: SimConfig) -> tuple[pd.DataFrame, np
     no_evals = pd.array([None] * len(ladder.metrics), dtype="double[pyarrow]")
     write_logs("csv", tmp_path, ladder.runs, ladder.metrics.assign(eval_loss=no_evals))
     con = ingest_and_clean(tmp_path)
-    points = con.execute("SELECT run_id, family, n_params, n_tokens, loss, loss_source FROM clean.points").df()
-    mean5 = con.execute("SELECT run_id, avg(train_loss) FROM (SELECT run_id, train_loss FROM clean.steps "
-                        "QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY step DESC) <= 5) GROUP BY run_id")
-    mean5 = dict(mean5.fetchall())
+    points = con.execute("SELECT run_id, family, n_params, n_tokens, loss, loss_source, loss_se FROM clean.points").df()
+    mean5 = dict(con.execute(_MEAN_OF_LAST_5).fetchall())
     truth = np.array([ladder.truth[p.family].loss(p.n_params, p.n_tokens) for p in points.itertuples()])
     return points, points.loss.to_numpy() / truth - 1, np.array([mean5[r] for r in points.run_id]) / truth - 1
 
@@ -152,13 +154,16 @@ def test_a_decay_without_final_eval_gives_the_loss_at_its_last_step(tmp_path):
     its evals removed; each run's noise-free loss at its last step is L(N, D). The loss still falls over the last
     logged steps, so the mean of the last 5 train losses sits 2% above it; the point's loss (their mean plus their
     line's trend to the last step, shrunk by its evidence) is within 0.3% on average, 1% rms (train-loss noise 1.2%
-    per logged step)."""
+    per logged step). Its standard error (loss_se, from the residuals of the 5 losses) is that error's size: their
+    rms is within 30% of the error's."""
     config = SimConfig(n_sizes=5, n_budgets=4, isoflop_flops=None, inject_faults=False, schedules=("wsd",),
                        log_points=60)
     points, new, old = _errors_without_evals(tmp_path, config)
     assert len(points) == 20 and (points.loss_source == "train_shrunk_line_last_5").all()
     assert old.mean() > 0.015
-    assert abs(new.mean()) < 0.003 and np.sqrt(np.mean(new**2)) < 0.01
+    rms = np.sqrt(np.mean(new**2))
+    assert abs(new.mean()) < 0.003 and rms < 0.01
+    assert 0.7 * rms < np.sqrt(np.mean((points.loss_se / points.loss) ** 2)) < 1.3 * rms
 
 
 def test_a_constant_lr_run_without_final_eval_is_about_as_precise_as_the_mean_of_its_last_losses():
@@ -176,9 +181,7 @@ def test_a_constant_lr_run_without_final_eval_is_about_as_precise_as_the_mean_of
         con.execute("CREATE SCHEMA clean")
         con.execute("CREATE TABLE clean.steps AS SELECT * FROM steps WHERE train_loss IS NOT NULL")
         at_end = final_losses(con, 5)[0].train_at_end
-        mean5 = dict(con.execute("SELECT run_id, avg(train_loss) FROM (SELECT run_id, train_loss FROM clean.steps "
-                                 "QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY step DESC) <= 5) "
-                                 "GROUP BY run_id").fetchall())
+        mean5 = dict(con.execute(_MEAN_OF_LAST_5).fetchall())
         for r in ladder.runs.itertuples():
             truth = ladder.truth[r.family].loss(r.n_params, r.tokens_planned)
             new.append(at_end[r.run_id] / truth - 1)

@@ -21,7 +21,7 @@ describe.
 Uncertainty (``loss_sd``, nats), in quadrature: the run's own (L0, A) by the delta method (Gauss-Newton
 covariance from the relative residuals, inflated for their lag-1 autocorrelation); the shared shape by a
 jackknife over the sources (the family's shape refitted without each source in turn, from 3 sources on); the
-standard error of the eval gap; the family fit's misfit at its curves' ends. The backtest (below) measures how
+standard error of the eval gap (without evals: of the final loss, ``clean.points.loss_se``); the family fit's misfit at its curves' ends. The backtest (below) measures how
 well that covers the real error (benchmarks/README.md, "Curve-law points").
 
 Backtest: a curve-law point with an observed run at the same N and D (within :data:`MATCH_TOKENS`) names it
@@ -134,13 +134,16 @@ def _prediction_sd(law: MultiPowerLaw, curve: Curve, targets: list[tuple[int, np
     return np.array(out)
 
 
-def _eval_gap(law: MultiPowerLaw, curve: Curve, g: pd.DataFrame, final_loss: float) -> tuple[float, float]:
+def _eval_gap(law: MultiPowerLaw, curve: Curve, g: pd.DataFrame, final_loss: float,
+              final_se: float | None) -> tuple[float, float]:
     """(log of the evaluations' mean ratio to the fitted curve, its standard error); without logged evals,
-    the final loss's ratio to the curve at its last step (the step the final loss is at; error 0)."""
+    the final loss's ratio to the curve at its last step (the step the final loss is at), its error the final
+    loss's relative standard error ``final_se`` / ``final_loss`` (clean.points.loss_se; 0 when unknown)."""
     ev = g[g.eval_loss.notna() & (g.step >= curve.steps[0]) & (g.step <= curve.steps[-1])]
     if ev.empty:
         end = float(law.predict(curve.steps[-1:], curve.lr)[0])
-        return float(np.log(final_loss / end)), 0.0
+        se = 0.0 if final_se is None or not np.isfinite(final_se) else float(final_se) / final_loss
+        return float(np.log(final_loss / end)), se
     ratio = np.log(ev.eval_loss.to_numpy(float) / law.predict(ev.step.to_numpy(np.int64), curve.lr))
     se = float(ratio.std(ddof=1) / np.sqrt(len(ratio))) if len(ratio) > 1 else 0.0
     return float(ratio.mean()), se
@@ -188,7 +191,7 @@ def _from_source(src: Any, curve: Curve, g: pd.DataFrame, family: FamilyCurves, 
         return [], {**row, "status": "excluded", "reason": NO_BUDGET, "n_points": 0, "rms": rms,
                     "detail": f"every budget {', '.join(f'{f:g}' for f in fractions)} of its tokens falls before "
                               f"its first fitted point (step {curve.steps[0]})"}
-    gap, gap_se = _eval_gap(law, curve, g, float(src.loss))
+    gap, gap_se = _eval_gap(law, curve, g, float(src.loss), src.loss_se)
     rel_sd = np.sqrt(_prediction_sd(law, curve, targets) ** 2 + _jackknife_sd(curve, replicates, targets) ** 2
                      + gap_se**2 + family.end_sigma**2)
     out = []

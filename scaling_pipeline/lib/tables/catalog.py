@@ -104,6 +104,8 @@ _TABLES = [
         ("loss_source", "VARCHAR", "'final_eval' (the eval at the last step) or 'train_shrunk_line_last_<k>' (the "
                                    "last k train losses' mean plus their least-squares trend to the last step, "
                                    "shrunk by its evidence)"),
+        ("loss_se", "DOUBLE", "standard error of loss from the residuals of the train losses it comes from "
+                              "(nats/token; NULL for final_eval and from under 3 train losses)"),
         ("final_step", "BIGINT", "last logged step"),
         ("unique_tokens", "DOUBLE", "unique tokens U (NULL when unknown)"),
         ("lr", "DOUBLE", "peak learning rate (run metadata, else the largest logged; NULL when unknown)"),
