@@ -79,7 +79,8 @@ def per_run(name: str, log_points: int) -> dict[str, tuple[float, float]]:
 
 def exponents(schedules: tuple[str, ...], log_points: int, seed: int, noise: float) -> dict[str, np.ndarray]:
     """(E, alpha, beta) fitted on the noise-free final losses, on the mean of the last 5 train losses, on the line
-    at the last step (c = 0) and on clean.points, of a 7 x 5 ladder (1 family) whose evals are removed (train-loss noise ``noise``)."""
+    at the last step (c = 0) and on clean.points, of a 7 x 5 ladder (1 family) whose evals are removed (train-loss
+    noise ``noise``)."""
     config = replace(SimConfig(isoflop_flops=None, inject_faults=False), schedules=schedules, log_points=log_points,
                      train_noise=noise)
     ladder = simulate_ladder(seed, 1, config)

@@ -136,6 +136,20 @@ _MEAN_OF_LAST_5 = ("SELECT run_id, avg(train_loss) FROM (SELECT run_id, train_lo
                    "QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY step DESC) <= 5) GROUP BY run_id")
 
 
+def test_a_run_with_one_or_two_train_losses_gets_their_mean():
+    """No trend can be told from under 3 losses: the final loss is their mean, with no standard error; from 3 equal
+    losses, that loss with standard error 0."""
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA clean")
+    con.execute("CREATE TABLE clean.steps (run_id VARCHAR, step BIGINT, train_loss DOUBLE, eval_loss DOUBLE)")
+    con.executemany("INSERT INTO clean.steps VALUES (?, ?, ?, NULL)",
+                    [("one", 10, 3.0), ("two", 10, 3.0), ("two", 20, 2.9), *(("flat", s, 2.5) for s in (1, 2, 3))])
+    at_end = final_losses(con, 5)[0]
+    assert at_end.train_at_end.to_dict() == pytest.approx({"one": 3.0, "two": 2.95, "flat": 2.5})
+    assert at_end.train_at_end_se.isna().to_dict() == {"one": True, "two": True, "flat": False}
+    assert at_end.train_at_end_se["flat"] == 0.0
+
+
 def _errors_without_evals(tmp_path, config: SimConfig) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """(clean.points, its loss / the noise-free loss at the last step - 1, the same for the mean of the last 5 train
     losses) of a simulated 1-family ladder written as csv files with its evals removed."""

@@ -117,8 +117,9 @@ fit AS (
            max(step) - avg(step) FILTER (WHERE near) AS rise_steps,
            regr_slope(train_loss, step) FILTER (WHERE near) AS slope,
            regr_sxx(train_loss, step) FILTER (WHERE near) AS sxx,
-           (regr_syy(train_loss, step) FILTER (WHERE near)
-            - regr_sxy(train_loss, step) FILTER (WHERE near) ^ 2 / regr_sxx(train_loss, step) FILTER (WHERE near)) AS rss,
+           regr_syy(train_loss, step) FILTER (WHERE near)
+             - regr_sxy(train_loss, step) FILTER (WHERE near) ^ 2
+               / regr_sxx(train_loss, step) FILTER (WHERE near) AS rss,
            count(*) AS n_long, regr_slope(train_loss, step) AS slope_long, regr_sxx(train_loss, step) AS sxx_long,
            regr_syy(train_loss, step) - regr_sxy(train_loss, step) ^ 2 / regr_sxx(train_loss, step) AS rss_long
     FROM windows GROUP BY run_id
@@ -130,7 +131,7 @@ shrunk AS (
            END AS w
     FROM fit
 )
-SELECT run_id, y_mean + w * coalesce(slope * rise_steps, 0) AS train_at_end, n AS n_fitted,
+SELECT run_id, y_mean + CASE WHEN w > 0 THEN w * slope * rise_steps ELSE 0 END AS train_at_end, n AS n_fitted,
        sqrt(s2 / n + (w * rise_steps) ^ 2 * s2 / sxx) AS train_at_end_se
 FROM shrunk
 """

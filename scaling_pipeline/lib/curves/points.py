@@ -21,8 +21,9 @@ describe.
 Uncertainty (``loss_sd``, nats), in quadrature: the run's own (L0, A) by the delta method (Gauss-Newton
 covariance from the relative residuals, inflated for their lag-1 autocorrelation); the shared shape by a
 jackknife over the sources (the family's shape refitted without each source in turn, from 3 sources on); the
-standard error of the eval gap (without evals: of the final loss, ``clean.points.loss_se``); the family fit's misfit at its curves' ends. The backtest (below) measures how
-well that covers the real error (benchmarks/README.md, "Curve-law points").
+standard error of the eval gap (without evals: of the final loss, ``clean.points.loss_se``); the family fit's misfit
+at its curves' ends. The backtest (below) measures how well that covers the real error (benchmarks/README.md,
+"Curve-law points").
 
 Backtest: a curve-law point with an observed run at the same N and D (within :data:`MATCH_TOKENS`) names it
 and its loss (``observed_run``, ``observed_loss``): the evidence for turning the setting on. With at least

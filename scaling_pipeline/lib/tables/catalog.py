@@ -230,7 +230,8 @@ _TABLES = [
         ("flops", "DOUBLE", "C = 6ND (FLOPs)"),
         ("loss", "DOUBLE", "estimated final loss at D, on the scale of the source run's final loss (nats/token)"),
         ("loss_sd", "DOUBLE", "standard error of loss from the curve fit's residuals (nats/token)"),
-        ("loss_source", "VARCHAR", "'curve_law' (observed points in clean.points say final_eval/train_shrunk_line_last_k)"),
+        ("loss_source", "VARCHAR", "'curve_law' (observed points in clean.points say final_eval/"
+                                   "train_shrunk_line_last_k)"),
         ("source_run", "VARCHAR", "the long run whose curve law gave the point"),
         ("fraction", "DOUBLE", "D / the source run's tokens"),
         ("final_step", "BIGINT", "the virtual run's last step (steps of the source run's batch)"),
