@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 from scaling_pipeline.lib.cleaning import CleanConfig, clean
+from scaling_pipeline.lib.cleaning.steps import EVIDENCE_SPAN, SHRINKAGE, TREND_WINDOW
 from scaling_pipeline.lib.ingest import ingest
 
 
@@ -29,6 +31,26 @@ def curve(run_id: str, final: float, *, steps: int = 200, every: int = 20, batch
             row["tokens"] = s * batch
         rows.append(row)
     return rows
+
+
+def shrunk_line_at_end(rows: list[tuple[float, float]], min_points: int = 5) -> tuple[float, str]:
+    """(loss, loss_source) cleaning gives a run without a final eval from its (step, train loss) ``rows`` (later
+    rows win a step), by numpy: over the losses of the last TREND_WINDOW of its steps (at least the last
+    ``min_points``), their mean plus w times their least-squares line's rise from their mean step to the last step,
+    w = max(0, 1 - SHRINKAGE var(b) / b^2) of the line through EVIDENCE_SPAN times as many steps and points."""
+    last = dict(rows)
+    steps = np.array(sorted(last), dtype=float)
+
+    def line(window: float, at_least: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+        x = steps[-max(at_least, int(np.sum(steps >= (1 - window) * steps[-1]))):]
+        y = np.array([last[s] for s in x])
+        slope, intercept = np.polyfit(x, y, 1)
+        return x, y, slope, np.sum((y - intercept - slope * x) ** 2) / (len(x) - 2) / np.sum((x - x.mean()) ** 2)
+
+    x, y, slope, _ = line(TREND_WINDOW, min_points)
+    _, _, b, var_b = line(EVIDENCE_SPAN * TREND_WINDOW, EVIDENCE_SPAN * min_points)
+    w = max(0.0, 1 - SHRINKAGE * var_b / b**2)
+    return float(y.mean() + w * slope * (x[-1] - x.mean())), f"train_shrunk_line_last_{len(x)}"
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:

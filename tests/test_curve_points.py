@@ -40,7 +40,8 @@ def frames(config: SimConfig, n_families: int) -> tuple:
     steps = pd.DataFrame({"run_id": m.run_id, "step": m.step, "train_loss": m.train_loss.to_numpy(float, na_value=np.nan),
                           "eval_loss": m.eval_loss.to_numpy(float, na_value=np.nan), "lr": m.lr})
     final = steps.groupby("run_id").tail(1).set_index("run_id").loc[runs.run_id, "eval_loss"].to_numpy()
-    points = runs[["run_id", "family", "n_params"]].assign(n_tokens=runs.tokens_planned.to_numpy(), loss=final)
+    points = runs[["run_id", "family", "n_params"]].assign(n_tokens=runs.tokens_planned.to_numpy(), loss=final,
+                                                           loss_se=np.nan)
     return ladder, runs, steps, points
 
 

@@ -39,6 +39,7 @@ from scaling_pipeline.lib.formats.jsonl_log import write_jsonl
 from scaling_pipeline.lib.formats.writing import write_csv
 from scaling_pipeline.lib.simulate import SCHEDULE_FIELDS, SimConfig, lr_optimum, simulate_ladder
 from tests.conftest import Materialized
+from tests.ladder_files import shrunk_line_at_end
 
 LADDER = SimConfig(n_sizes=3, n_budgets=3, n_min=2e7, n_max=3e8, isoflop_flops=None, inject_faults=False,
                    log_points=40, schedules=("cosine", "wsd"), in_flight=(0.4, 0.6, 0.8))
@@ -250,10 +251,14 @@ def test_a_token_table_gets_optimizer_steps_and_curve_law_points_at_the_right_to
     twin = made[made.family == "twin"].reset_index(drop=True)
     for column in ("n_tokens", "final_step", "loss", "loss_sd"):
         assert mine[column].to_numpy() == pytest.approx(twin[column].to_numpy(), rel=1e-6), column
-    # each point is the loss the source's own simulated curve law gives under the compressed LR profile (the train
-    # losses' last-5 mean is compared with the fitted curve's mean at those steps: once a 3.8% shift of one source)
+    # each point is the loss the source's own simulated curve law gives under the compressed LR profile, moved by the
+    # source's final loss over its fitted curve at the last step: without evals, from its last 5 train losses (1.2%
+    # noise each; 0.6-1% rms on the final loss at 30-60 logged steps), which shifts one source's points by 1.54%
     truth = [curve_truth("boreal", 1, p.source_run, p.final_step) for p in mine.itertuples()]
-    assert np.abs(mine.loss / truth - 1).max() < 0.015
+    assert np.abs(mine.loss / truth - 1).max() < 0.016
+    # loss_sd counts that final loss's standard error (clean.points.loss_se): every point is within 1.1 sd of
+    # the truth (without it, sd 0.6-1.2%: up to 2.0 sd off)
+    assert (np.abs(mine.loss - truth) < 1.5 * mine.loss_sd).all()
 
 
 def curve_truth(family: str, index: int, run_id: str, last: int) -> float:
@@ -275,17 +280,18 @@ def test_a_chart_export_without_lr_gets_no_curve_fit_and_nothing_else_changes(sh
     assert len(sources) == 3 and {(s, why) for _, s, why, _ in sources} == {("excluded", NO_CURVE_FIT)}
     assert all("no learning rate" in detail and "no schedule is described" in detail for *_, detail in sources)
     assert shapes.query("SELECT count(*) FROM fits.curve_points WHERE family = 'cirrus'") == [(0,)]
-    # its points are the chart's (the last five train losses; __MIN/__MAX dropped) and its law is fitted on them
+    # its points are the chart's (a line through its last train losses at the last step; __MIN/__MAX dropped) and its
+    # law is fitted on them
     points = shapes.df("SELECT run_id, n_params, n_tokens, loss, loss_source FROM clean.points WHERE family = 'cirrus'")
     completed = export[export.status == "completed"]
     assert sorted(points.run_id) == sorted(shapes.ids[r] for r in completed.index)
     chart = pd.read_csv(shapes.logs / "exports" / "loss.csv")
     for run_id, run in completed.iterrows():
         got = points[points.run_id == shapes.ids[run_id]].iloc[0]
-        last_five = chart[f"{shapes.ids[run_id]} - loss"].dropna().iloc[-5:].mean()
-        assert (got.n_params, got.n_tokens, got.loss_source) == (run.n_params, run.total_steps * run.batch_tokens,
-                                                                 "train_mean_last_5")
-        assert got.loss == pytest.approx(last_five)
+        logged = chart[["Step", f"{shapes.ids[run_id]} - loss"]].dropna().to_numpy()
+        loss, source = shrunk_line_at_end([(step, value) for step, value in logged])
+        assert (got.n_params, got.n_tokens, got.loss_source) == (run.n_params, run.total_steps * run.batch_tokens, source)
+        assert got.loss == pytest.approx(loss)
     (status, n_points, alpha, beta), = shapes.query("SELECT status, n_points, alpha, beta FROM fits.chinchilla "
                                                    "WHERE family = 'cirrus'")
     direct = fit_chinchilla(points.n_params.to_numpy(), points.n_tokens.to_numpy(), points.loss.to_numpy())

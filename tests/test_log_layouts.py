@@ -16,6 +16,7 @@ import yaml
 from scaling_pipeline.lib.formats.writing import write_csv
 from scaling_pipeline.lib.formats.jsonl_log import write_jsonl
 from tests.conftest import Materialized, materialize_all
+from tests.ladder_files import shrunk_line_at_end
 
 MODELS = {"base": 1.0e7, "large": 4.0e7, "xl": 1.6e8, "xxl": 6.4e8}  # folder -> parameters
 BATCH_TOKENS, TOTAL_STEPS, WARMUP_STEPS = 2**20, 200, 20
@@ -75,13 +76,6 @@ def write_tables(root: Path) -> None:
         write_csv(root / folder / "metrics.csv", ["step", "tokens", "train_loss", "eval_loss"], curve(n, "csv"))
     pd.DataFrame([{"run_id": f"{folder}/metrics", **meta(n, "csv")} for folder, n in MODELS.items()]).to_csv(
         root / "runs.csv", index=False)
-
-
-def last_five(rows: list[tuple[float, float]]) -> float:
-    """The point loss cleaning takes without a final eval: the mean train loss of the last 5 steps,
-    each step's last write."""
-    last = dict(rows)  # (step or tokens, loss), later rows win
-    return sum(last[k] for k in sorted(last)[-5:]) / 5
 
 
 def digitised(n_params: float) -> list[tuple[float, float]]:
@@ -163,7 +157,7 @@ def test_digitised_curves_give_points_ordered_and_deduplicated_by_tokens(same_na
     assert points.keys() == MODELS.keys()
     for folder, n in MODELS.items():
         rows = digitised(n)
-        assert points[folder] == pytest.approx((n, max(t for t, _ in rows), last_five(rows), "train_mean_last_5"))
+        assert points[folder] == pytest.approx((n, max(t for t, _ in rows), *shrunk_line_at_end(rows)))
     assert same_names.query("SELECT run_id, reason, n_rows FROM clean.exclusions WHERE family = 'digitised' "
                             "ORDER BY run_id") == [(folder, "duplicate_steps", 1) for folder in sorted(MODELS)]
 
@@ -175,7 +169,7 @@ def test_wandb_chart_export_gives_a_point_per_run(same_names: Materialized) -> N
     for folder, n in MODELS.items():
         rows = [(r["step"], r["train_loss"]) for r in curve(n, "wbexport") if folder != "xxl" or r["step"] % 20 == 0]
         got = points[f"gpt {folder} - lr=3e-4"]
-        assert got == pytest.approx((n, TOTAL_STEPS * BATCH_TOKENS, last_five(rows)))
+        assert got == pytest.approx((n, TOTAL_STEPS * BATCH_TOKENS, shrunk_line_at_end(rows)[0]))
 
 
 def test_a_manifest_id_ending_several_runs_is_a_reported_conflict(tmp_path: Path) -> None:

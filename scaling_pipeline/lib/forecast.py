@@ -199,7 +199,7 @@ def _forecast(con: duckdb.DuckDBPyConnection, families: list[str], level: float,
                           ORDER BY r.family, r.n_params, r.tokens_planned, r.run_id""", [families]).df()
     in_flight = {r for (r,) in con.execute("SELECT run_id FROM clean.exclusions WHERE kind = 'run' AND reason = ?",
                                            [INCOMPLETE]).fetchall()}
-    points = con.execute("SELECT run_id, family, n_params, n_tokens, loss, loss_source FROM clean.points"
+    points = con.execute("SELECT run_id, family, n_params, n_tokens, loss FROM clean.points"
                          ).df().set_index("run_id")
     wanted = in_flight | set(points.index)
     live = set(runs.family[runs.run_id.isin(in_flight)])

@@ -28,7 +28,6 @@ import pandas as pd
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from scaling_pipeline.lib.cleaning.points import losses_averaged
 from scaling_pipeline.lib.curves.family import FamilyCurves, Forecast, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.schedule import CurveError
@@ -46,15 +45,13 @@ def shifted(f: Forecast, offset: float) -> Forecast:
 
 def end_offset(runs: list[tuple[Any, Curve]], points: pd.DataFrame, fam: FamilyCurves, level: float) -> float:
     """Mean of (final loss in clean.points - the run's fitted curve at its last step) over the runs ``fam`` was
-    fitted on (nats): the final loss is often an eval loss, the curve a train loss (a generalisation gap). A final
-    loss that is the mean of the last k train losses is compared with the curve's mean at those k points (in a
-    decay the mean sits above the last step's loss)."""
+    fitted on (nats): the final loss is often an eval loss, the curve a train loss (a generalisation gap); either way
+    it is the loss at the last logged step (cleaning.points.TRAIN_SHRUNK_LINE)."""
     gaps = []
     for run, full in runs:
-        k = losses_averaged(points.at[run.run_id, "loss_source"])
         try:
             law = forecast_run(full, full.lr, fam, level).law
-            gaps.append(float(points.at[run.run_id, "loss"]) - float(np.mean(law.predict(full.steps[-k:], full.lr))))
+            gaps.append(float(points.at[run.run_id, "loss"]) - float(law.predict(full.steps[-1:], full.lr)[0]))
         except CurveError:  # a curve the family law does not fit (A <= 0): no gap from it
             continue
     return float(np.mean(gaps)) if gaps else 0.0

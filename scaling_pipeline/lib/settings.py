@@ -97,7 +97,10 @@ class CleanConfig:
     dominated_tolerance: float = _setting(
         0.10, float, "a run whose final loss is more than this fraction above that of a run with no more "
         "parameters and no more tokens (same family) is excluded as dominated", "a number >= 0", lambda v: v >= 0)
-    smooth_points: int = _setting(5, int, "final logged train losses averaged when there is no final eval",
+    smooth_points: int = _setting(5, int, "without an eval at its last step, a run's final loss is from at least "
+                                  "this many of its last train losses (more when the last cleaning.steps.TREND_WINDOW "
+                                  "of its steps hold more): their mean plus their trend to the last step, shrunk by "
+                                  "its evidence",
                                   "a whole number >= 1", lambda v: v >= 1)
     min_tokens: float = _setting(0.0, float, "runs trained on fewer tokens give no point (below_min_budget)",
                                  "a number >= 0", lambda v: v >= 0)

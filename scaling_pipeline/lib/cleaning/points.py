@@ -10,15 +10,10 @@ from scaling_pipeline.lib.schema import LOSS_RANGE, RUN_RANGES, TOKEN_RANGE, out
 
 from .config import PARAM_COLUMNS
 
-TRAIN_MEAN = "train_mean_last_"  # loss_source of a point whose loss is the mean of its run's last k train losses
-
-
-def losses_averaged(loss_source: str | None) -> int:
-    """How many of its run's last logged losses a point's loss (``clean.points.loss_source``) averages: k for
-    'train_mean_last_<k>', 1 for a single loss (its final eval; None: not said)."""
-    if isinstance(loss_source, str) and loss_source.startswith(TRAIN_MEAN):
-        return int(loss_source[len(TRAIN_MEAN):])
-    return 1
+# loss_source of a point whose loss is from its run's last k train losses: their mean plus their least-squares
+# line's trend to the last step, shrunk by its evidence (cleaning.steps.final_losses); like 'final_eval', the loss
+# at the point's final_step
+TRAIN_SHRUNK_LINE = "train_shrunk_line_last_"
 
 
 def params_used(run, convention: str) -> tuple[float | None, str | None]:

@@ -17,7 +17,7 @@ from .config import (BELOW_MIN_BUDGET, DOMINATED, DUPLICATE_SERIES, DUPLICATE_ST
                      IMPLAUSIBLE_POINT, NO_LOSS, NO_METADATA, NONFINITE_ROWS, NOT_BEST_HPARAMS, OVERSHOOT,
                      PARAM_COLUMNS, WARMUP_ROWS, CleanConfig, CleanSummary)
 from .merge import merge_sources
-from .points import TRAIN_MEAN, as_int, first_finite, implausible_loss, implausible_point, params_used, product
+from .points import TRAIN_SHRUNK_LINE, as_int, first_finite, implausible_loss, implausible_point, params_used, product
 from .selection import drop_dominated, drop_duplicate_series, select_envelope, sweep_groups
 from .steps import build_steps, duplicate_steps, final_losses, run_stats, steps_from_tokens
 from .sweeps import write_lr_tables
@@ -67,23 +67,26 @@ def _summary(con: duckdb.DuckDBPyConnection, unchanged: bool = False) -> CleanSu
     )
 
 
-def _final_loss(run_id: str, st, smoothed: pd.DataFrame, evals: pd.DataFrame) -> tuple[float, str] | None:
-    """(final loss in nats/token, loss_source): the eval at the last logged step, else the mean of the
-    last train losses; None when the run has neither."""
+def _final_loss(run_id: str, st, at_end: pd.DataFrame, evals: pd.DataFrame) -> tuple[float, str, float | None] | None:
+    """(loss at the last logged step in nats/token, loss_source, its standard error or None): the eval there (error
+    not estimated), else the estimate from the last train losses (:func:`.steps.final_losses`); None when the run
+    has neither."""
     if run_id in evals.index and evals.loc[run_id, "final_eval_step"] >= st.last_step:
-        return float(evals.loc[run_id, "final_eval"]), "final_eval"
-    if run_id in smoothed.index:
-        n = int(smoothed.loc[run_id, "n_smoothed"])
-        return float(smoothed.loc[run_id, "smoothed_train"]), f"{TRAIN_MEAN}{n}"
+        return float(evals.loc[run_id, "final_eval"]), "final_eval", None
+    if run_id in at_end.index:
+        n = int(at_end.loc[run_id, "n_fitted"])
+        return (float(at_end.loc[run_id, "train_at_end"]), f"{TRAIN_SHRUNK_LINE}{n}",
+                first_finite(at_end.loc[run_id, "train_at_end_se"]))
     return None
 
 
-def _point(run, st, n_params: float, final: tuple[float, str] | None, cfg: CleanConfig) -> dict | Verdict:
+def _point(run, st, n_params: float, final: tuple[float, str, float | None] | None,
+           cfg: CleanConfig) -> dict | Verdict:
     """The scaling point of a run that passed its verdict (without the family's convention columns),
     or why it gives none."""
     if final is None:
         return NO_LOSS, "no finite eval or train loss at the end of the run", as_int(st.last_step)
-    loss, source = final
+    loss, source, loss_se = final
     tokens = first_finite(st.last_tokens, product(st.last_step, run.batch_tokens), run.tokens_planned)
     if tokens is None:
         return NO_METADATA, "tokens seen unknown (no tokens column, batch_tokens or plan)", None
@@ -95,7 +98,8 @@ def _point(run, st, n_params: float, final: tuple[float, str] | None, cfg: Clean
     if problem := implausible_loss(loss):
         return IMPLAUSIBLE_LOSS_SCALE, problem, as_int(st.last_step)
     return dict(run_id=run.run_id, family=run.family, n_params=n_params, n_tokens=tokens,
-                flops=6.0 * n_params * tokens, loss=loss, loss_source=source, final_step=int(st.last_step),
+                flops=6.0 * n_params * tokens, loss=loss, loss_source=source, loss_se=loss_se,
+                final_step=int(st.last_step),
                 unique_tokens=first_finite(run.unique_tokens), lr=first_finite(run.lr, st.max_logged_lr),
                 series=st.series)
 
@@ -110,7 +114,7 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> None:
 
     runs = con.execute("SELECT * FROM clean.runs ORDER BY run_id").df()
     stats = run_stats(con, cfg.divergence_nats)
-    smoothed, evals = final_losses(con, cfg.smooth_points)
+    at_end, evals = final_losses(con, cfg.smooth_points)
 
     exclusions: list[dict] = []
     family_of = dict(zip(runs.run_id, runs.family))
@@ -145,7 +149,7 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> None:
         verdict = run_verdict(run, n_params, stats, cfg, opts, rejected[opts.param_convention])
         if verdict is None:
             st = stats.loc[run.run_id]
-            verdict = _point(run, st, n_params, _final_loss(run.run_id, st, smoothed, evals), cfg)
+            verdict = _point(run, st, n_params, _final_loss(run.run_id, st, at_end, evals), cfg)
         if isinstance(verdict, tuple):
             exclude(run.run_id, "run", *verdict)
             continue
@@ -155,7 +159,7 @@ def _clean(con: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> None:
         points.append(dict(verdict, param_convention=opts.param_convention, n_params_source=n_params_source))
 
     points_df = pd.DataFrame(points, columns=[*_POINT_COLUMNS, "series"]).astype(
-        {"lr": float, "unique_tokens": float})
+        {"lr": float, "unique_tokens": float, "loss_se": float})
     points_df["sweep"] = sweep_groups(points_df)
     points_df, removed = drop_duplicate_series(points_df)
     for run_id, detail in removed:

@@ -7,6 +7,10 @@ import pandas as pd
 
 from scaling_pipeline.lib.tables import CLEAN_STEPS, replace
 
+TREND_WINDOW = 0.04  # share of a run's steps whose train losses give its final loss when it has no final eval
+EVIDENCE_SPAN = 2  # the trend's evidence is from this many times TREND_WINDOW's steps and min_points (_FINAL_LOSS_SQL)
+SHRINKAGE = 2.0  # c in the weight max(0, 1 - c var(slope) / slope^2) of those losses' trend (see _FINAL_LOSS_SQL)
+
 _DUPLICATES_SQL = """
 SELECT run_id, sum(n - 1) AS dropped, min(step) AS first_step FROM (
     SELECT run_id, step, count(*) AS n FROM raw.metrics GROUP BY run_id, step HAVING n > 1)
@@ -88,14 +92,48 @@ FROM d JOIN best b USING (run_id)
 GROUP BY d.run_id, b.best_train
 """
 
+# The loss at a run's last logged step from its train losses: over the last TREND_WINDOW of its steps (at least its
+# last ``min_points`` losses), their mean plus their least-squares line's rise from their mean step to the last
+# step, times w = max(0, 1 - SHRINKAGE * var(b) / b^2) (positive-part James-Stein), b and var(b) = s^2 / Sxx the
+# slope and its variance of the line through the losses of EVIDENCE_SPAN times as many steps (and points): the
+# evidence for a trend. At the end of a decay the loss still falls (w near 1: the line at the last step, where
+# the mean sits above it); without a trend the slope's noise is left out (w near 0: the mean). w = 0 with under 3
+# losses. Standard error: of the mean and the rise times w, from the residuals of the short line (w taken as fixed;
+# NULL with under 3 losses).
 _FINAL_LOSS_SQL = """
 WITH s AS (
-    SELECT run_id, step, train_loss, eval_loss,
-           row_number() OVER (PARTITION BY run_id ORDER BY step DESC) AS k
+    SELECT run_id, step, train_loss,
+           row_number() OVER (PARTITION BY run_id ORDER BY step DESC) AS k,
+           max(step) OVER (PARTITION BY run_id) AS last_step
     FROM clean.steps WHERE train_loss IS NOT NULL
+),
+windows AS (
+    SELECT *, k <= $min_points OR step >= (1 - $window) * last_step AS near
+    FROM s WHERE k <= $span * $min_points OR step >= (1 - $span * $window) * last_step
+),
+fit AS (
+    SELECT run_id,
+           count(*) FILTER (WHERE near) AS n, avg(train_loss) FILTER (WHERE near) AS y_mean,
+           max(step) - avg(step) FILTER (WHERE near) AS rise_steps,
+           regr_slope(train_loss, step) FILTER (WHERE near) AS slope,
+           regr_sxx(train_loss, step) FILTER (WHERE near) AS sxx,
+           regr_syy(train_loss, step) FILTER (WHERE near)
+             - regr_sxy(train_loss, step) FILTER (WHERE near) ^ 2
+               / regr_sxx(train_loss, step) FILTER (WHERE near) AS rss,
+           count(*) AS n_long, regr_slope(train_loss, step) AS slope_long, regr_sxx(train_loss, step) AS sxx_long,
+           regr_syy(train_loss, step) - regr_sxy(train_loss, step) ^ 2 / regr_sxx(train_loss, step) AS rss_long
+    FROM windows GROUP BY run_id
+),
+shrunk AS (
+    SELECT *, CASE WHEN n > 2 THEN greatest(rss, 0) / (n - 2) END AS s2,
+           CASE WHEN n_long <= 2 OR slope_long ^ 2 * sxx_long * (n_long - 2) <= $shrinkage * greatest(rss_long, 0)
+                THEN 0 ELSE 1 - $shrinkage * greatest(rss_long, 0) / (n_long - 2) / (slope_long ^ 2 * sxx_long)
+           END AS w
+    FROM fit
 )
-SELECT run_id, avg(train_loss) AS smoothed_train, count(*) AS n_smoothed
-FROM s WHERE k <= ? GROUP BY run_id
+SELECT run_id, y_mean + CASE WHEN w > 0 THEN w * slope * rise_steps ELSE 0 END AS train_at_end, n AS n_fitted,
+       sqrt(s2 / n + (w * rise_steps) ^ 2 * s2 / sxx) AS train_at_end_se
+FROM shrunk
 """
 
 _FINAL_EVAL_SQL = """
@@ -139,8 +177,14 @@ def run_stats(con: duckdb.DuckDBPyConnection, divergence_nats: float) -> pd.Data
     return con.execute(_RUN_STATS_SQL, [divergence_nats]).df().set_index("run_id")
 
 
-def final_losses(con: duckdb.DuckDBPyConnection, smooth_points: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(mean of the last ``smooth_points`` train losses, last eval loss) per run, indexed by run_id."""
-    smoothed = con.execute(_FINAL_LOSS_SQL, [smooth_points]).df().set_index("run_id")
+def final_losses(con: duckdb.DuckDBPyConnection, min_points: int, window: float = TREND_WINDOW,
+                 shrinkage: float = SHRINKAGE) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train loss at the last logged step, last eval loss) per run, indexed by run_id. The first, from the train
+    losses of the last ``window`` of the run's steps (at least its last ``min_points``): their mean plus their
+    least-squares trend to the last step, shrunk by its evidence (``shrinkage``: c in _FINAL_LOSS_SQL; 0: the
+    line at the last step); ``train_at_end`` and its standard error ``train_at_end_se`` (nats/token; NULL with
+    under 3 losses), ``n_fitted`` losses."""
+    trend = con.execute(_FINAL_LOSS_SQL, dict(min_points=min_points, window=window, span=EVIDENCE_SPAN,
+                                              shrinkage=shrinkage)).df().set_index("run_id")
     evals = con.execute(_FINAL_EVAL_SQL).df().set_index("run_id")
-    return smoothed, evals
+    return trend, evals

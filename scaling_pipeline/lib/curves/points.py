@@ -21,8 +21,9 @@ describe.
 Uncertainty (``loss_sd``, nats), in quadrature: the run's own (L0, A) by the delta method (Gauss-Newton
 covariance from the relative residuals, inflated for their lag-1 autocorrelation); the shared shape by a
 jackknife over the sources (the family's shape refitted without each source in turn, from 3 sources on); the
-standard error of the eval gap; the family fit's misfit at its curves' ends. The backtest (below) measures how
-well that covers the real error (benchmarks/README.md, "Curve-law points").
+standard error of the eval gap (without evals: of the final loss, ``clean.points.loss_se``); the family fit's misfit
+at its curves' ends. The backtest (below) measures how well that covers the real error (benchmarks/README.md,
+"Curve-law points").
 
 Backtest: a curve-law point with an observed run at the same N and D (within :data:`MATCH_TOKENS`) names it
 and its loss (``observed_run``, ``observed_loss``): the evidence for turning the setting on. With at least
@@ -46,7 +47,6 @@ import numpy as np
 import pandas as pd
 
 from scaling_pipeline.lib import tables as T
-from scaling_pipeline.lib.cleaning.points import losses_averaged
 from scaling_pipeline.lib.curves.family import FamilyCurves, ShapePrior, fit_family, forecast_run
 from scaling_pipeline.lib.curves.fit import Curve
 from scaling_pipeline.lib.curves.laws import MultiPowerLaw, Units
@@ -136,14 +136,15 @@ def _prediction_sd(law: MultiPowerLaw, curve: Curve, targets: list[tuple[int, np
 
 
 def _eval_gap(law: MultiPowerLaw, curve: Curve, g: pd.DataFrame, final_loss: float,
-              averaged: int) -> tuple[float, float]:
+              final_se: float | None) -> tuple[float, float]:
     """(log of the evaluations' mean ratio to the fitted curve, its standard error); without logged evals,
-    the final loss's ratio to the curve's end (its mean over the last ``averaged`` points, as the final loss
-    averages them; error 0)."""
+    the final loss's ratio to the curve at its last step (the step the final loss is at), its error the final
+    loss's relative standard error ``final_se`` / ``final_loss`` (clean.points.loss_se; 0 when unknown)."""
     ev = g[g.eval_loss.notna() & (g.step >= curve.steps[0]) & (g.step <= curve.steps[-1])]
     if ev.empty:
-        end = float(np.mean(law.predict(curve.steps[-averaged:], curve.lr)))
-        return float(np.log(final_loss / end)), 0.0
+        end = float(law.predict(curve.steps[-1:], curve.lr)[0])
+        se = 0.0 if final_se is None or not np.isfinite(final_se) else float(final_se) / final_loss
+        return float(np.log(final_loss / end)), se
     ratio = np.log(ev.eval_loss.to_numpy(float) / law.predict(ev.step.to_numpy(np.int64), curve.lr))
     se = float(ratio.std(ddof=1) / np.sqrt(len(ratio))) if len(ratio) > 1 else 0.0
     return float(ratio.mean()), se
@@ -191,7 +192,7 @@ def _from_source(src: Any, curve: Curve, g: pd.DataFrame, family: FamilyCurves, 
         return [], {**row, "status": "excluded", "reason": NO_BUDGET, "n_points": 0, "rms": rms,
                     "detail": f"every budget {', '.join(f'{f:g}' for f in fractions)} of its tokens falls before "
                               f"its first fitted point (step {curve.steps[0]})"}
-    gap, gap_se = _eval_gap(law, curve, g, float(src.loss), losses_averaged(getattr(src, "loss_source", None)))
+    gap, gap_se = _eval_gap(law, curve, g, float(src.loss), src.loss_se)
     rel_sd = np.sqrt(_prediction_sd(law, curve, targets) ** 2 + _jackknife_sd(curve, replicates, targets) ** 2
                      + gap_se**2 + family.end_sigma**2)
     out = []

@@ -101,7 +101,11 @@ _TABLES = [
         ("n_tokens", "DOUBLE", "tokens seen D"),
         ("flops", "DOUBLE", "training compute C = 6ND (FLOPs)"),
         ("loss", "DOUBLE", "final loss (nats/token)"),
-        ("loss_source", "VARCHAR", "'final_eval' or 'train_mean_last_<k>'"),
+        ("loss_source", "VARCHAR", "'final_eval' (the eval at the last step) or 'train_shrunk_line_last_<k>' (the "
+                                   "last k train losses' mean plus their least-squares trend to the last step, "
+                                   "shrunk by its evidence)"),
+        ("loss_se", "DOUBLE", "standard error of loss from the residuals of the train losses it comes from "
+                              "(nats/token; NULL for final_eval and from under 3 train losses)"),
         ("final_step", "BIGINT", "last logged step"),
         ("unique_tokens", "DOUBLE", "unique tokens U (NULL when unknown)"),
         ("lr", "DOUBLE", "peak learning rate (run metadata, else the largest logged; NULL when unknown)"),
@@ -226,7 +230,8 @@ _TABLES = [
         ("flops", "DOUBLE", "C = 6ND (FLOPs)"),
         ("loss", "DOUBLE", "estimated final loss at D, on the scale of the source run's final loss (nats/token)"),
         ("loss_sd", "DOUBLE", "standard error of loss from the curve fit's residuals (nats/token)"),
-        ("loss_source", "VARCHAR", "'curve_law' (observed points in clean.points say final_eval/train_mean_last_k)"),
+        ("loss_source", "VARCHAR", "'curve_law' (observed points in clean.points say final_eval/"
+                                   "train_shrunk_line_last_k)"),
         ("source_run", "VARCHAR", "the long run whose curve law gave the point"),
         ("fraction", "DOUBLE", "D / the source run's tokens"),
         ("final_step", "BIGINT", "the virtual run's last step (steps of the source run's batch)"),
