@@ -60,11 +60,11 @@ def bench_size(size: str, ref: dict, schedules: dict, repeats: int, n_boot: int,
 
 
 def coverage(draws: int, n_boot: int, rho: float, noise: float = 1e-3) -> tuple[str, str]:
-    """Known-truth coverage of the MPL's 95% intervals (profile likelihood for the parameters, the bootstrap's
-    ``predict_interval`` for the held-out losses): the tests' simulated curves (the published
-    100M MPL; 12k-step cosine, WSD and constant runs logged every 100 steps) with AR(1) noise in log loss;
-    hits per parameter and for the loss of two held-out schedules at their middle and last point, as a
-    Markdown row and its header."""
+    """Known-truth coverage of the MPL's 95% intervals (profile likelihood for the parameters; for the held-out
+    losses ``predict_interval``'s band, the range of the loss over the same likelihood region): the tests'
+    simulated curves (the published 100M MPL; 12k-step cosine, WSD and constant runs logged every 100 steps)
+    with AR(1) noise in log loss; hits per parameter and for the loss of two held-out schedules at their middle
+    and last point, as a Markdown row and its header."""
     from tests.test_curves import TRUTH, ar1_noise, simulate  # the tests' simulator
 
     rng = np.random.default_rng(0)
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--form", default="mpl", choices=["mpl", "lr_annealing"])
     parser.add_argument("--write", action="store_true", help=f"update {README.name}")
     parser.add_argument("--coverage", type=int, default=0, metavar="DRAWS",
-                        help="instead: known-truth coverage of the MPL's bootstrap intervals over DRAWS draws")
+                        help="instead: known-truth coverage of the MPL's intervals over DRAWS draws")
     args = parser.parse_args()
     if args.coverage:
         rows = [coverage(args.coverage, args.boot, rho) for rho in (0.0, 0.8)]

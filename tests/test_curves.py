@@ -157,15 +157,21 @@ def test_bootstrap_intervals_cover_known_truth_at_their_level():
     assert np.all((0.65 < ratio) & (ratio < 1.5)), ratio
 
 
-def test_mpl_profile_intervals_follow_the_ridge_the_bootstrap_spread_misses():
-    """Known truth, AR(1) noise (ρ = 0.8, 0.1%), the first draw of the benchmark's coverage screen: the
-    estimate lands elsewhere on the weakly determined ridge of the loss-drop shape (C, β, γ), where the
-    bootstrap refits' estimate ± t·sd misses C and γ; the profile intervals, each point also fitted from the
-    nearest refit, hold all seven parameters (16 of 16 draws per parameter in benchmarks/README.md)."""
+@pytest.fixture(scope="module")
+def ridge_fit():
+    """The MPL with 40 refits on the first draw of the benchmark's AR(1) coverage screen (ρ = 0.8, 0.1%)."""
     rng = np.random.default_rng(0)
     train = [simulate(TRUTH, kind) for kind in ("cosine", "wsd", "constant")]
     train = [replace(c, loss=c.loss * np.exp(ar1_noise(len(c.loss), 1e-3, 0.8, rng))) for c in train]
-    fit = fit_curves(train, "mpl", n_boot=40, seed=0)
+    return fit_curves(train, "mpl", n_boot=40, seed=0)
+
+
+def test_mpl_profile_intervals_follow_the_ridge_the_bootstrap_spread_misses(ridge_fit):
+    """Known truth, AR(1) noise: the estimate lands elsewhere on the weakly determined ridge of the loss-drop
+    shape (C, β, γ), where the bootstrap refits' estimate ± t·sd misses C and γ; the profile intervals, each
+    point also fitted from the nearest refit, hold all seven parameters (16 of 16 draws per parameter in
+    benchmarks/README.md)."""
+    fit = ridge_fit
     t = student_t.ppf(0.975, fit.n_boot - 1)
     spread_hits = {}
     for j, name in enumerate(TRUTH.params):  # the bootstrap's intervals: estimate ± t·sd (log scale for A, B, C)
@@ -180,6 +186,22 @@ def test_mpl_profile_intervals_follow_the_ridge_the_bootstrap_spread_misses():
     for name in ("L0", "A", "alpha"):  # well determined: still narrow
         lo, hi = fit.ci[name]
         assert hi - lo < 0.1 * fit.params[name], (name, fit.ci[name])
+
+
+def test_mpl_loss_band_follows_the_ridge_the_bootstrap_spread_misses(ridge_fit):
+    """The same draw: just after the two-stage schedule's LR drop (steps 5000-5500) the held-out mean loss
+    depends on the loss-drop shape, and the bootstrap refits' prediction ± t·sd misses it; the band over the
+    likelihood region holds the whole curve and is at most twice as wide as the bootstrap's (median)."""
+    fit, held_out = ridge_fit, simulate(TRUTH, "two_stage")
+    law = type(TRUTH)
+    log_boot = np.log([law(**dict(zip(law.params, row))).predict(held_out.steps, held_out.lr) for row in fit.boot])
+    half = student_t.ppf(0.975, fit.n_boot - 1) * log_boot.std(axis=0, ddof=1)
+    error = np.log(held_out.loss) - np.log(fit.law.predict(held_out.steps, held_out.lr))
+    assert np.any(np.abs(error) > half), np.max(np.abs(error) / half)
+    lo, hi = fit.predict_interval(held_out.steps, held_out.lr)
+    inside = (lo <= held_out.loss) & (held_out.loss <= hi)
+    assert inside.all(), held_out.steps[~inside]
+    assert np.median(np.log(hi / lo) / (2 * half)) < 2.0  # 1.4 here: the bootstrap band is too narrow
 
 
 def test_lr_annealing_fit_recovers_known_truth():

@@ -28,7 +28,11 @@ at given steps. Percentiles of 20-60 refits missed more often, because the refit
 estimate. A law with a loss-drop shape (MPL: C, β, γ) has a weakly determined, multimodal ridge on which
 the estimate can land far from the truth while the refits, polished from it, stay near it; its parameter
 intervals are profile-likelihood intervals instead (:mod:`~scaling_pipeline.lib.curves.profile`), whose
-profile fits also start from the bootstrap refits. Coverage on known truth: see benchmarks/README.md
+profile fits also start from the bootstrap refits, and its loss band is the range of the predicted log
+loss over the same likelihood region (the parameter vectors whose objective rises by at most the profiles'
+threshold): over the points of that region the profile search found (``CurveFit.region``) and over the
+region's quadratic approximation at the optimum (``CurveFit.region_cov``), an inner approximation of the
+prediction's own profile-likelihood interval. Coverage on known truth: see benchmarks/README.md
 (curve laws) and tests/test_curves.py.
 """
 
@@ -46,6 +50,7 @@ from numpy.typing import ArrayLike
 from scipy.ndimage import minimum_filter
 from scipy.optimize import minimize
 from scipy.signal import lfilter
+from scipy.stats import chi2
 from scipy.stats import t as student_t
 from threadpoolctl import threadpool_limits
 
@@ -121,10 +126,12 @@ class Curve:
 
 @dataclass(frozen=True)
 class CurveFit:
-    """A fitted curve law: parameters in absolute LR units (``params``), the objective (sum of
-    Huber_δ of log residuals), wall time of the fit (without the bootstrap), and per-parameter
-    bootstrap intervals (``ci``, at ``level``, from ``n_boot`` refits; empty without) and the refits'
-    parameters (``boot``: refits × parameters, absolute units, in the order of the law's ``params``)."""
+    """A fitted curve law: parameters in absolute LR units (``params``), the objective (sum of Huber_δ of log
+    residuals), wall time of the fit (without the bootstrap), per-parameter intervals (``ci``, at ``level``,
+    with ``n_boot`` refits; empty without), the refits' parameters (``boot``: refits × parameters, absolute
+    units, in the order of the law's ``params``) and, with a loss-drop shape, points of the likelihood region
+    (``region``, as ``boot``) and the covariance of its quadratic approximation (``region_cov``; absolute
+    units, natural log of the law's ``log_params``) (module docstring)."""
 
     form: str
     params: dict[str, float]
@@ -138,6 +145,8 @@ class CurveFit:
     n_boot: int = 0
     notes: tuple[str, ...] = ()
     boot: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)  # refits × params
+    region: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)  # points × params
+    region_cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)  # params × params
 
     @property
     def law(self) -> Any:
@@ -146,13 +155,39 @@ class CurveFit:
 
     def predict_interval(self, steps: ArrayLike, lr: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Interval at ``level`` of the law's loss (nats/token) at ``steps`` of a run with per-step LR ``lr``
-        (as ``law.predict``): the prediction ± t·sd of the bootstrap refits' predictions, on a log scale
-        (module docstring); needs ``n_boot`` ≥ 2. The law's mean curve, without the noise of new points."""
+        (as ``law.predict``); needs ``n_boot`` ≥ 2. The law's mean curve, without the noise of new points.
+        With a loss-drop shape (MPL): the range of the loss over the likelihood region's points and over its
+        quadratic approximation (the prediction ± sqrt(q·gᵀVg) in log loss, g = ∂ln L̂/∂y, V = ``region_cov``,
+        q the χ²₁ quantile at ``level``); otherwise the prediction ± t·sd of the bootstrap refits'
+        predictions, on a log scale (module docstring)."""
         if len(self.boot) < 2:
             raise CurveError(f"{self.form}: no bootstrap refits (n_boot < 2), so no prediction interval")
         law = CURVE_LAWS[self.form]
-        preds = [law(**dict(zip(law.params, row)), **self.settings).predict(steps, lr) for row in self.boot]
-        return _spread(self.law.predict(steps, lr), np.transpose(preds), self.level, log=True)
+        rows = self.region if len(self.region) else self.boot
+        preds = np.transpose([law(**dict(zip(law.params, row)), **self.settings).predict(steps, lr) for row in rows])
+        if not len(self.region):
+            return _spread(self.law.predict(steps, lr), preds, self.level, log=True)
+        log_pred, grad = _log_prediction(law, self.params, self.settings, steps, lr)
+        half = np.sqrt(chi2.ppf(self.level, 1) * np.einsum("ij,jk,ik->i", grad, self.region_cov, grad))
+        return np.minimum(preds.min(axis=-1), np.exp(log_pred - half)), np.maximum(preds.max(axis=-1),
+                                                                                   np.exp(log_pred + half))
+
+
+def _z_of(law: Any, y: np.ndarray, units: Units) -> np.ndarray:
+    """Internal coordinates of parameters ``y`` (absolute units, natural log of the law's ``log_params``)."""
+    return law.internal({n: np.exp(v) if n in law.log_params else v for n, v in zip(law.params, y)}, units)
+
+
+def _log_prediction(law: Any, params: Mapping[str, float], settings: Mapping[str, Any], steps: ArrayLike,
+                    lr: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """ln L̂ (nats/token) at ``steps`` (within ``lr``, as ``predict``'s) and its gradient by the parameters y
+    (as :func:`_z_of`'s)."""
+    steps, lr = np.asarray(steps, dtype=np.int64), np.asarray(lr, dtype=float)
+    units = Units.of([lr], [steps])
+    y = np.array([np.log(params[n]) if n in law.log_params else params[n] for n in law.params])
+    M = np.column_stack([_z_of(law, y + e, units) - _z_of(law, y, units) for e in np.eye(len(y))])  # dz/dy, affine
+    pred, d = law.model(_z_of(law, y, units), law.terms(lr, steps, units, **settings), jac=True)
+    return np.log(pred), d / pred[:, None] @ M
 
 
 def curve_errors(law: Any, curve: Curve) -> tuple[float, float]:
@@ -309,25 +344,24 @@ def _intervals(law: Any, params: Mapping[str, float], boot: np.ndarray, level: f
     return out
 
 
-def _profile(problem: _Problem, z: np.ndarray, boot: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
+def _profile(problem: _Problem, z: np.ndarray, boot: np.ndarray, level: float) -> tuple[dict, np.ndarray, np.ndarray]:
     """Per-parameter profile-likelihood intervals at ``level`` around the optimum ``z`` (internal), with the
     bootstrap refits ``boot`` (absolute units) as extra starts (:mod:`~scaling_pipeline.lib.curves.profile`)."""
     law = problem.law
     logs = np.array([name in law.log_params for name in law.params])
-
-    def z_of(y: np.ndarray) -> np.ndarray:
-        return law.internal({n: np.exp(v) if log else v for n, v, log in zip(law.params, y, logs)}, problem.units)
-
     y_hat = np.array(list(law.from_internal(z, problem.units).values()))
     y_hat[logs] = np.log(y_hat[logs])
     refits = np.where(logs, np.log(np.maximum(boot, 1e-300)), boot)
     pred, d = problem.predict(z, jac=True)
-    J = d / pred[:, None]
-    rho, sigma2 = ar1_noise_moments(J, problem.log_loss - np.log(pred), problem.slices, MAX_RHO)
-    ends = profile_intervals(problem.objective, z_of, y_hat, J, [_BOUNDS[n] for n in law.params], logs,
-                             problem.delta**-2, rho, sigma2, problem.slices, level, _POLISH_OPTIONS, refits)
+    J, residual = d / pred[:, None], problem.log_loss - np.log(pred)
+    rho, sigma2 = ar1_noise_moments(J, residual, problem.slices, MAX_RHO)
+    ends, region, cov = profile_intervals(
+        problem.objective, lambda y: _z_of(law, y, problem.units), y_hat, J, np.abs(residual) <= problem.delta,
+        [_BOUNDS[n] for n in law.params], logs, problem.delta**-2, rho, sigma2, problem.slices, level,
+        _POLISH_OPTIONS, refits)
     ends[logs] = np.exp(ends[logs])
-    return {n: (float(lo), float(hi)) for n, (lo, hi) in zip(law.params, ends)}
+    region[:, logs] = np.exp(region[:, logs])
+    return {n: (float(lo), float(hi)) for n, (lo, hi) in zip(law.params, ends)}, region, cov
 
 
 def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DELTA, n_boot: int = 0,
@@ -361,7 +395,9 @@ def fit_curves(curves: Sequence[Curve], form: str = "mpl", *, delta: float = DEL
         seconds = time.perf_counter() - t0
         boot = _bootstrap(problem, best.x, n_boot, seed) if n_boot > 0 else np.zeros((0, len(law.params)))
         params = law.from_internal(best.x, problem.units)
-        ci = {} if n_boot < 2 else _profile(problem, best.x, boot, level) if law.shape else _intervals(
-            law, params, boot, level)
+        ci, region, cov = {}, np.zeros((0, len(law.params))), np.zeros((0, 0))
+        if n_boot >= 2:
+            ci, region, cov = _profile(problem, best.x, boot, level) if law.shape else (
+                _intervals(law, params, boot, level), region, cov)
     return CurveFit(form, params, problem.huber(best.x), seconds, n_points, delta, settings, ci, level, n_boot,
-                    tuple(n for c in curves for n in c.notes), boot)
+                    tuple(n for c in curves for n in c.notes), boot, region, cov)

@@ -13,7 +13,9 @@ The MPL's loss-drop shape (C, β, γ) lies on a weakly determined, multimodal ri
 from the estimate alone stays in its local valley. So each profile point is also fitted from the bootstrap
 refit nearest to it in θ_j (the refits spread along the ridge), and the lower objective is kept. Where the
 profile never rises far enough, the interval runs to the parameter's bound (the parameter is not
-identified). Coverage on known truth: benchmarks/README.md (curve laws, "Intervals").
+identified). The profile optima inside the region, with its quadratic approximation at the optimum, also
+bound the range of a prediction over it (``CurveFit.predict_interval``). Coverage on known truth:
+benchmarks/README.md (curve laws, "Intervals").
 """
 
 from __future__ import annotations
@@ -76,14 +78,18 @@ def ar1_noise_moments(J: np.ndarray, residual: np.ndarray, curves: Sequence[np.n
 
 
 def profile_intervals(objective: Objective, z_of: Callable[[np.ndarray], np.ndarray], y_hat: np.ndarray,
-                      J: np.ndarray, bounds: Bounds, logs: Sequence[bool], scale: float, rho: float,
-                      sigma2: float, curves: Sequence[np.ndarray], level: float, options: Mapping,
-                      refits: np.ndarray) -> np.ndarray:
-    """Interval ends (parameters × 2) in coordinates y around the optimum ``y_hat`` (module docstring).
+                      J: np.ndarray, quadratic: np.ndarray, bounds: Bounds, logs: Sequence[bool], scale: float,
+                      rho: float, sigma2: float, curves: Sequence[np.ndarray], level: float, options: Mapping,
+                      refits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Interval ends (parameters × 2) in coordinates y around the optimum ``y_hat`` (module docstring), and
+    the likelihood region {F − F̂ ≤ φ·q/2} the ends bound: the points of it the profiles found (the optimum
+    and every profile optimum inside; points × parameters, coordinates y) and the covariance V (coordinates
+    y) of its quadratic approximation {(y − ŷ)ᵀV⁻¹(y − ŷ) ≤ q}, V = φ·H⁻¹ (H: F's Gauss-Newton Hessian).
 
     ``objective(z)`` returns F and its gradient in the fit's internal coordinates ``z = z_of(y)`` (affine
-    in y); ``J`` is ∂ln L̂/∂z at the optimum; F ≈ Σ r²/2 · ``scale`` (r in nats) near it; ``bounds`` are
-    those of y (ignored for ``logs``, searched ±:data:`LOG_RANGE`); ``refits`` (refits × parameters) are
+    in y); ``J`` is ∂ln L̂/∂z at the optimum, ``quadratic`` marks the points where F's Huber terms are
+    quadratic there; F ≈ Σ r²/2 · ``scale`` (r in nats) near it; ``bounds`` are those of y (ignored for
+    ``logs``, searched ±:data:`LOG_RANGE`); ``refits`` (refits × parameters) are
     bootstrap refits in coordinates y, the extra starts of the profile fits; ``options`` L-BFGS-B's."""
     k = len(y_hat)
     M = np.column_stack([z_of(np.eye(k)[j]) - z_of(np.zeros(k)) for j in range(k)])  # dz/dy
@@ -100,6 +106,7 @@ def profile_intervals(objective: Objective, z_of: Callable[[np.ndarray], np.ndar
     target = float(np.sqrt(chi2.ppf(level, 1)))
     box = [(None, None) if log else b for log, b in zip(logs, bounds)]
     out = np.empty((k, 2))
+    visited: list[tuple[float, np.ndarray]] = []
     for j in range(k):
         lo, hi = box[j]
         lim = ((y_hat[j] - LOG_RANGE, y_hat[j] + LOG_RANGE) if logs[j]
@@ -107,7 +114,10 @@ def profile_intervals(objective: Objective, z_of: Callable[[np.ndarray], np.ndar
         profile = _Profile(f, f_hat, y_hat, j, box, phi, options, refits)
         for side, sign in enumerate((-1.0, 1.0)):
             out[j, side] = profile.end(sign, sd[j] * target, lim, target)
-    return out
+        visited += profile.visited
+    region = np.array([y_hat] + [x for r, x in visited if r <= target])
+    Jq = Jy[quadratic]  # F's Gauss-Newton Hessian is scale·JqᵀJq: Huber is quadratic at these points only
+    return out, region, np.linalg.pinv(Jq.T @ Jq) * phi / scale
 
 
 class _Profile:
@@ -117,6 +127,7 @@ class _Profile:
                  options: Mapping, refits: np.ndarray):
         self.f, self.f_hat, self.y_hat, self.j, self.phi, self.options = f, f_hat, y_hat, j, phi, options
         self.box, self.refits = list(box), refits
+        self.visited: list[tuple[float, np.ndarray]] = []  # (root rise, profile optimum) of every fit
 
     def fit(self, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
         """Root rise at y_j = ``v`` and the profile optimum, from ``start`` and from the nearest refit."""
@@ -133,7 +144,9 @@ class _Profile:
             res = minimize(self.f, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=self.options)
             if best is None or res.fun < best.fun:
                 best = res
-        return float(np.sqrt(max(2.0 * (best.fun - self.f_hat) / self.phi, 0.0))), best.x
+        r = float(np.sqrt(max(2.0 * (best.fun - self.f_hat) / self.phi, 0.0)))
+        self.visited.append((r, best.x))
+        return r, best.x
 
     def end(self, sign: float, step: float, lim: tuple[float, float], target: float) -> float:
         """Where the root rise reaches ``target`` on side ``sign``: secant steps from the sandwich (Wald)
