@@ -55,7 +55,7 @@ from scipy.stats import t as student_t
 from threadpoolctl import threadpool_limits
 
 from scaling_pipeline.lib.curves.laws import CURVE_LAWS, Units
-from scaling_pipeline.lib.curves.profile import ar1_noise_moments, profile_intervals
+from scaling_pipeline.lib.curves.profile import ar1_noise_moments, dz_dy, profile_intervals
 from scaling_pipeline.lib.curves.schedule import CurveError, Schedule, per_step_lr
 
 __all__ = ["Curve", "CurveFit", "fit_curves", "curve_errors", "DELTA"]
@@ -185,7 +185,7 @@ def _log_prediction(law: Any, params: Mapping[str, float], settings: Mapping[str
     steps, lr = np.asarray(steps, dtype=np.int64), np.asarray(lr, dtype=float)
     units = Units.of([lr], [steps])
     y = np.array([np.log(params[n]) if n in law.log_params else params[n] for n in law.params])
-    M = np.column_stack([_z_of(law, y + e, units) - _z_of(law, y, units) for e in np.eye(len(y))])  # dz/dy, affine
+    M = dz_dy(lambda v: _z_of(law, v, units), len(y))
     pred, d = law.model(_z_of(law, y, units), law.terms(lr, steps, units, **settings), jac=True)
     return np.log(pred), d / pred[:, None] @ M
 

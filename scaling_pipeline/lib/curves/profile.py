@@ -27,7 +27,7 @@ from scipy.optimize import brentq, minimize
 from scipy.signal import lfilter
 from scipy.stats import chi2
 
-__all__ = ["ar1_noise_moments", "profile_intervals"]
+__all__ = ["ar1_noise_moments", "dz_dy", "profile_intervals"]
 
 MAX_EVALS = 4  # profile points per interval end (6 with a 0.05 tolerance: B 16 of 16 too, 1.4x the cost)
 TOLERANCE = 0.15  # accepted relative error of the signed root rise at an end
@@ -77,6 +77,12 @@ def ar1_noise_moments(J: np.ndarray, residual: np.ndarray, curves: Sequence[np.n
     return float(rho), float(s0 / expected(rho)[0])
 
 
+def dz_dy(z_of: Callable[[np.ndarray], np.ndarray], k: int) -> np.ndarray:
+    """The constant Jacobian (internal × ``k``) of the affine map ``z_of`` from coordinates y to the fit's
+    internal coordinates z."""
+    return np.column_stack([z_of(np.eye(k)[j]) - z_of(np.zeros(k)) for j in range(k)])
+
+
 def profile_intervals(objective: Objective, z_of: Callable[[np.ndarray], np.ndarray], y_hat: np.ndarray,
                       J: np.ndarray, quadratic: np.ndarray, bounds: Bounds, logs: Sequence[bool], scale: float,
                       rho: float, sigma2: float, curves: Sequence[np.ndarray], level: float, options: Mapping,
@@ -92,7 +98,7 @@ def profile_intervals(objective: Objective, z_of: Callable[[np.ndarray], np.ndar
     ``logs``, searched ±:data:`LOG_RANGE`); ``refits`` (refits × parameters) are
     bootstrap refits in coordinates y, the extra starts of the profile fits; ``options`` L-BFGS-B's."""
     k = len(y_hat)
-    M = np.column_stack([z_of(np.eye(k)[j]) - z_of(np.zeros(k)) for j in range(k)])  # dz/dy
+    M = dz_dy(z_of, k)
 
     def f(y: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = objective(z_of(y))
